@@ -1,0 +1,45 @@
+# Everyday commands. `make run` and `make test` work on a fresh clone: they create .venv first if it is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/default.yaml
+HOST ?= 127.0.0.1
+PORT ?= 3000
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
+export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
+
+.PHONY: install run test dev home clean
+
+# The first Python >= 3.12 found: python3.13, python3.12, python3 on the PATH, then pyenv's installed versions.
+define find_python
+ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }; \
+for c in python3.13 python3.12 python3; do p=$$(command -v $$c 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; done; \
+for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do ok "$$p" && { echo "$$p"; exit 0; }; done; \
+exit 1
+endef
+
+$(VENV)/.installed: pyproject.toml
+	@py=$$( $(find_python) ) || { echo "error: no Python >= 3.12 found (tried python3.13, python3.12, python3 and pyenv versions); install one and retry" >&2; exit 1; }; \
+	echo "using $$py ($$($$py --version))"; \
+	[ -x $(PY) ] || $$py -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+home:
+	@mkdir -p $(DAGSTER_HOME) && ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: install home
+	$(PY) -m mmm_assets run --config $(CONFIG)
+
+test: install
+	$(PY) -m pytest
+
+dev: install home
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+clean:
+	rm -rf $(DAGSTER_HOME) data .cache

@@ -1,0 +1,5 @@
+import sys
+
+from mmm_assets.cli import main
+
+sys.exit(main())

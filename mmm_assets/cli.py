@@ -1,0 +1,89 @@
+"""`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
+
+The run is recorded in the Dagster instance under $DAGSTER_HOME, so `make dev` shows it afterwards. The exit
+status is non-zero when the run fails, which includes any failed blocking check.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mmm_assets.core.config import ConfigError, load_config
+from mmm_assets.core.records import ValidationReport
+
+
+def _summary(result, cfg, config_path: Path, seconds: float) -> str:
+    lines = [f"scenario {cfg.scenario} ({config_path}) - run {result.run_id} - {seconds:.0f} s"]
+    checks = sorted(result.get_asset_check_evaluations(), key=lambda e: e.check_name)
+    if checks:
+        passed = sum(e.passed for e in checks)
+        lines.append(f"checks: {passed}/{len(checks)} passed")
+        for e in checks:
+            value = e.metadata.get("value")
+            shown = f" (value {value.value:.4g}, threshold {e.metadata['threshold'].value:.4g})" if value else ""
+            lines.append(f"  {'PASS' if e.passed else 'FAIL'}  {e.asset_key.to_user_string()}:{e.check_name}{shown}")
+    materialized = sorted({m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
+                           for m in [m.event_specific_data.materialization]})
+    lines.append(f"materialised: {', '.join(materialized) or 'nothing'}")
+    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    if skipped:
+        lines.append(f"skipped (blocked by a failed check or upstream failure): {', '.join(skipped)}")
+    try:
+        report: ValidationReport = result.output_for_node("mmm_validation")
+    except Exception:  # the step did not produce an output (failed or skipped)
+        report = None
+    if report is not None and report.recovery is not None:
+        table = report.recovery[["channel", "parameter", "true", "estimate", "hdi_low", "hdi_high", "error"]]
+        with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
+            lines.append("recovered vs true parameters (error: relative for lam, absolute for alpha):")
+            lines.append(table.to_string(index=False))
+    lines.append(f"outputs: DuckDB {cfg.paths.duckdb}, models {cfg.paths.models_dir}")
+    lines.append(f"browse: make dev (Dagster UI on 127.0.0.1, instance {os.environ.get('DAGSTER_HOME')})")
+    lines.append("RESULT: " + ("success" if result.success else "FAILED"))
+    return "\n".join(lines)
+
+
+def run(config_path: Path) -> int:
+    from dagster import DagsterInstance
+
+    from mmm_assets.definitions import defs
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not os.environ.get("DAGSTER_HOME"):
+        print("error: DAGSTER_HOME is not set (`make run` sets it to .dagster_home in the project)", file=sys.stderr)
+        return 2
+    instance = DagsterInstance.get()
+    job = defs.get_job_def("weekly_refresh")
+    started = time.monotonic()
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={
+            "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+        raise_on_error=False,
+        tags={"scenario": cfg.scenario, "launched_by": "make run"},
+    )
+    print(_summary(result, cfg, config_path, time.monotonic() - started))
+    return 0 if result.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmm_assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="materialise the whole graph (job weekly_refresh)")
+    run_parser.add_argument("--config", type=Path, default=Path("config/default.yaml"), help="scenario YAML")
+    args = parser.parse_args(argv)
+    return run(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

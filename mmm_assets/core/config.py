@@ -1,0 +1,273 @@
+"""Typed scenario configuration, loaded from one YAML file per scenario.
+
+Every knob of the pipeline lives here: where the data comes from, how its columns map to the model's names, the
+model and sampler settings, the validation gates and the paths of the outputs. Nothing else in the project holds a
+magic constant. Errors name the file, the offending key and what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Environment variables that override the configuration (documented in the README).
+ENV_CONFIG = "MMM_CONFIG"
+ENV_DUCKDB = "MMM_DUCKDB_PATH"
+
+#: Canonical column names are used as SQL identifiers and MMM variable names, so they are kept to a safe alphabet.
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: Names the pipeline uses itself for the date and target columns of the feature table.
+DATE_COLUMN = "date"
+TARGET_COLUMN = "y"
+RESERVED = {DATE_COLUMN, TARGET_COLUMN}
+
+PROJECT_MARKERS = ("pyproject.toml", "workspace.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with a message that says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_identifier(name: str, what: str) -> str:
+    if not IDENTIFIER.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is not allowed: use lower-case letters, digits and '_', starting with a letter "
+            "(at most 63 characters)"
+        )
+    if name in RESERVED:
+        raise ValueError(f"{what} name {name!r} is reserved for the pipeline's own {name!r} column")
+    return name
+
+
+class SyntheticChannel(_Strict):
+    """Ground truth of one synthetic channel: spend range and the true response parameters."""
+
+    spend_min: float = Field(ge=0)
+    spend_max: float = Field(gt=0)
+    beta: float = Field(gt=0, description="Channel effect, in outcome-scale units at saturation.")
+    saturation_lam: float = Field(gt=0, description="Logistic saturation rate on max-scaled spend.")
+    adstock_alpha: float = Field(ge=0, lt=1, description="Geometric adstock retention rate.")
+
+    @model_validator(mode="after")
+    def _range(self) -> SyntheticChannel:
+        if self.spend_max <= self.spend_min:
+            raise ValueError(f"spend_max ({self.spend_max}) must be greater than spend_min ({self.spend_min})")
+        return self
+
+
+class SyntheticSource(_Strict):
+    """A generator with known ground truth (see :mod:`mmm_assets.core.generator`)."""
+
+    start_date: dt.date
+    end_date: dt.date
+    channels: dict[str, SyntheticChannel] = Field(min_length=1)
+    intercept: float = Field(ge=0)
+    outcome_scale: float = Field(gt=0)
+    noise_sigma: float = Field(ge=0, description="Noise standard deviation, in outcome-scale units.")
+    adstock_l_max: int = Field(ge=1, le=52)
+    seed: int = Field(ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _names(cls, value: dict[str, SyntheticChannel]) -> dict[str, SyntheticChannel]:
+        for name in value:
+            _check_identifier(name, "channel")
+        return value
+
+    @model_validator(mode="after")
+    def _dates(self) -> SyntheticSource:
+        if self.end_date <= self.start_date:
+            raise ValueError(f"end_date ({self.end_date}) must be after start_date ({self.start_date})")
+        return self
+
+
+class ColumnMapping(_Strict):
+    """How a landing file's own column names map to the pipeline's names (canonical name -> source column)."""
+
+    date: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+    channels: dict[str, str] = Field(min_length=1)
+    controls: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ColumnMapping:
+        for name in self.channels:
+            _check_identifier(name, "channel")
+        for name in self.controls:
+            _check_identifier(name, "control")
+        both = set(self.channels) & set(self.controls)
+        if both:
+            raise ValueError(f"{sorted(both)} named both as channel and control")
+        sources = [self.date, self.target, *self.channels.values(), *self.controls.values()]
+        repeated = sorted({s for s in sources if sources.count(s) > 1})
+        if repeated:
+            raise ValueError(f"source column(s) {repeated} mapped more than once; each source column maps to one name")
+        return self
+
+
+class FilesSource(_Strict):
+    """Weekly spend + KPI files (CSV or Parquet) dropped in a landing folder."""
+
+    landing_dir: Path
+    file: str | None = Field(
+        default=None, description="File name inside landing_dir; when null the newest *.csv / *.parquet is used."
+    )
+    columns: ColumnMapping
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (Path(value).name != value or value in {".", ".."}):
+            raise ValueError(f"file {value!r} must be a plain file name inside landing_dir, not a path")
+        return value
+
+
+class DataConfig(_Strict):
+    source: Literal["synthetic", "files"]
+    synthetic: SyntheticSource | None = None
+    files: FilesSource | None = None
+
+    @model_validator(mode="after")
+    def _chosen_present(self) -> DataConfig:
+        if getattr(self, self.source) is None:
+            raise ValueError(f"data.source is {self.source!r} but there is no data.{self.source} section")
+        return self
+
+
+class ModelConfig(_Strict):
+    adstock_l_max: int = Field(ge=1, le=52, description="Longest carry-over of the geometric adstock, in weeks.")
+    yearly_seasonality: int | None = Field(default=None, ge=1, le=10, description="Fourier order, or null for none.")
+
+
+class SamplerConfig(_Strict):
+    name: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
+    chains: int = Field(ge=1, le=16)
+    draws: int = Field(ge=10)
+    tune: int = Field(ge=10)
+    target_accept: float = Field(gt=0.5, lt=1)
+    seed: int = Field(ge=0)
+
+
+class Thresholds(_Strict):
+    r2_min: float = Field(le=1)
+    mape_max_pct: float = Field(gt=0, le=100)
+    oos_r2_min: float = Field(le=1)
+    oos_mape_max_pct: float = Field(gt=0, le=100)
+    rhat_max: float = Field(ge=1, le=2)
+    ess_bulk_min: float = Field(gt=0)
+    ess_tail_min: float = Field(gt=0)
+    divergences_max: int = Field(ge=0)
+    lam_rel_error_max: float = Field(gt=0, le=1)
+    alpha_abs_error_max: float = Field(gt=0, le=1)
+
+
+class ValidationConfig(_Strict):
+    holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
+    min_weeks: int = Field(ge=8)
+    thresholds: Thresholds
+
+
+class PathsConfig(_Strict):
+    duckdb: Path
+    models_dir: Path
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+
+class MMMConfig(_Strict):
+    """One scenario: data, model, sampler, gates and paths."""
+
+    scenario: Name
+    data: DataConfig
+    model: ModelConfig
+    sampler: SamplerConfig
+    validation: ValidationConfig
+    paths: PathsConfig
+
+    @property
+    def channels(self) -> list[str]:
+        if self.data.source == "synthetic":
+            assert self.data.synthetic is not None
+            return list(self.data.synthetic.channels)
+        assert self.data.files is not None
+        return list(self.data.files.columns.channels)
+
+    @property
+    def controls(self) -> list[str]:
+        if self.data.source == "files":
+            assert self.data.files is not None
+            return list(self.data.files.columns.controls)
+        return []
+
+    @model_validator(mode="after")
+    def _enough_weeks(self) -> MMMConfig:
+        if self.validation.holdout_weeks and self.validation.holdout_weeks >= self.validation.min_weeks:
+            raise ValueError(
+                f"validation.holdout_weeks ({self.validation.holdout_weeks}) must be smaller than "
+                f"validation.min_weeks ({self.validation.min_weeks})"
+            )
+        return self
+
+
+def project_root_for(path: Path) -> Path:
+    """The nearest folder at or above ``path`` holding a project marker; the file's own folder otherwise."""
+    start = path.resolve().parent
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return start
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see config/default.yaml for the keys)"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: object, source: str = "<config>", root: Path | None = None) -> MMMConfig:
+    """Validate a mapping (as read from YAML) and resolve its relative paths against ``root``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, found {type(raw).__name__}")
+    try:
+        cfg = MMMConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source} is not a valid scenario configuration:\n{_format_errors(err)}") from None
+    base = (root or Path.cwd()).resolve()
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    duckdb_path = Path(os.environ[ENV_DUCKDB]) if os.environ.get(ENV_DUCKDB) else cfg.paths.duckdb
+    update: dict = {"paths": PathsConfig(duckdb=absolute(duckdb_path), models_dir=absolute(cfg.paths.models_dir))}
+    if cfg.data.files is not None:
+        files = cfg.data.files.model_copy(update={"landing_dir": absolute(cfg.data.files.landing_dir)})
+        update["data"] = cfg.data.model_copy(update={"files": files})
+    return cfg.model_copy(update=update)
+
+
+def load_config(path: str | os.PathLike[str]) -> MMMConfig:
+    """Load and validate one scenario file; relative paths in it are relative to the project folder."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"scenario configuration {file} does not exist (set {ENV_CONFIG} or pass another file)")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{file} is not valid YAML: {err}") from None
+    return parse_config(raw, source=str(file), root=project_root_for(file))

@@ -1,0 +1,139 @@
+"""Checks that a canonical weekly frame (``date``, ``y``, channels, controls) can be modelled.
+
+Every problem is collected and reported in one :class:`InputError`, naming the column and the dates (YYYY-MM-DD).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_datetime64_dtype, is_numeric_dtype
+
+from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
+from mmm_assets.core.errors import InputError, examples, raise_if_problems
+
+WEEK = pd.Timedelta(days=7)
+DAY = pd.Timedelta(days=1)
+
+
+def _day(stamp: pd.Timestamp) -> str:
+    return stamp.strftime("%Y-%m-%d")
+
+
+def _on(mask: pd.Series, labels: pd.Series, values: pd.Series | None = None) -> str:
+    """ "2021-01-04 (-5), 2021-01-11 (-2) and K more" for the rows selected by ``mask``."""
+    chosen = labels[mask]
+    if values is not None:
+        chosen = chosen + " (" + values[mask].map("{:.10g}".format) + ")"
+    return examples(list(chosen))
+
+
+def _type_problems(frame: pd.DataFrame, roles: dict[str, str]) -> list[str]:
+    problems = []
+    for column, role in roles.items():
+        dtype = frame[column].dtype
+        if column == DATE_COLUMN and not is_datetime64_dtype(dtype):
+            problems.append(f"column 'date' has type {dtype}; expected time-zone-naive dates")
+        elif column != DATE_COLUMN and (not is_numeric_dtype(dtype) or is_bool_dtype(dtype)):
+            problems.append(f"column {column!r} ({role}) has type {dtype}; expected numbers")
+    return problems
+
+
+def _cadence_problems(dates: pd.Series) -> list[str]:
+    """Missing weeks between the dates, and steps between consecutive dates that are not whole weeks."""
+    weeks = pd.DatetimeIndex(dates.dropna().unique()).sort_values()
+    missing: list[str] = []
+    off: list[str] = []
+    for start, end in zip(weeks[:-1], weeks[1:]):
+        step = end - start
+        if step % WEEK == pd.Timedelta(0):
+            missing += [_day(week) for week in pd.date_range(start + WEEK, end - WEEK, freq=WEEK)]
+        else:
+            days = step / DAY
+            off.append(f"{days:g} day{'' if days == 1 else 's'} between {_day(start)} and {_day(end)}")
+    problems = []
+    if missing:
+        problems.append(f"no row for week(s) {examples(missing)}; the weeks must be contiguous, add the missing ones")
+    if off:
+        problems.append(
+            f"dates are not weekly: found steps of {examples(off)}; the file must have one row per week, "
+            "all dates on the same weekday"
+        )
+    return problems
+
+
+def _value_problems(frame: pd.DataFrame, roles: dict[str, str], labels: pd.Series) -> list[str]:
+    problems = []
+    missing_dates = frame[DATE_COLUMN].isna()
+    if missing_dates.any():
+        problems.append(f"column 'date': missing date in {_on(missing_dates, labels)}")
+    for column, role in roles.items():
+        if column == DATE_COLUMN:
+            continue
+        values = frame[column].astype("float64")
+        where = f"column {column!r} ({role})"
+        invalid = ~np.isfinite(values)
+        if invalid.any():
+            problems.append(f"{where}: missing or non-finite value on {_on(invalid, labels)}")
+        if role == "channel":
+            negative = values < 0
+            if negative.any():
+                problems.append(f"{where}: negative spend on {_on(negative, labels, values)}")
+            if len(values) and (values == 0).all():
+                problems.append(f"channel {column!r} has no spend in any week; remove it from the column mapping")
+    return problems
+
+
+def _target_problems(target: pd.Series, labels: pd.Series) -> list[str]:
+    problems = []
+    finite = target[np.isfinite(target)]
+    if len(finite) > 1 and finite.nunique() == 1:
+        constant = f"{finite.iloc[0]:.10g}"
+        problems.append(
+            f"column 'y' (target): the target is constant ({constant} in every week); the model cannot explain it"
+        )
+    not_positive = target <= 0
+    if not_positive.any():
+        problems.append(
+            f"column 'y' (target): zero or negative on {_on(not_positive, labels, target)}; the target must be "
+            "positive in every week (MAPE is undefined otherwise)"
+        )
+    return problems
+
+
+def validate_features(
+    frame: pd.DataFrame, channels: list[str], controls: list[str], min_weeks: int, source: str
+) -> pd.DataFrame:
+    """A copy of ``frame`` sorted by date with a fresh index, after checking that it is a modellable weekly series."""
+    roles = {DATE_COLUMN: "date", TARGET_COLUMN: "target"} | dict.fromkeys(channels, "channel")
+    roles |= dict.fromkeys(controls, "control")
+    absent = [column for column in roles if column not in frame.columns]
+    if absent:
+        raise InputError(
+            f"{source}: column(s) {', '.join(map(repr, absent))} missing from the weekly table "
+            f"(it has {', '.join(map(repr, frame.columns))})"
+        )
+    work = frame[list(roles)].reset_index(drop=True)
+    raise_if_problems(source, _type_problems(work, roles))
+    # The index keeps each row's input position, to name rows that have no date.
+    work = work.sort_values(DATE_COLUMN, kind="stable", na_position="last")
+    dates = work[DATE_COLUMN]
+    positions = pd.Series(work.index + 1, index=work.index).astype(str)
+    labels = dates.dt.strftime("%Y-%m-%d").where(dates.notna(), "row " + positions)
+
+    problems = _value_problems(work, roles, labels)
+    counts = dates.value_counts().sort_index()
+    repeated = [f"{_day(date)} ({n} rows)" for date, n in counts[counts > 1].items()]
+    if repeated:
+        problems.append(f"duplicate dates: {examples(repeated)}; keep one row per week")
+    problems += _cadence_problems(dates)
+    if len(work) < min_weeks:
+        problems.append(f"found {len(work)} weeks, at least {min_weeks} are needed")
+    problems += _target_problems(work[TARGET_COLUMN].astype("float64"), labels)
+    raise_if_problems(source, problems)
+
+    numbers = [column for column in roles if column != DATE_COLUMN]
+    out = work.reset_index(drop=True)
+    out[numbers] = out[numbers].astype("float64")
+    out[DATE_COLUMN] = out[DATE_COLUMN].astype("datetime64[ns]")
+    return out

@@ -1,0 +1,277 @@
+"""Reading a landing file (CSV or Parquet) into the pipeline's canonical frame.
+
+Nothing is coerced silently: every cell that is not an ISO-8601 date or a plain number is reported with its line
+(CSV, 1-based, the header is line 1) or row (Parquet, 1-based), all in one :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
+from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, ColumnMapping, FilesSource
+from mmm_assets.core.errors import InputError, examples, raise_if_problems
+
+SUPPORTED_SUFFIXES = (".csv", ".parquet")
+
+_PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+#: Cell texts that mean "no value" (compared lower-case); numbers that overflow to infinity count as well.
+_MISSING = {"", "nan", "na", "n/a", "#n/a", "null", "none", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+#: Thousands separators, currency symbols and percent signs: formatting a spreadsheet adds and we do not parse.
+_FORMATTING = re.compile(r"[,'’\s$€£¥%]")
+_DELIMITERS = {";": "semicolon", "\t": "tab"}
+_MAGIC = {b"PAR1": "a Parquet file (give it the .parquet extension)", b"PK\x03\x04": "an Excel workbook or zip archive"}
+_NO_ROWS = "has a header but no data rows; export the weekly data again"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A landing file's header and its raw cells, indexed by line (CSV) or row (Parquet) number."""
+
+    header: list[str]
+    cells: pd.DataFrame  # the columns whose name occurs once in the header
+    unit: str  # "line" or "row"
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; use a .csv or .parquet file")
+    return suffix
+
+
+def _landing_files(landing: Path) -> list[Path]:
+    return sorted(p for p in landing.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
+
+
+def resolve_landing_file(files: FilesSource) -> Path:
+    """The configured file in the landing folder, or its newest .csv / .parquet file (by mtime, ties by name)."""
+    landing = files.landing_dir
+    if not landing.is_dir():
+        raise InputError(
+            f"landing folder {landing} does not exist; create it and put the weekly CSV or Parquet export there"
+        )
+    available = _landing_files(landing)
+    if files.file is not None:
+        path = landing / files.file
+        _check_suffix(path)
+        if not path.is_file():
+            present = ", ".join(p.name for p in available) or "none"
+            raise InputError(f"{path}: file not found in the landing folder (.csv/.parquet files there: {present})")
+    elif not available:
+        raise InputError(
+            f"landing folder {landing} holds no .csv or .parquet file; put the weekly export there "
+            "or name the file in data.files.file"
+        )
+    else:
+        path = max(available, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    real, root = path.resolve(), landing.resolve()
+    if not real.is_relative_to(root):
+        raise InputError(
+            f"{path}: resolves to {real}, which escapes the landing folder {root}; copy the file into the folder "
+            "instead of linking to it"
+        )
+    return path
+
+
+def read_landing_file(path: Path, columns: ColumnMapping) -> pd.DataFrame:
+    """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order."""
+    suffix = _check_suffix(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); export the weekly data again")
+    table = _read_csv(path) if suffix == ".csv" else _read_parquet(path, columns)
+    return _canonical(path, table, columns)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    for magic, what in _MAGIC.items():
+        if raw.startswith(magic):
+            raise InputError(f"{path}: not a CSV file, it looks like {what}; export the data as comma-separated text")
+    if b"\x00" in raw:
+        raise InputError(f"{path}: not a CSV file (binary content); export the data as comma-separated UTF-8 text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise InputError(
+            f"{path}: not a UTF-8 text file (byte 0x{raw[err.start]:02x} on line {line}); export it as CSV UTF-8"
+        ) from None
+
+
+def _check_delimiter(path: Path, header: list[str]) -> None:
+    if len(header) != 1:
+        return
+    found = [(header[0].count(sep), name) for sep, name in _DELIMITERS.items() if sep in header[0]]
+    if found:
+        raise InputError(
+            f"{path}: the header {header[0]!r} is a single column that looks {max(found)[1]}-separated; "
+            "a comma-separated file is expected (export as CSV with ',' as the separator)"
+        )
+
+
+def _read_csv(path: Path) -> _Table:
+    text = _decode(path, path.read_bytes())
+    try:
+        grid = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file holds only blank lines; export the weekly data again") from None
+    except pd.errors.ParserError as err:
+        raise InputError(
+            f"{path}: cannot be read as CSV ({err}); values that contain commas (e.g. thousands separators) "
+            "must be quoted or written without them"
+        ) from None
+    grid = grid.fillna("")  # short lines are padded with NaN
+    grid.index = grid.index + 1  # grid row r is line r + 1
+    header = list(grid.iloc[0])
+    _check_delimiter(path, header)
+    data = grid.iloc[1:]
+    data = data[(data != "").any(axis=1)]  # blank lines
+    if data.empty:
+        raise InputError(f"{path}: {_NO_ROWS}")
+    counts = Counter(header)
+    unique = [i for i, name in enumerate(header) if counts[name] == 1]
+    return _Table(header, data.iloc[:, unique].set_axis([header[i] for i in unique], axis=1), "line")
+
+
+def _read_parquet(path: Path, mapping: ColumnMapping) -> _Table:
+    try:
+        header = pq.read_schema(path).names
+        counts = Counter(header)
+        wanted = [source for _, source, _ in _roles(mapping) if counts[source] == 1]
+        table = pq.read_table(path, columns=wanted)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet file ({err}); export it again") from None
+    if table.num_rows == 0:
+        raise InputError(f"{path}: {_NO_ROWS}")
+    cells = pd.DataFrame({name: table.column(name).to_pandas() for name in wanted})
+    cells.index = cells.index + 1
+    return _Table(header, cells, "row")
+
+
+def _roles(mapping: ColumnMapping) -> list[tuple[str, str, str]]:
+    """(canonical name, source column, role as said in messages) for every mapped column, in output order."""
+    return [
+        (DATE_COLUMN, mapping.date, "date"),
+        (TARGET_COLUMN, mapping.target, "target"),
+        *((name, source, f"channel {name!r}") for name, source in mapping.channels.items()),
+        *((name, source, f"control {name!r}") for name, source in mapping.controls.items()),
+    ]
+
+
+def _header_problems(header: list[str], roles: list[tuple[str, str, str]]) -> list[str]:
+    problems = []
+    repeated = [f"{name!r} ({n} times)" for name, n in Counter(header).items() if n > 1]
+    if repeated:
+        problems.append(f"duplicate column name(s) in the header: {', '.join(repeated)}; column names must be unique")
+    missing = []
+    for _, source, role in roles:
+        if source not in header:
+            close = difflib.get_close_matches(source, header, n=1)
+            missing.append(f"{source!r} ({role}{f'; did you mean {close[0]!r}?' if close else ''})")
+    if missing:
+        problems.append(
+            f"mapped column(s) not in the file: {', '.join(missing)}; the file has columns "
+            f"{', '.join(map(repr, header))}. Fix data.files.columns in the scenario config or the export"
+        )
+    return problems
+
+
+def _text(cells: pd.Series) -> pd.Series:
+    """Cells as stripped strings, empty where there is no value."""
+    return cells.astype(object).where(cells.notna(), "").astype(str).str.strip()
+
+
+def _at(mask: pd.Series, unit: str, values: pd.Series | None = None) -> str:
+    """ "line 3 ('abc'), line 7 ('x') and K more" for the cells selected by ``mask``."""
+    where = mask.index[mask.to_numpy()]
+    return examples([f"{unit} {i}" + ("" if values is None else f" ({values[i]!r})") for i in where])
+
+
+def _parse_one_date(value: str) -> pd.Timestamp | None:
+    try:
+        stamp = pd.to_datetime(value, format="ISO8601")
+    except (ValueError, OverflowError):
+        return None
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def _parse_dates(text: pd.Series) -> pd.Series:
+    """ISO-8601 dates as naive datetimes (a time zone is dropped, keeping the local date); NaT where not a date."""
+    try:
+        with warnings.catch_warnings(action="ignore"):  # mixed time zones warn and give objects; handled below
+            parsed = pd.to_datetime(text, format="ISO8601")
+    except (ValueError, OverflowError):  # some value is not ISO-8601: parse one by one to find which
+        parsed = None
+    if parsed is None or not is_datetime64_any_dtype(parsed):
+        return pd.to_datetime(text.map(_parse_one_date, na_action="ignore"))
+    return parsed.dt.tz_localize(None) if isinstance(parsed.dtype, pd.DatetimeTZDtype) else parsed
+
+
+def _dates(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
+    if is_datetime64_any_dtype(cells):
+        parsed = cells.dt.tz_localize(None) if isinstance(cells.dtype, pd.DatetimeTZDtype) else cells
+        text, bad = None, pd.Series(False, index=cells.index)
+    else:
+        text = _text(cells)
+        parsed = _parse_dates(text.where(text != ""))
+        bad = parsed.isna() & (text != "")
+    missing = parsed.isna() & ~bad
+    problems = []
+    if missing.any():
+        problems.append(f"missing date at {_at(missing, unit)}")
+    if bad.any():
+        problems.append(
+            f"not an ISO-8601 date (YYYY-MM-DD) at {_at(bad, unit, text)}; export every date as YYYY-MM-DD"
+        )
+    return parsed.dt.normalize(), problems
+
+
+def _numbers(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
+    if is_numeric_dtype(cells) and not is_bool_dtype(cells):
+        text, values = None, cells.astype("float64")
+        bad = pd.Series(False, index=cells.index)
+    else:
+        text = _text(cells)
+        plain = text.str.fullmatch(_PLAIN_NUMBER)
+        values = text.where(plain).astype("float64")
+        bad = ~plain & ~text.str.lower().isin(_MISSING)
+    missing = ~np.isfinite(values) & ~bad
+    problems = []
+    if missing.any():
+        problems.append(f"missing or non-finite value at {_at(missing, unit)}; every week needs a number")
+    if bad.any():
+        formatted = text[bad].str.contains(_FORMATTING).any()
+        hint = "thousands separators, currency symbols and '%' are not parsed; " if formatted else ""
+        problems.append(
+            f"not a plain number at {_at(bad, unit, text)}; {hint}"
+            "export plain numbers with '.' as the decimal point (e.g. 1234.5)"
+        )
+    return values, problems
+
+
+def _canonical(path: Path, table: _Table, mapping: ColumnMapping) -> pd.DataFrame:
+    roles = _roles(mapping)
+    problems = _header_problems(table.header, roles)
+    out: dict[str, pd.Series] = {}
+    for canonical, source, role in roles:
+        if source in table.cells:
+            parse = _dates if canonical == DATE_COLUMN else _numbers
+            out[canonical], found = parse(table.cells[source], table.unit)
+            problems += [f"column {source!r} ({role}): {problem}" for problem in found]
+    raise_if_problems(str(path), problems)
+    frame = pd.DataFrame(out).reset_index(drop=True)
+    frame[DATE_COLUMN] = frame[DATE_COLUMN].astype("datetime64[ns]")
+    return frame

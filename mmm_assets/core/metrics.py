@@ -1,0 +1,135 @@
+"""Fit metrics, parameter recovery and the quality gates they are held to.
+
+A *gate* is a named comparison of one metric with one threshold from the configuration. The Dagster layer turns
+each gate into a blocking asset check; this module only computes and compares.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mmm_assets.core.config import Thresholds
+
+Direction = Literal[">=", "<="]
+
+
+def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Coefficient of determination, 1 - SS_res / SS_tot."""
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    ss_tot = float(((actual - actual.mean()) ** 2).sum())
+    if ss_tot == 0.0:
+        return float("nan")
+    return 1.0 - float(((actual - predicted) ** 2).sum()) / ss_tot
+
+
+def mape_pct(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean absolute percentage error, in percent (undefined when any actual is zero)."""
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    if np.any(actual == 0):
+        return float("nan")
+    return 100.0 * float(np.mean(np.abs((actual - predicted) / actual)))
+
+
+def recovery(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Compare posterior estimates with the true parameters.
+
+    ``estimates`` has one row per (channel, parameter) with ``estimate``, ``hdi_low``, ``hdi_high``; ``truth`` is
+    indexed by channel with one column per parameter. Saturation ``lam`` is compared relatively, adstock ``alpha``
+    absolutely (it is a fraction already).
+    """
+    rows = []
+    for row in estimates.itertuples(index=False):
+        true = float(truth.loc[row.channel, row.parameter])
+        absolute = abs(row.estimate - true)
+        relative = row.parameter == "saturation_lam"
+        rows.append(
+            {
+                "channel": row.channel,
+                "parameter": row.parameter,
+                "true": true,
+                "estimate": row.estimate,
+                "hdi_low": row.hdi_low,
+                "hdi_high": row.hdi_high,
+                "error": absolute / abs(true) if relative else absolute,
+                "error_kind": "relative" if relative else "absolute",
+                "true_in_hdi": bool(row.hdi_low <= true <= row.hdi_high),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One quality gate: the metric it reads, the threshold key in the config and the direction of 'good'."""
+
+    name: str
+    metric: str
+    threshold: str
+    direction: Direction
+    description: str
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("in_sample_r2", "in_sample_r2", "r2_min", ">=", "In-sample R² of the posterior-mean prediction."),
+    Gate("in_sample_mape", "in_sample_mape_pct", "mape_max_pct", "<=", "In-sample MAPE (%)."),
+    Gate("holdout_r2", "holdout_r2", "oos_r2_min", ">=", "R² on the held-out last weeks, from a fit that did not see them."),
+    Gate("holdout_mape", "holdout_mape_pct", "oos_mape_max_pct", "<=", "MAPE (%) on the held-out last weeks."),
+    Gate("max_rhat", "max_rhat", "rhat_max", "<=", "Worst R-hat over the model's free parameters."),
+    Gate("min_ess_bulk", "min_ess_bulk", "ess_bulk_min", ">=", "Smallest bulk effective sample size."),
+    Gate("min_ess_tail", "min_ess_tail", "ess_tail_min", ">=", "Smallest tail effective sample size."),
+    Gate("divergences", "divergences", "divergences_max", "<=", "Divergent transitions of the sampler."),
+    Gate(
+        "saturation_lam_recovery",
+        "saturation_lam_max_rel_error",
+        "lam_rel_error_max",
+        "<=",
+        "Worst relative error of a channel's saturation λ against the ground truth (synthetic data only).",
+    ),
+    Gate(
+        "adstock_alpha_recovery",
+        "adstock_alpha_max_abs_error",
+        "alpha_abs_error_max",
+        "<=",
+        "Worst absolute error of a channel's adstock α against the ground truth (synthetic data only).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    metric: str
+    value: float | None  # None: not applicable (e.g. no ground truth, holdout disabled)
+    threshold: float
+    direction: Direction
+    passed: bool
+    note: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_gates(metrics: dict[str, float | None], thresholds: Thresholds) -> list[GateResult]:
+    """Hold every metric to its threshold. A metric that is absent is 'not applicable' and passes; NaN fails."""
+    results = []
+    for gate in GATES:
+        threshold = float(getattr(thresholds, gate.threshold))
+        value = metrics.get(gate.metric)
+        if value is None:
+            results.append(
+                GateResult(gate.name, gate.metric, None, threshold, gate.direction, True, "not applicable")
+            )
+            continue
+        value = float(value)
+        if math.isnan(value):
+            passed, note = False, "metric is undefined (NaN)"
+        else:
+            passed = value >= threshold if gate.direction == ">=" else value <= threshold
+            note = "passed" if passed else f"{value:.4g} is not {gate.direction} {threshold:.4g}"
+        results.append(GateResult(gate.name, gate.metric, value, threshold, gate.direction, passed, note))
+    return results

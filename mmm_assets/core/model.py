@@ -1,0 +1,297 @@
+"""Building, fitting, persisting and diagnosing the PyMC-Marketing MMM.
+
+The model is PyMC-Marketing's ``MMM`` with normalised ``GeometricAdstock`` and ``LogisticSaturation`` (plus controls
+and yearly seasonality when configured). Original-scale variables are registered before fitting so predictions and
+contributions come back in target units, and the in-sample posterior predictive is computed once here and saved with
+the posterior so no later step has to repeat it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import pandas as pd
+import xarray as xr
+from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+
+from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig, SamplerConfig
+
+Reporter = Callable[[str], None]
+
+#: Posterior-predictive variable in target units (registered before the fit).
+PREDICTED = "y_original_scale"
+CONTRIBUTIONS = "channel_contribution_original_scale"
+#: Probability mass of every interval the project reports.
+HDI_PROB = 0.94
+#: Seconds between two progress lines in the run log.
+PROGRESS_EVERY_S = 5.0
+
+
+def _silent(_: str) -> None:
+    """A reporter that drops its messages."""
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence diagnostics over the model's free parameters."""
+
+    divergences: int
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    worst_rhat_parameter: str
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "divergences": float(self.divergences),
+            "max_rhat": self.max_rhat,
+            "min_ess_bulk": self.min_ess_bulk,
+            "min_ess_tail": self.min_ess_tail,
+        }
+
+
+@dataclass
+class FitResult:
+    mmm: MMM
+    sampler: str
+    wall_seconds: float
+    diagnostics: Diagnostics
+
+
+def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Model inputs (date, channels, controls) and the target series."""
+    return features.drop(columns=[TARGET_COLUMN]), features[TARGET_COLUMN].rename(TARGET_COLUMN)
+
+
+def build_mmm(cfg: MMMConfig) -> MMM:
+    return MMM(
+        date_column=DATE_COLUMN,
+        channel_columns=cfg.channels,
+        target_column=TARGET_COLUMN,
+        adstock=GeometricAdstock(l_max=cfg.model.adstock_l_max),
+        saturation=LogisticSaturation(),
+        control_columns=cfg.controls or None,
+        yearly_seasonality=cfg.model.yearly_seasonality,
+    )
+
+
+def available_sampler(requested: str) -> str:
+    """The requested NUTS backend when its package is installed, PyMC's own sampler otherwise."""
+    needs = {"nutpie": ["nutpie"], "numpyro": ["numpyro", "jax"], "pymc": []}[requested]
+    return requested if all(importlib.util.find_spec(name) for name in needs) else "pymc"
+
+
+class _Throttled:
+    """Formats and forwards progress at most every PROGRESS_EVERY_S seconds (and always at the end)."""
+
+    def __init__(self, report: Reporter, total: int) -> None:
+        self.report, self.total = report, total
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, divergences: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and done < self.total:
+            return
+        self.last = now
+        pct = 100.0 * done / self.total if self.total else 100.0
+        self.report(
+            f"sampling: {done}/{self.total} draws incl. tuning ({pct:.0f} %), "
+            f"divergences so far {divergences}, {now - self.start:.0f} s"
+        )
+
+
+@contextlib.contextmanager
+def _sampler_progress(sampler: str, report: Reporter, total: int) -> Iterator[dict]:
+    """Routes the sampler's own progress into ``report``; yields extra keyword arguments for ``fit``."""
+    throttled = _Throttled(report, total)
+    if sampler == "nutpie":
+        # PyMC owns nutpie's progress_callback; a subclass of its progress manager forwards the same updates.
+        import pymc.sampling.mcmc as mcmc
+
+        base = mcmc.NutpieProgressBarManager
+
+        class Forwarding(base):  # type: ignore[misc, valid-type]
+            def update(self, chain_progresses) -> None:
+                throttled(
+                    sum(cp.finished_draws for cp in chain_progresses),
+                    sum(len(cp.divergent_draws) for cp in chain_progresses),
+                )
+                super().update(chain_progresses)
+
+        mcmc.NutpieProgressBarManager = Forwarding
+        try:
+            yield {}
+        finally:
+            mcmc.NutpieProgressBarManager = base
+    elif sampler == "pymc":
+        counts = {"draws": 0, "divergences": 0}
+
+        def callback(trace, draw) -> None:
+            counts["draws"] += 1
+            counts["divergences"] += int(bool(draw.stats[0].get("diverging", False)))
+            throttled(counts["draws"], counts["divergences"])
+
+        yield {"callback": callback}
+    else:
+        yield {}
+
+
+def diagnose(idata: xr.DataTree, parameters: list[str]) -> Diagnostics:
+    """Divergences, worst R-hat and smallest bulk/tail ESS over ``parameters``."""
+    table = az.summary(idata, var_names=parameters, kind="diagnostics", round_to="none")
+    divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+    rhat = table["r_hat"].astype(float)
+    return Diagnostics(
+        divergences=divergences,
+        max_rhat=float(rhat.max()),
+        min_ess_bulk=float(table["ess_bulk"].astype(float).min()),
+        min_ess_tail=float(table["ess_tail"].astype(float).min()),
+        worst_rhat_parameter=str(rhat.idxmax()),
+    )
+
+
+def fit(
+    cfg: MMMConfig,
+    features: pd.DataFrame,
+    report: Reporter = _silent,
+    sampler_cfg: SamplerConfig | None = None,
+    in_sample_predictive: bool = True,
+) -> FitResult:
+    """Fit the configured MMM to a validated feature frame, reporting progress as it samples."""
+    s = sampler_cfg or cfg.sampler
+    sampler = available_sampler(s.name)
+    if sampler != s.name:
+        report(f"sampler {s.name!r} is not installed; using PyMC's own NUTS sampler instead")
+    X, y = split_xy(features)
+    mmm = build_mmm(cfg)
+    mmm.build_model(X, y)
+    mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    parameters = free_parameters(mmm)
+    report(
+        f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
+        f"{s.chains} chains x ({s.tune} tune + {s.draws} draws); parameters {', '.join(parameters)}"
+    )
+    started = time.monotonic()
+    with _sampler_progress(sampler, report, s.chains * (s.tune + s.draws)) as extra:
+        mmm.fit(
+            X,
+            y,
+            nuts_sampler=sampler,
+            draws=s.draws,
+            tune=s.tune,
+            chains=s.chains,
+            target_accept=s.target_accept,
+            random_seed=s.seed,
+            progressbar=False,
+            **extra,
+        )
+    if in_sample_predictive:
+        mmm.sample_posterior_predictive(
+            X, var_names=[PREDICTED], extend_idata=True, combined=True, progressbar=False, random_seed=s.seed
+        )
+    wall = time.monotonic() - started
+    diagnostics = diagnose(mmm.idata, parameters)
+    report(
+        f"fit done in {wall:.1f} s: divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
+        f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
+    )
+    return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics)
+
+
+def free_parameters(mmm: MMM) -> list[str]:
+    return [rv.name for rv in mmm.model.free_RVs]
+
+
+def save_model(mmm: MMM, path: Path) -> Path:
+    """Write the fitted model's netCDF to ``path`` atomically: a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; model files are never overwritten")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".nc.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        mmm.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: Path) -> MMM:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model file {path} does not exist (was the models directory cleaned?)")
+    return MMM.load(str(path))
+
+
+def _interval_frame(samples: xr.DataArray, dates: pd.Index, prefix: str = "") -> pd.DataFrame:
+    """Posterior mean and HDI of a (sample, date) array, one row per date."""
+    sample_dims = [d for d in samples.dims if d != DATE_COLUMN]
+    mean = samples.mean(sample_dims).to_numpy()
+    hdi = az.hdi(samples, prob=HDI_PROB, dim=sample_dims)
+    return pd.DataFrame(
+        {
+            DATE_COLUMN: dates,
+            f"{prefix}mean": mean,
+            f"{prefix}hdi_low": hdi.sel(ci_bound="lower").to_numpy(),
+            f"{prefix}hdi_high": hdi.sel(ci_bound="upper").to_numpy(),
+        }
+    )
+
+
+def in_sample_prediction(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
+    """Actual target with the posterior-predictive mean and 94 % HDI for every fitted week."""
+    predictive = mmm.idata.posterior_predictive[PREDICTED]
+    frame = _interval_frame(predictive, pd.Index(features[DATE_COLUMN]), "predicted_")
+    frame.insert(1, "actual", features[TARGET_COLUMN].to_numpy())
+    return frame
+
+
+def holdout_forecast(
+    cfg: MMMConfig, features: pd.DataFrame, weeks: int, report: Reporter = _silent
+) -> tuple[pd.DataFrame, FitResult]:
+    """Fit on all but the last ``weeks`` weeks and predict those weeks (adstock carried over from training)."""
+    train, test = features.iloc[:-weeks], features.iloc[-weeks:]
+    report(f"holdout: refitting on {len(train)} weeks to forecast the last {weeks} weeks it does not see")
+    result = fit(cfg, train, report, in_sample_predictive=False)
+    X_test, _ = split_xy(test)
+    predictive = result.mmm.sample_posterior_predictive(
+        X_test,
+        var_names=[PREDICTED],
+        include_last_observations=True,
+        extend_idata=False,
+        combined=False,
+        progressbar=False,
+        random_seed=cfg.sampler.seed,
+    )[PREDICTED]
+    frame = _interval_frame(predictive, pd.Index(test[DATE_COLUMN]), "predicted_")
+    frame.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
+    return frame, result
+
+
+def posterior_parameters(mmm: MMM, names: tuple[str, ...] = ("saturation_lam", "adstock_alpha")) -> pd.DataFrame:
+    """Posterior mean and 94 % HDI of per-channel parameters: one row per (channel, parameter)."""
+    rows = []
+    for name in names:
+        draws = mmm.idata.posterior[name]
+        hdi = az.hdi(draws, prob=HDI_PROB)
+        mean = draws.mean(("chain", "draw"))
+        for channel in draws.coords["channel"].values:
+            rows.append(
+                {
+                    "channel": str(channel),
+                    "parameter": name,
+                    "estimate": float(mean.sel(channel=channel)),
+                    "hdi_low": float(hdi.sel(channel=channel, ci_bound="lower")),
+                    "hdi_high": float(hdi.sel(channel=channel, ci_bound="upper")),
+                }
+            )
+    return pd.DataFrame(rows)

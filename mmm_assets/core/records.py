@@ -1,0 +1,36 @@
+"""Small records passed between pipeline steps. Light on purpose: importing them does not import PyMC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Where a fitted model was saved and how the fit went."""
+
+    path: str
+    scenario: str
+    sampler: str
+    chains: int
+    draws: int
+    tune: int
+    wall_seconds: float
+    diagnostics: dict[str, float]
+    data_version: str
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every validation metric, the gate results and (synthetic data) the parameter recovery table."""
+
+    metrics: dict[str, float]
+    gates: list[dict]
+    recovery: pd.DataFrame | None = None
+    holdout: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def failed_gates(self) -> list[str]:
+        return [g["gate"] for g in self.gates if not g["passed"]]

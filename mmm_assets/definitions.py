@@ -1,0 +1,28 @@
+"""Dagster definitions: the weekly MMM asset graph, its checks, resources and the refresh job."""
+
+
+from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job, in_process_executor
+
+from mmm_assets.defs.decisions import channel_contributions
+from mmm_assets.defs.features import mmm_features, mmm_features_quality
+from mmm_assets.defs.ingest import ground_truth, marketing_spend
+from mmm_assets.defs.model import mmm_posterior, mmm_quality_gates, mmm_validation
+from mmm_assets.defs.resources import ScenarioResource
+
+ASSETS = [marketing_spend, ground_truth, mmm_features, mmm_posterior, mmm_validation, channel_contributions]
+CHECKS = [mmm_features_quality, mmm_quality_gates]
+
+#: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
+weekly_refresh = define_asset_job(
+    "weekly_refresh",
+    selection=AssetSelection.all(),
+    executor_def=in_process_executor,
+    description="Refresh everything: spend -> features -> posterior -> validation gates -> decisions.",
+)
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[weekly_refresh],
+    resources={"scenario": ScenarioResource(), "io_manager": FilesystemIOManager()},
+)

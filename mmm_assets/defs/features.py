@@ -1,0 +1,101 @@
+"""Features: the validated weekly feature table in DuckDB, and data-quality checks on what was stored."""
+
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset_check,
+)
+
+from mmm_assets.core.features import validate_features
+from mmm_assets.core.storage import content_hash, quote_ident, replace_table
+from mmm_assets.defs import metadata as md
+from mmm_assets.defs.ingest import OWNERS, SOURCE_ATTR
+from mmm_assets.defs.resources import ScenarioResource
+
+TABLE = "mmm_features"
+
+
+@asset(group_name="features", kinds={"duckdb"}, owners=OWNERS)
+def mmm_features(
+    context: AssetExecutionContext, scenario: ScenarioResource, marketing_spend: pd.DataFrame
+) -> MaterializeResult:
+    """One row per week: the target, spend per channel and controls, in DuckDB table `mmm_features`.
+
+    Validated before anything is written (weekly and contiguous, no duplicates, no missing or non-finite values,
+    no negative spend, enough weeks); the table is replaced in one transaction, so a rejected file leaves the
+    previous table exactly as it was.
+    """
+    cfg = scenario.load()
+    source = marketing_spend.attrs.get(SOURCE_ATTR, "marketing_spend")
+    features = validate_features(marketing_spend, cfg.channels, cfg.controls, cfg.validation.min_weeks, source)
+    version = content_hash(features)
+    with scenario.duckdb(cfg) as conn:
+        replace_table(conn, TABLE, features)
+    context.log.info(f"wrote {len(features)} weeks to {cfg.paths.duckdb}:{TABLE} (data version {version})")
+    return MaterializeResult(
+        data_version=DataVersion(version),
+        metadata={
+            "dagster/row_count": len(features),
+            "dagster/column_schema": md.schema(features).value,
+            "date_range": md.date_range(features),
+            "data_version": version,
+            "source": source,
+            "database": MetadataValue.path(str(cfg.paths.duckdb)),
+            "preview": md.preview(features),
+        },
+    )
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec("enough_weeks", asset=mmm_features, blocking=True, description="At least min_weeks rows."),
+        AssetCheckSpec(
+            "weekly_contiguous", asset=mmm_features, blocking=True,
+            description="Dates are unique and exactly 7 days apart.",
+        ),
+        AssetCheckSpec(
+            "complete_non_negative", asset=mmm_features, blocking=True,
+            description="No missing values anywhere and no negative spend.",
+        ),
+    ],
+)
+def mmm_features_quality(context: AssetCheckExecutionContext, scenario: ScenarioResource):
+    """Data-quality checks run against the stored table (what the model will read), not the in-memory frame."""
+    cfg = scenario.load()
+    channels = [quote_ident(c) for c in cfg.channels]
+    with scenario.duckdb(cfg) as conn:
+        rows = conn.execute(f"SELECT count(*) FROM {quote_ident(TABLE)}").fetchone()[0]
+        bad_steps = conn.execute(
+            f"SELECT count(*) FROM (SELECT date - lag(date) OVER (ORDER BY date) AS step "
+            f"FROM {quote_ident(TABLE)}) WHERE step IS NOT NULL AND step <> INTERVAL 7 DAY"
+        ).fetchone()[0]
+        columns = [r[0] for r in conn.execute(f"DESCRIBE {quote_ident(TABLE)}").fetchall()]
+        nulls = conn.execute(
+            "SELECT " + " + ".join(f"count(*) - count({quote_ident(c)})" for c in columns)
+            + f" FROM {quote_ident(TABLE)}"
+        ).fetchone()[0]
+        negatives = conn.execute(
+            "SELECT count(*) FROM " + quote_ident(TABLE) + " WHERE " + " OR ".join(f"{c} < 0" for c in channels)
+        ).fetchone()[0]
+    error = AssetCheckSeverity.ERROR
+    yield AssetCheckResult(
+        check_name="enough_weeks", passed=rows >= cfg.validation.min_weeks, severity=error,
+        metadata={"value": rows, "threshold": cfg.validation.min_weeks},
+    )
+    yield AssetCheckResult(
+        check_name="weekly_contiguous", passed=bad_steps == 0, severity=error,
+        metadata={"value": bad_steps, "threshold": 0, "meaning": "consecutive rows not exactly 7 days apart"},
+    )
+    yield AssetCheckResult(
+        check_name="complete_non_negative", passed=nulls == 0 and negatives == 0, severity=error,
+        metadata={"missing_values": nulls, "negative_spend_rows": negatives, "threshold": 0},
+    )

@@ -1,0 +1,39 @@
+"""Metadata a person reads in the Dagster UI: tables as markdown, schemas, plots."""
+
+
+import pandas as pd
+from dagster import MetadataValue, TableColumn, TableSchema
+
+from mmm_assets.core.plots import markdown_image
+
+
+def table_md(frame: pd.DataFrame, float_format: str = "{:,.4g}") -> MetadataValue:
+    """A small DataFrame as a markdown table."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+        elif pd.api.types.is_datetime64_any_dtype(shown[column]):
+            shown[column] = shown[column].dt.strftime("%Y-%m-%d")
+    return MetadataValue.md(shown.to_markdown(index=False))
+
+
+def preview(frame: pd.DataFrame, rows: int = 5) -> MetadataValue:
+    """First and last rows of a table."""
+    if len(frame) <= 2 * rows:
+        return table_md(frame)
+    return table_md(pd.concat([frame.head(rows), frame.tail(rows)]))
+
+
+def schema(frame: pd.DataFrame) -> MetadataValue:
+    return MetadataValue.table_schema(
+        TableSchema(columns=[TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()])
+    )
+
+
+def image(png: bytes, alt: str) -> MetadataValue:
+    return MetadataValue.md(markdown_image(png, alt))
+
+
+def date_range(frame: pd.DataFrame, column: str = "date") -> str:
+    return f"{frame[column].min():%Y-%m-%d} .. {frame[column].max():%Y-%m-%d}"

@@ -1,0 +1,191 @@
+"""Model: the fitted MMM posterior, its validation, and the blocking quality gates.
+
+PyMC-Marketing is imported inside the asset bodies, not at module level, so the code location loads fast.
+"""
+
+
+import datetime as dt
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MetadataValue,
+    asset,
+    multi_asset_check,
+)
+
+from mmm_assets.core.generator import GroundTruth
+from mmm_assets.core.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
+from mmm_assets.core.records import FittedModel, ValidationReport
+from mmm_assets.core.storage import append_rows, content_hash, read_table
+from mmm_assets.defs import metadata as md
+from mmm_assets.defs.features import TABLE as FEATURES_TABLE
+from mmm_assets.defs.features import mmm_features
+from mmm_assets.defs.ingest import OWNERS
+from mmm_assets.defs.resources import ScenarioResource
+
+HISTORY_TABLE = "validation_history"
+
+
+def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
+    with scenario.duckdb(cfg) as conn:
+        return read_table(conn, FEATURES_TABLE)
+
+
+@asset(group_name="model", kinds={"pymc", "python"}, owners=OWNERS, deps=[mmm_features])
+def mmm_posterior(context: AssetExecutionContext, scenario: ScenarioResource) -> FittedModel:
+    """The fitted PyMC-Marketing MMM (geometric adstock + logistic saturation), saved as netCDF.
+
+    Sampled with the configured NUTS backend (nutpie by default); progress is written to the run log. Every
+    materialisation writes a new file under the models directory, so the last good model is never overwritten.
+    """
+    from mmm_assets.core.model import fit, save_model
+
+    cfg = scenario.load()
+    features = _features(scenario, cfg)
+    result = fit(cfg, features, report=context.log.info)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = save_model(result.mmm, cfg.paths.models_dir / f"mmm_{cfg.scenario}_{stamp}_{context.run_id[:8]}.nc")
+    context.log.info(f"saved the posterior to {path}")
+    s = cfg.sampler
+    fitted = FittedModel(
+        path=str(path),
+        scenario=cfg.scenario,
+        sampler=result.sampler,
+        chains=s.chains,
+        draws=s.draws,
+        tune=s.tune,
+        wall_seconds=result.wall_seconds,
+        diagnostics=result.diagnostics.as_dict(),
+        data_version=content_hash(features),
+    )
+    d = result.diagnostics
+    context.add_output_metadata(
+        {
+            "sampler": result.sampler,
+            "draws_x_chains": f"{s.draws} x {s.chains} (after {s.tune} tuning steps)",
+            "fit_wall_seconds": round(result.wall_seconds, 1),
+            "divergences": d.divergences,
+            "max_rhat": round(d.max_rhat, 4),
+            "worst_rhat_parameter": d.worst_rhat_parameter,
+            "min_ess_bulk": round(d.min_ess_bulk, 1),
+            "min_ess_tail": round(d.min_ess_tail, 1),
+            "weeks": len(features),
+            "data_version": fitted.data_version,
+            "path": MetadataValue.path(str(path)),
+        }
+    )
+    return fitted
+
+
+def _history_rows(run_id: str, scenario: str, report: ValidationReport, thresholds) -> pd.DataFrame:
+    """One row per metric: every gate, plus each channel's recovery error against its own threshold."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [
+        {"metric": g["metric"], "value": g["value"], "threshold": g["threshold"], "passed": g["passed"]}
+        for g in report.gates
+    ]
+    if report.recovery is not None:
+        limit = {"saturation_lam": thresholds.lam_rel_error_max, "adstock_alpha": thresholds.alpha_abs_error_max}
+        for r in report.recovery.itertuples(index=False):
+            rows.append(
+                {
+                    "metric": f"{r.parameter}_{r.error_kind}_error.{r.channel}",
+                    "value": r.error,
+                    "threshold": limit[r.parameter],
+                    "passed": r.error <= limit[r.parameter],
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "scenario", scenario)
+    frame.insert(0, "recorded_at", now)
+    frame.insert(0, "run_id", run_id)
+    frame["value"] = frame["value"].astype(float)
+    return frame
+
+
+@asset(group_name="model", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features])
+def mmm_validation(
+    context: AssetExecutionContext,
+    scenario: ScenarioResource,
+    mmm_posterior: FittedModel,
+    ground_truth: GroundTruth | None,
+) -> ValidationReport:
+    """How far the model can be trusted: fit, forecast, convergence and (synthetic data) parameter recovery.
+
+    In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a fit that did not
+    see them; worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
+    Every metric is appended to DuckDB table `validation_history`. The blocking checks read this report.
+    """
+    from mmm_assets.core.model import holdout_forecast, in_sample_prediction, load_model, posterior_parameters
+    from mmm_assets.core.plots import fit_plot, recovery_plot
+
+    cfg = scenario.load()
+    features = _features(scenario, cfg)
+    mmm = load_model(mmm_posterior.path)
+    in_sample = in_sample_prediction(mmm, features)
+    metrics: dict[str, float] = {
+        "in_sample_r2": r2(in_sample["actual"], in_sample["predicted_mean"]),
+        "in_sample_mape_pct": mape_pct(in_sample["actual"], in_sample["predicted_mean"]),
+        **mmm_posterior.diagnostics,
+    }
+    holdout = None
+    weeks = cfg.validation.holdout_weeks
+    if weeks:
+        holdout, _ = holdout_forecast(cfg, features, weeks, report=context.log.info)
+        metrics["holdout_r2"] = r2(holdout["actual"], holdout["predicted_mean"])
+        metrics["holdout_mape_pct"] = mape_pct(holdout["actual"], holdout["predicted_mean"])
+    table = None
+    if ground_truth is not None:
+        table = recovery(posterior_parameters(mmm), ground_truth.parameters)
+        for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
+            metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
+    gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
+    report = ValidationReport(metrics=metrics, gates=gates, recovery=table, holdout=holdout)
+    with scenario.duckdb(cfg) as conn:
+        append_rows(
+            conn, HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds)
+        )
+    failed = report.failed_gates()
+    context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
+    gate_table = pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]
+    meta = {
+        **{name: MetadataValue.float(float(value)) for name, value in metrics.items()},
+        "gates": md.table_md(gate_table),
+        "failed_gates": ", ".join(failed) or "none",
+        "fit_plot": md.image(
+            fit_plot(in_sample, holdout, f"{cfg.scenario}: actual vs fitted (holdout: last {weeks} weeks)"),
+            "actual vs fitted",
+        ),
+        "history_table": MetadataValue.text(HISTORY_TABLE),
+    }
+    if table is not None:
+        meta["recovery"] = md.table_md(table.drop(columns=["error_kind"]))
+        meta["recovery_plot"] = md.image(recovery_plot(table), "recovered vs true parameters")
+    context.add_output_metadata(meta)
+    return report
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec(gate.name, asset=mmm_validation, blocking=True, description=gate.description)
+        for gate in GATES
+    ],
+)
+def mmm_quality_gates(mmm_validation: ValidationReport):
+    """Blocking gates: a model that fails any of them stops every downstream asset in the run."""
+    for gate in mmm_validation.gates:
+        yield AssetCheckResult(
+            check_name=gate["gate"],
+            passed=bool(gate["passed"]),
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "value": MetadataValue.float(float("nan") if gate["value"] is None else float(gate["value"])),
+                "threshold": MetadataValue.float(float(gate["threshold"])),
+                "rule": f"{gate['metric']} {gate['direction']} threshold",
+                "note": gate["note"],
+            },
+        )

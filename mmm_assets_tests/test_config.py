@@ -1,0 +1,111 @@
+import pytest
+
+from mmm_assets.core.config import ConfigError, load_config, parse_config
+from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
+
+
+def test_default_config_is_the_reference_scenario():
+    cfg = load_config(DEFAULT_CONFIG)
+    synthetic = cfg.data.synthetic
+    assert cfg.channels == ["adwords", "facebook", "linkedin"]
+    assert [c.beta for c in synthetic.channels.values()] == [1.5, 1.0, 2.4]
+    assert [c.saturation_lam for c in synthetic.channels.values()] == [3.1, 4.2, 2.1]
+    assert [c.adstock_alpha for c in synthetic.channels.values()] == [0.15, 0.35, 0.6]
+    assert (synthetic.intercept, synthetic.outcome_scale, synthetic.adstock_l_max) == (3.4, 100000, 12)
+    assert cfg.sampler.name == "nutpie"
+    t = cfg.validation.thresholds
+    assert (t.r2_min, t.mape_max_pct, t.rhat_max, t.ess_bulk_min, t.divergences_max) == (0.95, 2.0, 1.01, 400, 0)
+    assert (t.lam_rel_error_max, t.alpha_abs_error_max) == (0.05, 0.05)
+    assert cfg.validation.holdout_weeks == 8
+    # relative paths resolve against the project folder, not the working directory
+    assert cfg.paths.duckdb == PROJECT_DIR / "data" / "mmm.duckdb"
+
+
+def test_duckdb_path_env_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMM_DUCKDB_PATH", str(tmp_path / "other.duckdb"))
+    assert load_config(DEFAULT_CONFIG).paths.duckdb == tmp_path / "other.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"sampler": {"chains": 4, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1, "drawz": 5}},
+         r"sampler\.drawz: unknown key"),
+        ({"sampler": {"chains": "four", "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1}},
+         r"sampler\.chains: .*integer"),
+        ({"sampler": {"chains": 4, "draws": 1000, "tune": 1000, "target_accept": 1.5, "seed": 1}},
+         r"sampler\.target_accept: .*less than 1"),
+        ({"model": {"adstock_l_max": 0}}, r"model\.adstock_l_max: .*greater than or equal to 1"),
+        ({"data": {"source": "files"}}, r"data\.source is 'files' but there is no data\.files section"),
+        ({"data": {"source": "ftp"}}, r"data\.source: .*'synthetic' or 'files'"),
+        ({"scenario": "../../etc"}, r"scenario: .*pattern"),
+    ],
+)
+def test_invalid_configs_name_the_key(overrides, message):
+    import yaml
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for section, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(section), dict) and section != "sampler":
+            raw[section] = {**raw[section], **value}
+        else:
+            raw[section] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, source="bad.yaml")
+
+
+def test_thresholds_out_of_range(write_config):
+    path = write_config({"validation": {"thresholds": {"rhat_max": 0.5, "mape_max_pct": -1}}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert str(path) in text
+    assert "validation.thresholds.rhat_max" in text and "validation.thresholds.mape_max_pct" in text
+
+
+def test_channel_names_must_be_safe_identifiers(write_config):
+    path = write_config(
+        {"data": {"synthetic": {"channels": {'tv"; DROP TABLE x; --': {
+            "spend_min": 1, "spend_max": 2, "beta": 1, "saturation_lam": 1, "adstock_alpha": 0.1}}}}}
+    )
+    with pytest.raises(ConfigError, match="channel name .* is not allowed"):
+        load_config(path)
+
+
+def test_column_mapping_rejects_one_source_column_twice():
+    raw = {
+        "landing_dir": "landing",
+        "columns": {"date": "Week", "target": "Sales", "channels": {"tv": "Spend", "radio": "Spend"}},
+    }
+    from pydantic import ValidationError
+
+    from mmm_assets.core.config import FilesSource
+
+    with pytest.raises(ValidationError, match=r"source column\(s\) \['Spend'\] mapped more than once"):
+        FilesSource.model_validate(raw)
+
+
+def test_landing_file_must_be_a_plain_name():
+    from pydantic import ValidationError
+
+    from mmm_assets.core.config import FilesSource
+
+    with pytest.raises(ValidationError, match="plain file name"):
+        FilesSource.model_validate(
+            {"landing_dir": "x", "file": "../secrets.csv",
+             "columns": {"date": "d", "target": "t", "channels": {"tv": "tv"}}}
+        )
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenario: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_holdout_must_leave_training_weeks(write_config):
+    with pytest.raises(ConfigError, match="holdout_weeks"):
+        load_config(write_config({"validation": {"holdout_weeks": 52, "min_weeks": 52}}))
