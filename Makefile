@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 # PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: install run test dev home clean
+.PHONY: install run test dev home landing-sample clean
 
 # The first Python >= 3.12 found: python3.13, python3.12, python3 on the PATH, then pyenv's installed versions.
 define find_python
@@ -40,6 +40,9 @@ test: install
 
 dev: install home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+landing-sample: install
+	$(PY) -m mmm_assets sample-landing --config config/landing_example.yaml
 
 clean:
 	rm -rf $(DAGSTER_HOME) data .cache

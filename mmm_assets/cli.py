@@ -26,12 +26,14 @@ def _summary(result, cfg, config_path: Path, seconds: float) -> str:
             value = e.metadata.get("value")
             shown = f" (value {value.value:.4g}, threshold {e.metadata['threshold'].value:.4g})" if value else ""
             lines.append(f"  {'PASS' if e.passed else 'FAIL'}  {e.asset_key.to_user_string()}:{e.check_name}{shown}")
-    materialized = sorted({m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
-                           for m in [m.event_specific_data.materialization]})
-    lines.append(f"materialised: {', '.join(materialized) or 'nothing'}")
-    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
-    if skipped:
-        lines.append(f"skipped (blocked by a failed check or upstream failure): {', '.join(skipped)}")
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    lines.append(f"materialised: {', '.join(sorted(materialized)) or 'nothing'}")
+    selected = {key.to_user_string() for key in result.job_def.asset_layer.selected_asset_keys}
+    if selected - materialized:
+        lines.append(
+            "not materialised (blocked by a failed check or an upstream failure): "
+            + ", ".join(sorted(selected - materialized))
+        )
     try:
         report: ValidationReport = result.output_for_node("mmm_validation")
     except Exception:  # the step did not produce an output (failed or skipped)
@@ -61,7 +63,7 @@ def run(config_path: Path) -> int:
         print("error: DAGSTER_HOME is not set (`make run` sets it to .dagster_home in the project)", file=sys.stderr)
         return 2
     instance = DagsterInstance.get()
-    job = defs.get_job_def("weekly_refresh")
+    job = defs.resolve_job_def("weekly_refresh")
     started = time.monotonic()
     result = job.execute_in_process(
         instance=instance,
@@ -76,12 +78,33 @@ def run(config_path: Path) -> int:
     return 0 if result.success else 1
 
 
+def sample_landing(config_path: Path, source_path: Path) -> int:
+    """Write the synthetic scenario of ``source_path`` as a landing file in the columns ``config_path`` maps."""
+    from mmm_assets.core.generator import generate, landing_export
+
+    cfg, source = load_config(config_path), load_config(source_path).data.synthetic
+    if cfg.data.files is None or source is None:
+        print(f"error: {config_path} needs a data.files section and {source_path} a data.synthetic one", file=sys.stderr)
+        return 2
+    frame, _ = generate(source)
+    target = cfg.data.files.landing_dir / (cfg.data.files.file or "spend.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    landing_export(frame, cfg.data.files.columns).to_csv(target, index=False, date_format="%Y-%m-%d")
+    print(f"wrote {len(frame)} weeks to {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmm_assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialise the whole graph (job weekly_refresh)")
     run_parser.add_argument("--config", type=Path, default=Path("config/default.yaml"), help="scenario YAML")
+    sample = sub.add_parser("sample-landing", help="write a sample landing file from a synthetic scenario")
+    sample.add_argument("--config", type=Path, default=Path("config/landing_example.yaml"), help="files scenario")
+    sample.add_argument("--from", dest="source", type=Path, default=Path("config/default.yaml"), help="synthetic one")
     args = parser.parse_args(argv)
+    if args.command == "sample-landing":
+        return sample_landing(args.config, args.source)
     return run(args.config)
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
 import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,14 +9,14 @@ import pytest
 import yaml
 
 from mmm_assets.core.config import MMMConfig, load_config
-from mmm_assets.defs.resources import DEFAULT_CONFIG
+from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 
-def _merge(base: dict, overrides: dict) -> dict:
+def merge(base: dict, overrides: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -30,16 +31,19 @@ SMALL = {
 }
 
 
+def write_scenario(folder: Path, overrides: dict | None = None, name: str = "scenario.yaml") -> Path:
+    """Write the default scenario with ``overrides`` merged in; its outputs go under ``folder``."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["paths"] = {"duckdb": str(folder / "mmm.duckdb"), "models_dir": str(folder / "models")}
+    path = folder / name
+    path.write_text(yaml.safe_dump(merge(raw, overrides or {}), sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
-    """Write the default scenario with ``overrides`` merged in; outputs go under tmp_path."""
-
     def write(overrides: dict | None = None, name: str = "scenario.yaml") -> Path:
-        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        raw["paths"] = {"duckdb": str(tmp_path / "mmm.duckdb"), "models_dir": str(tmp_path / "models")}
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(_merge(raw, overrides or {}), sort_keys=False))
-        return path
+        return write_scenario(tmp_path, overrides, name)
 
     return write
 
@@ -47,7 +51,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def small_config(write_config) -> Callable[..., MMMConfig]:
     def make(overrides: dict | None = None) -> MMMConfig:
-        return load_config(write_config(_merge(SMALL, overrides or {})))
+        return load_config(write_config(merge(SMALL, overrides or {})))
 
     return make
 
@@ -59,4 +63,5 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MMM_DUCKDB_PATH", raising=False)
     home = tmp_path / "dagster_home"
     home.mkdir()
+    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -109,3 +109,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_holdout_must_leave_training_weeks(write_config):
     with pytest.raises(ConfigError, match="holdout_weeks"):
         load_config(write_config({"validation": {"holdout_weeks": 52, "min_weeks": 52}}))
+
+
+def test_extends_merges_over_the_base_file(tmp_path):
+    (tmp_path / "child.yaml").write_text(
+        f"extends: {DEFAULT_CONFIG}\nscenario: child\nsampler:\n  draws: 50\n"
+    )
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.scenario, cfg.sampler.draws, cfg.sampler.chains) == ("child", 50, 4)
+    assert cfg.channels == ["adwords", "facebook", "linkedin"]
+
+
+def test_extends_cycle_is_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_shipped_configs_load():
+    for name in ("default", "undersampled", "landing_example"):
+        assert load_config(PROJECT_DIR / "config" / f"{name}.yaml").scenario

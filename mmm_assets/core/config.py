@@ -261,13 +261,32 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
     return cfg.model_copy(update=update)
 
 
-def load_config(path: str | os.PathLike[str]) -> MMMConfig:
-    """Load and validate one scenario file; relative paths in it are relative to the project folder."""
-    file = Path(path)
+def _merged(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_raw(file: Path, seen: tuple[Path, ...] = ()) -> object:
+    """The YAML mapping of ``file``; an ``extends: other.yaml`` key (relative to the file) merges it over another."""
     if not file.is_file():
         raise ConfigError(f"scenario configuration {file} does not exist (set {ENV_CONFIG} or pass another file)")
+    if file.resolve() in seen:
+        raise ConfigError(f"{file}: 'extends' forms a cycle through {', '.join(map(str, seen))}")
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{file} is not valid YAML: {err}") from None
-    return parse_config(raw, source=str(file), root=project_root_for(file))
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    base = _read_raw(file.parent / str(raw.pop("extends")), (*seen, file.resolve()))
+    if not isinstance(base, dict):
+        raise ConfigError(f"{file}: the file it extends is not a mapping of settings")
+    return _merged(base, raw)
+
+
+def load_config(path: str | os.PathLike[str]) -> MMMConfig:
+    """Load and validate one scenario file; relative paths in it are relative to the project folder."""
+    file = Path(path)
+    return parse_config(_read_raw(file), source=str(file), root=project_root_for(file))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, SyntheticSource
+from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, ColumnMapping, SyntheticSource
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"
@@ -101,3 +101,14 @@ def generate(source: SyntheticSource) -> tuple[pd.DataFrame, GroundTruth]:
     baseline = source.outcome_scale * (source.intercept + noise)
     frame[TARGET_COLUMN] = baseline + contributions[list(source.channels)].sum(axis=1).to_numpy()
     return frame, truth
+
+
+def landing_export(frame: pd.DataFrame, columns: ColumnMapping) -> pd.DataFrame:
+    """The generated frame under a landing file's own column names (the inverse of the column mapping)."""
+    rename = {DATE_COLUMN: columns.date, TARGET_COLUMN: columns.target, **{c: s for c, s in columns.channels.items()}}
+    missing = sorted(set(columns.channels) - set(frame.columns))
+    if missing or columns.controls:
+        raise ValueError(
+            f"the synthetic scenario cannot fill {missing or sorted(columns.controls)}: map exactly its channels"
+        )
+    return frame.rename(columns=rename)[list(rename.values())]

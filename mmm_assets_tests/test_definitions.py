@@ -1,0 +1,71 @@
+"""The definitions load, say what they are, and gate what they should; the instance config is valid."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from mmm_assets.definitions import defs
+from mmm_assets.defs.resources import PROJECT_DIR
+
+EXPECTED_GROUPS = {
+    "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
+    "mmm_posterior": "model", "mmm_validation": "model", "channel_contributions": "decisions",
+}
+
+
+def test_definitions_load():
+    Definitions.validate_loadable(defs)
+
+
+def test_every_asset_is_described_grouped_and_owned():
+    graph = defs.resolve_asset_graph()
+    for name, group in EXPECTED_GROUPS.items():
+        node = graph.get(AssetKey(name))
+        assert node.group_name == group, name
+        assert node.description and len(node.description) > 40, name
+        assert node.owners == ["team:marketing-science"], name
+        assert node.kinds, name
+
+
+def test_weekly_refresh_selects_the_whole_graph_and_every_check():
+    job = defs.resolve_job_def("weekly_refresh")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert keys == set(EXPECTED_GROUPS)
+    checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert {"in_sample_r2", "max_rhat", "min_ess_bulk", "divergences", "saturation_lam_recovery",
+            "adstock_alpha_recovery", "holdout_mape", "enough_weeks", "weekly_contiguous"} <= checks
+
+
+def test_every_check_is_blocking():
+    specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
+    assert len(specs) == 13
+    assert all(spec.blocking for spec in specs)
+
+
+def test_loading_the_code_location_does_not_import_pymc():
+    code = "import sys, mmm_assets.definitions; print('pymc_marketing' in sys.modules, 'pymc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_workspace_points_at_the_definitions():
+    workspace = yaml.safe_load((PROJECT_DIR / "workspace.yaml").read_text())
+    target = workspace["load_from"][0]["python_module"]
+    assert (target["module_name"], target["attribute"]) == ("mmm_assets.definitions", "defs")
+
+
+def test_embedded_instance_config(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = DagsterInstance.get()
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+    assert not instance.telemetry_enabled
+    assert Path(instance.storage_directory()).is_relative_to(home)
+    assert instance.code_server_process_startup_timeout >= 300
