@@ -1,0 +1,190 @@
+"""Return on ad spend of a fitted MMM: average and marginal ROAS, break-even spend and steady-state response curves.
+
+Units: spend is in the units of the channel columns of the feature frame (money), contributions are in target
+units (``y``), so a ROAS is target units per unit of spend. Every interval is a 94 % HDI (``HDI_PROB``) over the
+posterior draws; ``*_mean`` is the posterior mean.
+
+Window totals (contribution, ROAS, marginal ROAS) come from PyMC-Marketing's counterfactual incrementality
+(``mmm.incrementality``): the model's prediction with the actual spend minus the prediction with the changed spend,
+summed over the fitted weeks, with adstock carry-over. Carry-over landing after the last fitted week is not observed
+and not counted, which slightly understates the return of the last ``l_max`` weeks' spend. (``mmm.summary.roas(
+method="incremental")`` wraps the same call, but its data validation refuses this project's models, whose
+posterior predictive holds ``y_original_scale`` and not ``y``.)
+
+The break-even search and the response curves need the model at spend levels it was not fitted on, so they are
+evaluated from the posterior draws of the model's own parameters: the model's adstock (applied by the library's own
+transformation) on max-scaled spend, logistic saturation ``(1 - exp(-lam x)) / (1 + exp(-lam x))`` with
+``saturation_lam``, times ``saturation_beta``, times ``target_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytensor.xtensor as ptx
+import xarray as xr
+from pymc_marketing.mmm import MMM, LogisticSaturation
+from scipy.optimize import brentq
+
+from mmm_assets.core.config import DATE_COLUMN
+from mmm_assets.core.model import HDI_PROB
+
+#: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
+MARGINAL_STEP = 0.01
+#: Break-even search range, as multiples of the channel's current spend.
+SEARCH_MULTIPLES = (1e-3, 100.0)
+SAMPLE_DIMS = ("chain", "draw")
+
+
+def _logistic(x: xr.DataArray, lam: xr.DataArray) -> xr.DataArray:
+    """LogisticSaturation without its beta: (1 - e^(-lam x)) / (1 + e^(-lam x))."""
+    return (1.0 - np.exp(-lam * x)) / (1.0 + np.exp(-lam * x))
+
+
+def _summary(samples: xr.DataArray, prefix: str) -> pd.DataFrame:
+    """Posterior mean and 94 % HDI over (chain, draw), one row per value of the one remaining dimension."""
+    hdi = az.hdi(samples, prob=HDI_PROB)
+    return pd.DataFrame(
+        {
+            f"{prefix}_mean": samples.mean(SAMPLE_DIMS).to_numpy(),
+            f"{prefix}_hdi_low": hdi.sel(ci_bound="lower").to_numpy(),
+            f"{prefix}_hdi_high": hdi.sel(ci_bound="upper").to_numpy(),
+        }
+    )
+
+
+def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
+    """The channel columns of ``features``, after checking the model's saturation and that it was fitted on them."""
+    if not isinstance(mmm.saturation, LogisticSaturation):
+        raise NotImplementedError(f"ROAS curves assume LogisticSaturation, the model has {type(mmm.saturation)}")
+    spend = features[mmm.channel_columns]
+    fitted = mmm.idata.constant_data["channel_data"].sel(channel=mmm.channel_columns)
+    if spend.shape != fitted.shape or not np.allclose(spend.to_numpy(), fitted.to_numpy()):
+        raise ValueError("features are not the weekly spend the model was fitted on")
+    return spend
+
+
+def _adstocked(mmm: MMM) -> xr.DataArray:
+    """The model's adstock of the max-scaled fitted spend for every posterior draw: (chain, draw, date, channel)."""
+    posterior, data = mmm.idata.posterior, mmm.idata.constant_data
+    scaled = data["channel_data"] / data["channel_scale"]
+    parameters = {name: ptx.as_xtensor(posterior[var]) for name, var in mmm.adstock.variable_mapping.items()}
+    out = mmm.adstock.function(ptx.as_xtensor(scaled), dim=DATE_COLUMN, **parameters)
+    coords = {d: (scaled if d in scaled.dims else posterior)[d].to_numpy() for d in out.dims}
+    return xr.DataArray(out.eval(), dims=out.dims, coords=coords).transpose(*SAMPLE_DIMS, DATE_COLUMN, "channel")
+
+
+def _breakeven_multiple(adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.DataArray, spend: float) -> float:
+    """Multiple ``k`` of the historical weekly spend at which the posterior-mean marginal ROAS falls to 1.
+
+    Marginal ROAS at ``k`` is the return of a further ``MARGINAL_STEP`` proportional increase, as in
+    ``channel_roas``'s ``mroas``; it decreases with ``k`` (concave saturation). Returns 0.0 when it is below 1
+    already at the low end of ``SEARCH_MULTIPLES`` and ``inf`` when it is still above 1 at the high end.
+    ``effect`` is ``saturation_beta * target_scale`` per draw; ``spend`` the channel's total over the window.
+    """
+
+    def excess(k: float) -> float:
+        gain = _logistic((1.0 + MARGINAL_STEP) * k * adstocked, lam) - _logistic(k * adstocked, lam)
+        return float((effect * gain.sum(DATE_COLUMN)).mean()) / (MARGINAL_STEP * k * spend) - 1.0
+
+    low, high = SEARCH_MULTIPLES
+    if excess(low) <= 0:
+        return 0.0
+    if excess(high) > 0:
+        return math.inf
+    return brentq(excess, low, high, rtol=1e-8)
+
+
+def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
+    """Average and marginal ROAS of every channel over the fitted window, with the break-even weekly spend.
+
+    ``features`` is the canonical frame the model was fitted on (``date``, ``y``, channel columns...). One row per
+    channel:
+
+    - ``channel``; ``spend``: total spend over the window (spend units).
+    - ``contribution_mean/_hdi_low/_hdi_high``: incremental contribution of the channel's spend over the window
+      (target units): prediction with the actual spend minus prediction with none of this channel's spend.
+    - ``roas_mean/_hdi_low/_hdi_high``: contribution / spend (target units per unit of spend), per draw.
+    - ``mroas_mean/_hdi_low/_hdi_high``: marginal ROAS at the current spend: the extra contribution (incl.
+      carry-over) of a 1 % increase of this channel's spend in every week, divided by the extra spend.
+    - ``current_weekly_spend``: mean weekly spend over the window (spend units).
+    - ``breakeven_weekly_spend``: the mean weekly spend at which the posterior-mean marginal ROAS falls to 1 when
+      the historical weekly pattern is scaled up or down proportionally (spend units). Searched between 0.1 % and
+      100x the current spend: 0.0 when the marginal ROAS is below 1 even at 0.1 % of the current spend, ``inf``
+      when it is still above 1 at 100x. Above ``current_weekly_spend`` exactly when ``mroas_mean`` > 1.
+    - ``headroom_pct``: (breakeven / current - 1) x 100: how much the spend could grow (positive) or should shrink
+      (negative) before the next unit of spend stops paying for itself; -100 for a break-even of 0, ``inf`` for
+      an infinite one.
+    """
+    spend = _checked_spend(mmm, features)
+    channels = mmm.channel_columns
+    incrementality = mmm.incrementality
+    contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
+    roas = incrementality.contribution_over_spend(frequency="all_time").sel(channel=channels)
+    mroas = incrementality.marginal_contribution_over_spend(
+        frequency="all_time", spend_increase_pct=MARGINAL_STEP
+    ).sel(channel=channels)
+
+    posterior = mmm.idata.posterior
+    effect = posterior["saturation_beta"] * mmm.idata.constant_data["target_scale"]
+    adstocked = _adstocked(mmm)
+    multiples = [
+        _breakeven_multiple(
+            adstocked.sel(channel=c),
+            effect.sel(channel=c),
+            posterior["saturation_lam"].sel(channel=c),
+            float(spend[c].sum()),
+        )
+        for c in channels
+    ]
+    current = spend.mean().to_numpy()
+    frame = pd.concat(
+        [
+            pd.DataFrame({"channel": channels, "spend": spend.sum().to_numpy()}),
+            _summary(contribution, "contribution"),
+            _summary(roas, "roas"),
+            _summary(mroas, "mroas"),
+        ],
+        axis=1,
+    )
+    frame["breakeven_weekly_spend"] = np.array(multiples) * current
+    frame["current_weekly_spend"] = current
+    frame["headroom_pct"] = (np.array(multiples) - 1.0) * 100.0
+    return frame
+
+
+def response_curves(
+    mmm: MMM, features: pd.DataFrame, grid_points: int = 41, max_multiple: float = 2.0
+) -> pd.DataFrame:
+    """Expected steady-state weekly contribution of each channel over a grid of constant weekly spend levels.
+
+    Steady state: the same spend every week, whose (normalised) adstock equals the spend itself, so the weekly
+    contribution is ``saturation_beta * logistic(spend / channel_scale, saturation_lam) * target_scale`` per draw.
+    The grid has ``grid_points`` levels from 0 to ``max_multiple`` x the channel's historical maximum weekly spend,
+    plus the channel's current (mean) weekly spend. Long table, one row per (channel, spend level):
+
+    - ``channel``; ``weekly_spend``: constant weekly spend (spend units).
+    - ``contribution_mean/_hdi_low/_hdi_high``: weekly contribution at that spend (target units per week).
+    - ``is_current``: True on the one row per channel at the current mean weekly spend.
+    """
+    spend = _checked_spend(mmm, features)
+    posterior, data = mmm.idata.posterior, mmm.idata.constant_data
+    parts = []
+    for channel in mmm.channel_columns:
+        current = float(spend[channel].mean())
+        levels = np.union1d(np.linspace(0.0, max_multiple * float(spend[channel].max()), grid_points), [current])
+        scaled = xr.DataArray(levels, dims="level") / data["channel_scale"].sel(channel=channel)
+        curve = (
+            posterior["saturation_beta"].sel(channel=channel)
+            * _logistic(scaled, posterior["saturation_lam"].sel(channel=channel))
+            * data["target_scale"]
+        )
+        part = _summary(curve.transpose(*SAMPLE_DIMS, "level"), "contribution")
+        part.insert(0, "channel", channel)
+        part.insert(1, "weekly_spend", levels)
+        part["is_current"] = levels == current
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
