@@ -9,18 +9,19 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 # PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: install run test dev home landing-sample clean
+.PHONY: install run test lint dev home landing-sample clean
 
-# The first Python >= 3.12 found: python3.13, python3.12, python3 on the PATH, then pyenv's installed versions.
+# A Python >= 3.12: python3.12 (the version the stack is pinned and tested on), python3.13, python3 on the PATH,
+# then pyenv's installed versions, oldest first (a pyenv shim with no version selected fails the check and is skipped).
 define find_python
 ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }; \
-for c in python3.13 python3.12 python3; do p=$$(command -v $$c 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; done; \
-for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do ok "$$p" && { echo "$$p"; exit 0; }; done; \
+for c in python3.12 python3.13 python3; do p=$$(command -v $$c 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; done; \
+for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do ok "$$p" && { echo "$$p"; exit 0; }; done; \
 exit 1
 endef
 
 $(VENV)/.installed: pyproject.toml
-	@py=$$( $(find_python) ) || { echo "error: no Python >= 3.12 found (tried python3.13, python3.12, python3 and pyenv versions); install one and retry" >&2; exit 1; }; \
+	@py=$$( $(find_python) ) || { echo "error: no Python >= 3.12 found (tried python3.12, python3.13, python3 and pyenv versions); install one and retry" >&2; exit 1; }; \
 	echo "using $$py ($$($$py --version))"; \
 	[ -x $(PY) ] || $$py -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -37,6 +38,9 @@ run: install home
 
 test: install
 	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check mmm_assets mmm_assets_tests
 
 dev: install home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)

@@ -1,7 +1,13 @@
 """Dagster definitions: the weekly MMM asset graph, its checks, resources and the refresh job."""
 
 
-from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    Definitions,
+    FilesystemIOManager,
+    define_asset_job,
+    in_process_executor,
+)
 
 from mmm_assets.defs.decisions import channel_contributions
 from mmm_assets.defs.features import mmm_features, mmm_features_quality

@@ -3,13 +3,21 @@
 import copy
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 import pytest
 import yaml
 
 from mmm_assets.core.config import MMMConfig, load_config
+from mmm_assets.core.features import validate_features
+from mmm_assets.core.generator import GroundTruth, generate
 from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
+
+if TYPE_CHECKING:
+    from mmm_assets.core.model import FitResult
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -65,3 +73,29 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home.mkdir()
     shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+
+@dataclass(frozen=True)
+class SmallFit:
+    """One fit of the SMALL scenario, shared by every test module that only reads it."""
+
+    cfg: MMMConfig
+    features: pd.DataFrame
+    truth: GroundTruth
+    result: "FitResult"
+    messages: list[str]
+
+    @property
+    def mmm(self):
+        return self.result.mmm
+
+
+@pytest.fixture(scope="session")
+def small_fit(tmp_path_factory: pytest.TempPathFactory) -> SmallFit:
+    from mmm_assets.core.model import fit
+
+    cfg = load_config(write_scenario(tmp_path_factory.mktemp("small_fit"), SMALL))
+    frame, truth = generate(cfg.data.synthetic)
+    features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
+    messages: list[str] = []
+    return SmallFit(cfg, features, truth, fit(cfg, features, report=messages.append), messages)

@@ -5,7 +5,12 @@ import pytest
 
 from mmm_assets.core import model as model_core
 from mmm_assets.core.config import load_config
-from mmm_assets.core.contributions import BASELINE, PREDICTED, weekly_contributions, wide_means
+from mmm_assets.core.contributions import (
+    BASELINE,
+    PREDICTED,
+    weekly_contributions,
+    wide_means,
+)
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.generator import generate
 from mmm_assets.core.metrics import r2
@@ -15,13 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    cfg = load_config(write_scenario(tmp_path_factory.mktemp("model"), SMALL))
-    frame, truth = generate(cfg.data.synthetic)
-    features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
-    messages: list[str] = []
-    result = model_core.fit(cfg, features, report=messages.append)
-    return cfg, features, truth, result, messages
+def fitted(small_fit):
+    return small_fit.cfg, small_fit.features, small_fit.truth, small_fit.result, small_fit.messages
 
 
 def test_fit_reports_progress_and_diagnostics(fitted):

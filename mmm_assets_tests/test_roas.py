@@ -4,12 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_assets.core.config import load_config
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import generate, logistic_saturation
-from mmm_assets.core.model import fit
+from mmm_assets.core.generator import logistic_saturation
 from mmm_assets.core.roas import MARGINAL_STEP, channel_roas, response_curves
-from mmm_assets_tests.conftest import SMALL, write_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +20,8 @@ def _near_interval(value: float, low: float, high: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    cfg = load_config(write_scenario(tmp_path_factory.mktemp("roas"), SMALL))
-    frame, truth = generate(cfg.data.synthetic)
-    features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
-    mmm = fit(cfg, features, in_sample_predictive=False).mmm
-    return features, truth, mmm
+def fitted(small_fit):
+    return small_fit.features, small_fit.truth, small_fit.mmm
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,14 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core import storage
-from mmm_assets.core.storage import append_rows, content_hash, quote_ident, read_table, replace_table, table_exists
+from mmm_assets.core.storage import (
+    append_rows,
+    content_hash,
+    quote_ident,
+    read_table,
+    replace_table,
+    table_exists,
+)
 
 
 @pytest.fixture

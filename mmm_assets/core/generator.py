@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, ColumnMapping, SyntheticSource
+from mmm_assets.core.config import (
+    DATE_COLUMN,
+    TARGET_COLUMN,
+    ColumnMapping,
+    SyntheticSource,
+)
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"

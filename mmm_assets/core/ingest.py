@@ -20,7 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, ColumnMapping, FilesSource
+from mmm_assets.core.config import (
+    DATE_COLUMN,
+    TARGET_COLUMN,
+    ColumnMapping,
+    FilesSource,
+)
 from mmm_assets.core.errors import InputError, examples, raise_if_problems
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")

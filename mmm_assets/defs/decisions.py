@@ -22,7 +22,12 @@ def channel_contributions(
     DuckDB table `channel_contributions` (long: date, component, mean, hdi_low, hdi_high). Channels plus baseline
     add up to the `predicted` component. Only computed from a model that passed every blocking gate.
     """
-    from mmm_assets.core.contributions import BASELINE, PREDICTED, weekly_contributions, wide_means
+    from mmm_assets.core.contributions import (
+        BASELINE,
+        PREDICTED,
+        weekly_contributions,
+        wide_means,
+    )
     from mmm_assets.core.model import load_model
     from mmm_assets.core.plots import contributions_plot
 

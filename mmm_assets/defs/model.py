@@ -120,7 +120,12 @@ def mmm_validation(
     see them; worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
     Every metric is appended to DuckDB table `validation_history`. The blocking checks read this report.
     """
-    from mmm_assets.core.model import holdout_forecast, in_sample_prediction, load_model, posterior_parameters
+    from mmm_assets.core.model import (
+        holdout_forecast,
+        in_sample_prediction,
+        load_model,
+        posterior_parameters,
+    )
     from mmm_assets.core.plots import fit_plot, recovery_plot
 
     cfg = scenario.load()

@@ -1,0 +1,523 @@
+"""Budget allocation for the weeks after the data, with PyMC-Marketing's budget optimiser.
+
+Money is in the units of the channel columns; every spend figure here is a total over the horizon
+(``horizon_weeks`` weeks starting the week after the last one in the data), spread evenly over its weeks. The
+library works with weekly amounts, so totals are divided by the number of weeks on the way in and multiplied on the
+way out.
+
+The expected response of a plan is *incremental*: the model's media contribution (target units) with the plan
+minus the same with no spend over the horizon, draw by draw. Both include what the library includes: the spend made
+before the horizon carries its adstock into it (``carry_in_periods``) and the horizon's own spend keeps paying
+during ``adstock_periods`` weeks after it, so the history's own effect cancels in the difference.
+
+"Current" spend is each channel's spend over the last ``horizon_weeks`` weeks of the data. Relative bounds are
+taken around the current mix scaled to the total budget, which is the current spend itself when the total is the
+default (what was spent over the last horizon); at other totals (budget scenarios) the range scales with it so the
+optimiser keeps the same freedom at every level.
+
+When the first optimiser's answer is unusable (it raised, did not converge or broke the budget or a bound), the
+next attempt runs; when none is usable, the last answer is projected onto the budget and bounds and re-evaluated.
+The result says which method produced the answer and why a fallback was needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pymc_marketing.mmm import MMM
+from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
+from pymc_marketing.mmm.utility import (
+    UtilityFunctionType,
+    average_response,
+    conditional_value_at_risk,
+    value_at_risk,
+)
+from scipy.optimize import brentq
+
+from mmm_assets.core.config import DATE_COLUMN, ConfigError
+from mmm_assets.core.generator import GroundTruth
+from mmm_assets.core.model import HDI_PROB
+
+CHANNEL_DIM = "channel"
+WEEK = pd.Timedelta(days=7)
+#: Numeric slack allowed on a bound, relative to the total budget.
+BOUND_SLACK = 1e-6
+#: Marginal ROAS at which the next unit of spend exactly pays back.
+BREAKEVEN_ROAS = 1.0
+
+
+class BudgetSettings(BaseModel):
+    """What to optimise: horizon, total budget, bounds per channel, utility and the budget scenarios."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon_weeks: int = Field(default=4, ge=1, le=52, description="Weeks to plan, starting after the data.")
+    total_budget: float | None = Field(
+        default=None, gt=0, description="Total over the horizon; null = what was spent over the last horizon."
+    )
+    bounds: Literal["relative", "absolute"] = "relative"
+    relative_bound: float = Field(
+        default=0.5, gt=0, le=10, description="Each channel may move by this fraction of its current spend."
+    )
+    absolute_bounds: dict[str, tuple[float, float]] | None = Field(
+        default=None, description="(low, high) per channel, totals over the horizon; needs bounds: absolute."
+    )
+    utility: Literal["mean", "var", "cvar"] = "mean"
+    risk_level: float = Field(default=0.95, gt=0, lt=1, description="Confidence level of var / cvar.")
+    scenario_levels: list[float] = Field(
+        default=[0.5, 1.0, 1.5], min_length=1, description="Multiples of the base budget for the scenarios."
+    )
+    total_tolerance: float = Field(
+        default=0.001, gt=0, le=0.1, description="Allowed relative gap between the plan's total and the budget."
+    )
+
+    @field_validator("absolute_bounds")
+    @classmethod
+    def _ordered(cls, value: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]] | None:
+        for channel, (low, high) in (value or {}).items():
+            if low < 0:
+                raise ValueError(f"{channel}: low bound {low:g} is negative; spend cannot be below 0")
+            if low > high:
+                raise ValueError(f"{channel}: low bound {low:g} is above high bound {high:g}; give (low, high)")
+        return value
+
+    @field_validator("scenario_levels")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        bad = [level for level in value if not level > 0]
+        if bad:
+            raise ValueError(f"scenario levels must be > 0 (multiples of the base budget), got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds_given(self) -> BudgetSettings:
+        if self.bounds == "absolute" and self.absolute_bounds is None:
+            raise ValueError(
+                "bounds is 'absolute' but absolute_bounds is missing: give (low, high) per channel, "
+                "as totals over the horizon"
+            )
+        if self.bounds == "relative" and self.absolute_bounds is not None:
+            raise ValueError("absolute_bounds is given but bounds is 'relative'; set bounds: absolute to use them")
+        return self
+
+
+def parse_budget_settings(raw: object, source: str = "budget settings") -> BudgetSettings:
+    """Validate a mapping (as read from YAML); errors name each offending key and what was expected."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of settings, found {type(raw).__name__}")
+    try:
+        return BudgetSettings.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for item in err.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = f"unknown key (expected one of: {', '.join(BudgetSettings.model_fields)})"
+            lines.append(f"  - {where}: {message}")
+        raise ConfigError(f"{source} are not valid:\n" + "\n".join(lines)) from None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call of the library's optimiser: a label and the ``minimize_kwargs`` it passes to scipy."""
+
+    name: str
+    minimize_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The library's default (SLSQP on a rescaled objective), then a derivative-free solver that copes with the
+#: response's scale on its own.
+DEFAULT_ATTEMPTS: tuple[Attempt, ...] = (Attempt("SLSQP"), Attempt("COBYQA", {"method": "COBYQA"}))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Posterior mean and 94 % HDI (``HDI_PROB``) of a quantity over the posterior draws."""
+
+    mean: float
+    hdi_low: float
+    hdi_high: float
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> Interval:
+        hdi = az.hdi(xr.DataArray(samples, dims=["sample"]), prob=HDI_PROB, dim=["sample"])
+        return cls(float(samples.mean()), float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper")))
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """An optimised allocation over the horizon, compared with the current one.
+
+    ``allocation`` has one row per channel: ``channel, current_spend, optimized_spend, lower_bound, upper_bound,
+    change_pct`` (totals over the horizon; ``change_pct`` is optimised vs current). Responses are incremental, in
+    target units over the horizon and its carry-over; ``uplift`` is optimised minus current, draw by draw.
+    ``true_*`` are the ground truth's responses of both allocations when a ``GroundTruth`` was given.
+    """
+
+    start_date: pd.Timestamp
+    end_date: pd.Timestamp
+    horizon_weeks: int
+    total_budget: float
+    utility: str
+    allocation: pd.DataFrame
+    optimized_response: Interval
+    current_response: Interval
+    uplift: Interval
+    uplift_pct: float
+    method: str
+    fallback_used: bool
+    fallback_reason: str | None
+    wall_seconds: float
+    true_optimized_response: float | None = None
+    true_current_response: float | None = None
+
+
+def _utility(settings: BudgetSettings) -> UtilityFunctionType:
+    if settings.utility == "var":
+        return value_at_risk(settings.risk_level)
+    if settings.utility == "cvar":
+        return conditional_value_at_risk(settings.risk_level)
+    return average_response
+
+
+@dataclass
+class _Planner:
+    """The weeks after the data, the current spend over the last as many weeks, and the library's optimiser."""
+
+    mmm: MMM
+    settings: BudgetSettings
+    features: pd.DataFrame
+    channels: list[str]
+    start: pd.Timestamp
+    end: pd.Timestamp
+    current: np.ndarray
+
+    @classmethod
+    def build(cls, mmm: MMM, features: pd.DataFrame, settings: BudgetSettings) -> _Planner:
+        channels = list(mmm.channel_columns)
+        absent = [c for c in channels if c not in features.columns]
+        if absent:
+            raise ValueError(f"features lack the model's channel column(s) {absent}")
+        weeks = settings.horizon_weeks
+        if len(features) < weeks:
+            raise ValueError(f"features hold {len(features)} weeks, fewer than the {weeks}-week horizon")
+        last = pd.Timestamp(features[DATE_COLUMN].max())
+        fitted_last = pd.Timestamp(mmm.idata.fit_data[DATE_COLUMN].values[-1])
+        if last != fitted_last:
+            raise ValueError(
+                f"features end on {last:%Y-%m-%d} but the model was fitted up to {fitted_last:%Y-%m-%d}; "
+                "plan with the features the model was fitted on"
+            )
+        current = features[channels].tail(weeks).sum().to_numpy(dtype=float)
+        return cls(mmm, settings, features, channels, last + WEEK, last + weeks * WEEK, current)
+
+    @property
+    def weeks(self) -> int:
+        return self.settings.horizon_weeks
+
+    @cached_property
+    def optimizer(self) -> BudgetOptimizer:
+        """Built (and compiled) on first use, so settings that cannot be met fail before compiling."""
+        return self.mmm.budget_optimizer(self.start, self.end, utility_function=_utility(self.settings))
+
+    def weekly(self, totals: np.ndarray) -> xr.DataArray:
+        """A labelled weekly plan (what the library takes) from horizon totals."""
+        return xr.DataArray(np.asarray(totals) / self.weeks, dims=[CHANNEL_DIM], coords={CHANNEL_DIM: self.channels})
+
+    def _media_response(self, totals: np.ndarray) -> np.ndarray:
+        return self.optimizer.evaluate_response_distribution(self.weekly(totals)).to_numpy()
+
+    @cached_property
+    def _no_spend_response(self) -> np.ndarray:
+        return self._media_response(np.zeros(len(self.channels)))
+
+    def response(self, totals: np.ndarray) -> np.ndarray:
+        """Incremental response of a plan per posterior draw: its media contribution minus that of no spend."""
+        return self._media_response(totals) - self._no_spend_response
+
+
+def true_incremental_response(
+    truth: GroundTruth, features: pd.DataFrame, totals: Mapping[str, float], weeks: int
+) -> float:
+    """True response (target units) of horizon totals spread evenly over ``weeks`` weeks after ``features``.
+
+    Like the optimiser's response: carry-over from the data's spend in, the horizon's carry-over out, minus the
+    response with no spend over the horizon.
+    """
+    response = 0.0
+    for channel, total in totals.items():
+        tail = int(truth.parameters.loc[channel, "adstock_l_max"]) - 1
+        plan = np.concatenate([np.full(weeks, total / weeks), np.zeros(tail)])
+        history = features[channel].to_numpy()
+        spent = truth.channel_response(channel, plan, history=history)
+        idle = truth.channel_response(channel, np.zeros_like(plan), history=history)
+        response += float(spent.sum() - idle.sum())
+    return response
+
+
+def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) horizon totals per channel, checked to be able to hold ``total``."""
+    if settings.bounds == "absolute":
+        assert settings.absolute_bounds is not None
+        missing = [c for c in planner.channels if c not in settings.absolute_bounds]
+        unknown = sorted(set(settings.absolute_bounds) - set(planner.channels))
+        if missing or unknown:
+            raise ValueError(
+                f"absolute_bounds must name exactly the model's channels {planner.channels}: "
+                f"missing {missing}, unknown {unknown}"
+            )
+        lower, upper = np.array([settings.absolute_bounds[c] for c in planner.channels], dtype=float).T
+    else:
+        if planner.current.sum() <= 0:
+            raise ValueError("nothing was spent over the last horizon, so relative bounds have no reference")
+        mix = planner.current * total / planner.current.sum()
+        lower, upper = mix * max(0.0, 1.0 - settings.relative_bound), mix * (1.0 + settings.relative_bound)
+    if not lower.sum() <= total <= upper.sum():
+        raise ValueError(
+            f"the bounds cannot hold a total budget of {total:,.2f}: they allow between {lower.sum():,.2f} and "
+            f"{upper.sum():,.2f} over the {planner.weeks} weeks"
+        )
+    return lower, upper
+
+
+def _project(spend: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float) -> np.ndarray:
+    """The closest allocation to ``spend`` (Euclidean) that sums to ``total`` within the bounds."""
+
+    def excess(shift: float) -> float:
+        return float(np.clip(spend + shift, lower, upper).sum() - total)
+
+    shift = brentq(excess, float((lower - spend).min()), float((upper - spend).max()))
+    return np.clip(spend + shift, lower, upper)
+
+
+def _violation(
+    spend: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float, tolerance: float, channels: list[str]
+) -> str | None:
+    """What an answer breaks (the total or a bound), or None when it holds."""
+    gap = abs(spend.sum() - total)
+    if gap > tolerance * total:
+        return f"spends {spend.sum():,.2f} instead of {total:,.2f} ({100 * gap / total:.3g} % off)"
+    slack = BOUND_SLACK * total
+    outside = [c for c, s, lo, hi in zip(channels, spend, lower, upper) if not lo - slack <= s <= hi + slack]
+    return f"breaks the bounds of {', '.join(outside)}" if outside else None
+
+
+def _change_pct(current: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Percentage change per channel; +inf from zero to some spend, 0 from zero to zero."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = 100.0 * (new - current) / current
+    return np.where(current > 0, pct, np.where(new > 0, np.inf, 0.0))
+
+
+def _allocate(
+    planner: _Planner,
+    settings: BudgetSettings,
+    total: float,
+    bounds: tuple[np.ndarray, np.ndarray],
+    attempts: Sequence[Attempt],
+) -> tuple[np.ndarray, str, list[str]]:
+    """Horizon totals from the first usable attempt (else the last answer projected), the method, and what failed."""
+    lower, upper = bounds
+    spent = planner.current.sum()
+    share = planner.current / spent if spent > 0 else np.full(len(lower), 1 / len(lower))
+    start = _project(share * total, lower, upper, total)
+    weekly_bounds = {c: (lo / planner.weeks, hi / planner.weeks) for c, lo, hi in zip(planner.channels, lower, upper)}
+    spend, source, reasons = start, "the current mix", []
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Method .* does not use gradient")
+                result = planner.optimizer.allocate_budget(
+                    total / planner.weeks,
+                    budget_bounds=weekly_bounds,
+                    x0=planner.weekly(start),
+                    minimize_kwargs=dict(attempt.minimize_kwargs),
+                    return_if_fail=True,
+                )
+        except Exception as err:  # scipy and the library raise many types; any of them means "try the next one"
+            reasons.append(f"{attempt.name} raised {type(err).__name__}: {err}")
+            continue
+        spend = result.budgets.sel({CHANNEL_DIM: planner.channels}).to_numpy() * planner.weeks
+        source = f"the {attempt.name} answer"
+        scipy_result = result.scipy_result
+        problem = None if scipy_result.success else f"did not converge ({scipy_result.message})"
+        problem = problem or _violation(spend, lower, upper, total, settings.total_tolerance, planner.channels)
+        if problem is None:
+            return spend, f"pymc-marketing BudgetOptimizer with scipy {attempt.name}", reasons
+        reasons.append(f"{attempt.name} {problem}")
+    method = f"projection onto the budget and bounds of {source}, re-evaluated"
+    return _project(spend, lower, upper, total), method, reasons
+
+
+def _solve(
+    planner: _Planner,
+    settings: BudgetSettings,
+    total: float,
+    attempts: Sequence[Attempt],
+    truth: GroundTruth | None = None,
+) -> BudgetResult:
+    started = time.monotonic()
+    lower, upper = _bounds(planner, settings, total)
+    spend, method, reasons = _allocate(planner, settings, total, (lower, upper), attempts)
+    optimized, current = planner.response(spend), planner.response(planner.current)
+    uplift = optimized - current
+    true_responses = {}
+    if truth is not None:
+        for name, totals in (("true_optimized_response", spend), ("true_current_response", planner.current)):
+            true_responses[name] = true_incremental_response(
+                truth, planner.features, dict(zip(planner.channels, totals)), planner.weeks
+            )
+    allocation = pd.DataFrame(
+        {
+            "channel": planner.channels,
+            "current_spend": planner.current,
+            "optimized_spend": spend,
+            "lower_bound": lower,
+            "upper_bound": upper,
+            "change_pct": _change_pct(planner.current, spend),
+        }
+    )
+    return BudgetResult(
+        start_date=planner.start,
+        end_date=planner.end,
+        horizon_weeks=planner.weeks,
+        total_budget=total,
+        utility=settings.utility,
+        allocation=allocation,
+        optimized_response=Interval.of(optimized),
+        current_response=Interval.of(current),
+        uplift=Interval.of(uplift),
+        uplift_pct=100.0 * float(uplift.mean() / current.mean()) if current.mean() else math.nan,
+        method=method,
+        fallback_used=bool(reasons),
+        fallback_reason="; ".join(reasons) or None,
+        wall_seconds=time.monotonic() - started,
+        **true_responses,
+    )
+
+
+def _base_budget(planner: _Planner, settings: BudgetSettings) -> float:
+    total = settings.total_budget if settings.total_budget is not None else float(planner.current.sum())
+    if total <= 0:
+        raise ValueError(f"nothing was spent over the last {planner.weeks} weeks; set total_budget")
+    return total
+
+
+def optimize_budget(
+    mmm: MMM,
+    features: pd.DataFrame,
+    settings: BudgetSettings,
+    truth: GroundTruth | None = None,
+    attempts: Sequence[Attempt] = DEFAULT_ATTEMPTS,
+) -> BudgetResult:
+    """Optimise the next ``horizon_weeks`` weeks' allocation of the total budget across channels.
+
+    ``features`` is the canonical frame the model was fitted on. ``attempts`` are tried in turn until one answer
+    converges and holds the budget and bounds (see the module docstring for the fallback).
+    """
+    planner = _Planner.build(mmm, features, settings)
+    return _solve(planner, settings, _base_budget(planner, settings), attempts, truth)
+
+
+def budget_scenarios(mmm: MMM, features: pd.DataFrame, settings: BudgetSettings) -> pd.DataFrame:
+    """The optimisation at every ``scenario_levels`` multiple of the base budget, one row per (level, channel).
+
+    The base budget is ``total_budget`` (the current spend when null). Each row carries the level's total, the
+    channel's optimised spend and bounds, and the level's expected incremental response (mean and 94 % HDI), so
+    the table traces the return curve of the whole budget. One compiled optimiser serves every level.
+    """
+    planner = _Planner.build(mmm, features, settings)
+    base = _base_budget(planner, settings)
+    frames = []
+    for level in settings.scenario_levels:
+        result = _solve(planner, settings, level * base, DEFAULT_ATTEMPTS)
+        response = result.optimized_response
+        frames.append(
+            result.allocation.drop(columns="change_pct").assign(
+                level=level,
+                total_budget=result.total_budget,
+                expected_response_mean=response.mean,
+                expected_response_hdi_low=response.hdi_low,
+                expected_response_hdi_high=response.hdi_high,
+                method=result.method,
+                fallback_used=result.fallback_used,
+            )
+        )
+    table = pd.concat(frames, ignore_index=True)
+    leading = ["level", "total_budget", "channel"]
+    return table[leading + [c for c in table.columns if c not in leading]]
+
+
+def _roas_sentence(row: pd.Series) -> str:
+    low, high = row["mroas_hdi_low"], row["mroas_hdi_high"]
+    stated = f"Marginal ROAS {row['mroas_mean']:.2f} ({100 * HDI_PROB:.0f} % HDI {low:.2f} to {high:.2f})"
+    if low <= BREAKEVEN_ROAS <= high:
+        return f"{stated} straddles breakeven ({BREAKEVEN_ROAS:.1f}): whether more spend pays back is uncertain."
+    side = "above" if row["mroas_mean"] > BREAKEVEN_ROAS else "below"
+    verdict = "pays back" if side == "above" else "does not pay back"
+    return f"{stated} is {side} breakeven ({BREAKEVEN_ROAS:.1f}): the next unit of spend {verdict}."
+
+
+def recommendations(budget: BudgetResult, roas: pd.DataFrame | None = None, hold_band_pct: float = 5.0) -> pd.DataFrame:
+    """INCREASE / HOLD / REDUCE per channel with the reason in plain words.
+
+    The action follows the optimiser's change: beyond ``+hold_band_pct`` % it is INCREASE, below
+    ``-hold_band_pct`` % REDUCE, HOLD in between. With a ``roas`` table (``channel, mroas_mean, mroas_hdi_low,
+    mroas_hdi_high``) the reason also compares the marginal ROAS with breakeven.
+    """
+    if hold_band_pct < 0:
+        raise ValueError(f"hold_band_pct must be >= 0, got {hold_band_pct}")
+    marginal = None
+    if roas is not None:
+        needed = ["channel", "mroas_mean", "mroas_hdi_low", "mroas_hdi_high"]
+        absent = [c for c in needed if c not in roas.columns]
+        if absent:
+            raise ValueError(f"roas table lacks column(s) {absent}; it needs {needed}")
+        marginal = roas.set_index("channel")
+    rows = []
+    for row in budget.allocation.itertuples(index=False):
+        change = row.change_pct
+        action = "INCREASE" if change > hold_band_pct else "REDUCE" if change < -hold_band_pct else "HOLD"
+        amounts = f"{row.current_spend:,.0f} to {row.optimized_spend:,.0f} over the next {budget.horizon_weeks} weeks"
+        size = f"{change:+.1f} %" if np.isfinite(change) else "new spend"
+        if action == "HOLD":
+            reason = f"The optimiser keeps spend within {hold_band_pct:g} % of current: {amounts} ({size})."
+        else:
+            reason = f"The optimiser moves spend {'up' if action == 'INCREASE' else 'down'} from {amounts} ({size})."
+        if np.isclose(row.optimized_spend, row.upper_bound) and action == "INCREASE":
+            reason += " It stops at the upper bound, so it would move further if allowed."
+        elif np.isclose(row.optimized_spend, row.lower_bound) and action == "REDUCE":
+            reason += " It stops at the lower bound, so it would move further if allowed."
+        if marginal is not None:
+            known = row.channel in marginal.index
+            reason += " " + (_roas_sentence(marginal.loc[row.channel]) if known else "No marginal ROAS known.")
+        rows.append(
+            {
+                "channel": row.channel,
+                "action": action,
+                "change_pct": change,
+                "current_spend": row.current_spend,
+                "optimized_spend": row.optimized_spend,
+                "reason": reason,
+            }
+        )
+    return pd.DataFrame(rows)
