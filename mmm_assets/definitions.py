@@ -9,13 +9,34 @@ from dagster import (
     in_process_executor,
 )
 
-from mmm_assets.defs.decisions import channel_contributions
+from mmm_assets.defs.decisions import (
+    budget_recommendations,
+    budget_scenarios,
+    channel_contributions,
+    channel_roas,
+    mmm_report,
+    optimized_budget,
+    response_curves,
+)
 from mmm_assets.defs.features import mmm_features, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
 from mmm_assets.defs.model import mmm_posterior, mmm_quality_gates, mmm_validation
 from mmm_assets.defs.resources import ScenarioResource
 
-ASSETS = [marketing_spend, ground_truth, mmm_features, mmm_posterior, mmm_validation, channel_contributions]
+ASSETS = [
+    marketing_spend,
+    ground_truth,
+    mmm_features,
+    mmm_posterior,
+    mmm_validation,
+    channel_contributions,
+    channel_roas,
+    response_curves,
+    optimized_budget,
+    budget_scenarios,
+    budget_recommendations,
+    mmm_report,
+]
 CHECKS = [mmm_features_quality, mmm_quality_gates]
 
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from mmm_assets.core.budget import (
@@ -10,13 +11,12 @@ from mmm_assets.core.budget import (
     DEFAULT_ATTEMPTS,
     Attempt,
     BudgetResult,
-    BudgetSettings,
     budget_scenarios,
     optimize_budget,
-    parse_budget_settings,
     recommendations,
 )
-from mmm_assets.core.config import ConfigError
+from mmm_assets.core.config import BudgetSettings, ConfigError, parse_config
+from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -183,18 +183,19 @@ def test_settings_defaults_and_clear_validation_messages():
     )
     assert (settings.utility, settings.scenario_levels, settings.total_tolerance) == ("mean", [0.5, 1.0, 1.5], 0.001)
     cases = {
-        "unknown key": ({"horizon_weks": 4}, "horizon_weks: unknown key (expected one of: horizon_weeks"),
+        "unknown key": ({"horizon_weks": 4}, "decisions.budget.horizon_weks: unknown key"),
         "absolute bounds missing": ({"bounds": "absolute"}, "bounds is 'absolute' but absolute_bounds is missing"),
         "low above high": (
             {"bounds": "absolute", "absolute_bounds": {"tv": [5, 1]}},
-            "absolute_bounds: tv: low bound 5 is above high bound 1",
+            "decisions.budget.absolute_bounds: tv: low bound 5 is above high bound 1",
         ),
         "bounds unused": ({"absolute_bounds": {"tv": [0, 1]}}, "absolute_bounds is given but bounds is 'relative'"),
-        "horizon": ({"horizon_weeks": 0}, "horizon_weeks: Input should be greater than or equal to 1"),
+        "horizon": ({"horizon_weeks": 0}, "decisions.budget.horizon_weeks: Input should be greater than or equal to 1"),
     }
+    base = yaml.safe_load(DEFAULT_CONFIG.read_text())
     for raw, message in cases.values():
-        with pytest.raises(ConfigError, match="budget settings are not valid") as err:
-            parse_budget_settings(raw)
+        with pytest.raises(ConfigError, match="is not a valid scenario configuration") as err:
+            parse_config({**base, "decisions": {"budget": raw}}, source="budget.yaml")
         assert message in str(err.value)
     with pytest.raises(ValidationError, match="horizon_weks"):
         BudgetSettings(horizon_weks=4)

@@ -14,6 +14,8 @@ from mmm_assets.defs.resources import PROJECT_DIR
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
     "mmm_posterior": "model", "mmm_validation": "model", "channel_contributions": "decisions",
+    "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
+    "budget_scenarios": "decisions", "budget_recommendations": "decisions", "mmm_report": "decisions",
 }
 
 
@@ -38,6 +40,14 @@ def test_weekly_refresh_selects_the_whole_graph_and_every_check():
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert {"in_sample_r2", "max_rhat", "min_ess_bulk", "divergences", "saturation_lam_recovery",
             "adstock_alpha_recovery", "holdout_mape", "enough_weeks", "weekly_contiguous"} <= checks
+
+
+def test_every_decision_sits_downstream_of_the_gated_validation():
+    graph = defs.resolve_asset_graph()
+    validation = AssetKey("mmm_validation")
+    for name, group in EXPECTED_GROUPS.items():
+        if group == "decisions":
+            assert validation in graph.get_ancestor_asset_keys(AssetKey(name)), name
 
 
 def test_every_check_is_blocking():

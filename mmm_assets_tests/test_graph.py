@@ -10,13 +10,15 @@ from dagster import AssetKey, DagsterInstance, materialize
 from mmm_assets import cli
 from mmm_assets.core.config import load_config
 from mmm_assets.core.generator import generate, landing_export
+from mmm_assets.definitions import ASSETS
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.conftest import SMALL, merge
 
-ALL_ASSETS = ["marketing_spend", "ground_truth", "mmm_features", "mmm_posterior", "mmm_validation",
-              "channel_contributions"]
+ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
+DECISIONS = ["channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
+             "budget_recommendations", "mmm_report"]
 
 
 def _materialized(instance: DagsterInstance) -> set[str]:
@@ -35,7 +37,7 @@ def test_whole_graph_materialises_and_passes_its_gates(write_config, capsys):
     cfg = load_config(path)
     assert cli.main(["run", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "RESULT: success" in out and "checks: 13/13 passed" in out
+    assert "RESULT: success" in out and "checks: 13/13 passed" in out, out
     assert "recovered vs true parameters" in out
     assert _materialized(DagsterInstance.get()) == set(ALL_ASSETS)
 
@@ -50,6 +52,23 @@ def test_whole_graph_materialises_and_passes_its_gates(write_config, capsys):
     assert len(contributions) == 104 * (len(cfg.channels) + 2)
     assert len(list(cfg.paths.models_dir.glob("*.nc"))) == 1
 
+    budget = tables["optimized_budget"]
+    spent, total = budget["optimized_spend"].sum(), budget["current_spend"].sum()
+    assert abs(spent - total) <= cfg.decisions.budget.total_tolerance * total
+    assert (budget["optimized_spend"] >= budget["lower_bound"] * (1 - 1e-6)).all()
+    assert (budget["optimized_spend"] <= budget["upper_bound"] * (1 + 1e-6)).all()
+    assert set(tables["budget_recommendations"]["action"]) <= {"INCREASE", "HOLD", "REDUCE"}
+    assert len(tables["budget_scenarios"]["level"].unique()) == len(cfg.decisions.budget.scenario_levels)
+    assert set(tables["channel_roas"]["channel"]) == set(cfg.channels)
+    assert tables["response_curves"]["is_current"].sum() == len(cfg.channels)
+
+    (report,) = cfg.paths.reports_dir.iterdir()
+    page = (report / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 7  # fit, contributions, roas, curves, allocation, scenarios, recovery
+    assert {"fit.png", "roas.png", "allocation.png", "roas.csv", "allocation.json", "recommendations.csv"} <= {
+        p.name for p in report.iterdir()
+    }
+
 
 @pytest.mark.slow
 def test_undersampled_model_fails_its_gates_and_blocks_downstream(write_config, capsys):
@@ -60,11 +79,13 @@ def test_undersampled_model_fails_its_gates_and_blocks_downstream(write_config, 
     out = capsys.readouterr().out
     assert "RESULT: FAILED" in out
     assert "FAIL  mmm_validation:min_ess_bulk" in out
-    assert "not materialised (blocked by a failed check or an upstream failure): channel_contributions" in out
+    assert "not materialised (blocked by a failed check or an upstream failure): " + ", ".join(
+        sorted(DECISIONS)) in out
     materialized = _materialized(DagsterInstance.get())
-    assert "mmm_validation" in materialized and "channel_contributions" not in materialized
+    assert "mmm_validation" in materialized and not materialized & set(DECISIONS)
     tables = _tables(cfg.paths.duckdb)
-    assert "channel_contributions" not in tables
+    assert not set(tables) & {"channel_contributions", "channel_roas", "optimized_budget", "budget_scenarios"}
+    assert not cfg.paths.reports_dir.exists()
     failed = tables["validation_history"].query("metric == 'min_ess_bulk'")
     assert not failed["passed"].any()
 

@@ -28,20 +28,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 from pymc_marketing.mmm import MMM
 from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
 from pymc_marketing.mmm.utility import (
@@ -52,7 +44,7 @@ from pymc_marketing.mmm.utility import (
 )
 from scipy.optimize import brentq
 
-from mmm_assets.core.config import DATE_COLUMN, ConfigError
+from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.model import HDI_PROB
 
@@ -62,78 +54,6 @@ WEEK = pd.Timedelta(days=7)
 BOUND_SLACK = 1e-6
 #: Marginal ROAS at which the next unit of spend exactly pays back.
 BREAKEVEN_ROAS = 1.0
-
-
-class BudgetSettings(BaseModel):
-    """What to optimise: horizon, total budget, bounds per channel, utility and the budget scenarios."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    horizon_weeks: int = Field(default=4, ge=1, le=52, description="Weeks to plan, starting after the data.")
-    total_budget: float | None = Field(
-        default=None, gt=0, description="Total over the horizon; null = what was spent over the last horizon."
-    )
-    bounds: Literal["relative", "absolute"] = "relative"
-    relative_bound: float = Field(
-        default=0.5, gt=0, le=10, description="Each channel may move by this fraction of its current spend."
-    )
-    absolute_bounds: dict[str, tuple[float, float]] | None = Field(
-        default=None, description="(low, high) per channel, totals over the horizon; needs bounds: absolute."
-    )
-    utility: Literal["mean", "var", "cvar"] = "mean"
-    risk_level: float = Field(default=0.95, gt=0, lt=1, description="Confidence level of var / cvar.")
-    scenario_levels: list[float] = Field(
-        default=[0.5, 1.0, 1.5], min_length=1, description="Multiples of the base budget for the scenarios."
-    )
-    total_tolerance: float = Field(
-        default=0.001, gt=0, le=0.1, description="Allowed relative gap between the plan's total and the budget."
-    )
-
-    @field_validator("absolute_bounds")
-    @classmethod
-    def _ordered(cls, value: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]] | None:
-        for channel, (low, high) in (value or {}).items():
-            if low < 0:
-                raise ValueError(f"{channel}: low bound {low:g} is negative; spend cannot be below 0")
-            if low > high:
-                raise ValueError(f"{channel}: low bound {low:g} is above high bound {high:g}; give (low, high)")
-        return value
-
-    @field_validator("scenario_levels")
-    @classmethod
-    def _positive(cls, value: list[float]) -> list[float]:
-        bad = [level for level in value if not level > 0]
-        if bad:
-            raise ValueError(f"scenario levels must be > 0 (multiples of the base budget), got {bad}")
-        return value
-
-    @model_validator(mode="after")
-    def _bounds_given(self) -> BudgetSettings:
-        if self.bounds == "absolute" and self.absolute_bounds is None:
-            raise ValueError(
-                "bounds is 'absolute' but absolute_bounds is missing: give (low, high) per channel, "
-                "as totals over the horizon"
-            )
-        if self.bounds == "relative" and self.absolute_bounds is not None:
-            raise ValueError("absolute_bounds is given but bounds is 'relative'; set bounds: absolute to use them")
-        return self
-
-
-def parse_budget_settings(raw: object, source: str = "budget settings") -> BudgetSettings:
-    """Validate a mapping (as read from YAML); errors name each offending key and what was expected."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of settings, found {type(raw).__name__}")
-    try:
-        return BudgetSettings.model_validate(raw)
-    except ValidationError as err:
-        lines = []
-        for item in err.errors():
-            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-            message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "extra_forbidden":
-                message = f"unknown key (expected one of: {', '.join(BudgetSettings.model_fields)})"
-            lines.append(f"  - {where}: {message}")
-        raise ConfigError(f"{source} are not valid:\n" + "\n".join(lines)) from None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the posterior so no later step has to repeat it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import tempfile
@@ -226,10 +227,16 @@ def save_model(mmm: MMM, path: Path) -> Path:
     return path
 
 
-def load_model(path: Path) -> MMM:
+def load_model(path: Path | str) -> MMM:
+    """The fitted model saved at ``path``. Model files are immutable, so a process loads each one once."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file {path} does not exist (was the models directory cleaned?)")
-    return MMM.load(str(path))
+    return _load(str(Path(path).resolve()))
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str) -> MMM:
+    return MMM.load(path)
 
 
 def _interval_frame(samples: xr.DataArray, dates: pd.Index, prefix: str = "") -> pd.DataFrame:
@@ -295,3 +302,11 @@ def posterior_parameters(mmm: MMM, names: tuple[str, ...] = ("saturation_lam", "
                 }
             )
     return pd.DataFrame(rows)
+
+
+def fitted_features(mmm: MMM) -> pd.DataFrame:
+    """The canonical feature frame a fitted model was trained on, read back from the model itself."""
+    data = mmm.idata.fit_data.to_dataset()
+    frame = data.to_dataframe().reset_index()
+    columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
+    return frame[columns]

@@ -10,15 +10,31 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from mmm_assets.core.config import DATE_COLUMN  # noqa: E402
 
 DPI = 110
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _compact(value: float, _position: object = None) -> str:
+    """Tick labels like 250k or 1.2M instead of 250000 or an axis offset."""
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:g}{suffix}"
+    return f"{value:g}"
+
+
+def _money_axes(ax: plt.Axes, x: bool = False, y: bool = True) -> None:
+    if x:
+        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+    if y:
+        ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+
+
+def _png(fig: plt.Figure, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> bytes:
     buffer = io.BytesIO()
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
     return buffer.getvalue()
@@ -47,6 +63,7 @@ def fit_plot(in_sample: pd.DataFrame, holdout: pd.DataFrame | None, title: str) 
         ax.axvline(holdout[DATE_COLUMN].iloc[0], color="grey", ls="--", lw=0.8)
     ax.set_title(title)
     ax.set_ylabel("target")
+    _money_axes(ax)
     ax.legend(loc="upper left", fontsize=8, ncols=3)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -78,6 +95,92 @@ def contributions_plot(contributions: pd.DataFrame, components: list[str], title
     ax.stackplot(contributions[DATE_COLUMN], *[contributions[c] for c in components], labels=components, alpha=0.85)
     ax.set_title(title)
     ax.set_ylabel("contribution to target")
+    _money_axes(ax)
     ax.legend(loc="upper left", fontsize=8, ncols=len(components))
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _interval_bars(ax: plt.Axes, table: pd.DataFrame, prefix: str, title: str) -> None:
+    """Horizontal posterior means with 94 % HDI whiskers per channel, and the payback line at 1."""
+    y = range(len(table))
+    mean = table[f"{prefix}_mean"]
+    ax.errorbar(
+        mean, y, xerr=[mean - table[f"{prefix}_hdi_low"], table[f"{prefix}_hdi_high"] - mean],
+        fmt="o", color="tab:blue", capsize=4,
+    )
+    for i, value in zip(y, mean, strict=True):
+        ax.annotate(f"{value:.2f}", (value, i), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.axvline(1.0, color="tab:red", ls="--", lw=0.9, label="pays back (1.0)")
+    ax.set_yticks(list(y), table["channel"])
+    ax.set_ylim(-0.6, len(table) - 0.4)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def roas_plot(roas: pd.DataFrame) -> bytes:
+    """Average and marginal ROAS per channel with 94 % HDIs."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(roas) + 2.2), sharey=True)
+    _interval_bars(axes[0], roas, "roas", "ROAS over the fitted window")
+    _interval_bars(axes[1], roas, "mroas", "marginal ROAS at current spend")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", fontsize=8, ncols=2)
+    return _png(fig, rect=(0, 0.07, 1, 1))
+
+
+def response_curves_plot(curves: pd.DataFrame) -> bytes:
+    """Expected weekly contribution against weekly spend per channel, with the current spend marked."""
+    channels = list(dict.fromkeys(curves["channel"]))
+    fig, axes = plt.subplots(1, len(channels), figsize=(4 * len(channels), 3.4), squeeze=False)
+    for ax, channel in zip(axes[0], channels, strict=True):
+        rows = curves[curves["channel"] == channel]
+        ax.fill_between(rows["weekly_spend"], rows["contribution_hdi_low"], rows["contribution_hdi_high"],
+                        color="tab:blue", alpha=0.25, label="94 % HDI")
+        ax.plot(rows["weekly_spend"], rows["contribution_mean"], color="tab:blue", label="expected")
+        current = rows[rows["is_current"]]
+        ax.scatter(current["weekly_spend"], current["contribution_mean"], color="tab:red", zorder=3,
+                   label="current spend")
+        ax.set_title(channel)
+        ax.set_xlabel("weekly spend")
+        _money_axes(ax, x=True)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("weekly contribution")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def allocation_plot(allocation: pd.DataFrame, title: str) -> bytes:
+    """Current vs optimised spend per channel over the horizon, with each channel's allowed range."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x = range(len(allocation))
+    width = 0.38
+    ax.bar([i - width / 2 for i in x], allocation["current_spend"], width, label="current", color="tab:grey")
+    ax.bar([i + width / 2 for i in x], allocation["optimized_spend"], width, label="optimised", color="tab:green")
+    ax.vlines([i + width / 2 for i in x], allocation["lower_bound"], allocation["upper_bound"], color="black",
+              lw=1.2, label="allowed range")
+    ax.set_xticks(list(x), allocation["channel"])
+    ax.set_ylabel("spend over the horizon")
+    _money_axes(ax)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def scenarios_plot(levels: pd.DataFrame) -> bytes:
+    """Expected incremental response against the total budget: the return curve of the whole budget."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.fill_between(levels["total_budget"], levels["expected_response_hdi_low"], levels["expected_response_hdi_high"],
+                    color="tab:green", alpha=0.25, label="94 % HDI")
+    ax.plot(levels["total_budget"], levels["expected_response_mean"], "o-", color="tab:green", label="expected")
+    ax.margins(y=0.15)
+    for row in levels.itertuples(index=False):
+        ax.annotate(f"{row.level:g}x", (row.total_budget, row.expected_response_mean), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xlabel("total budget over the horizon")
+    _money_axes(ax, x=True)
+    ax.set_ylabel("incremental response")
+    ax.set_title("budget scenarios (optimised allocation at each level)")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)

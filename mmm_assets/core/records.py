@@ -29,6 +29,7 @@ class ValidationReport:
     metrics: dict[str, float]
     gates: list[dict]
     recovery: pd.DataFrame | None = None
+    in_sample: pd.DataFrame | None = None
     holdout: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 

@@ -1,52 +1,263 @@
-"""Decisions: what the marketing team reads. Everything here sits downstream of the blocking model gates."""
+"""Decisions: what the marketing team reads on Monday morning. Everything here sits downstream of the blocking
+model gates (through `mmm_validation`), so nothing in this group is ever computed from a model that failed them.
 
+Every asset reads the data the model was fitted on from the model file itself, so a feature table refreshed later
+cannot be mixed with an older posterior.
+"""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+import datetime as dt
 
-from mmm_assets.core.records import FittedModel
-from mmm_assets.core.storage import replace_table
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from mmm_assets.core.records import FittedModel, ValidationReport
+from mmm_assets.core.storage import read_table, replace_table
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS
 from mmm_assets.defs.model import mmm_validation
 from mmm_assets.defs.resources import ScenarioResource
 
-CONTRIBUTIONS_TABLE = "channel_contributions"
+GROUP = "decisions"
+KINDS = {"pymc", "duckdb"}
 
 
-@asset(group_name="decisions", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
+def _model(fitted: FittedModel):
+    from mmm_assets.core.model import fitted_features, load_model
+
+    mmm = load_model(fitted.path)
+    return mmm, fitted_features(mmm)
+
+
+def _store(scenario: ScenarioResource, table: str, frame: pd.DataFrame) -> None:
+    with scenario.duckdb(scenario.load()) as conn:
+        replace_table(conn, table, frame)
+
+
+def _publish(
+    context: AssetExecutionContext, scenario: ScenarioResource, table: str, frame: pd.DataFrame, png: bytes,
+    **extra: object,
+) -> None:
+    """Replace the asset's DuckDB table and attach what a person looks at: row count, plot, extra tables."""
+    _store(scenario, table, frame)
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(frame),
+            **extra,
+            "plot": md.image(png, table.replace("_", " ")),
+            "duckdb_table": MetadataValue.text(table),
+        }
+    )
+
+
+@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
 def channel_contributions(
     context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
-) -> MaterializeResult:
+) -> pd.DataFrame:
     """Weekly contribution of every channel and of the baseline to the target, posterior mean and 94 % HDI.
 
     DuckDB table `channel_contributions` (long: date, component, mean, hdi_low, hdi_high). Channels plus baseline
-    add up to the `predicted` component. Only computed from a model that passed every blocking gate.
+    (intercept, controls, seasonality) add up to the `predicted` component, the model's noise-free prediction.
     """
-    from mmm_assets.core.contributions import (
-        BASELINE,
-        PREDICTED,
-        weekly_contributions,
-        wide_means,
-    )
-    from mmm_assets.core.model import load_model
+    from mmm_assets.core.contributions import BASELINE, PREDICTED, weekly_contributions, wide_means
     from mmm_assets.core.plots import contributions_plot
 
     cfg = scenario.load()
-    long = weekly_contributions(load_model(mmm_posterior.path))
-    with scenario.duckdb(cfg) as conn:
-        replace_table(conn, CONTRIBUTIONS_TABLE, long)
+    mmm, _ = _model(mmm_posterior)
+    long = weekly_contributions(mmm)
     wide = wide_means(long)
-    totals = wide[[*cfg.channels, BASELINE]].sum()
-    share = (100 * totals / wide[PREDICTED].sum()).round(1)
+    share = (100 * wide[[*cfg.channels, BASELINE]].sum() / wide[PREDICTED].sum()).round(1)
     context.log.info("contribution shares (%): " + ", ".join(f"{k} {v}" for k, v in share.items()))
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": len(long),
-            "share_of_predicted_pct": md.table_md(share.rename("share_pct").rename_axis("component").reset_index()),
-            "plot": md.image(
-                contributions_plot(wide, [BASELINE, *cfg.channels], f"{cfg.scenario}: weekly contributions"),
-                "weekly contributions",
-            ),
-            "duckdb_table": MetadataValue.text(CONTRIBUTIONS_TABLE),
+    _publish(
+        context, scenario, "channel_contributions", long,
+        contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions"),
+        share_of_predicted_pct=md.table_md(share.rename("share_pct").rename_axis("component").reset_index()),
+    )
+    return long
+
+
+@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel) -> pd.DataFrame:
+    """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
+    the average weekly spend at which marginal ROAS falls to 1 (breakeven) and the headroom to it.
+
+    Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`.
+    """
+    from mmm_assets.core.plots import roas_plot
+    from mmm_assets.core.roas import channel_roas as compute
+
+    mmm, features = _model(mmm_posterior)
+    table = compute(mmm, features)
+    shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
+                   "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
+    _publish(context, scenario, "channel_roas", table, roas_plot(table), roas=md.table_md(shown))
+    return table
+
+
+@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+def response_curves(
+    context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
+) -> pd.DataFrame:
+    """Expected steady-state weekly contribution of each channel over a grid of weekly spend levels (0 to at least
+    2x the largest weekly spend seen), mean and 94 % HDI, with the current spend marked. DuckDB `response_curves`.
+    """
+    from mmm_assets.core.plots import response_curves_plot
+    from mmm_assets.core.roas import response_curves as compute
+
+    cfg = scenario.load()
+    mmm, features = _model(mmm_posterior)
+    curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
+    _publish(
+        context, scenario, "response_curves", curves, response_curves_plot(curves),
+        current_spend=md.table_md(curves[curves["is_current"]].drop(columns=["is_current"])),
+    )
+    return curves
+
+
+def _budget_metadata(result) -> dict:
+    return {
+        "total_budget": MetadataValue.float(result.total_budget),
+        "horizon": f"{result.horizon_weeks} weeks from {result.start_date:%Y-%m-%d}",
+        "utility": result.utility,
+        "expected_response_optimized": MetadataValue.float(result.optimized_response.mean),
+        "expected_response_current": MetadataValue.float(result.current_response.mean),
+        "uplift_pct": MetadataValue.float(round(result.uplift_pct, 2)),
+        "uplift_hdi": f"{result.uplift.hdi_low:,.0f} .. {result.uplift.hdi_high:,.0f}",
+        "method": result.method,
+        "fallback_used": result.fallback_used,
+        "fallback_reason": result.fallback_reason or "none",
+        "optimizer_seconds": round(result.wall_seconds, 1),
+    }
+
+
+@asset(group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
+def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
+    """Next period's budget across channels that maximises the expected response (PyMC-Marketing's budget
+    optimiser), within each channel's bounds and spending the total to within the configured tolerance; compared
+    with the current allocation (expected incremental response, 94 % HDI, uplift). DuckDB `optimized_budget`.
+    """
+    from mmm_assets.core.budget import optimize_budget
+    from mmm_assets.core.plots import allocation_plot
+
+    cfg = scenario.load()
+    mmm, features = _model(mmm_posterior)
+    result = optimize_budget(mmm, features, cfg.decisions.budget)
+    if result.fallback_used:
+        context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
+    _publish(
+        context, scenario, "optimized_budget", result.allocation,
+        allocation_plot(result.allocation, f"next {result.horizon_weeks} weeks"),
+        **_budget_metadata(result), allocation=md.table_md(result.allocation),
+    )
+    return result
+
+
+@asset(group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
+def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
+    """The same optimisation at several budget levels (default 50 %, 100 %, 150 % of the current budget), in one
+    table: the return curve of the whole budget. DuckDB `budget_scenarios`.
+    """
+    from mmm_assets.core.budget import budget_scenarios as compute
+    from mmm_assets.core.plots import scenarios_plot
+
+    cfg = scenario.load()
+    mmm, features = _model(mmm_posterior)
+    table = compute(mmm, features, cfg.decisions.budget)
+    levels = _levels(table)
+    _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels), levels=md.table_md(levels))
+    return table
+
+
+def _levels(scenarios: pd.DataFrame) -> pd.DataFrame:
+    """One row per budget level of the scenarios table."""
+    keep = ["level", "total_budget", "expected_response_mean", "expected_response_hdi_low",
+            "expected_response_hdi_high"]
+    return scenarios[keep].drop_duplicates("level").reset_index(drop=True)
+
+
+@asset(group_name=GROUP, kinds={"python", "duckdb"}, owners=OWNERS)
+def budget_recommendations(
+    context: AssetExecutionContext, scenario: ScenarioResource, optimized_budget, channel_roas: pd.DataFrame
+) -> pd.DataFrame:
+    """Per channel INCREASE / HOLD / REDUCE with the reason in words (the optimiser's proposed change, marginal ROAS
+    against breakeven and its uncertainty), plus the executive summary a marketing lead reads. DuckDB
+    `budget_recommendations`.
+    """
+    from mmm_assets.core.budget import recommendations
+    from mmm_assets.core.report import executive_summary
+
+    cfg = scenario.load()
+    table = recommendations(optimized_budget, channel_roas, cfg.decisions.hold_band_pct)
+    _store(scenario, "budget_recommendations", table)
+    summary = executive_summary(optimized_budget, table)
+    context.log.info("\n".join(summary))
+    context.add_output_metadata(
+        {
+            "executive_summary": MetadataValue.md("\n\n".join(summary)),
+            "recommendations": md.table_md(table[["channel", "action", "change_pct", "current_spend",
+                                                  "optimized_spend"]]),
+            "duckdb_table": MetadataValue.text("budget_recommendations"),
         }
     )
+    return table
+
+
+@asset(group_name=GROUP, kinds={"html"}, owners=OWNERS)
+def mmm_report(
+    context: AssetExecutionContext,
+    scenario: ScenarioResource,
+    mmm_posterior: FittedModel,
+    mmm_validation: ValidationReport,
+    channel_roas: pd.DataFrame,
+    response_curves: pd.DataFrame,
+    optimized_budget,
+    budget_scenarios: pd.DataFrame,
+    budget_recommendations: pd.DataFrame,
+) -> str:
+    """A self-contained HTML report (actual vs fitted, contributions, ROAS, response curves, current vs optimised
+    allocation, budget scenarios, validation), the same plots as PNG files and every table as CSV and JSON, in
+    one folder per run under `paths.reports_dir`.
+    """
+    from mmm_assets.core import plots
+    from mmm_assets.core.contributions import BASELINE, wide_means
+    from mmm_assets.core.report import Section, executive_summary, write_report
+
+    cfg = scenario.load()
+    with scenario.duckdb(cfg) as conn:
+        contributions = read_table(conn, "channel_contributions")
+    wide = wide_means(contributions)
+    v = mmm_validation
+    gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
+    sections = [
+        Section("Fit", [f"Model {mmm_posterior.path} ({mmm_posterior.sampler}, {mmm_posterior.chains} chains x "
+                        f"{mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
+                {"fit": plots.fit_plot(v.in_sample, v.holdout, "actual vs fitted")}),
+        Section("Where sales came from", plots={"contributions": plots.contributions_plot(
+            wide, [BASELINE, *cfg.channels], "weekly contributions")}, tables={"contributions": wide}),
+        Section("Return on ad spend", plots={"roas": plots.roas_plot(channel_roas)}, tables={"roas": channel_roas}),
+        Section("Response curves", plots={"response_curves": plots.response_curves_plot(response_curves)},
+                tables={"response_curves": response_curves}),
+        Section("Budget: current vs optimised", [optimized_budget.method],
+                {"allocation": plots.allocation_plot(optimized_budget.allocation, "current vs optimised")},
+                {"allocation": optimized_budget.allocation, "recommendations": budget_recommendations}),
+        Section("Budget scenarios", plots={"scenarios": plots.scenarios_plot(_levels(budget_scenarios))},
+                tables={"budget_scenarios": budget_scenarios}),
+        Section("Validation", plots=({"recovery": plots.recovery_plot(v.recovery)} if v.recovery is not None else {}),
+                tables={"validation_gates": gates, **({"recovery": v.recovery} if v.recovery is not None else {})}),
+    ]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = write_report(
+        cfg.paths.reports_dir / f"{cfg.scenario}_{stamp}_{context.run_id[:8]}",
+        f"Marketing-mix report: {cfg.scenario}",
+        f"Run {context.run_id}, data {mmm_posterior.data_version}, generated {stamp}",
+        executive_summary(optimized_budget, budget_recommendations),
+        sections,
+    )
+    context.log.info(f"report written to {folder / 'index.html'}")
+    context.add_output_metadata(
+        {
+            "report": MetadataValue.path(str(folder / "index.html")),
+            "folder": MetadataValue.path(str(folder)),
+            "files": ", ".join(sorted(p.name for p in folder.iterdir())),
+        }
+    )
+    return str(folder)

@@ -149,7 +149,7 @@ def mmm_validation(
         for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
             metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
     gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
-    report = ValidationReport(metrics=metrics, gates=gates, recovery=table, holdout=holdout)
+    report = ValidationReport(metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=holdout)
     with scenario.duckdb(cfg) as conn:
         append_rows(
             conn, HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from mmm_assets.core.config import ENV_CONFIG, MMMConfig, load_config
 
@@ -29,8 +29,14 @@ class ScenarioResource(ConfigurableResource):
         description=f"Path of the scenario YAML; defaults to ${ENV_CONFIG} or config/default.yaml.",
     )
 
+    _loaded: MMMConfig | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Read the scenario once per run, so every step of a run sees the same settings even if the file changes."""
+        self._loaded = load_config(self.config_path)
+
     def load(self) -> MMMConfig:
-        return load_config(self.config_path)
+        return self._loaded if self._loaded is not None else load_config(self.config_path)
 
     @contextlib.contextmanager
     def duckdb(self, cfg: MMMConfig) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,0 +1,108 @@
+"""The Monday-morning report: one self-contained HTML page, the same plots as PNG files, the tables as CSV and JSON.
+
+Everything for one run is written into a temporary folder next to the target and renamed into place at the end,
+so a reader never sees half a report and a failed run never touches an earlier one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mmm_assets.core.budget import BudgetResult
+
+STYLE = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.6rem 0 1.2rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; } th { background: #f4f4f4; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4rem 0 1rem; }
+.summary { background: #f6fbf6; border-left: 4px solid #2a9d4a; padding: 0.6rem 1rem; }
+.fail { color: #b00020; font-weight: bold; } .pass { color: #2a7d3a; }
+"""
+
+
+@dataclass
+class Section:
+    """A titled part of the report: paragraphs of text, plots (name -> PNG bytes) and tables (name -> frame)."""
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    plots: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> list[str]:
+    """Plain sentences a marketing lead reads first."""
+    lines = [
+        f"Plan for {budget.horizon_weeks} weeks from {budget.start_date:%Y-%m-%d}: total budget "
+        f"{budget.total_budget:,.0f}. Expected incremental response {budget.optimized_response.mean:,.0f} "
+        f"(94 % HDI {budget.optimized_response.hdi_low:,.0f}–{budget.optimized_response.hdi_high:,.0f}) with the "
+        f"optimised allocation, against {budget.current_response.mean:,.0f} with the current one: "
+        f"{budget.uplift_pct:+.1f} % (uplift {budget.uplift.mean:,.0f}, 94 % HDI "
+        f"{budget.uplift.hdi_low:,.0f}–{budget.uplift.hdi_high:,.0f}).",
+    ]
+    for row in recommendations.itertuples(index=False):
+        lines.append(f"{row.channel}: {row.action} — {row.reason}")
+    if budget.fallback_used:
+        lines.append(f"Note: the optimiser needed a fallback ({budget.method}): {budget.fallback_reason}")
+    return lines
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_datetime64_any_dtype(shown[column]):
+            shown[column] = shown[column].dt.strftime("%Y-%m-%d")
+    return shown.to_html(index=False, float_format=lambda v: f"{v:,.4g}", border=0, na_rep="")
+
+
+def _section_html(section: Section) -> str:
+    parts = [f"<h2>{html.escape(section.title)}</h2>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in section.text]
+    for name, png in section.plots.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+    parts += [_table_html(frame) for frame in section.tables.values()]
+    return "\n".join(parts)
+
+
+def render_html(title: str, subtitle: str, summary: list[str], sections: list[Section]) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">{html.escape(subtitle)}</p>']
+    if summary:
+        body.append('<div class="summary">' + "".join(f"<p>{html.escape(s)}</p>" for s in summary) + "</div>")
+    body += [_section_html(s) for s in sections]
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(target: Path, title: str, subtitle: str, summary: list[str], sections: list[Section]) -> Path:
+    """Write ``target``/index.html, one PNG per plot and CSV + JSON per table, atomically; returns ``target``."""
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; reports are never overwritten")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (staging / "index.html").write_text(render_html(title, subtitle, summary, sections), encoding="utf-8")
+        for section in sections:
+            for name, png in section.plots.items():
+                (staging / f"{name}.png").write_bytes(png)
+            for name, frame in section.tables.items():
+                frame.to_csv(staging / f"{name}.csv", index=False)
+                frame.to_json(staging / f"{name}.json", orient="records", date_format="iso", indent=1)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,90 @@
+"""The report writer and the plots, without a model: synthetic tables in, files and pictures out."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmm_assets.core import plots
+from mmm_assets.core.budget import BudgetResult, Interval
+from mmm_assets.core.report import Section, executive_summary, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _budget(fallback: bool = False) -> BudgetResult:
+    allocation = pd.DataFrame(
+        {"channel": ["tv", "search"], "current_spend": [100.0, 50.0], "optimized_spend": [80.0, 70.0],
+         "lower_bound": [50.0, 25.0], "upper_bound": [150.0, 75.0], "change_pct": [-20.0, 40.0]}
+    )
+    return BudgetResult(
+        start_date=pd.Timestamp("2024-01-01"), end_date=pd.Timestamp("2024-01-22"), horizon_weeks=4,
+        total_budget=150.0, utility="mean", allocation=allocation, optimized_response=Interval(330, 320, 340),
+        current_response=Interval(300, 290, 310), uplift=Interval(30, 25, 35), uplift_pct=10.0,
+        method="SLSQP" if not fallback else "projection", fallback_used=fallback,
+        fallback_reason="did not converge" if fallback else None, wall_seconds=1.0,
+    )
+
+
+def _recommendations() -> pd.DataFrame:
+    return pd.DataFrame({"channel": ["tv", "search"], "action": ["REDUCE", "INCREASE"],
+                         "reason": ["marginal ROAS below 1", "marginal ROAS above 1"]})
+
+
+def test_executive_summary_reads_like_sentences():
+    lines = executive_summary(_budget(), _recommendations())
+    assert lines[0].startswith("Plan for 4 weeks from 2024-01-01: total budget 150.")
+    assert "+10.0 %" in lines[0]
+    assert lines[1:] == ["tv: REDUCE — marginal ROAS below 1", "search: INCREASE — marginal ROAS above 1"]
+    assert "fallback" in executive_summary(_budget(fallback=True), _recommendations())[-1]
+
+
+def test_report_is_self_contained_with_exports(tmp_path):
+    table = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=2, freq="7D"), "value": [1.5, 2.5]})
+    section = Section("Numbers", ["A <b>tag</b> is escaped."], {"chart": PNG + b"fake"}, {"numbers": table})
+    folder = write_report(tmp_path / "reports" / "run1", "Title", "subtitle", ["summary line"], [section])
+    page = (folder / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert "A &lt;b&gt;tag&lt;/b&gt; is escaped." in page and "2024-01-08" in page
+    assert (folder / "chart.png").read_bytes().startswith(PNG)
+    assert pd.read_csv(folder / "numbers.csv")["value"].tolist() == [1.5, 2.5]
+    assert pd.read_json(folder / "numbers.json")["value"].tolist() == [1.5, 2.5]
+    with pytest.raises(FileExistsError):
+        write_report(folder, "Title", "", [], [section])
+
+
+def test_failed_report_leaves_nothing_behind(tmp_path):
+    class Exploding(pd.DataFrame):
+        def to_csv(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    section = Section("Broken", tables={"t": Exploding({"a": [1]})})
+    reports = tmp_path / "reports"
+    with pytest.raises(OSError, match="disk full"):
+        write_report(reports / "run", "Title", "", [], [section])
+    assert list(reports.iterdir()) == []
+
+
+def _weekly(n: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="7D")})
+
+
+def test_every_plot_is_a_png():
+    frame = _weekly().assign(actual=np.arange(10.0), predicted_mean=np.arange(10.0), predicted_hdi_low=0.0,
+                             predicted_hdi_high=10.0)
+    roas = pd.DataFrame({"channel": ["tv"], **{f"{p}_{s}": [1.0] for p in ("roas", "mroas")
+                                               for s in ("mean", "hdi_low", "hdi_high")}})
+    curves = pd.DataFrame({"channel": "tv", "weekly_spend": [0.0, 1.0, 2.0], "contribution_mean": [0, 1, 1.5],
+                           "contribution_hdi_low": [0, 0.9, 1.4], "contribution_hdi_high": [0, 1.1, 1.6],
+                           "is_current": [False, True, False]})
+    levels = pd.DataFrame({"level": [0.5, 1.0], "total_budget": [50.0, 100.0], "expected_response_mean": [1.0, 1.5],
+                           "expected_response_hdi_low": [0.9, 1.4], "expected_response_hdi_high": [1.1, 1.6]})
+    recovery = pd.DataFrame({"channel": ["tv"], "parameter": ["saturation_lam"], "estimate": [1.0], "hdi_low": [0.9],
+                             "hdi_high": [1.1], "true": [1.0]})
+    pictures = [
+        plots.fit_plot(frame, frame.tail(3), "fit"),
+        plots.contributions_plot(_weekly().assign(baseline=1.0, tv=2.0), ["baseline", "tv"], "contributions"),
+        plots.roas_plot(roas), plots.response_curves_plot(curves), plots.allocation_plot(_budget().allocation, "a"),
+        plots.scenarios_plot(levels), plots.recovery_plot(recovery),
+    ]
+    assert all(p.startswith(PNG) and len(p) > 5000 for p in pictures)
+    assert plots.markdown_image(PNG, "alt").startswith("![alt](data:image/png;base64,iVBORw0KGgo")
