@@ -49,4 +49,4 @@ landing-sample: install
 	$(PY) -m mmm_assets sample-landing --config config/landing_example.yaml
 
 clean:
-	rm -rf $(DAGSTER_HOME) data .cache
+	rm -rf $(DAGSTER_HOME) data .cache mlruns

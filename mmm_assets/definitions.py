@@ -8,6 +8,7 @@ from dagster import (
     define_asset_job,
     in_process_executor,
 )
+from dagster_mlflow import end_mlflow_on_run_finished
 
 from mmm_assets.defs.decisions import (
     budget_recommendations,
@@ -21,7 +22,7 @@ from mmm_assets.defs.decisions import (
 from mmm_assets.defs.features import mmm_features, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
 from mmm_assets.defs.model import mmm_posterior, mmm_quality_gates, mmm_validation
-from mmm_assets.defs.resources import ScenarioResource
+from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
 
 ASSETS = [
     marketing_spend,
@@ -44,6 +45,7 @@ weekly_refresh = define_asset_job(
     "weekly_refresh",
     selection=AssetSelection.all(),
     executor_def=in_process_executor,
+    hooks={end_mlflow_on_run_finished},
     description="Refresh everything: spend -> features -> posterior -> validation gates -> decisions.",
 )
 
@@ -51,5 +53,9 @@ defs = Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
     jobs=[weekly_refresh],
-    resources={"scenario": ScenarioResource(), "io_manager": FilesystemIOManager()},
+    resources={
+        "scenario": ScenarioResource(),
+        "mlflow": mlflow_tracking_for_scenario,
+        "io_manager": FilesystemIOManager(),
+    },
 )

@@ -42,7 +42,13 @@ SMALL = {
 def write_scenario(folder: Path, overrides: dict | None = None, name: str = "scenario.yaml") -> Path:
     """Write the default scenario with ``overrides`` merged in; its outputs go under ``folder``."""
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    raw["paths"] = {"duckdb": str(folder / "mmm.duckdb"), "models_dir": str(folder / "models")}
+    raw["paths"] = {
+        "duckdb": str(folder / "mmm.duckdb"),
+        "models_dir": str(folder / "models"),
+        "reports_dir": str(folder / "reports"),
+        "alerts_log": str(folder / "alerts.jsonl"),
+        "mlflow_dir": str(folder / "mlruns"),
+    }
     path = folder / name
     path.write_text(yaml.safe_dump(merge(raw, overrides or {}), sort_keys=False))
     return path
@@ -68,7 +74,8 @@ def small_config(write_config) -> Callable[..., MMMConfig]:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own overrides, and each test has its own Dagster home."""
     monkeypatch.delenv("MMM_CONFIG", raising=False)
-    monkeypatch.delenv("MMM_DUCKDB_PATH", raising=False)
+    for name in ("MMM_DUCKDB_PATH", "MLFLOW_TRACKING_URI", "MMM_ALERT_WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")

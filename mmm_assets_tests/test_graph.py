@@ -1,28 +1,32 @@
 """The whole graph, wired: a passing refresh, a refresh blocked by its gates, and rejected landing files."""
 
+import contextlib
+import io
 import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterEventType, DagsterInstance, materialize
 
 from mmm_assets import cli
-from mmm_assets.core.config import load_config
+from mmm_assets.core import tracking
+from mmm_assets.core.config import MMMConfig, load_config
 from mmm_assets.core.generator import generate, landing_export
+from mmm_assets.core.storage import content_hash
 from mmm_assets.definitions import ASSETS
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend
-from mmm_assets.defs.resources import ScenarioResource
-from mmm_assets_tests.conftest import SMALL, merge
+from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
+from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
 DECISIONS = ["channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
              "budget_recommendations", "mmm_report"]
-
-
-def _materialized(instance: DagsterInstance) -> set[str]:
-    return {name for name in ALL_ASSETS if instance.get_latest_materialization_event(AssetKey(name))}
 
 
 def _tables(path) -> dict[str, pd.DataFrame]:
@@ -31,15 +35,48 @@ def _tables(path) -> dict[str, pd.DataFrame]:
         return {n: conn.execute(f'SELECT * FROM "{n}"').df() for n in names}
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """One `make run` equivalent: its scenario, printed summary and the assets it materialised."""
+
+    path: Path
+    cfg: MMMConfig
+    out: str
+    exit_code: int
+    materialized: set[str]
+
+
+def _refresh(path: Path, read_stdout: Callable[[], str]) -> Refresh:
+    """Run the whole graph as `make run` does and collect what it printed and materialised."""
+    exit_code = cli.main(["run", "--config", str(path)])
+    out = read_stdout()
+    run_id = re.search(r"- run ([0-9a-f-]{36}) -", out).group(1)
+    records = DagsterInstance.get().get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    materialized = {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records.records}
+    return Refresh(path, load_config(path), out, exit_code, materialized)
+
+
+@pytest.fixture(scope="module")
+def good_refresh(tmp_path_factory) -> Refresh:
+    folder = tmp_path_factory.mktemp("refresh")
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("DAGSTER_HOME", str(home))
+        for name in ("MLFLOW_TRACKING_URI", "MMM_CONFIG", "MMM_DUCKDB_PATH"):
+            patch.delenv(name, raising=False)
+        return _refresh(write_scenario(folder, SMALL), printed.getvalue)
+
+
 @pytest.mark.slow
-def test_whole_graph_materialises_and_passes_its_gates(write_config, capsys):
-    path = write_config(SMALL)
-    cfg = load_config(path)
-    assert cli.main(["run", "--config", str(path)]) == 0
-    out = capsys.readouterr().out
+def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
+    cfg, out = good_refresh.cfg, good_refresh.out
+    assert good_refresh.exit_code == 0, out
     assert "RESULT: success" in out and "checks: 13/13 passed" in out, out
     assert "recovered vs true parameters" in out
-    assert _materialized(DagsterInstance.get()) == set(ALL_ASSETS)
+    assert good_refresh.materialized == set(ALL_ASSETS)
 
     tables = _tables(cfg.paths.duckdb)
     assert len(tables["mmm_features"]) == 104
@@ -71,23 +108,64 @@ def test_whole_graph_materialises_and_passes_its_gates(write_config, capsys):
 
 
 @pytest.mark.slow
-def test_undersampled_model_fails_its_gates_and_blocks_downstream(write_config, capsys):
-    path = write_config(merge(SMALL, {"sampler": {"chains": 2, "draws": 15, "tune": 15},
-                                      "validation": {"thresholds": {"ess_bulk_min": 400, "rhat_max": 1.01}}}))
-    cfg = load_config(path)
-    assert cli.main(["run", "--config", str(path)]) == 1
-    out = capsys.readouterr().out
-    assert "RESULT: FAILED" in out
-    assert "FAIL  mmm_validation:min_ess_bulk" in out
+def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh):
+    cfg = good_refresh.cfg
+    client = tracking.client_for(cfg)
+    experiment = client.get_experiment_by_name(cfg.operations.mlflow_experiment)
+    (run,) = client.search_runs([experiment.experiment_id])
+    dagster_run_id = re.search(r"- run ([0-9a-f-]{36}) -", good_refresh.out).group(1)
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags["dagster_run_id"] == dagster_run_id and tags["dagster_asset_key"] == "mmm_posterior"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags["code_version"])
+    features = _tables(cfg.paths.duckdb)["mmm_features"]
+    assert tags["data_version"] == content_hash(features)
+    assert run.data.params["sampler.draws"] == str(cfg.sampler.draws)
+    assert run.data.params["model.adstock_l_max"] == str(cfg.model.adstock_l_max)
+    assert {"fit_wall_seconds", "max_rhat", "validation.in_sample_r2", "validation.holdout_mape_pct"} <= set(
+        run.data.metrics
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"posterior", "config", "report"} <= artifacts
+    (dataset,) = run.inputs.dataset_inputs
+    assert (dataset.dataset.name, dataset.dataset.digest) == ("mmm_features", tags["data_version"])
+    champion = tracking.champion(client, cfg)
+    assert champion.run_id == run.info.run_id and champion.tags["status"] == "champion"
+
+
+@pytest.mark.slow
+def test_a_failing_refresh_is_blocked_and_keeps_the_last_good_state(good_refresh, capsys, monkeypatch):
+    """An under-sampled refresh into the same stores: gates fail, nothing downstream moves, the champion stays."""
+    folder = good_refresh.path.parent
+    cfg = good_refresh.cfg
+    before = _tables(cfg.paths.duckdb)
+    reports_before = sorted(cfg.paths.reports_dir.iterdir())
+    bad = write_scenario(
+        folder,
+        merge(SMALL, {"sampler": {"chains": 2, "draws": 15, "tune": 15},
+                      "validation": {"thresholds": {"ess_bulk_min": 400, "rhat_max": 1.01}}}),
+        name="undersampled.yaml",
+    )
+    failing = _refresh(bad, lambda: capsys.readouterr().out)
+    assert failing.exit_code == 1
+    assert "RESULT: FAILED" in failing.out and "FAIL  mmm_validation:min_ess_bulk" in failing.out
     assert "not materialised (blocked by a failed check or an upstream failure): " + ", ".join(
-        sorted(DECISIONS)) in out
-    materialized = _materialized(DagsterInstance.get())
-    assert "mmm_validation" in materialized and not materialized & set(DECISIONS)
-    tables = _tables(cfg.paths.duckdb)
-    assert not set(tables) & {"channel_contributions", "channel_roas", "optimized_budget", "budget_scenarios"}
-    assert not cfg.paths.reports_dir.exists()
-    failed = tables["validation_history"].query("metric == 'min_ess_bulk'")
-    assert not failed["passed"].any()
+        sorted(DECISIONS)) in failing.out
+    assert "mmm_validation" in failing.materialized and not failing.materialized & set(DECISIONS)
+
+    after = _tables(cfg.paths.duckdb)
+    for table in ("channel_contributions", "channel_roas", "optimized_budget", "budget_scenarios",
+                  "budget_recommendations", "response_curves"):
+        pd.testing.assert_frame_equal(after[table], before[table])
+    assert sorted(cfg.paths.reports_dir.iterdir()) == reports_before
+    assert not after["validation_history"].query("metric == 'min_ess_bulk'")["passed"].all()
+
+    client = tracking.client_for(cfg)
+    champion = tracking.champion(client, cfg)
+    assert str(champion.version) == "1"
+    rejected = client.get_model_version(cfg.operations.registered_model, "2")
+    assert rejected.tags["status"] == "rejected_challenger"
+    assert "min_ess_bulk" in rejected.tags["failed_checks"].split(",")
 
 
 def test_shipped_undersampled_config_is_set_up_to_fail():

@@ -250,10 +250,40 @@ class DecisionsConfig(_Strict):
     )
 
 
+class OperationsConfig(_Strict):
+    """How the graph runs unattended: the weekly schedule, alert destinations, MLflow, links back to the UI."""
+
+    schedule_cron: str = Field(default="0 6 * * 1", description="Weekly refresh; default Mondays 06:00.")
+    schedule_timezone: str = Field(default="UTC", description="IANA time zone of the schedule, e.g. Europe/Berlin.")
+    ui_base_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in alert links.")
+    alert_webhook_env: str = Field(
+        default="MMM_ALERT_WEBHOOK_URL",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the webhook URL (a secret: never in the YAML, never logged).",
+    )
+    mlflow_tracking_uri_env: str = Field(default="MLFLOW_TRACKING_URI", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="`make mlflow` serves the local store here.")
+    mlflow_experiment: str = Field(default="mmm_assets", min_length=1)
+    registered_model: str = Field(default="mmm_assets", min_length=1)
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
+        return value
+
+
 class PathsConfig(_Strict):
     duckdb: Path
     models_dir: Path
     reports_dir: Path = Path("data/reports")
+    alerts_log: Path = Path("data/alerts.jsonl")
+    mlflow_dir: Path = Path("mlruns")
 
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
@@ -268,6 +298,7 @@ class MMMConfig(_Strict):
     sampler: SamplerConfig
     validation: ValidationConfig
     decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
+    operations: OperationsConfig = Field(default_factory=OperationsConfig)
     paths: PathsConfig
 
     @property
@@ -334,6 +365,8 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
             duckdb=absolute(duckdb_path),
             models_dir=absolute(cfg.paths.models_dir),
             reports_dir=absolute(cfg.paths.reports_dir),
+            alerts_log=absolute(cfg.paths.alerts_log),
+            mlflow_dir=absolute(cfg.paths.mlflow_dir),
         )
     }
     if cfg.data.files is not None:

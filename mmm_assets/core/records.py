@@ -20,6 +20,8 @@ class FittedModel:
     wall_seconds: float
     diagnostics: dict[str, float]
     data_version: str
+    mlflow_run_id: str
+    model_version: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class ValidationReport:
     recovery: pd.DataFrame | None = None
     in_sample: pd.DataFrame | None = None
     holdout: pd.DataFrame | None = None
+    model_version: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def failed_gates(self) -> list[str]:

@@ -1,8 +1,8 @@
 """Decisions: what the marketing team reads on Monday morning. Everything here sits downstream of the blocking
 model gates (through `mmm_validation`), so nothing in this group is ever computed from a model that failed them.
 
-Every asset reads the data the model was fitted on from the model file itself, so a feature table refreshed later
-cannot be mixed with an older posterior.
+Every asset uses the registry's `champion` model (the last fit whose gates all passed) and reads the data it was
+fitted on from the model file itself, so a feature table refreshed later cannot be mixed with an older posterior.
 """
 
 import datetime as dt
@@ -21,10 +21,19 @@ GROUP = "decisions"
 KINDS = {"pymc", "duckdb"}
 
 
-def _model(fitted: FittedModel):
+def _model(context: AssetExecutionContext, scenario: ScenarioResource, fitted: FittedModel):
+    """The champion model and its training data; says in the log and metadata which version is used."""
+    from mmm_assets.core import tracking
     from mmm_assets.core.model import fitted_features, load_model
 
-    mmm = load_model(fitted.path)
+    cfg = scenario.load()
+    version, path = tracking.champion_model_file(tracking.client_for(cfg), cfg)
+    if str(version.version) != fitted.model_version:
+        context.log.warning(
+            f"using champion v{version.version}, not v{fitted.model_version} fitted by the latest mmm_posterior"
+        )
+    context.add_output_metadata({"model_version": f"{version.name} v{version.version} (champion)"})
+    mmm = load_model(path)
     return mmm, fitted_features(mmm)
 
 
@@ -62,7 +71,7 @@ def channel_contributions(
     from mmm_assets.core.plots import contributions_plot
 
     cfg = scenario.load()
-    mmm, _ = _model(mmm_posterior)
+    mmm, _ = _model(context, scenario, mmm_posterior)
     long = weekly_contributions(mmm)
     wide = wide_means(long)
     share = (100 * wide[[*cfg.channels, BASELINE]].sum() / wide[PREDICTED].sum()).round(1)
@@ -85,7 +94,7 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     from mmm_assets.core.plots import roas_plot
     from mmm_assets.core.roas import channel_roas as compute
 
-    mmm, features = _model(mmm_posterior)
+    mmm, features = _model(context, scenario, mmm_posterior)
     table = compute(mmm, features)
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
                    "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
@@ -104,7 +113,7 @@ def response_curves(
     from mmm_assets.core.roas import response_curves as compute
 
     cfg = scenario.load()
-    mmm, features = _model(mmm_posterior)
+    mmm, features = _model(context, scenario, mmm_posterior)
     curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
     _publish(
         context, scenario, "response_curves", curves, response_curves_plot(curves),
@@ -139,7 +148,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.plots import allocation_plot
 
     cfg = scenario.load()
-    mmm, features = _model(mmm_posterior)
+    mmm, features = _model(context, scenario, mmm_posterior)
     result = optimize_budget(mmm, features, cfg.decisions.budget)
     if result.fallback_used:
         context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
@@ -160,7 +169,7 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.plots import scenarios_plot
 
     cfg = scenario.load()
-    mmm, features = _model(mmm_posterior)
+    mmm, features = _model(context, scenario, mmm_posterior)
     table = compute(mmm, features, cfg.decisions.budget)
     levels = _levels(table)
     _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels), levels=md.table_md(levels))
@@ -252,7 +261,10 @@ def mmm_report(
         executive_summary(optimized_budget, budget_recommendations),
         sections,
     )
-    context.log.info(f"report written to {folder / 'index.html'}")
+    from mmm_assets.core import tracking
+
+    tracking.client_for(cfg).log_artifacts(mmm_posterior.mlflow_run_id, str(folder), artifact_path="report")
+    context.log.info(f"report written to {folder / 'index.html'} and logged to MLflow run {mmm_posterior.mlflow_run_id}")
     context.add_output_metadata(
         {
             "report": MetadataValue.path(str(folder / "index.html")),

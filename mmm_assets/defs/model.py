@@ -5,17 +5,23 @@ PyMC-Marketing is imported inside the asset bodies, not at module level, so the 
 
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    Backoff,
     MetadataValue,
+    ResourceParam,
+    RetryPolicy,
     asset,
     multi_asset_check,
 )
+from dagster_mlflow.resources import MlFlow
 
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
@@ -25,7 +31,7 @@ from mmm_assets.defs import metadata as md
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import OWNERS
-from mmm_assets.defs.resources import ScenarioResource
+from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
 
 HISTORY_TABLE = "validation_history"
 
@@ -35,13 +41,24 @@ def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
         return read_table(conn, FEATURES_TABLE)
 
 
-@asset(group_name="model", kinds={"pymc", "python"}, owners=OWNERS, deps=[mmm_features])
-def mmm_posterior(context: AssetExecutionContext, scenario: ScenarioResource) -> FittedModel:
+@asset(
+    group_name="model",
+    kinds={"pymc", "mlflow"},
+    owners=OWNERS,
+    deps=[mmm_features],
+    retry_policy=RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL),
+)
+def mmm_posterior(
+    context: AssetExecutionContext, scenario: ScenarioResource, mlflow: ResourceParam[MlFlow]
+) -> FittedModel:
     """The fitted PyMC-Marketing MMM (geometric adstock + logistic saturation), saved as netCDF.
 
     Sampled with the configured NUTS backend (nutpie by default); progress is written to the run log. Every
     materialisation writes a new file under the models directory, so the last good model is never overwritten.
+    The fit is an MLflow run (params, tags with the Dagster run, code and data versions, diagnostics, the posterior,
+    the scenario file and the feature table as input dataset) and a new version of the registered model.
     """
+    from mmm_assets.core import tracking
     from mmm_assets.core.model import fit, save_model
 
     cfg = scenario.load()
@@ -50,6 +67,24 @@ def mmm_posterior(context: AssetExecutionContext, scenario: ScenarioResource) ->
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = save_model(result.mmm, cfg.paths.models_dir / f"mmm_{cfg.scenario}_{stamp}_{context.run_id[:8]}.nc")
     context.log.info(f"saved the posterior to {path}")
+    data_version = content_hash(features)
+    run = mlflow.active_run()
+    client = tracking.client_for(cfg)
+    lineage = {
+        "dagster_run_id": context.run_id,
+        "dagster_asset_key": context.asset_key.to_user_string(),
+        "dagster_partition": context.partition_key if context.has_partition_key else "",
+        "code_version": tracking.code_version(PROJECT_DIR),
+        "scenario": cfg.scenario,
+    }
+    tracking.log_fit(
+        client, run.info.run_id, cfg, tags=lineage,
+        metrics={**result.diagnostics.as_dict(), "fit_wall_seconds": result.wall_seconds},
+        model_file=path, config_file=Path(scenario.config_path), features=features, data_version=data_version,
+    )
+    version = tracking.register_version(client, cfg, run.info.run_id, {**lineage, "data_version": data_version})
+    url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
+    context.log.info(f"MLflow run {run.info.run_id}, model {cfg.operations.registered_model} version {version}")
     s = cfg.sampler
     fitted = FittedModel(
         path=str(path),
@@ -60,7 +95,9 @@ def mmm_posterior(context: AssetExecutionContext, scenario: ScenarioResource) ->
         tune=s.tune,
         wall_seconds=result.wall_seconds,
         diagnostics=result.diagnostics.as_dict(),
-        data_version=content_hash(features),
+        data_version=data_version,
+        mlflow_run_id=run.info.run_id,
+        model_version=version,
     )
     d = result.diagnostics
     context.add_output_metadata(
@@ -76,6 +113,9 @@ def mmm_posterior(context: AssetExecutionContext, scenario: ScenarioResource) ->
             "weeks": len(features),
             "data_version": fitted.data_version,
             "path": MetadataValue.path(str(path)),
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_run": MetadataValue.url(url),
+            "model_version": f"{cfg.operations.registered_model} v{version}",
         }
     )
     return fitted
@@ -107,10 +147,13 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
     return frame
 
 
-@asset(group_name="model", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features])
+@asset(
+    group_name="model", kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features],
+)
 def mmm_validation(
     context: AssetExecutionContext,
     scenario: ScenarioResource,
+    mlflow: ResourceParam[MlFlow],
     mmm_posterior: FittedModel,
     ground_truth: GroundTruth | None,
 ) -> ValidationReport:
@@ -118,8 +161,10 @@ def mmm_validation(
 
     In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a fit that did not
     see them; worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
-    Every metric is appended to DuckDB table `validation_history`. The blocking checks read this report.
+    Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
+    checks read this report.
     """
+    from mmm_assets.core import tracking
     from mmm_assets.core.model import (
         holdout_forecast,
         in_sample_prediction,
@@ -149,7 +194,11 @@ def mmm_validation(
         for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
             metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
     gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
-    report = ValidationReport(metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=holdout)
+    report = ValidationReport(
+        metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=holdout,
+        model_version=mmm_posterior.model_version,
+    )
+    tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, metrics, prefix="validation.")
     with scenario.duckdb(cfg) as conn:
         append_rows(
             conn, HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds)
@@ -180,8 +229,20 @@ def mmm_validation(
         for gate in GATES
     ],
 )
-def mmm_quality_gates(mmm_validation: ValidationReport):
-    """Blocking gates: a model that fails any of them stops every downstream asset in the run."""
+def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioResource, mmm_validation: ValidationReport):
+    """Blocking gates: a model that fails any of them stops every downstream asset in the run.
+
+    The same verdict moves the registry: all gates passed -> the fitted version becomes `champion`; otherwise it is
+    tagged a rejected challenger with the failing gates, and the champion people use stays where it was.
+    """
+    from mmm_assets.core import tracking
+
+    cfg = scenario.load()
+    failed = mmm_validation.failed_gates()
+    decision = "no model version"
+    if mmm_validation.model_version is not None:
+        decision = tracking.promote_or_reject(tracking.client_for(cfg), cfg, mmm_validation.model_version, failed)
+        context.log.info(f"model {cfg.operations.registered_model} v{mmm_validation.model_version}: {decision}")
     for gate in mmm_validation.gates:
         yield AssetCheckResult(
             check_name=gate["gate"],
@@ -192,5 +253,6 @@ def mmm_quality_gates(mmm_validation: ValidationReport):
                 "threshold": MetadataValue.float(float(gate["threshold"])),
                 "rule": f"{gate['metric']} {gate['direction']} threshold",
                 "note": gate["note"],
+                "registry": decision,
             },
         )

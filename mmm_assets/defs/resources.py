@@ -5,13 +5,15 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext, resource
 from dagster_duckdb import DuckDBResource
+from dagster_mlflow.resources import MlFlow
 from pydantic import Field, PrivateAttr
 
-from mmm_assets.core.config import ENV_CONFIG, MMMConfig, load_config
+from mmm_assets.core.config import ENV_CONFIG, ConfigError, FilesSource, MMMConfig, load_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
@@ -29,14 +31,27 @@ class ScenarioResource(ConfigurableResource):
         description=f"Path of the scenario YAML; defaults to ${ENV_CONFIG} or config/default.yaml.",
     )
 
+    landing_file: str | None = Field(
+        default=None,
+        description="For a files scenario: the landing file this run reads (set by the landing-folder sensor).",
+    )
     _loaded: MMMConfig | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Read the scenario once per run, so every step of a run sees the same settings even if the file changes."""
-        self._loaded = load_config(self.config_path)
+        self._loaded = self._read()
 
     def load(self) -> MMMConfig:
-        return self._loaded if self._loaded is not None else load_config(self.config_path)
+        return self._loaded if self._loaded is not None else self._read()
+
+    def _read(self) -> MMMConfig:
+        cfg = load_config(self.config_path)
+        if self.landing_file is None:
+            return cfg
+        if cfg.data.files is None:
+            raise ConfigError(f"{self.config_path}: landing_file is set but the scenario has no data.files section")
+        files = FilesSource.model_validate({**cfg.data.files.model_dump(), "file": self.landing_file})
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"files": files})})
 
     @contextlib.contextmanager
     def duckdb(self, cfg: MMMConfig) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -44,3 +59,25 @@ class ScenarioResource(ConfigurableResource):
         cfg.paths.duckdb.parent.mkdir(parents=True, exist_ok=True)
         with DuckDBResource(database=str(cfg.paths.duckdb)).get_connection() as conn:
             yield conn
+
+
+@resource(required_resource_keys={"scenario"})
+def mlflow_tracking_for_scenario(context: InitResourceContext) -> MlFlow:
+    """dagster-mlflow's tracking resource, configured from the run's scenario: one MLflow run per Dagster run.
+
+    The experiment is created with the project's artifact folder first (embedded store), and the tracking URI,
+    which may hold credentials, is read from the environment here rather than put in run config.
+    """
+    from mmm_assets.core import tracking
+
+    cfg = context.resources.scenario.load()
+    tracking.ensure_experiment(tracking.client_for(cfg), cfg)
+    config = {
+        "experiment_name": cfg.operations.mlflow_experiment,
+        "mlflow_tracking_uri": tracking.tracking_uri(cfg),
+        "extra_tags": {"scenario": cfg.scenario, "code_version": tracking.code_version(PROJECT_DIR)},
+    }
+    adapted = SimpleNamespace(
+        log=context.log, dagster_run=context.dagster_run, run_id=context.run_id, resource_config=config
+    )
+    return MlFlow(adapted)

@@ -1,0 +1,199 @@
+"""MLflow lineage and the model registry with gated promotion.
+
+Every fit is an MLflow run (started by dagster-mlflow, one per Dagster run) carrying the Dagster run id, the asset,
+the code version and the data version as tags; the model and sampler settings as params; the fit's diagnostics and
+every validation metric as metrics; the posterior netCDF and the scenario YAML as artifacts; the feature table as
+the run's input dataset. Each fit registers a model version. The alias ``champion`` moves to a version only when
+all of its blocking gates passed; otherwise the version is tagged as a rejected challenger with the failing gates,
+and the champion stays where it was.
+
+The tracking URI is a secret when it embeds credentials: it is read from the environment and only ever shown with
+its credentials removed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.utils.time import get_current_time_millis
+
+from mmm_assets.core.config import MMMConfig
+
+CHAMPION = "champion"
+#: Local MLflow store layout under ``paths.mlflow_dir``.
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
+POSTERIOR_ARTIFACT = "posterior"
+
+
+def tracking_uri(cfg: MMMConfig) -> str:
+    """The tracking URI from the configured environment variable, or the embedded SQLite store of the project."""
+    return os.environ.get(cfg.operations.mlflow_tracking_uri_env) or f"sqlite:///{cfg.paths.mlflow_dir / DB_FILE}"
+
+
+def is_embedded(cfg: MMMConfig) -> bool:
+    return not os.environ.get(cfg.operations.mlflow_tracking_uri_env)
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without user name, password or query string, safe to log and show."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def client_for(cfg: MMMConfig) -> MlflowClient:
+    if is_embedded(cfg):
+        cfg.paths.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri(cfg))
+
+
+def ensure_experiment(client: MlflowClient, cfg: MMMConfig) -> str:
+    """The experiment's id; created on first use (artifacts under ``paths.mlflow_dir`` for the embedded store)."""
+    name = cfg.operations.mlflow_experiment
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = (cfg.paths.mlflow_dir / ARTIFACTS_DIR).as_uri() if is_embedded(cfg) else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def code_version(folder: Path) -> str:
+    """The git commit of ``folder`` (with ``-dirty`` when it has uncommitted changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def _flatten(prefix: str, values: Mapping[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(name, value))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def fit_params(cfg: MMMConfig) -> dict[str, str]:
+    """Model and sampler settings as flat MLflow params."""
+    return {
+        **_flatten("model", cfg.model.model_dump()),
+        **_flatten("sampler", cfg.sampler.model_dump()),
+        "channels": ",".join(cfg.channels),
+        "controls": ",".join(cfg.controls),
+        "data.source": cfg.data.source,
+    }
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], prefix: str = "") -> None:
+    now = get_current_time_millis()
+    client.log_batch(
+        run_id, metrics=[Metric(f"{prefix}{k}", float(v), now, 0) for k, v in metrics.items() if v == v]
+    )
+
+
+def log_fit(
+    client: MlflowClient,
+    run_id: str,
+    cfg: MMMConfig,
+    *,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    model_file: Path,
+    config_file: Path,
+    features: pd.DataFrame,
+    data_version: str,
+) -> None:
+    """Tags, params, metrics, the posterior and scenario files, and the feature table as the input dataset."""
+    client.log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in fit_params(cfg).items()],
+        tags=[RunTag(k, str(v)) for k, v in {**tags, "data_version": data_version}.items()],
+    )
+    log_metrics(client, run_id, metrics)
+    client.log_artifact(run_id, str(model_file), artifact_path=POSTERIOR_ARTIFACT)
+    client.log_artifact(run_id, str(config_file), artifact_path="config")
+    dataset = mlflow.data.from_pandas(features, name="mmm_features", digest=data_version)
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
+    )
+
+
+def register_version(client: MlflowClient, cfg: MMMConfig, run_id: str, tags: Mapping[str, str]) -> str:
+    """Register the run's posterior as a new version of the configured model; returns the version number."""
+    name = cfg.operations.registered_model
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="PyMC-Marketing MMM fitted by mmm_assets (netCDF posterior)")
+    run = client.get_run(run_id)
+    source = f"{run.info.artifact_uri}/{POSTERIOR_ARTIFACT}"
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags))
+    return str(version.version)
+
+
+def promote_or_reject(client: MlflowClient, cfg: MMMConfig, version: str, failed: list[str]) -> str:
+    """Move ``champion`` to ``version`` when no gate failed; otherwise tag it a rejected challenger. Returns which."""
+    name = cfg.operations.registered_model
+    if failed:
+        client.set_model_version_tag(name, version, "status", "rejected_challenger")
+        client.set_model_version_tag(name, version, "failed_checks", ",".join(failed))
+        return "rejected_challenger"
+    client.set_model_version_tag(name, version, "status", CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return CHAMPION
+
+
+def champion(client: MlflowClient, cfg: MMMConfig) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(cfg.operations.registered_model, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_model_file(client: MlflowClient, cfg: MMMConfig) -> tuple[ModelVersion, Path]:
+    """The champion version and its posterior netCDF, downloaded once into the models folder's registry cache."""
+    version = champion(client, cfg)
+    if version is None:
+        raise LookupError(
+            f"the registry has no {CHAMPION!r} version of model {cfg.operations.registered_model!r} yet: "
+            "a refresh whose gates all pass promotes one"
+        )
+    cache = cfg.paths.models_dir / ".registry" / f"{version.name}-v{version.version}"
+    if not cache.exists():
+        staging = cache.with_name(cache.name + ".partial")
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(staging), tracking_uri=tracking_uri(cfg)
+        )
+        os.replace(staging, cache)
+    files = sorted(cache.rglob("*.nc"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"expected one netCDF posterior in {cache}, found {len(files)}")
+    return version, files[0]
+
+
+def run_url(cfg: MMMConfig, experiment_id: str, run_id: str) -> str:
+    """Where a person opens the run: the tracking server, or `make mlflow` for the embedded store."""
+    base = cfg.operations.mlflow_ui_url if is_embedded(cfg) else display_uri(tracking_uri(cfg))
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
