@@ -1,5 +1,12 @@
 """Dagster definitions: the weekly MMM asset graph, its checks, resources and the refresh job."""
 
+import warnings
+
+from dagster import BetaWarning
+
+# dagster-mlflow marks its resource and run hook as beta; we use them on purpose (pinned versions, tested).
+warnings.filterwarnings("ignore", category=BetaWarning, message=r".*(_create_mlflow_run_hook|MlFlow)")
+
 
 from dagster import (
     AssetSelection,
@@ -10,6 +17,12 @@ from dagster import (
 )
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from mmm_assets.defs.automation import (
+    landing_file_sensor,
+    nonblocking_check_alert_sensor,
+    run_failure_alert_sensor,
+    weekly_refresh_schedule,
+)
 from mmm_assets.defs.decisions import (
     budget_recommendations,
     budget_scenarios,
@@ -53,6 +66,8 @@ defs = Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
     jobs=[weekly_refresh],
+    schedules=[weekly_refresh_schedule],
+    sensors=[landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor],
     resources={
         "scenario": ScenarioResource(),
         "mlflow": mlflow_tracking_for_scenario,

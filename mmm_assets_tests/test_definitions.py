@@ -79,3 +79,16 @@ def test_embedded_instance_config(tmp_path, monkeypatch):
     assert not instance.telemetry_enabled
     assert Path(instance.storage_directory()).is_relative_to(home)
     assert instance.code_server_process_startup_timeout >= 300
+
+
+def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
+    graph = defs.resolve_asset_graph()
+    for name in ("mmm_posterior", "optimized_budget"):
+        policy = graph.get(AssetKey(name)).freshness_policy
+        assert policy.fail_window.to_timedelta().days == 8, name
+
+
+def test_the_fit_retries_transient_failures():
+    (spec,) = [a for a in defs.assets if a.key == AssetKey("mmm_posterior")]
+    policy = spec.op.retry_policy
+    assert policy.max_retries >= 1 and policy.delay > 0

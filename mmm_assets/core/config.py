@@ -256,6 +256,9 @@ class OperationsConfig(_Strict):
     schedule_cron: str = Field(default="0 6 * * 1", description="Weekly refresh; default Mondays 06:00.")
     schedule_timezone: str = Field(default="UTC", description="IANA time zone of the schedule, e.g. Europe/Berlin.")
     ui_base_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in alert links.")
+    freshness_days: int = Field(
+        default=8, ge=1, le=366, description="The posterior and the budget are stale when older than this."
+    )
     alert_webhook_env: str = Field(
         default="MMM_ALERT_WEBHOOK_URL",
         pattern=r"^[A-Z_][A-Z0-9_]*$",

@@ -14,7 +14,7 @@ from mmm_assets.core.records import FittedModel, ValidationReport
 from mmm_assets.core.storage import read_table, replace_table
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS
-from mmm_assets.defs.model import mmm_validation
+from mmm_assets.defs.model import FRESHNESS, mmm_validation
 from mmm_assets.defs.resources import ScenarioResource
 
 GROUP = "decisions"
@@ -138,7 +138,9 @@ def _budget_metadata(result) -> dict:
     }
 
 
-@asset(group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
+@asset(
+    group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation], freshness_policy=FRESHNESS
+)
 def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
     """Next period's budget across channels that maximises the expected response (PyMC-Marketing's budget
     optimiser), within each channel's bounds and spending the total to within the configured tolerance; compared

@@ -15,6 +15,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Backoff,
+    FreshnessPolicy,
     MetadataValue,
     ResourceParam,
     RetryPolicy,
@@ -31,9 +32,16 @@ from mmm_assets.defs import metadata as md
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import OWNERS
-from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
+from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource, default_operations
 
 HISTORY_TABLE = "validation_history"
+
+#: Stale (red in the UI) when not refreshed within the configured days, a warning one day before.
+_STALE_DAYS = default_operations().freshness_days
+FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(days=_STALE_DAYS),
+    warn_window=dt.timedelta(days=_STALE_DAYS - 1) if _STALE_DAYS > 1 else None,
+)
 
 
 def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
@@ -47,6 +55,7 @@ def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
     owners=OWNERS,
     deps=[mmm_features],
     retry_policy=RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL),
+    freshness_policy=FRESHNESS,
 )
 def mmm_posterior(
     context: AssetExecutionContext, scenario: ScenarioResource, mlflow: ResourceParam[MlFlow]

@@ -2,6 +2,7 @@
 
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field, PrivateAttr
 
-from mmm_assets.core.config import ENV_CONFIG, ConfigError, FilesSource, MMMConfig, load_config
+from mmm_assets.core.config import ENV_CONFIG, ConfigError, FilesSource, MMMConfig, OperationsConfig, load_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
@@ -21,6 +22,12 @@ DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
 
 def default_config_path() -> str:
     return os.environ.get(ENV_CONFIG) or str(DEFAULT_CONFIG)
+
+
+@functools.cache
+def default_operations() -> OperationsConfig:
+    """Operations settings of the default scenario, for what Dagster fixes at load time (schedule, freshness)."""
+    return load_config(default_config_path()).operations
 
 
 class ScenarioResource(ConfigurableResource):
