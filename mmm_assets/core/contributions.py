@@ -44,4 +44,4 @@ def weekly_contributions(mmm: MMM) -> pd.DataFrame:
 
 def wide_means(long: pd.DataFrame) -> pd.DataFrame:
     """Posterior means with one column per component (for plots and quick reading)."""
-    return long.pivot(index=DATE_COLUMN, columns="component", values="mean").reset_index()
+    return long.pivot(index=DATE_COLUMN, columns="component", values="mean").rename_axis(columns=None).reset_index()

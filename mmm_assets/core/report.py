@@ -23,8 +23,8 @@ body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margi
        color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.6rem 0 1.2rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; } th { background: #f4f4f4; }
-td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; } th { background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; } .wide { overflow-x: auto; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.4rem 0 1rem; }
 .summary { background: #f6fbf6; border-left: 4px solid #2a9d4a; padding: 0.6rem 1rem; }
 .fail { color: #b00020; font-weight: bold; } .pass { color: #2a7d3a; }
@@ -33,12 +33,14 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.4rem 0 1rem; }
 
 @dataclass
 class Section:
-    """A titled part of the report: paragraphs of text, plots (name -> PNG bytes) and tables (name -> frame)."""
+    """A titled part of the report: paragraphs, plots (name -> PNG), tables shown on the page (name -> frame), and
+    tables only exported as CSV/JSON (long weekly tables nobody reads on a page)."""
 
     title: str
     text: list[str] = field(default_factory=list)
     plots: dict[str, bytes] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    exports: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> list[str]:
@@ -58,12 +60,31 @@ def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> li
     return lines
 
 
+def number(value: float) -> str:
+    """Figures as people write them: 12,345 for large values, four significant digits for small ones."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if value != value else number(value)
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d}"
+    return str(value)
+
+
 def _table_html(frame: pd.DataFrame) -> str:
-    shown = frame.copy()
-    for column in shown.columns:
-        if pd.api.types.is_datetime64_any_dtype(shown[column]):
-            shown[column] = shown[column].dt.strftime("%Y-%m-%d")
-    return shown.to_html(index=False, float_format=lambda v: f"{v:,.4g}", border=0, na_rep="")
+    """An HTML table with numbers right-aligned and formatted for reading; wide tables scroll in their box."""
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = "".join(
+            f'<td class="num">{_cell(v)}</td>' if is_num else f"<td>{html.escape(_cell(v))}</td>"
+            for v, is_num in zip(values, numeric, strict=True)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _section_html(section: Section) -> str:
@@ -73,6 +94,9 @@ def _section_html(section: Section) -> str:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
     parts += [_table_html(frame) for frame in section.tables.values()]
+    if section.exports:
+        names = ", ".join(f"{name}.csv / {name}.json" for name in section.exports)
+        parts.append(f'<p class="meta">Full tables next to this page: {html.escape(names)}</p>')
     return "\n".join(parts)
 
 
@@ -98,7 +122,7 @@ def write_report(target: Path, title: str, subtitle: str, summary: list[str], se
         for section in sections:
             for name, png in section.plots.items():
                 (staging / f"{name}.png").write_bytes(png)
-            for name, frame in section.tables.items():
+            for name, frame in {**section.tables, **section.exports}.items():
                 frame.to_csv(staging / f"{name}.csv", index=False)
                 frame.to_json(staging / f"{name}.json", orient="records", date_format="iso", indent=1)
         os.rename(staging, target)

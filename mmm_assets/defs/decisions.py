@@ -67,19 +67,21 @@ def channel_contributions(
     DuckDB table `channel_contributions` (long: date, component, mean, hdi_low, hdi_high). Channels plus baseline
     (intercept, controls, seasonality) add up to the `predicted` component, the model's noise-free prediction.
     """
-    from mmm_assets.core.contributions import BASELINE, PREDICTED, weekly_contributions, wide_means
+    from mmm_assets.core.contributions import BASELINE, weekly_contributions, wide_means
     from mmm_assets.core.plots import contributions_plot
 
     cfg = scenario.load()
     mmm, _ = _model(context, scenario, mmm_posterior)
     long = weekly_contributions(mmm)
     wide = wide_means(long)
-    share = (100 * wide[[*cfg.channels, BASELINE]].sum() / wide[PREDICTED].sum()).round(1)
-    context.log.info("contribution shares (%): " + ", ".join(f"{k} {v}" for k, v in share.items()))
+    totals = _totals(wide, [*cfg.channels, BASELINE])
+    context.log.info(
+        "contribution shares (%): " + ", ".join(f"{r.component} {r.share_pct:.1f}" for r in totals.itertuples())
+    )
     _publish(
         context, scenario, "channel_contributions", long,
         contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions"),
-        share_of_predicted_pct=md.table_md(share.rename("share_pct").rename_axis("component").reset_index()),
+        totals=md.table_md(totals),
     )
     return long
 
@@ -178,6 +180,14 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     return table
 
 
+def _totals(wide: pd.DataFrame, components: list[str]) -> pd.DataFrame:
+    """Each component's total over the fitted window and its share of the prediction."""
+    totals = wide[components].sum()
+    return pd.DataFrame(
+        {"component": components, "total": totals.to_numpy(), "share_pct": (100 * totals / totals.sum()).to_numpy()}
+    )
+
+
 def _levels(scenarios: pd.DataFrame) -> pd.DataFrame:
     """One row per budget level of the scenarios table."""
     keep = ["level", "total_budget", "expected_response_mean", "expected_response_hdi_low",
@@ -243,15 +253,17 @@ def mmm_report(
                         f"{mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
                 {"fit": plots.fit_plot(v.in_sample, v.holdout, "actual vs fitted")}),
         Section("Where sales came from", plots={"contributions": plots.contributions_plot(
-            wide, [BASELINE, *cfg.channels], "weekly contributions")}, tables={"contributions": wide}),
+            wide, [BASELINE, *cfg.channels], "weekly contributions")},
+            tables={"contribution_totals": _totals(wide, [*cfg.channels, BASELINE])}, exports={"contributions": wide}),
         Section("Return on ad spend", plots={"roas": plots.roas_plot(channel_roas)}, tables={"roas": channel_roas}),
         Section("Response curves", plots={"response_curves": plots.response_curves_plot(response_curves)},
-                tables={"response_curves": response_curves}),
+                tables={"current_spend": response_curves[response_curves["is_current"]].drop(columns="is_current")},
+                exports={"response_curves": response_curves}),
         Section("Budget: current vs optimised", [optimized_budget.method],
                 {"allocation": plots.allocation_plot(optimized_budget.allocation, "current vs optimised")},
                 {"allocation": optimized_budget.allocation, "recommendations": budget_recommendations}),
         Section("Budget scenarios", plots={"scenarios": plots.scenarios_plot(_levels(budget_scenarios))},
-                tables={"budget_scenarios": budget_scenarios}),
+                tables={"scenario_levels": _levels(budget_scenarios)}, exports={"budget_scenarios": budget_scenarios}),
         Section("Validation", plots=({"recovery": plots.recovery_plot(v.recovery)} if v.recovery is not None else {}),
                 tables={"validation_gates": gates, **({"recovery": v.recovery} if v.recovery is not None else {})}),
     ]
