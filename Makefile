@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 # PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: install run test lint dev mlflow home landing-sample clean
+.PHONY: install run test lint dev mlflow bench home landing-sample clean
 
 # A Python >= 3.12: python3.12 (the version the stack is pinned and tested on), python3.13, python3 on the PATH,
 # then pyenv's installed versions, oldest first (a pyenv shim with no version selected fails the check and is skipped).
@@ -44,6 +44,11 @@ lint: install
 
 dev: install home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+# The baseline fit and the whole refresh, cold and warm, side by side (see benchmarks/run.py); ~15 min for 3 repeats.
+REPEATS ?= 3
+bench: install
+	$(PY) benchmarks/run.py --repeats $(REPEATS) --config $(CONFIG)
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000

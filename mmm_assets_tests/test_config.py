@@ -116,7 +116,7 @@ def test_extends_merges_over_the_base_file(tmp_path):
         f"extends: {DEFAULT_CONFIG}\nscenario: child\nsampler:\n  draws: 50\n"
     )
     cfg = load_config(tmp_path / "child.yaml")
-    assert (cfg.scenario, cfg.sampler.draws, cfg.sampler.chains) == ("child", 50, 4)
+    assert (cfg.scenario, cfg.sampler.draws, cfg.sampler.chains) == ("child", 50, 2)
     assert cfg.channels == ["adwords", "facebook", "linkedin"]
 
 

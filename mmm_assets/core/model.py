@@ -267,8 +267,10 @@ def holdout_forecast(
 ) -> tuple[pd.DataFrame, FitResult]:
     """Fit on all but the last ``weeks`` weeks and predict those weeks (adstock carried over from training)."""
     train, test = features.iloc[:-weeks], features.iloc[-weeks:]
+    draws = min(cfg.validation.holdout_draws, cfg.sampler.draws)
+    sampler = cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
     report(f"holdout: refitting on {len(train)} weeks to forecast the last {weeks} weeks it does not see")
-    result = fit(cfg, train, report, in_sample_predictive=False)
+    result = fit(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
     X_test, _ = split_xy(test)
     predictive = result.mmm.sample_posterior_predictive(
         X_test,
