@@ -180,6 +180,9 @@ class Thresholds(_Strict):
 
 class ValidationConfig(_Strict):
     holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
+    holdout_draws: int = Field(
+        default=500, ge=50, description="Draws per chain of the holdout refit: it only predicts, its diagnostics gate nothing."
+    )
     min_weeks: int = Field(ge=8)
     thresholds: Thresholds
 
