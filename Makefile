@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 # PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: install run test lint dev mlflow bench home landing-sample clean
+.PHONY: install run test lint dev mlflow bench bench-scaling home landing-sample clean
 
 # A Python >= 3.12: python3.12 (the version the stack is pinned and tested on), python3.13, python3 on the PATH,
 # then pyenv's installed versions, oldest first (a pyenv shim with no version selected fails the check and is skipped).
@@ -49,6 +49,10 @@ dev: install home
 REPEATS ?= 3
 bench: install
 	$(PY) benchmarks/run.py --repeats $(REPEATS) --config $(CONFIG)
+
+# Fit time and peak memory for 104 / 208 / 520 weeks x 3 / 10 / 30 channels (benchmarks/scaling.py).
+bench-scaling: install
+	$(PY) benchmarks/scaling.py
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000
