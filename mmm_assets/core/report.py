@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmm_assets.core.budget import BudgetResult
+from mmm_assets.core.formatting import number
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -60,14 +61,9 @@ def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> li
     return lines
 
 
-def number(value: float) -> str:
-    """Figures as people write them: 12,345 for large values, four significant digits for small ones."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-
-
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return "" if value != value else number(value)
+        return number(value)
     if isinstance(value, pd.Timestamp):
         return f"{value:%Y-%m-%d}"
     return str(value)

@@ -4,15 +4,16 @@
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from mmm_assets.core.formatting import number
 from mmm_assets.core.plots import markdown_image
 
 
-def table_md(frame: pd.DataFrame, float_format: str = "{:,.4g}") -> MetadataValue:
-    """A small DataFrame as a markdown table."""
+def table_md(frame: pd.DataFrame) -> MetadataValue:
+    """A small DataFrame as a markdown table, numbers formatted for reading."""
     shown = frame.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+            shown[column] = shown[column].map(number)
         elif pd.api.types.is_datetime64_any_dtype(shown[column]):
             shown[column] = shown[column].dt.strftime("%Y-%m-%d")
     return MetadataValue.md(shown.to_markdown(index=False))
