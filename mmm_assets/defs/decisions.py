@@ -126,11 +126,11 @@ def response_curves(
 
 def _budget_metadata(result) -> dict:
     return {
-        "total_budget": MetadataValue.float(round(result.total_budget)),
+        "total_budget": MetadataValue.float(float(round(result.total_budget))),
         "horizon": f"{result.horizon_weeks} weeks from {result.start_date:%Y-%m-%d}",
         "utility": result.utility,
-        "expected_response_optimized": MetadataValue.float(round(result.optimized_response.mean)),
-        "expected_response_current": MetadataValue.float(round(result.current_response.mean)),
+        "expected_response_optimized": MetadataValue.float(float(round(result.optimized_response.mean))),
+        "expected_response_current": MetadataValue.float(float(round(result.current_response.mean))),
         "uplift_pct": MetadataValue.float(round(result.uplift_pct, 2)),
         "uplift_hdi": f"{result.uplift.hdi_low:,.0f} .. {result.uplift.hdi_high:,.0f}",
         "method": result.method,
