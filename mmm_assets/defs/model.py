@@ -121,13 +121,19 @@ def mmm_posterior(
             "min_ess_tail": round(d.min_ess_tail, 1),
             "weeks": len(features),
             "data_version": fitted.data_version,
-            "path": MetadataValue.path(str(path)),
+            # not "path": the IO manager adds its own "path" (the pickled output), which would replace this one
+            "model_file": MetadataValue.path(str(path)),
             "mlflow_run_id": run.info.run_id,
             "mlflow_run": MetadataValue.url(url),
             "model_version": f"{cfg.operations.registered_model} v{version}",
         }
     )
     return fitted
+
+
+def _shown(value: float) -> float:
+    """A metric rounded to 4 significant digits for the UI (full precision stays in the history table and MLflow)."""
+    return float(f"{float(value):.4g}")
 
 
 def _history_rows(run_id: str, scenario: str, report: ValidationReport, thresholds) -> pd.DataFrame:
@@ -216,7 +222,7 @@ def mmm_validation(
     context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
     gate_table = pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]
     meta = {
-        **{name: MetadataValue.float(float(value)) for name, value in metrics.items()},
+        **{name: MetadataValue.float(_shown(value)) for name, value in metrics.items()},
         "gates": md.table_md(gate_table),
         "failed_gates": ", ".join(failed) or "none",
         "fit_plot": md.image(
@@ -258,7 +264,7 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioRes
             passed=bool(gate["passed"]),
             severity=AssetCheckSeverity.ERROR,
             metadata={
-                "value": MetadataValue.float(float("nan") if gate["value"] is None else float(gate["value"])),
+                "value": MetadataValue.float(float("nan") if gate["value"] is None else _shown(gate["value"])),
                 "threshold": MetadataValue.float(float(gate["threshold"])),
                 "rule": f"{gate['metric']} {gate['direction']} threshold",
                 "note": gate["note"],
