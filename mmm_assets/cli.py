@@ -1,13 +1,17 @@
 """`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
 
 The run is recorded in the Dagster instance under $DAGSTER_HOME, so `make dev` shows it afterwards. The exit
-status is non-zero when the run fails, which includes any failed blocking check.
+status is non-zero when the run fails, which includes any failed blocking check. Refreshes on one instance take
+turns: a second one started while another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.lock).
 """
 
 import argparse
+import contextlib
+import fcntl
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +53,36 @@ def _summary(result, cfg, config_path: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
+#: The file whose exclusive lock a refresh holds from start to end, under $DAGSTER_HOME.
+LOCK_FILE = "refresh.lock"
+
+
+@contextlib.contextmanager
+def refresh_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``, with our pid in the file, for the duration of the block.
+
+    While another process holds it, say so and wait. The lock goes with its process: a killed refresh never blocks
+    the next one.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            print(f"waiting for the refresh already running (pid {holder}) to finish; lock {path}",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no stale pid for the next one to report
+    finally:
+        os.close(fd)
+
+
 def run(config_path: Path) -> int:
     from dagster import DagsterInstance
 
@@ -62,18 +96,19 @@ def run(config_path: Path) -> int:
     if not os.environ.get("DAGSTER_HOME"):
         print("error: DAGSTER_HOME is not set (`make run` sets it to .dagster_home in the project)", file=sys.stderr)
         return 2
-    instance = DagsterInstance.get()
     job = defs.resolve_job_def("weekly_refresh")
-    started = time.monotonic()
-    result = job.execute_in_process(
-        instance=instance,
-        run_config={
-            "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-        },
-        raise_on_error=False,
-        tags={"scenario": cfg.scenario, "launched_by": "make run"},
-    )
+    with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / LOCK_FILE):  # also around the instance's first set-up
+        instance = DagsterInstance.get()
+        started = time.monotonic()
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={
+                "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
+            raise_on_error=False,
+            tags={"scenario": cfg.scenario, "launched_by": "make run"},
+        )
     print(_summary(result, cfg, config_path, time.monotonic() - started))
     return 0 if result.success else 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -35,6 +36,8 @@ TARGET_COLUMN = "y"
 RESERVED = {DATE_COLUMN, TARGET_COLUMN}
 
 PROJECT_MARKERS = ("pyproject.toml", "workspace.yaml")
+#: Largest absolute value a landing file may hold by default: above it a number is a units or export mistake.
+DEFAULT_MAX_ABS_VALUE = 1e12
 
 
 class ConfigError(ValueError):
@@ -128,6 +131,13 @@ class FilesSource(_Strict):
     landing_dir: Path
     file: str | None = Field(
         default=None, description="File name inside landing_dir; when null the newest *.csv / *.parquet is used."
+    )
+    aggregate_daily: bool = Field(
+        default=False,
+        description="The file has one row per day: sum spend and target into weeks (controls averaged). Opt-in.",
+    )
+    max_abs_value: float = Field(
+        default=DEFAULT_MAX_ABS_VALUE, gt=0, description="A number beyond ±this is rejected as a units mistake."
     )
     columns: ColumnMapping
 
@@ -271,6 +281,12 @@ class OperationsConfig(_Strict):
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="`make mlflow` serves the local store here.")
     mlflow_experiment: str = Field(default="mmm_assets", min_length=1)
     registered_model: str = Field(default="mmm_assets", min_length=1)
+    duckdb_lock_timeout_s: float = Field(
+        default=60, ge=0, le=3600, description="How long to wait for a DuckDB file another process has locked."
+    )
+    min_free_disk_mb: float = Field(
+        default=256, ge=0, description="A run stops before fitting when a disk of the outputs has less free space."
+    )
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -381,6 +397,26 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
     return cfg.model_copy(update=update)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error instead of "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden by the keys after it
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # the safe loader itself reports an unhashable key
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}: give each key once (the second would silently replace the first)",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _merged(base: dict, overrides: dict) -> dict:
     out = dict(base)
     for key, value in overrides.items():
@@ -395,7 +431,8 @@ def _read_raw(file: Path, seen: tuple[Path, ...] = ()) -> object:
     if file.resolve() in seen:
         raise ConfigError(f"{file}: 'extends' forms a cycle through {', '.join(map(str, seen))}")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        with file.open(encoding="utf-8") as stream:  # error marks then name the file
+            raw = yaml.load(stream, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{file} is not valid YAML: {err}") from None
     if not isinstance(raw, dict) or "extends" not in raw:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
+
 #: How many offending lines / dates a message lists before "and K more".
 MAX_EXAMPLES = 5
 
@@ -17,6 +19,11 @@ def examples(items: Sequence[str], limit: int = MAX_EXAMPLES) -> str:
     shown = ", ".join(items[:limit])
     rest = len(items) - limit
     return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def day(stamp: pd.Timestamp) -> str:
+    """A date as messages show it: YYYY-MM-DD."""
+    return stamp.strftime("%Y-%m-%d")
 
 
 def raise_if_problems(source: str, problems: Sequence[str]) -> None:

@@ -10,14 +10,10 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_datetime64_dtype, is_numeric_dtype
 
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
-from mmm_assets.core.errors import InputError, examples, raise_if_problems
+from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
 
 WEEK = pd.Timedelta(days=7)
 DAY = pd.Timedelta(days=1)
-
-
-def _day(stamp: pd.Timestamp) -> str:
-    return stamp.strftime("%Y-%m-%d")
 
 
 def _on(mask: pd.Series, labels: pd.Series, values: pd.Series | None = None) -> str:
@@ -47,17 +43,24 @@ def _cadence_problems(dates: pd.Series) -> list[str]:
     for start, end in zip(weeks[:-1], weeks[1:]):
         step = end - start
         if step % WEEK == pd.Timedelta(0):
-            missing += [_day(week) for week in pd.date_range(start + WEEK, end - WEEK, freq=WEEK)]
+            missing += [day(week) for week in pd.date_range(start + WEEK, end - WEEK, freq=WEEK)]
         else:
             days = step / DAY
-            off.append(f"{days:g} day{'' if days == 1 else 's'} between {_day(start)} and {_day(end)}")
+            off.append(f"{days:g} day{'' if days == 1 else 's'} between {day(start)} and {day(end)}")
     problems = []
     if missing:
         problems.append(f"no row for week(s) {examples(missing)}; the weeks must be contiguous, add the missing ones")
     if off:
+        steps = weeks[1:] - weeks[:-1]
+        daily = (steps == DAY).sum() * 2 >= len(steps)
+        hint = (
+            f"; {len(weeks)} dates, most of them one day apart: the file looks daily, set "
+            "data.files.aggregate_daily: true to sum the days into weeks"
+            if daily else ""
+        )
         problems.append(
             f"dates are not weekly: found steps of {examples(off)}; the file must have one row per week, "
-            "all dates on the same weekday"
+            f"all dates on the same weekday{hint}"
         )
     return problems
 
@@ -78,7 +81,10 @@ def _value_problems(frame: pd.DataFrame, roles: dict[str, str], labels: pd.Serie
         if role == "channel":
             negative = values < 0
             if negative.any():
-                problems.append(f"{where}: negative spend on {_on(negative, labels, values)}")
+                problems.append(
+                    f"{where}: negative spend on {_on(negative, labels, values)}; spend cannot be negative, "
+                    "correct those weeks in the export"
+                )
             if len(values) and (values == 0).all():
                 problems.append(f"channel {column!r} has no spend in any week; remove it from the column mapping")
     return problems
@@ -90,7 +96,8 @@ def _target_problems(target: pd.Series, labels: pd.Series) -> list[str]:
     if len(finite) > 1 and finite.nunique() == 1:
         constant = f"{finite.iloc[0]:.10g}"
         problems.append(
-            f"column 'y' (target): the target is constant ({constant} in every week); the model cannot explain it"
+            f"column 'y' (target): the target is constant ({constant} in every week); the model cannot explain it: "
+            "check that the target is mapped to the KPI column"
         )
     not_positive = target <= 0
     if not_positive.any():
@@ -123,12 +130,15 @@ def validate_features(
 
     problems = _value_problems(work, roles, labels)
     counts = dates.value_counts().sort_index()
-    repeated = [f"{_day(date)} ({n} rows)" for date, n in counts[counts > 1].items()]
+    repeated = [f"{day(date)} ({n} rows)" for date, n in counts[counts > 1].items()]
     if repeated:
         problems.append(f"duplicate dates: {examples(repeated)}; keep one row per week")
     problems += _cadence_problems(dates)
     if len(work) < min_weeks:
-        problems.append(f"found {len(work)} weeks, at least {min_weeks} are needed")
+        problems.append(
+            f"found {len(work)} weeks, at least {min_weeks} are needed; export a longer history "
+            "(validation.min_weeks sets the minimum)"
+        )
     problems += _target_problems(work[TARGET_COLUMN].astype("float64"), labels)
     raise_if_problems(source, problems)
 

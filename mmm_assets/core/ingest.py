@@ -1,13 +1,16 @@
 """Reading a landing file (CSV or Parquet) into the pipeline's canonical frame.
 
-Nothing is coerced silently: every cell that is not an ISO-8601 date or a plain number is reported with its line
-(CSV, 1-based, the header is line 1) or row (Parquet, 1-based), all in one :class:`InputError`.
+Nothing is coerced silently: every cell that is not an ISO-8601 date or a plain number, every date after today and
+every number beyond the files source's ``max_abs_value`` is reported with its line (CSV, 1-based, the header is
+line 1) or row (Parquet, 1-based), all in one :class:`InputError`. Daily rows are summed into weeks only when the
+files source asks for it (``aggregate_daily``), and only whole, gap-free weeks.
 """
 
 from __future__ import annotations
 
 import difflib
 import io
+import os
 import re
 import warnings
 from collections import Counter
@@ -22,11 +25,12 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 
 from mmm_assets.core.config import (
     DATE_COLUMN,
+    DEFAULT_MAX_ABS_VALUE,
     TARGET_COLUMN,
     ColumnMapping,
     FilesSource,
 )
-from mmm_assets.core.errors import InputError, examples, raise_if_problems
+from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -38,6 +42,23 @@ _FORMATTING = re.compile(r"[,'’\s$€£¥%]")
 _DELIMITERS = {";": "semicolon", "\t": "tab"}
 _MAGIC = {b"PAR1": "a Parquet file (give it the .parquet extension)", b"PK\x03\x04": "an Excel workbook or zip archive"}
 _NO_ROWS = "has a header but no data rows; export the weekly data again"
+WEEK_DAYS = 7
+
+
+class LandingFile(Path):
+    """A landing file resolved from a files source: its path, carrying the source's reading rules.
+
+    The rules (``max_abs_value``, ``aggregate_daily``) travel with the path, so every reader of a resolved file (the
+    ingest asset, the landing sensor) applies the same ones; a plain :class:`Path` is read with the defaults.
+    """
+
+    def __init__(self, path: Path, source: FilesSource) -> None:
+        super().__init__(path)
+        self.source = source
+
+    def with_segments(self, *segments: str | os.PathLike[str]) -> Path:
+        """Paths derived from this one (its parent, ``resolve()``, ...) are plain paths."""
+        return Path(*segments)
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,7 @@ def _landing_files(landing: Path) -> list[Path]:
     return sorted(p for p in landing.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
 
 
-def resolve_landing_file(files: FilesSource) -> Path:
+def resolve_landing_file(files: FilesSource) -> LandingFile:
     """The configured file in the landing folder, or its newest .csv / .parquet file (by mtime, ties by name)."""
     landing = files.landing_dir
     if not landing.is_dir():
@@ -87,18 +108,25 @@ def resolve_landing_file(files: FilesSource) -> Path:
             f"{path}: resolves to {real}, which escapes the landing folder {root}; copy the file into the folder "
             "instead of linking to it"
         )
-    return path
+    return LandingFile(path, files)
 
 
 def read_landing_file(path: Path, columns: ColumnMapping) -> pd.DataFrame:
-    """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order."""
+    """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order.
+
+    With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
+    """
     suffix = _check_suffix(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes); export the weekly data again")
     table = _read_csv(path) if suffix == ".csv" else _read_parquet(path, columns)
-    return _canonical(path, table, columns)
+    limit = path.source.max_abs_value if isinstance(path, LandingFile) else DEFAULT_MAX_ABS_VALUE
+    frame = _canonical(path, table, columns, limit)
+    if isinstance(path, LandingFile) and path.source.aggregate_daily:
+        return _weekly_sums(path, frame, columns)
+    return frame
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -234,6 +262,9 @@ def _dates(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
         parsed = _parse_dates(text.where(text != ""))
         bad = parsed.isna() & (text != "")
     missing = parsed.isna() & ~bad
+    days = parsed.dt.normalize()
+    today = pd.Timestamp.today().normalize()
+    future = days > today
     problems = []
     if missing.any():
         problems.append(f"missing date at {_at(missing, unit)}")
@@ -241,10 +272,15 @@ def _dates(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
         problems.append(
             f"not an ISO-8601 date (YYYY-MM-DD) at {_at(bad, unit, text)}; export every date as YYYY-MM-DD"
         )
-    return parsed.dt.normalize(), problems
+    if future.any():
+        problems.append(
+            f"date in the future (today is {today:%Y-%m-%d}) at {_at(future, unit, days.dt.strftime('%Y-%m-%d'))}; "
+            "export actuals only (no plans or forecasts) and check the date format"
+        )
+    return days, problems
 
 
-def _numbers(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
+def _numbers(cells: pd.Series, unit: str, limit: float) -> tuple[pd.Series, list[str]]:
     if is_numeric_dtype(cells) and not is_bool_dtype(cells):
         text, values = None, cells.astype("float64")
         bad = pd.Series(False, index=cells.index)
@@ -254,9 +290,15 @@ def _numbers(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
         values = text.where(plain).astype("float64")
         bad = ~plain & ~text.str.lower().isin(_MISSING)
     missing = ~np.isfinite(values) & ~bad
+    huge = np.isfinite(values) & (values.abs() > limit)
     problems = []
     if missing.any():
         problems.append(f"missing or non-finite value at {_at(missing, unit)}; every week needs a number")
+    if huge.any():
+        problems.append(
+            f"value beyond ±{limit:g} at {_at(huge, unit, values.map('{:g}'.format))}; check the export's units "
+            "and digits, or raise data.files.max_abs_value if such values are real"
+        )
     if bad.any():
         formatted = text[bad].str.contains(_FORMATTING).any()
         hint = "thousands separators, currency symbols and '%' are not parsed; " if formatted else ""
@@ -267,16 +309,57 @@ def _numbers(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
     return values, problems
 
 
-def _canonical(path: Path, table: _Table, mapping: ColumnMapping) -> pd.DataFrame:
+def _canonical(path: Path, table: _Table, mapping: ColumnMapping, limit: float) -> pd.DataFrame:
     roles = _roles(mapping)
     problems = _header_problems(table.header, roles)
     out: dict[str, pd.Series] = {}
     for canonical, source, role in roles:
         if source in table.cells:
-            parse = _dates if canonical == DATE_COLUMN else _numbers
-            out[canonical], found = parse(table.cells[source], table.unit)
+            if canonical == DATE_COLUMN:
+                out[canonical], found = _dates(table.cells[source], table.unit)
+            else:
+                out[canonical], found = _numbers(table.cells[source], table.unit, limit)
             problems += [f"column {source!r} ({role}): {problem}" for problem in found]
     raise_if_problems(str(path), problems)
     frame = pd.DataFrame(out).reset_index(drop=True)
     frame[DATE_COLUMN] = frame[DATE_COLUMN].astype("datetime64[ns]")
     return frame
+
+
+def _weekly_sums(path: Path, frame: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
+    """Daily rows as weeks starting on the first day's weekday: target and spend summed, controls averaged.
+
+    Only whole weeks of consecutive days are summed; a duplicate or missing day, an unfinished last week or a file
+    that is not daily is rejected rather than summed into a week that is too small or too large.
+    """
+    where = f"column {mapping.date!r} (date; data.files.aggregate_daily is true)"
+    days = frame[DATE_COLUMN]
+    counts = days.value_counts().sort_index()
+    unique = pd.DatetimeIndex(counts.index)
+    steps = unique[1:] - unique[:-1]
+    if len(steps) and steps.median() > pd.Timedelta(days=1):
+        raise InputError(
+            f"{path}: {where}: the dates are not daily (typically {steps.median().days} days apart); "
+            "set aggregate_daily: false for a weekly file"
+        )
+    problems = []
+    repeated = [f"{day(date)} ({n} rows)" for date, n in counts[counts > 1].items()]
+    if repeated:
+        problems.append(f"{where}: duplicate days {examples(repeated)}; keep one row per day")
+    first, last = unique.min(), unique.max()
+    missing = [day(date) for date in pd.date_range(first, last, freq="D").difference(unique)]
+    if missing:
+        problems.append(f"{where}: no row for day(s) {examples(missing)}; every day of every week is needed")
+    tail = ((last - first).days + 1) % WEEK_DAYS
+    if tail:
+        problems.append(
+            f"{where}: the last week, from {day(last - pd.Timedelta(days=tail - 1))}, has {tail} of {WEEK_DAYS} days; "
+            "remove its days or wait until the week is over"
+        )
+    raise_if_problems(str(path), problems)
+    week = first + pd.to_timedelta((days - first).dt.days // WEEK_DAYS * WEEK_DAYS, unit="D")
+    values = frame.drop(columns=[DATE_COLUMN]).groupby(week.rename(DATE_COLUMN))
+    controls = list(mapping.controls)
+    weekly = values.sum()
+    weekly[controls] = values[controls].mean()
+    return weekly.reset_index()

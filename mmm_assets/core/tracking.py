@@ -7,17 +7,22 @@ the run's input dataset. Each fit registers a model version. The alias ``champio
 all of its blocking gates passed; otherwise the version is tagged as a rejected challenger with the failing gates,
 and the champion stays where it was.
 
-The tracking URI is a secret when it embeds credentials: it is read from the environment and only ever shown with
-its credentials removed.
+The tracking URI is a secret when it embeds credentials: it is read from the environment, its ``user:password``
+goes to MLflow through MLflow's own variables, and it is only ever shown with its credentials removed. A remote
+tracking server is checked before every client is handed out: a few quick connection attempts, then
+:class:`TrackingUnreachableError` naming the server (without credentials) and what to do, instead of MLflow's own
+retries, which take minutes and quote the full URI in their errors.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 import pandas as pd
@@ -30,6 +35,15 @@ from mlflow.utils.time import get_current_time_millis
 from mmm_assets.core.config import MMMConfig
 
 CHAMPION = "champion"
+#: Connection attempts to a remote tracking server, the wait for each, and the pause before the next (doubling).
+REACH_ATTEMPTS = 3
+REACH_TIMEOUT_S = 3.0
+REACH_BACKOFF_S = 0.5
+#: MLflow's own HTTP retries (defaults: 7 retries, 120 s timeout) once a server answered; the environment wins.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: MLflow's variables for HTTP basic auth: a ``user:password@`` in the tracking URI is moved into them.
+CREDENTIAL_ENVS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: Local MLflow store layout under ``paths.mlflow_dir``.
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
@@ -37,8 +51,19 @@ POSTERIOR_ARTIFACT = "posterior"
 
 
 def tracking_uri(cfg: MMMConfig) -> str:
-    """The tracking URI from the configured environment variable, or the embedded SQLite store of the project."""
-    return os.environ.get(cfg.operations.mlflow_tracking_uri_env) or f"sqlite:///{cfg.paths.mlflow_dir / DB_FILE}"
+    """The tracking URI from the configured environment variable, or the embedded SQLite store of the project.
+
+    A ``user:password@`` in it is handed to MLflow through its own variables (:data:`CREDENTIAL_ENVS`) and left out
+    of the URI returned: MLflow quotes the URI in its error messages, which end up in the run's log.
+    """
+    uri = os.environ.get(cfg.operations.mlflow_tracking_uri_env)
+    if not uri:
+        return f"sqlite:///{cfg.paths.mlflow_dir / DB_FILE}"
+    parts = urlsplit(uri)
+    if not (parts.username and parts.password):
+        return uri
+    os.environ.update(zip(CREDENTIAL_ENVS, (unquote(parts.username), unquote(parts.password))))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def is_embedded(cfg: MMMConfig) -> bool:
@@ -46,16 +71,47 @@ def is_embedded(cfg: MMMConfig) -> bool:
 
 
 def display_uri(uri: str) -> str:
-    """``uri`` without user name, password or query string, safe to log and show."""
+    """``uri`` without user name, password, query string or fragment, safe to log and show."""
     parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    has_authority = uri.partition(":")[2].startswith("//") if parts.scheme else uri.startswith("//")
+    authority = "//" + parts.netloc.rpartition("@")[2] if has_authority else ""
+    return (f"{parts.scheme}:" if parts.scheme else "") + authority + parts.path
+
+
+class TrackingUnreachableError(RuntimeError):
+    """The configured MLflow tracking server does not accept connections. The message never holds credentials."""
+
+
+def ensure_reachable(cfg: MMMConfig) -> None:
+    """Raise :class:`TrackingUnreachableError` unless a remote http(s) tracking server accepts a TCP connection."""
+    uri = tracking_uri(cfg)
+    parts = urlsplit(uri)
+    if is_embedded(cfg) or parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return
+    address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme])
+    for attempt in range(1, REACH_ATTEMPTS + 1):
+        try:
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            return
+        except OSError as err:
+            problem = err.strerror or type(err).__name__
+        if attempt < REACH_ATTEMPTS:
+            time.sleep(REACH_BACKOFF_S * 2 ** (attempt - 1))
+    env = cfg.operations.mlflow_tracking_uri_env
+    raise TrackingUnreachableError(
+        f"MLflow is unreachable at {display_uri(uri)} ({problem}, {REACH_ATTEMPTS} attempts): start the tracking "
+        f"server or correct ${env}; unset ${env} to use the local store in {cfg.paths.mlflow_dir}"
+    )
 
 
 def client_for(cfg: MMMConfig) -> MlflowClient:
+    """A client of the scenario's tracking store; a remote server must be reachable (see :func:`ensure_reachable`)."""
     if is_embedded(cfg):
         cfg.paths.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        ensure_reachable(cfg)
     return MlflowClient(tracking_uri(cfg))
 
 

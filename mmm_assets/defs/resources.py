@@ -1,4 +1,4 @@
-"""Resources: the scenario configuration and the DuckDB database it names."""
+"""Resources: the scenario configuration, the DuckDB database it names, and MLflow tracking."""
 
 
 import contextlib
@@ -15,6 +15,7 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field, PrivateAttr
 
 from mmm_assets.core.config import ENV_CONFIG, ConfigError, FilesSource, MMMConfig, OperationsConfig, load_config
+from mmm_assets.core.storage import connect, ensure_free_space
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
@@ -45,8 +46,19 @@ class ScenarioResource(ConfigurableResource):
     _loaded: MMMConfig | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Read the scenario once per run, so every step of a run sees the same settings even if the file changes."""
-        self._loaded = self._read()
+        """Read the scenario once per run, so every step of a run sees the same settings even if the file changes.
+
+        A run whose output disks are (nearly) full stops here, before it fits anything.
+        """
+        self._loaded = cfg = self._read()
+        ensure_free_space(
+            {
+                "models directory (paths.models_dir)": cfg.paths.models_dir,
+                "reports directory (paths.reports_dir)": cfg.paths.reports_dir,
+                "DuckDB folder (paths.duckdb)": cfg.paths.duckdb.parent,
+            },
+            cfg.operations.min_free_disk_mb,
+        )
 
     def load(self) -> MMMConfig:
         return self._loaded if self._loaded is not None else self._read()
@@ -62,8 +74,13 @@ class ScenarioResource(ConfigurableResource):
 
     @contextlib.contextmanager
     def duckdb(self, cfg: MMMConfig) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the scenario's DuckDB file, through dagster-duckdb's resource."""
+        """A connection to the scenario's DuckDB file through dagster-duckdb's resource.
+
+        First waits up to operations.duckdb_lock_timeout_s while another process holds the file (dagster-duckdb's own
+        retry is a fixed ~100 s that cannot be configured), then opens it.
+        """
         cfg.paths.duckdb.parent.mkdir(parents=True, exist_ok=True)
+        connect(cfg.paths.duckdb, cfg.operations.duckdb_lock_timeout_s).close()
         with DuckDBResource(database=str(cfg.paths.duckdb)).get_connection() as conn:
             yield conn
 
@@ -87,4 +104,12 @@ def mlflow_tracking_for_scenario(context: InitResourceContext) -> MlFlow:
     adapted = SimpleNamespace(
         log=context.log, dagster_run=context.dagster_run, run_id=context.run_id, resource_config=config
     )
-    return MlFlow(adapted)
+    # MLflow's set_tracking_uri (called by MlFlow) exports MLFLOW_TRACKING_URI for subprocesses; put it back as it
+    # was, or the rest of the run takes the embedded store for a remote server (run links to the SQLite file).
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_resource = MlFlow(adapted)
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
+    return tracking_resource
