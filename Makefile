@@ -62,3 +62,8 @@ landing-sample: install
 
 clean:
 	rm -rf $(DAGSTER_HOME) data .cache mlruns
+
+# Regenerate the README's pictures (docs/screenshots/*.png) from the UI test: a real `dagster dev`, headless Chromium.
+.PHONY: screenshots
+screenshots: install
+	MMM_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest mmm_assets_tests/ui -q -m ui

@@ -1,0 +1,1 @@
+"""End-to-end tests of the Dagster UI: a real `dagster dev`, driven by headless Chromium."""
