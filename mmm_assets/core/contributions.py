@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import arviz as az
 import pandas as pd
 import xarray as xr
 from pymc_marketing.mmm import MMM
 
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.model import HDI_PROB
+from mmm_assets.core.model import mean_hdi
 
 BASELINE = "baseline"
 PREDICTED = "predicted"
 
 
 def _summarise(samples: xr.DataArray, component: str) -> pd.DataFrame:
-    hdi = az.hdi(samples, prob=HDI_PROB)
-    return pd.DataFrame(
-        {
-            DATE_COLUMN: pd.to_datetime(samples.coords[DATE_COLUMN].values),
-            "component": component,
-            "mean": samples.mean(("chain", "draw")).to_numpy(),
-            "hdi_low": hdi.sel(ci_bound="lower").to_numpy(),
-            "hdi_high": hdi.sel(ci_bound="upper").to_numpy(),
-        }
-    )
+    frame = mean_hdi(samples)
+    frame.insert(0, "component", component)
+    frame.insert(0, DATE_COLUMN, pd.to_datetime(samples.coords[DATE_COLUMN].values))
+    return frame
 
 
 def weekly_contributions(mmm: MMM) -> pd.DataFrame:

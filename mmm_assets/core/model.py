@@ -14,7 +14,7 @@ import importlib.util
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,19 +239,24 @@ def _load(path: str) -> MMM:
     return MMM.load(path)
 
 
-def _interval_frame(samples: xr.DataArray, dates: pd.Index, prefix: str = "") -> pd.DataFrame:
-    """Posterior mean and HDI of a (sample, date) array, one row per date."""
-    sample_dims = [d for d in samples.dims if d != DATE_COLUMN]
-    mean = samples.mean(sample_dims).to_numpy()
-    hdi = az.hdi(samples, prob=HDI_PROB, dim=sample_dims)
+def mean_hdi(samples: xr.DataArray, prefix: str = "", sample_dims: Sequence[str] = ("chain", "draw")) -> pd.DataFrame:
+    """Posterior mean and 94 % HDI over ``sample_dims``: one row per value of the one remaining dimension."""
+    dims = list(sample_dims)
+    hdi = az.hdi(samples, prob=HDI_PROB, dim=dims)
     return pd.DataFrame(
         {
-            DATE_COLUMN: dates,
-            f"{prefix}mean": mean,
+            f"{prefix}mean": samples.mean(dims).to_numpy(),
             f"{prefix}hdi_low": hdi.sel(ci_bound="lower").to_numpy(),
             f"{prefix}hdi_high": hdi.sel(ci_bound="upper").to_numpy(),
         }
     )
+
+
+def _interval_frame(samples: xr.DataArray, dates: pd.Index, prefix: str = "") -> pd.DataFrame:
+    """Posterior mean and HDI of a (sample, date) array, one row per date."""
+    frame = mean_hdi(samples, prefix, [d for d in samples.dims if d != DATE_COLUMN])
+    frame.insert(0, DATE_COLUMN, dates)
+    return frame
 
 
 def in_sample_prediction(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
@@ -288,22 +293,14 @@ def holdout_forecast(
 
 def posterior_parameters(mmm: MMM, names: tuple[str, ...] = ("saturation_lam", "adstock_alpha")) -> pd.DataFrame:
     """Posterior mean and 94 % HDI of per-channel parameters: one row per (channel, parameter)."""
-    rows = []
+    frames = []
     for name in names:
         draws = mmm.idata.posterior[name]
-        hdi = az.hdi(draws, prob=HDI_PROB)
-        mean = draws.mean(("chain", "draw"))
-        for channel in draws.coords["channel"].values:
-            rows.append(
-                {
-                    "channel": str(channel),
-                    "parameter": name,
-                    "estimate": float(mean.sel(channel=channel)),
-                    "hdi_low": float(hdi.sel(channel=channel, ci_bound="lower")),
-                    "hdi_high": float(hdi.sel(channel=channel, ci_bound="upper")),
-                }
-            )
-    return pd.DataFrame(rows)
+        frame = mean_hdi(draws).rename(columns={"mean": "estimate"})
+        frame.insert(0, "parameter", name)
+        frame.insert(0, "channel", [str(c) for c in draws.coords["channel"].values])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def fitted_features(mmm: MMM) -> pd.DataFrame:

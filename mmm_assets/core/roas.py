@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytensor.xtensor as ptx
@@ -30,7 +29,7 @@ from pymc_marketing.mmm import MMM, LogisticSaturation
 from scipy.optimize import brentq
 
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.model import HDI_PROB
+from mmm_assets.core.model import mean_hdi
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
 MARGINAL_STEP = 0.01
@@ -42,18 +41,6 @@ SAMPLE_DIMS = ("chain", "draw")
 def _logistic(x: xr.DataArray, lam: xr.DataArray) -> xr.DataArray:
     """LogisticSaturation without its beta: (1 - e^(-lam x)) / (1 + e^(-lam x))."""
     return (1.0 - np.exp(-lam * x)) / (1.0 + np.exp(-lam * x))
-
-
-def _summary(samples: xr.DataArray, prefix: str) -> pd.DataFrame:
-    """Posterior mean and 94 % HDI over (chain, draw), one row per value of the one remaining dimension."""
-    hdi = az.hdi(samples, prob=HDI_PROB)
-    return pd.DataFrame(
-        {
-            f"{prefix}_mean": samples.mean(SAMPLE_DIMS).to_numpy(),
-            f"{prefix}_hdi_low": hdi.sel(ci_bound="lower").to_numpy(),
-            f"{prefix}_hdi_high": hdi.sel(ci_bound="upper").to_numpy(),
-        }
-    )
 
 
 def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
@@ -144,9 +131,9 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     frame = pd.concat(
         [
             pd.DataFrame({"channel": channels, "spend": spend.sum().to_numpy()}),
-            _summary(contribution, "contribution"),
-            _summary(roas, "roas"),
-            _summary(mroas, "mroas"),
+            mean_hdi(contribution, "contribution_"),
+            mean_hdi(roas, "roas_"),
+            mean_hdi(mroas, "mroas_"),
         ],
         axis=1,
     )
@@ -182,7 +169,7 @@ def response_curves(
             * _logistic(scaled, posterior["saturation_lam"].sel(channel=channel))
             * data["target_scale"]
         )
-        part = _summary(curve.transpose(*SAMPLE_DIMS, "level"), "contribution")
+        part = mean_hdi(curve.transpose(*SAMPLE_DIMS, "level"), "contribution_")
         part.insert(0, "channel", channel)
         part.insert(1, "weekly_spend", levels)
         part["is_current"] = levels == current
