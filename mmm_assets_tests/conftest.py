@@ -1,6 +1,5 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
-import copy
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,22 +11,13 @@ import pytest
 import yaml
 
 from mmm_assets.core.config import MMMConfig, load_config
+from mmm_assets.core.config import merged as merge  # the tests' name for the config's own deep merge
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.generator import GroundTruth, generate
 from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 if TYPE_CHECKING:
     from mmm_assets.core.model import FitResult
-
-
-def merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 #: Two years of the reference scenario with few draws: enough to wire and recover, quick to sample.

@@ -7,6 +7,7 @@ magic constant. Errors name the file, the offending key and what was expected.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import re
@@ -417,10 +418,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _merged(base: dict, overrides: dict) -> dict:
-    out = dict(base)
+def merged(base: dict, overrides: dict) -> dict:
+    """``overrides`` laid over ``base``, nested mappings key by key; the result shares nothing with either input."""
+    out = copy.deepcopy(base)
     for key, value in overrides.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if nested else copy.deepcopy(value)
     return out
 
 
@@ -440,7 +443,7 @@ def _read_raw(file: Path, seen: tuple[Path, ...] = ()) -> object:
     base = _read_raw(file.parent / str(raw.pop("extends")), (*seen, file.resolve()))
     if not isinstance(base, dict):
         raise ConfigError(f"{file}: the file it extends is not a mapping of settings")
-    return _merged(base, raw)
+    return merged(base, raw)
 
 
 def load_config(path: str | os.PathLike[str]) -> MMMConfig:
