@@ -40,7 +40,7 @@ from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.ingest import SUPPORTED_SUFFIXES, read_landing_file, resolve_landing_file
-from mmm_assets.defs.resources import default_config_path
+from mmm_assets.defs.resources import default_config_path, default_operations
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -49,8 +49,7 @@ JOB = "weekly_refresh"
 #: The asset a landing file feeds; named in the alert of a rejected file.
 LANDING_ASSET = "marketing_spend"
 
-_SCHEDULE_CONFIG = default_config_path()
-_OPS = load_config(_SCHEDULE_CONFIG).operations
+_OPS = default_operations()
 
 weekly_refresh_schedule = ScheduleDefinition(
     name="weekly_refresh_schedule",
@@ -61,7 +60,7 @@ weekly_refresh_schedule = ScheduleDefinition(
     tags={"launched_by": "weekly_refresh_schedule"},
     description=(
         f"Refreshes the whole graph (job {JOB}) on cron '{_OPS.schedule_cron}' in {_OPS.schedule_timezone} "
-        f"(operations.schedule_cron / schedule_timezone of {_SCHEDULE_CONFIG}; the default is Mondays 06:00 UTC)."
+        f"(operations.schedule_cron / schedule_timezone of {default_config_path()}; the default is Mondays 06:00 UTC)."
     ),
 )
 
