@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -34,7 +34,6 @@ class ValidationReport:
     in_sample: pd.DataFrame | None = None
     holdout: pd.DataFrame | None = None
     model_version: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     def failed_gates(self) -> list[str]:
         return [g["gate"] for g in self.gates if not g["passed"]]
