@@ -130,9 +130,13 @@ class _Planner:
     start: pd.Timestamp
     end: pd.Timestamp
     current: np.ndarray
+    #: Channels held at their current level (owned media: no money to move); the others share the rest.
+    fixed: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, mmm: MMM, features: pd.DataFrame, settings: BudgetSettings) -> _Planner:
+    def build(
+        cls, mmm: MMM, features: pd.DataFrame, settings: BudgetSettings, fixed: Sequence[str] = ()
+    ) -> _Planner:
         channels = list(mmm.channel_columns)
         absent = [c for c in channels if c not in features.columns]
         if absent:
@@ -148,7 +152,7 @@ class _Planner:
                 "plan with the features the model was fitted on"
             )
         current = features[channels].tail(weeks).sum().to_numpy(dtype=float)
-        return cls(mmm, settings, features, channels, last + WEEK, last + weeks * WEEK, current)
+        return cls(mmm, settings, features, channels, last + WEEK, last + weeks * WEEK, current, frozenset(fixed))
 
     @property
     def weeks(self) -> int:
@@ -211,6 +215,9 @@ def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[
             raise ValueError("nothing was spent over the last horizon, so relative bounds have no reference")
         mix = planner.current * total / planner.current.sum()
         lower, upper = mix * max(0.0, 1.0 - settings.relative_bound), mix * (1.0 + settings.relative_bound)
+    for i, channel in enumerate(planner.channels):
+        if channel in planner.fixed:
+            lower[i] = upper[i] = planner.current[i]
     if not lower.sum() <= total <= upper.sum():
         raise ValueError(
             f"the bounds cannot hold a total budget of {total:,.2f}: they allow between {lower.sum():,.2f} and "
@@ -348,24 +355,29 @@ def optimize_budget(
     settings: BudgetSettings,
     truth: GroundTruth | None = None,
     attempts: Sequence[Attempt] = DEFAULT_ATTEMPTS,
+    fixed_channels: Sequence[str] = (),
 ) -> BudgetResult:
     """Optimise the next ``horizon_weeks`` weeks' allocation of the total budget across channels.
 
     ``features`` is the canonical frame the model was fitted on. ``attempts`` are tried in turn until one answer
-    converges and holds the budget and bounds (see the module docstring for the fallback).
+    converges and holds the budget and bounds (see the module docstring for the fallback). ``fixed_channels`` (owned
+    media) stay at their current level.
     """
-    planner = _Planner.build(mmm, features, settings)
+    planner = _Planner.build(mmm, features, settings, fixed_channels)
     return _solve(planner, settings, _base_budget(planner, settings), attempts, truth)
 
 
-def budget_scenarios(mmm: MMM, features: pd.DataFrame, settings: BudgetSettings) -> pd.DataFrame:
+def budget_scenarios(
+    mmm: MMM, features: pd.DataFrame, settings: BudgetSettings, fixed_channels: Sequence[str] = ()
+) -> pd.DataFrame:
     """The optimisation at every ``scenario_levels`` multiple of the base budget, one row per (level, channel).
 
     The base budget is ``total_budget`` (the current spend when null). Each row carries the level's total, the
     channel's optimised spend and bounds, and the level's expected incremental response (mean and 94 % HDI), so
     the table traces the return curve of the whole budget. One compiled optimiser serves every level.
+    ``fixed_channels`` (owned media) stay at their current level.
     """
-    planner = _Planner.build(mmm, features, settings)
+    planner = _Planner.build(mmm, features, settings, fixed_channels)
     base = _base_budget(planner, settings)
     frames = []
     for level in settings.scenario_levels:

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -34,11 +35,22 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 #: Names the pipeline uses itself for the date and target columns of the feature table.
 DATE_COLUMN = "date"
 TARGET_COLUMN = "y"
-RESERVED = {DATE_COLUMN, TARGET_COLUMN}
+#: The column that says which market a row belongs to (landing files with several markets, stored tables).
+MARKET_COLUMN = "market"
+RESERVED = {DATE_COLUMN, TARGET_COLUMN, MARKET_COLUMN}
+#: The one market of a scenario that lists none.
+DEFAULT_MARKET = "national"
 
 PROJECT_MARKERS = ("pyproject.toml", "workspace.yaml")
 #: Largest absolute value a landing file may hold by default: above it a number is a units or export mistake.
 DEFAULT_MAX_ABS_VALUE = 1e12
+#: Default bounds of the refresh-stability check (StabilityConfig), from measured refreshes of the synthetic
+#: scenarios (one more clean week; 104 weeks x 2x250 draws and 208 weeks x 2x1500 draws): mean ROAS and marginal
+#: ROAS moved at most 0.41 % and 0.56 %, budget shares at most 1.4 pp, no advice reversed. One corrupted new week
+#: (its KPI halved or x1.5) moved ROAS 7.8-31 %, marginal ROAS 4.3-40 %, shares up to 6.6 pp. 5 % and 5 pp sit
+#: 3.5-12x above the clean moves; every injected error trips one of them (details: core/stability.py docstring).
+STABILITY_ROAS_CHANGE_PCT = 5.0
+STABILITY_SHARE_CHANGE_PP = 5.0
 
 
 class ConfigError(ValueError):
@@ -60,20 +72,81 @@ def _check_identifier(name: str, what: str) -> str:
     return name
 
 
-class SyntheticChannel(_Strict):
-    """Ground truth of one synthetic channel: spend range and the true response parameters."""
+#: The sign an effect is constrained to: ``free`` lets the data decide.
+Sign = Literal["positive", "negative", "free"]
+#: Prefix of the indicator column of a calendar event in the feature frame (``event_<name>``).
+EVENT_PREFIX = "event_"
+#: Name of the linear-trend term (reserved when ``model.trend`` is on).
+TREND_TERM = "trend"
 
+
+class SyntheticChannel(_Strict):
+    """Ground truth of one synthetic media channel: spend range, role and the true response parameters."""
+
+    role: Literal["paid", "owned"] = Field(
+        default="paid",
+        description="paid: bought media with money spend (budgets may move it); owned: e.g. email or organic "
+        "posts, whose column is activity volume, not money. Both get adstock + saturation and a positive effect.",
+    )
     spend_min: float = Field(ge=0)
     spend_max: float = Field(gt=0)
     beta: float = Field(gt=0, description="Channel effect, in outcome-scale units at saturation.")
     saturation_lam: float = Field(gt=0, description="Logistic saturation rate on max-scaled spend.")
     adstock_alpha: float = Field(ge=0, lt=1, description="Geometric adstock retention rate.")
+    follows: str | None = Field(
+        default=None,
+        description="Name of an earlier channel whose spend pattern this one copies (nearly collinear spend: "
+        "the case the data alone cannot split and lift tests resolve).",
+    )
+    follow_noise: float = Field(
+        default=0.1, ge=0, le=1, description="With follows: weight of this channel's own pattern (0 = exact copy)."
+    )
 
     @model_validator(mode="after")
     def _range(self) -> SyntheticChannel:
         if self.spend_max <= self.spend_min:
             raise ValueError(f"spend_max ({self.spend_max}) must be greater than spend_min ({self.spend_min})")
         return self
+
+
+class SyntheticCompetitor(_Strict):
+    """Ground truth of a competitor's activity: carried over (adstock), not saturated, always hurting the outcome."""
+
+    activity_min: float = Field(ge=0)
+    activity_max: float = Field(gt=0)
+    effect: float = Field(
+        lt=0, description="Effect of the largest activity (after carry-over), in outcome-scale units; negative."
+    )
+    adstock_alpha: float = Field(ge=0, lt=1, description="Geometric adstock retention rate of the activity.")
+
+    @model_validator(mode="after")
+    def _range(self) -> SyntheticCompetitor:
+        if self.activity_max <= self.activity_min:
+            raise ValueError(
+                f"activity_max ({self.activity_max}) must be greater than activity_min ({self.activity_min})"
+            )
+        return self
+
+
+class SyntheticControl(_Strict):
+    """Ground truth of a control variable (e.g. price): a persistent series around a level with a linear effect."""
+
+    level: float = Field(description="Average value of the control.")
+    sd: float = Field(gt=0, description="Standard deviation of the control around its level.")
+    persistence: float = Field(
+        default=0.8, ge=0, lt=1, description="Week-to-week autocorrelation of the control's deviations (AR(1))."
+    )
+    effect: float = Field(description="Effect per unit of the control, in outcome-scale units; any sign.")
+    adstock_alpha: float = Field(
+        default=0.0, ge=0, lt=1, description="Carry-over of the control's effect (0 = none)."
+    )
+
+
+class SyntheticSeasonality(_Strict):
+    """A yearly cycle: ``amplitude * cos(2 pi (day of year - peak day) / 365.25)``."""
+
+    amplitude: float = Field(ge=0, description="Half the peak-to-trough swing, in outcome-scale units.")
+    peak_day: int = Field(default=355, ge=1, le=366, description="Day of the year of the seasonal peak.")
 
 
 class SyntheticSource(_Strict):
@@ -87,28 +160,63 @@ class SyntheticSource(_Strict):
     noise_sigma: float = Field(ge=0, description="Noise standard deviation, in outcome-scale units.")
     adstock_l_max: int = Field(ge=1, le=52)
     seed: int = Field(ge=0)
+    competitors: dict[str, SyntheticCompetitor] = Field(
+        default_factory=dict, description="Competitor activity series and their (negative) true effects."
+    )
+    controls: dict[str, SyntheticControl] = Field(
+        default_factory=dict, description="Control series and their true effects."
+    )
+    trend: float = Field(default=0.0, description="Linear trend, in outcome-scale units per year (any sign).")
+    seasonality: SyntheticSeasonality | None = Field(default=None, description="A true yearly cycle, or none.")
+    events: dict[str, float] = Field(
+        default_factory=dict,
+        description="True effect (outcome-scale units per flagged week) of events named in model.calendar.",
+    )
 
     @field_validator("channels")
     @classmethod
     def _names(cls, value: dict[str, SyntheticChannel]) -> dict[str, SyntheticChannel]:
         for name in value:
             _check_identifier(name, "channel")
+        earlier: list[str] = []
+        for name, channel in value.items():
+            if channel.follows is not None and channel.follows not in earlier:
+                raise ValueError(
+                    f"channel {name!r} follows {channel.follows!r}, which is not a channel listed before it"
+                )
+            earlier.append(name)
         return value
 
     @model_validator(mode="after")
     def _dates(self) -> SyntheticSource:
         if self.end_date <= self.start_date:
             raise ValueError(f"end_date ({self.end_date}) must be after start_date ({self.start_date})")
+        for name in self.competitors:
+            _check_identifier(name, "competitor")
+        for name in self.controls:
+            _check_identifier(name, "control")
+        names = [*self.channels, *self.competitors, *self.controls]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{repeated} named more than once across channels, competitors and controls")
         return self
 
 
 class ColumnMapping(_Strict):
-    """How a landing file's own column names map to the pipeline's names (canonical name -> source column)."""
+    """How a landing file's own column names map to the pipeline's names (canonical name -> source column).
+
+    ``channels`` are the media columns (adstock + saturation, positive effect), ``controls`` every other explanatory
+    column. Two lists refine their roles: ``owned`` names the channels that are owned media (email, organic: activity
+    volume, not money; budgets never move them) and ``competitors`` the controls that are competitor activity
+    (carried over, negative effect). Channels not in ``owned`` are paid media.
+    """
 
     date: str = Field(min_length=1)
     target: str = Field(min_length=1)
     channels: dict[str, str] = Field(min_length=1)
     controls: dict[str, str] = Field(default_factory=dict)
+    owned: list[str] = Field(default_factory=list, description="Channels that are owned media (not money spend).")
+    competitors: list[str] = Field(default_factory=list, description="Controls that are competitor activity.")
 
     @model_validator(mode="after")
     def _unique(self) -> ColumnMapping:
@@ -119,6 +227,14 @@ class ColumnMapping(_Strict):
         both = set(self.channels) & set(self.controls)
         if both:
             raise ValueError(f"{sorted(both)} named both as channel and control")
+        unknown = sorted(set(self.owned) - set(self.channels))
+        if unknown:
+            raise ValueError(f"owned lists {unknown}, which are not in channels {sorted(self.channels)}")
+        unknown = sorted(set(self.competitors) - set(self.controls))
+        if unknown:
+            raise ValueError(f"competitors lists {unknown}, which are not in controls {sorted(self.controls)}")
+        if self.channels and set(self.owned) == set(self.channels):
+            raise ValueError("every channel is listed as owned; at least one paid (money) channel is needed")
         sources = [self.date, self.target, *self.channels.values(), *self.controls.values()]
         repeated = sorted({s for s in sources if sources.count(s) > 1})
         if repeated:
@@ -141,6 +257,11 @@ class FilesSource(_Strict):
         default=DEFAULT_MAX_ABS_VALUE, gt=0, description="A number beyond ±this is rejected as a units mistake."
     )
     columns: ColumnMapping
+    market_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Column of the file naming each row's market; the file then holds every market's weeks.",
+    )
 
     @field_validator("file")
     @classmethod
@@ -162,9 +283,122 @@ class DataConfig(_Strict):
         return self
 
 
+class TermSettings(_Strict):
+    """How one non-media variable (competitor, control, calendar event, trend) enters the model.
+
+    Unset fields take the role's default (see :mod:`mmm_assets.core.roles`): competitors are negative, carried over
+    and not centred; controls free, not carried over and centred; events and the trend free, neither.
+    """
+
+    sign: Sign | None = Field(default=None, description="positive | negative | free; null = the role's default.")
+    adstock: bool | None = Field(
+        default=None, description="Geometric carry-over of the variable, its rate learned; null = the role's default."
+    )
+    center: bool | None = Field(
+        default=None,
+        description="Subtract the variable's training mean (its contribution is then relative to its average "
+        "level); null = the role's default.",
+    )
+    prior_sigma: float | None = Field(
+        default=None, gt=0, description="Prior scale of the effect; null = model.term_prior_sigma."
+    )
+
+
+class BetaPrior(_Strict):
+    alpha: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=3.0, gt=0)
+
+
+class CalendarEvent(_Strict):
+    """A named event (holiday, promotion, launch): its dates become a 0/1 column ``event_<name>``."""
+
+    dates: list[dt.date] = Field(min_length=1, description="Each occurrence; the week holding a date is flagged.")
+    weeks_before: int = Field(default=0, ge=0, le=8, description="Also flag this many weeks before each date.")
+    weeks_after: int = Field(default=0, ge=0, le=8, description="Also flag this many weeks after each date.")
+    sign: Sign = Field(default="free", description="Sign of the event's effect.")
+
+
+class RoiPrior(_Strict):
+    """An analyst's belief about a channel's ROAS over the fitted window, in outcome per unit of the channel column."""
+
+    mean: float = Field(gt=0, description="Believed ROAS (outcome units per currency unit, or per activity unit).")
+    sd: float = Field(gt=0, description="Uncertainty of that belief (a standard deviation, same units).")
+
+
+class ScalingConfig(_Strict):
+    """Fixed scales, so one more week of data does not change what the model's parameters mean."""
+
+    target: float | None = Field(default=None, gt=0, description="Target scale (outcome units); null = its maximum.")
+    channels: dict[str, float] | None = Field(
+        default=None, description="Scale of every channel (column units); null = each channel's maximum."
+    )
+    controls: dict[str, float] = Field(
+        default_factory=dict,
+        description="Scale of non-media variables (column units); the ones not listed use their largest absolute "
+        "(centred) value.",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> ScalingConfig:
+        for group, values in (("channels", self.channels or {}), ("controls", self.controls)):
+            bad = {name: value for name, value in values.items() if not value > 0}
+            if bad:
+                raise ValueError(f"{group} scales must be > 0, got {bad}")
+        return self
+
+
+class LiftTestsConfig(_Strict):
+    """Where the lift-test (experiment) results are: a CSV file, see :mod:`mmm_assets.core.calibration`."""
+
+    file: str = Field(min_length=1, description="File name of the CSV inside the folder.")
+    folder: Path | None = Field(
+        default=None, description="Folder holding the file; null = data.files.landing_dir (required for synthetic)."
+    )
+    method: Literal["exact", "library"] = Field(
+        default="exact",
+        description="exact: the model's counterfactual lift of each experiment, carry-over included; library: "
+        "PyMC-Marketing's steady-state saturation-curve lift (see mmm_assets/core/calibration.py).",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if Path(value).name != value or value in {".", ".."}:
+            raise ValueError(f"file {value!r} must be a plain file name inside the folder, not a path")
+        return value
+
+
 class ModelConfig(_Strict):
     adstock_l_max: int = Field(ge=1, le=52, description="Longest carry-over of the geometric adstock, in weeks.")
     yearly_seasonality: int | None = Field(default=None, ge=1, le=10, description="Fourier order, or null for none.")
+    trend: bool = Field(default=False, description="Add a linear trend (per year, free sign unless terms.trend says).")
+    terms: dict[str, TermSettings] = Field(
+        default_factory=dict,
+        description="Per non-media variable (competitor, control, 'event_<name>', 'trend'): sign, carry-over, "
+        "centring, prior scale; unlisted variables take their role's defaults.",
+    )
+    term_prior_sigma: float = Field(
+        default=1.0,
+        gt=0,
+        description="Prior scale of a non-media effect, in target-scale units per the variable's own scale.",
+    )
+    term_adstock_prior: BetaPrior = Field(
+        default_factory=BetaPrior, description="Beta prior of the learned carry-over rate of non-media variables."
+    )
+    calendar: dict[str, CalendarEvent] = Field(default_factory=dict, description="Named events and their dates.")
+    roi_priors: dict[str, RoiPrior] = Field(
+        default_factory=dict, description="Prior belief about a channel's ROAS, per channel (optional)."
+    )
+    scaling: ScalingConfig | None = Field(default=None, description="Fixed scales; null = scale by the data's maxima.")
+    lift_tests: LiftTestsConfig | None = Field(default=None, description="Lift-test results to calibrate with.")
+
+    @field_validator("calendar")
+    @classmethod
+    def _event_names(cls, value: dict[str, CalendarEvent]) -> dict[str, CalendarEvent]:
+        for name in value:
+            _check_identifier(name, "calendar event")
+            _check_identifier(EVENT_PREFIX + name, "calendar event column")
+        return value
 
 
 class SamplerConfig(_Strict):
@@ -189,6 +423,35 @@ class Thresholds(_Strict):
     alpha_abs_error_max: float = Field(gt=0, le=1)
 
 
+class CrossValidationConfig(_Strict):
+    """Rolling-origin (time-slice) cross-validation: each fold refits on the weeks before its origin and forecasts
+    the ``horizon_weeks`` after it. Origins are anchored at the end of the data (the last fold forecasts its last
+    weeks) and step back ``step_weeks`` at a time while a fold keeps at least ``initial_weeks`` to train on."""
+
+    enabled: bool = Field(default=False, description="Run the cross-validation (one MCMC refit per fold: slow).")
+    initial_weeks: int = Field(default=78, ge=8, description="Fewest weeks a fold trains on (the earliest fold's).")
+    horizon_weeks: int = Field(default=8, ge=1, le=52, description="Weeks each fold forecasts after its training.")
+    step_weeks: int = Field(default=13, ge=1, le=104, description="Weeks between two consecutive folds' origins.")
+    max_folds: int | None = Field(
+        default=4, ge=1, le=52, description="Keep at most this many folds, the most recent ones; null = every fold."
+    )
+    draws: int = Field(
+        default=300, ge=50, description="Draws per chain of each fold's refit (at most sampler.draws); only predicts."
+    )
+    mape_max_pct: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="Largest allowed mean out-of-sample MAPE (%) over the folds; null = thresholds.oos_mape_max_pct.",
+    )
+    crps_rel_max_pct: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="Largest allowed mean CRPS as % of the mean actual over the folds; null = reported, not gated.",
+    )
+
+
 class ValidationConfig(_Strict):
     holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
     holdout_draws: int = Field(
@@ -196,6 +459,52 @@ class ValidationConfig(_Strict):
     )
     min_weeks: int = Field(ge=8)
     thresholds: Thresholds
+    cross_validation: CrossValidationConfig = Field(default_factory=CrossValidationConfig)
+
+    @model_validator(mode="after")
+    def _folds_fit(self) -> ValidationConfig:
+        cv = self.cross_validation
+        if cv.enabled and cv.initial_weeks < self.min_weeks:  # the defaults must not break a scenario that does not CV
+            raise ValueError(
+                f"validation.cross_validation.initial_weeks ({cv.initial_weeks}) must be at least validation.min_weeks "
+                f"({self.min_weeks}): a fold trains on no fewer weeks than a model may be fitted on"
+            )
+        return self
+
+    @property
+    def cv_mape_max_pct(self) -> float:
+        """The cross-validation's mean-MAPE threshold: its own, else the holdout's."""
+        own = self.cross_validation.mape_max_pct
+        return own if own is not None else self.thresholds.oos_mape_max_pct
+
+
+class StabilityConfig(_Strict):
+    """How far a refresh's ROAS and budget advice may move from the previous champion's before a person should look.
+
+    A non-blocking (WARN) check: a change beyond these bounds does not stop the refresh, it asks for a review."""
+
+    max_roas_change_pct: float = Field(
+        default=STABILITY_ROAS_CHANGE_PCT,
+        gt=0,
+        le=1000,
+        description="Largest relative change (%) of a channel's mean ROAS from the previous champion's.",
+    )
+    max_mroas_change_pct: float | None = Field(
+        default=STABILITY_ROAS_CHANGE_PCT,
+        gt=0,
+        le=1000,
+        description="Largest relative change (%) of a channel's mean marginal ROAS (it drives the advice); null = "
+        "shown, not flagged.",
+    )
+    max_share_change_pp: float = Field(
+        default=STABILITY_SHARE_CHANGE_PP,
+        gt=0,
+        le=100,
+        description="Largest change of a channel's share of the proposed budget, in percentage points.",
+    )
+    flag_action_flips: bool = Field(
+        default=True, description="Flag a channel whose advice reverses (INCREASE <-> REDUCE) since the last champion."
+    )
 
 
 class BudgetSettings(_Strict):
@@ -312,6 +621,35 @@ class PathsConfig(_Strict):
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 
+class MarketsConfig(_Strict):
+    """Several markets (countries, brands, business units) in one scenario: one partition of the graph each."""
+
+    names: list[str] = Field(
+        default_factory=list,
+        description="The markets; empty with data.files.market_column = every market found in the landing file.",
+    )
+    pooling: Literal["separate", "pooled"] = Field(
+        default="separate",
+        description="separate: one model per market; pooled: one hierarchical model across the markets.",
+    )
+    data: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per market, settings laid over the scenario's `data` section (e.g. another seed or truth).",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> MarketsConfig:
+        for name in self.names:
+            _check_identifier(name, "market")
+        repeated = sorted({n for n in self.names if self.names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"market(s) {repeated} listed more than once")
+        unknown = sorted(set(self.data) - set(self.names))
+        if unknown:
+            raise ValueError(f"markets.data names {unknown}, which are not in markets.names {self.names}")
+        return self
+
+
 class MMMConfig(_Strict):
     """One scenario: data, model, sampler, gates and paths."""
 
@@ -322,7 +660,41 @@ class MMMConfig(_Strict):
     validation: ValidationConfig
     decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
     paths: PathsConfig
+    markets: MarketsConfig | None = None
+    _market: str | None = PrivateAttr(default=None)
+
+    @property
+    def market(self) -> str | None:
+        """The market this configuration was narrowed to by :meth:`for_market`; None before that."""
+        return self._market
+
+    @property
+    def market_names(self) -> list[str] | None:
+        """The scenario's markets; None when they come from the landing file's market column."""
+        if self.markets is None or not self.markets.names:
+            files = self.data.files
+            return None if files is not None and files.market_column else [DEFAULT_MARKET]
+        return list(self.markets.names)
+
+    @property
+    def pooled(self) -> bool:
+        return self.markets is not None and self.markets.pooling == "pooled"
+
+    def for_market(self, market: str) -> MMMConfig:
+        """This scenario narrowed to one market: its own `data` (the scenario's with the market's settings over it)."""
+        names = self.market_names
+        if names is not None and market not in names:
+            raise ConfigError(f"scenario {self.scenario!r} has no market {market!r}; its markets are {names}")
+        overrides = (self.markets.data.get(market) if self.markets else None) or {}
+        try:
+            data = DataConfig.model_validate(merged(self.data.model_dump(), overrides)) if overrides else self.data
+        except ValidationError as err:
+            raise ConfigError(f"markets.data.{market} is not valid:\n{_format_errors(err)}") from None
+        narrowed = self.model_copy(update={"data": data})
+        narrowed._market = market
+        return narrowed
 
     @property
     def channels(self) -> list[str]:
@@ -333,11 +705,102 @@ class MMMConfig(_Strict):
         return list(self.data.files.columns.channels)
 
     @property
+    def owned_channels(self) -> list[str]:
+        """Owned media (email, organic): modelled like paid media, but their columns are not money."""
+        if self.data.source == "synthetic":
+            assert self.data.synthetic is not None
+            return [name for name, c in self.data.synthetic.channels.items() if c.role == "owned"]
+        assert self.data.files is not None
+        return [name for name in self.data.files.columns.channels if name in self.data.files.columns.owned]
+
+    @property
+    def paid_channels(self) -> list[str]:
+        """Media bought with money: the channels budgets, ROAS in currency and reallocation apply to."""
+        owned = set(self.owned_channels)
+        return [name for name in self.channels if name not in owned]
+
+    @property
+    def competitors(self) -> list[str]:
+        """Competitor activity columns: carried over, not saturated, negative effect."""
+        if self.data.source == "synthetic":
+            assert self.data.synthetic is not None
+            return list(self.data.synthetic.competitors)
+        assert self.data.files is not None
+        return [name for name in self.data.files.columns.controls if name in self.data.files.columns.competitors]
+
+    @property
+    def event_columns(self) -> list[str]:
+        """The 0/1 feature columns of the calendar events (added by :func:`mmm_assets.core.roles.with_calendar`)."""
+        return [EVENT_PREFIX + name for name in self.model.calendar]
+
+    @property
     def controls(self) -> list[str]:
+        """Every non-media column of the feature frame the model reads: competitors, controls, calendar events."""
         if self.data.source == "files":
             assert self.data.files is not None
-            return list(self.data.files.columns.controls)
-        return []
+            data = list(self.data.files.columns.controls)
+        else:
+            assert self.data.synthetic is not None
+            data = [*self.data.synthetic.competitors, *self.data.synthetic.controls]
+        return [*data, *self.event_columns]
+
+    @property
+    def term_roles(self) -> dict[str, str]:
+        """Role of every non-media term of the model: competitor, control, event or trend."""
+        competitors, events = set(self.competitors), set(self.event_columns)
+        roles = {
+            name: "competitor" if name in competitors else "event" if name in events else "control"
+            for name in self.controls
+        }
+        return roles | ({TREND_TERM: "trend"} if self.model.trend else {})
+
+    @model_validator(mode="after")
+    def _model_names_known(self) -> MMMConfig:
+        """The model section may only name variables the data section provides."""
+        m, channels, roles = self.model, self.channels, self.term_roles
+        media_and_data = [*channels, *(c for c in self.controls if c not in self.event_columns)]
+        clash = sorted(set(media_and_data) & {*self.event_columns, *([TREND_TERM] if m.trend else [])})
+        if clash:
+            raise ValueError(
+                f"{clash} is both a data column and a name the model derives (calendar event column or the trend); "
+                "rename the event or the column"
+            )
+        unknown = sorted(set(m.terms) - set(roles))
+        if unknown:
+            raise ValueError(
+                f"model.terms names {unknown}, which are not non-media variables of this scenario "
+                f"(known: {sorted(roles)})"
+            )
+        for name, settings in m.terms.items():
+            if roles[name] == "competitor" and settings.sign not in (None, "negative"):
+                raise ValueError(f"model.terms.{name}.sign: {name!r} is competitor activity, its effect is negative")
+            if roles[name] == "trend" and (settings.adstock or settings.center):
+                raise ValueError(f"model.terms.{name}: the trend takes no carry-over or centring (only sign, prior)")
+        unknown = sorted(set(m.roi_priors) - set(channels))
+        if unknown:
+            raise ValueError(f"model.roi_priors names {unknown}, which are not channels (channels: {channels})")
+        if m.scaling is not None and m.scaling.channels is not None and set(m.scaling.channels) != set(channels):
+            raise ValueError(
+                f"model.scaling.channels must give a scale for every channel {channels} (got "
+                f"{sorted(m.scaling.channels)}); or set it to null to scale by the data"
+            )
+        unknown = sorted(set(m.scaling.controls if m.scaling else ()) - set(self.controls))
+        if unknown:
+            raise ValueError(f"model.scaling.controls names {unknown}, which are not controls ({self.controls})")
+        synthetic = self.data.synthetic if self.data.source == "synthetic" else None
+        unknown = sorted(set(synthetic.events if synthetic else ()) - set(m.calendar))
+        if unknown:
+            raise ValueError(f"data.synthetic.events names {unknown}, which are not events of model.calendar")
+        if synthetic is not None and all(c.role == "owned" for c in synthetic.channels.values()):
+            raise ValueError("every synthetic channel is owned; at least one paid (money) channel is needed")
+        if m.lift_tests is not None and m.lift_tests.folder is None and self.data.files is None:
+            raise ValueError("model.lift_tests.folder is needed when there is no data.files.landing_dir")
+        if m.lift_tests is not None and m.lift_tests.folder is None and self.data.files and not self.data.files.file:
+            raise ValueError(
+                "model.lift_tests is in the landing folder, where data.files.file: null reads the newest CSV as the "
+                "weekly data; name the data file in data.files.file or put the experiments in model.lift_tests.folder"
+            )
+        return self
 
     @model_validator(mode="after")
     def _enough_weeks(self) -> MMMConfig:
@@ -346,6 +809,12 @@ class MMMConfig(_Strict):
                 f"validation.holdout_weeks ({self.validation.holdout_weeks}) must be smaller than "
                 f"validation.min_weeks ({self.validation.min_weeks})"
             )
+        if self.markets is not None and self.markets.data and self.data.files is not None:
+            raise ValueError("markets.data overrides are for synthetic scenarios; a landing file names its markets")
+        if self.pooled and (self.market_names or []) == [DEFAULT_MARKET]:
+            raise ValueError("markets.pooling is 'pooled' but there is only one market; list markets.names")
+        for market in self.markets.data if self.markets else ():
+            self.for_market(market)  # each market's own data section must be valid on its own
         return self
 
 
@@ -395,6 +864,11 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
     if cfg.data.files is not None:
         files = cfg.data.files.model_copy(update={"landing_dir": absolute(cfg.data.files.landing_dir)})
         update["data"] = cfg.data.model_copy(update={"files": files})
+    lift = cfg.model.lift_tests
+    if lift is not None and lift.folder is not None:
+        update["model"] = cfg.model.model_copy(
+            update={"lift_tests": lift.model_copy(update={"folder": absolute(lift.folder)})}
+        )
     return cfg.model_copy(update=update)
 
 

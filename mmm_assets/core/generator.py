@@ -7,24 +7,48 @@ The outcome follows the same transforms as the fitted model, so the model's scal
     logistic(x, lam) = (1 - exp(-lam x)) / (1 + exp(-lam x))
     adstock(x, alpha)_t = sum_{l < L} alpha^l x_{t-l} / sum_{l < L} alpha^l        (normalised geometric)
     e_t ~ Normal(0, noise_sigma)
+
+Every other role (see :mod:`mmm_assets.core.roles`) adds its own term, in outcome-scale units times
+``outcome_scale``, with the same transforms the model uses, so its truth can be recovered:
+
+    competitor k:  effect_k * adstock(a_k / max(a_k), alpha_k)               (effect_k < 0, no saturation)
+    control j:     effect_j * (level_j + adstock(z_j - level_j, alpha_j))     (per unit of the control z_j)
+    trend:         trend * years since the first week
+    seasonality:   amplitude * cos(2 pi (day of year - peak_day) / 365.25)
+    event e:       effect_e in each week model.calendar flags for e
+
+Owned channels are simulated like paid ones. A channel that ``follows`` another copies its spend pattern with a
+``follow_noise`` share of its own, so the two are nearly collinear. Existing scenarios draw the same numbers as
+before: the extra roles use their own random stream.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mmm_assets.core.config import (
     DATE_COLUMN,
+    EVENT_PREFIX,
     TARGET_COLUMN,
+    TREND_TERM,
+    CalendarEvent,
     ColumnMapping,
     SyntheticSource,
 )
+from mmm_assets.core.roles import event_indicators
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"
+#: Days per year, for the trend (per year) and the yearly cycle.
+DAYS_PER_YEAR = 365.25
+#: Seed-sequence key of the random stream of the non-media roles (kept apart from the channels' stream).
+ROLES_STREAM = 1
+#: Name of the true yearly-seasonality component.
+SEASONALITY = "seasonality"
 
 
 def logistic_saturation(x: np.ndarray, lam: float) -> np.ndarray:
@@ -43,11 +67,30 @@ def geometric_adstock(x: np.ndarray, alpha: float, l_max: int) -> np.ndarray:
 class GroundTruth:
     """True parameters of a synthetic scenario and the true weekly contribution of every channel."""
 
-    parameters: pd.DataFrame  # one row per channel: beta, saturation_lam, adstock_alpha, spend_max
+    parameters: pd.DataFrame  # one row per channel: beta, saturation_lam, adstock_alpha, spend_max, role
     intercept: float
     outcome_scale: float
     noise_sigma: float
     contributions: pd.DataFrame  # date + one column per channel, in outcome units
+    #: One row per non-media term (index: the term's column name, or ``trend``): role, sign, ``effect_per_unit``
+    #: (outcome units per unit of the column; per year for the trend; per flagged week for an event),
+    #: ``adstock_alpha`` and ``scale_max`` (the column's largest value).
+    terms: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: date + the true weekly contribution of every term and of the yearly cycle (``seasonality``), outcome units.
+    components: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def parameters_on_scales(self, channel_scales: Mapping[str, float]) -> pd.DataFrame:
+        """The true parameters as a model with these (fixed) channel scales should estimate them.
+
+        The truth's ``saturation_lam`` acts on spend / its maximum; a model dividing spend by ``s`` instead sees
+        ``lam * s / spend_max``. Adstock rates do not depend on the scale. Channels not in ``channel_scales`` keep
+        the truth's own (maximum) scale.
+        """
+        out = self.parameters.copy()
+        for channel, scale in channel_scales.items():
+            if channel in out.index:
+                out.loc[channel, "saturation_lam"] *= scale / out.loc[channel, "spend_max"]
+        return out
 
     def channel_response(self, channel: str, spend: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
         """True weekly contribution (outcome units) of a spend series, optionally after earlier weeks' spend."""
@@ -70,17 +113,95 @@ def _spend_signal(rng: np.random.Generator, n: int) -> np.ndarray:
     return signal / signal.max()
 
 
-def generate(source: SyntheticSource) -> tuple[pd.DataFrame, GroundTruth]:
-    """Weekly spend per channel and the outcome ``y``, plus the ground truth that produced them."""
+def _channel_spend(source: SyntheticSource, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Spend per channel; a channel that follows another mixes that one's pattern with a share of its own."""
+    patterns: dict[str, np.ndarray] = {}
+    spend: dict[str, np.ndarray] = {}
+    for name, channel in source.channels.items():
+        pattern = _spend_signal(rng, n)
+        if channel.follows is not None:
+            pattern = (1 - channel.follow_noise) * patterns[channel.follows] + channel.follow_noise * pattern
+            pattern = (pattern - pattern.min()) / (pattern.max() - pattern.min())
+        patterns[name] = pattern
+        spend[name] = np.round(channel.spend_min + (channel.spend_max - channel.spend_min) * pattern, 2)
+    return spend
+
+
+def _ar1(rng: np.random.Generator, n: int, persistence: float, sd: float) -> np.ndarray:
+    """A stationary AR(1) series with standard deviation ``sd``."""
+    shocks = rng.normal(0.0, sd * np.sqrt(1 - persistence**2), n)
+    out = np.empty(n)
+    out[0] = rng.normal(0.0, sd)
+    for t in range(1, n):
+        out[t] = persistence * out[t - 1] + shocks[t]
+    return out
+
+
+def _terms(
+    source: SyntheticSource, dates: pd.DatetimeIndex, calendar: Mapping[str, CalendarEvent] | None
+) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataFrame]:
+    """Columns, truth table and weekly contributions (outcome units) of the non-media roles."""
+    rng = np.random.default_rng([source.seed, ROLES_STREAM])
+    n, scale, l_max = len(dates), source.outcome_scale, source.adstock_l_max
+    columns: dict[str, np.ndarray] = {}
+    rows: list[dict] = []
+    parts: dict[str, np.ndarray] = {}
+    for name, c in source.competitors.items():
+        activity = np.round(c.activity_min + (c.activity_max - c.activity_min) * _spend_signal(rng, n), 2)
+        columns[name] = activity
+        parts[name] = scale * c.effect * geometric_adstock(activity / activity.max(), c.adstock_alpha, l_max)
+        rows.append({"term": name, "role": "competitor", "effect_per_unit": scale * c.effect / activity.max(),
+                     "adstock_alpha": c.adstock_alpha, "scale_max": float(activity.max())})
+    for name, c in source.controls.items():
+        deviation = _ar1(rng, n, c.persistence, c.sd)
+        columns[name] = np.round(c.level + deviation, 4)
+        carried = c.level + geometric_adstock(columns[name] - c.level, c.adstock_alpha, l_max)
+        parts[name] = scale * c.effect * carried
+        rows.append({"term": name, "role": "control", "effect_per_unit": scale * c.effect,
+                     "adstock_alpha": c.adstock_alpha, "scale_max": float(np.abs(columns[name]).max())})
+    if source.events:
+        missing = sorted(set(source.events) - set(calendar or {}))
+        if missing:
+            raise ValueError(
+                f"data.synthetic.events names {missing}, which the calendar passed to generate() does not have "
+                "(pass cfg.model.calendar)"
+            )
+        assert calendar is not None
+        flags = event_indicators(dates, {name: calendar[name] for name in source.events})
+        for name, effect in source.events.items():
+            column = EVENT_PREFIX + name
+            parts[column] = scale * effect * flags[column].to_numpy()
+            rows.append({"term": column, "role": "event", "effect_per_unit": scale * effect,
+                         "adstock_alpha": 0.0, "scale_max": 1.0})
+    years = ((dates - dates[0]).days / DAYS_PER_YEAR).to_numpy()
+    if source.trend:
+        parts[TREND_TERM] = scale * source.trend * years
+        rows.append({"term": TREND_TERM, "role": "trend", "effect_per_unit": scale * source.trend,
+                     "adstock_alpha": 0.0, "scale_max": float(years.max())})
+    if source.seasonality is not None:
+        phase = 2 * np.pi * (dates.dayofyear.to_numpy() - source.seasonality.peak_day) / DAYS_PER_YEAR
+        parts[SEASONALITY] = scale * source.seasonality.amplitude * np.cos(phase)
+    terms = pd.DataFrame(rows, columns=["term", "role", "effect_per_unit", "adstock_alpha", "scale_max"])
+    terms["sign"] = np.where(terms["effect_per_unit"] > 0, "positive", "negative")
+    components = pd.DataFrame({DATE_COLUMN: dates, **parts})
+    return columns, terms.set_index("term"), components
+
+
+def generate(
+    source: SyntheticSource, calendar: Mapping[str, CalendarEvent] | None = None
+) -> tuple[pd.DataFrame, GroundTruth]:
+    """Weekly spend per channel, the other roles' columns and the outcome ``y``, plus the truth that made them.
+
+    ``calendar`` (``cfg.model.calendar``) places the events ``source.events`` gives effects for.
+    """
     rng = np.random.default_rng(source.seed)
     dates = pd.date_range(source.start_date, source.end_date, freq=WEEK_FREQ)
     n = len(dates)
     frame = pd.DataFrame({DATE_COLUMN: dates})
     contributions = pd.DataFrame({DATE_COLUMN: dates})
     rows = []
-    for name, channel in source.channels.items():
-        spend = channel.spend_min + (channel.spend_max - channel.spend_min) * _spend_signal(rng, n)
-        spend = np.round(spend, 2)
+    for name, spend in _channel_spend(source, rng, n).items():
+        channel = source.channels[name]
         frame[name] = spend
         rows.append(
             {
@@ -90,30 +211,42 @@ def generate(source: SyntheticSource) -> tuple[pd.DataFrame, GroundTruth]:
                 "adstock_alpha": channel.adstock_alpha,
                 "adstock_l_max": source.adstock_l_max,
                 "spend_max": float(spend.max()),
+                "role": channel.role,
             }
         )
     parameters = pd.DataFrame(rows).set_index("channel")
+    columns, terms, components = _terms(source, dates, calendar)
     truth = GroundTruth(
         parameters=parameters,
         intercept=source.intercept,
         outcome_scale=source.outcome_scale,
         noise_sigma=source.noise_sigma,
         contributions=contributions,
+        terms=terms,
+        components=components,
     )
     for name in source.channels:
         contributions[name] = truth.channel_response(name, frame[name].to_numpy())
+    for name, values in columns.items():
+        frame[name] = values
     noise = rng.normal(0.0, source.noise_sigma, n)
     baseline = source.outcome_scale * (source.intercept + noise)
-    frame[TARGET_COLUMN] = baseline + contributions[list(source.channels)].sum(axis=1).to_numpy()
+    others = components.drop(columns=[DATE_COLUMN]).sum(axis=1).to_numpy()
+    frame[TARGET_COLUMN] = baseline + contributions[list(source.channels)].sum(axis=1).to_numpy() + others
     return frame, truth
 
 
 def landing_export(frame: pd.DataFrame, columns: ColumnMapping) -> pd.DataFrame:
     """The generated frame under a landing file's own column names (the inverse of the column mapping)."""
-    rename = {DATE_COLUMN: columns.date, TARGET_COLUMN: columns.target, **{c: s for c, s in columns.channels.items()}}
-    missing = sorted(set(columns.channels) - set(frame.columns))
-    if missing or columns.controls:
+    rename = {
+        DATE_COLUMN: columns.date,
+        TARGET_COLUMN: columns.target,
+        **dict(columns.channels.items()),
+        **dict(columns.controls.items()),
+    }
+    missing = sorted(set(columns.channels) - set(frame.columns)) + sorted(set(columns.controls) - set(frame.columns))
+    if missing:
         raise ValueError(
-            f"the synthetic scenario cannot fill {missing or sorted(columns.controls)}: map exactly its channels"
+            f"the synthetic scenario cannot fill {missing}: map exactly its channels, competitors and controls"
         )
     return frame.rename(columns=rename)[list(rename.values())]

@@ -1,9 +1,17 @@
 """Building, fitting, persisting and diagnosing the PyMC-Marketing MMM.
 
-The model is PyMC-Marketing's ``MMM`` with normalised ``GeometricAdstock`` and ``LogisticSaturation`` (plus controls
-and yearly seasonality when configured). Original-scale variables are registered before fitting so predictions and
-contributions come back in target units, and the in-sample posterior predictive is computed once here and saved with
-the posterior so no later step has to repeat it.
+The model is PyMC-Marketing's ``MMM`` with normalised ``GeometricAdstock`` and ``LogisticSaturation`` on the media
+(paid and owned channels), yearly seasonality when configured, and :class:`mmm_assets.core.priors.RoleTerms` for
+every non-media variable (competitors, controls, calendar events, the trend; see :mod:`mmm_assets.core.roles`).
+Original-scale variables are registered before fitting so predictions and contributions come back in target units,
+and the in-sample posterior predictive is computed once here and saved with the posterior so no later step has to
+repeat it. Before sampling, the scenario's ROI priors (:mod:`mmm_assets.core.priors`) and lift tests
+(:mod:`mmm_assets.core.calibration`) are added to the built model.
+
+Scales: by default PyMC-Marketing divides the target and each channel by its maximum over the fitted weeks, so one
+more week can move every parameter's meaning. :class:`ModelScales` fixes them instead: given to :func:`build_mmm` /
+:func:`fit` (e.g. the previous champion's, read with :func:`fitted_scales`) or set in ``model.scaling``; a channel
+or term without a fixed scale still takes its maximum from the data.
 """
 
 from __future__ import annotations
@@ -15,15 +23,19 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import xarray as xr
 from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig, SamplerConfig
+from mmm_assets.core.priors import NoControlCoefficients, RoleTerms, add_roi_priors, role_terms
+from mmm_assets.core.roles import term_specs
 
 Reporter = Callable[[str], None]
 
@@ -72,8 +84,68 @@ def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return features.drop(columns=[TARGET_COLUMN]), features[TARGET_COLUMN].rename(TARGET_COLUMN)
 
 
-def build_mmm(cfg: MMMConfig) -> MMM:
-    return MMM(
+@dataclass(frozen=True)
+class ModelScales:
+    """What a model divides its data by. The same scales make consecutive refreshes' parameters comparable.
+
+    ``target`` (target units) and ``channels`` (column units, per channel) are PyMC-Marketing's scaling; ``controls``
+    and ``centers`` those of the non-media terms (:class:`mmm_assets.core.priors.RoleTerms`). None / a missing name
+    = taken from the data (its maximum; the training mean for a centred term).
+    """
+
+    target: float | None = None
+    channels: dict[str, float] | None = None
+    controls: dict[str, float] = field(default_factory=dict)
+    centers: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "channels": self.channels, "controls": self.controls, "centers": self.centers}
+
+    @property
+    def fixes_media(self) -> bool:
+        return self.target is not None or self.channels is not None
+
+
+def resolve_scales(cfg: MMMConfig, features: pd.DataFrame, scales: ModelScales | None = None) -> ModelScales | None:
+    """The scales a fit uses: ``scales`` over ``model.scaling``; None when neither fixes anything (data maxima).
+
+    A channel the given scales do not cover (e.g. one added since the champion) takes its maximum in ``features``.
+    """
+    configured = cfg.model.scaling
+    target = scales.target if scales is not None and scales.target is not None else None
+    if target is None and configured is not None:
+        target = configured.target
+    channels = {**((configured.channels or {}) if configured else {}), **((scales.channels or {}) if scales else {})}
+    controls = {**(configured.controls if configured else {}), **(scales.controls if scales else {})}
+    centers = dict(scales.centers) if scales else {}
+    if target is None and not channels and not controls and not centers:
+        return None
+    if channels:
+        channels = {c: float(channels[c]) if c in channels else float(features[c].max()) for c in cfg.channels}
+        channels = {c: v if v > 0 else 1.0 for c, v in channels.items()}
+    known = set(cfg.controls)
+    return ModelScales(
+        target=target,
+        channels=channels or None,
+        controls={k: v for k, v in controls.items() if k in known},
+        centers={k: v for k, v in centers.items() if k in known},
+    )
+
+
+def _scaling(scales: ModelScales | None) -> Scaling | None:
+    if scales is None or not scales.fixes_media:
+        return None
+    data_max = DataDerivedScaling(method="max", dims=())
+    return Scaling(
+        target=FixedScaling(dims=(), value=float(scales.target)) if scales.target is not None else data_max,
+        channel=FixedScaling(dims=(), value=dict(scales.channels)) if scales.channels is not None else data_max,
+    )
+
+
+def build_mmm(cfg: MMMConfig, scales: ModelScales | None = None) -> MMM:
+    """The configured (unbuilt) MMM: media, seasonality, the non-media terms, with ``scales`` fixed when given."""
+    specs = term_specs(cfg)
+    mmm = MMM(
         date_column=DATE_COLUMN,
         channel_columns=cfg.channels,
         target_column=TARGET_COLUMN,
@@ -81,6 +153,35 @@ def build_mmm(cfg: MMMConfig) -> MMM:
         saturation=LogisticSaturation(),
         control_columns=cfg.controls or None,
         yearly_seasonality=cfg.model.yearly_seasonality,
+        scaling=_scaling(scales),
+        model_config={"gamma_control": NoControlCoefficients()} if cfg.controls else None,
+    )
+    if specs:
+        prior = cfg.model.term_adstock_prior
+        mmm.add_mu_effect(
+            RoleTerms.from_specs(
+                specs,
+                cfg.controls,
+                cfg.model.adstock_l_max,
+                (prior.alpha, prior.beta),
+                scales.controls if scales else None,
+                scales.centers if scales else None,
+            )
+        )
+    return mmm
+
+
+def fitted_scales(mmm: MMM) -> ModelScales:
+    """The scales a fitted (or loaded) model used: pass them to the next fit to keep its parameters comparable."""
+    data = mmm.idata.constant_data
+    channel_scale = data["channel_scale"]
+    terms = role_terms(mmm)
+    columns = set(mmm.control_columns or [])
+    return ModelScales(
+        target=float(np.asarray(data["target_scale"]).reshape(-1)[0]),
+        channels={str(c): float(channel_scale.sel(channel=c)) for c in channel_scale.coords["channel"].values},
+        controls={k: v for k, v in (terms.scales if terms else {}).items() if k in columns},
+        centers={k: v for k, v in (terms.centers if terms else {}).items() if k in columns},
     )
 
 
@@ -165,21 +266,65 @@ def fit(
     report: Reporter = _silent,
     sampler_cfg: SamplerConfig | None = None,
     in_sample_predictive: bool = True,
+    scales: ModelScales | None = None,
+    lift_tests: pd.DataFrame | None = None,
 ) -> FitResult:
-    """Fit the configured MMM to a validated feature frame, reporting progress as it samples."""
+    """Fit the configured MMM to a validated feature frame, reporting progress as it samples.
+
+    ``scales`` fixes the model's scales (see :class:`ModelScales`; over ``model.scaling``). ``lift_tests``: validated
+    experiments (:func:`mmm_assets.core.calibration.read_lift_tests`); None reads ``model.lift_tests`` when set.
+    The ROI priors of ``model.roi_priors`` are always added.
+    """
+    from mmm_assets.core.calibration import add_lift_tests, load_lift_tests
+
     s = sampler_cfg or cfg.sampler
     sampler = available_sampler(s.name)
     if sampler != s.name:
         report(f"sampler {s.name!r} is not installed; using PyMC's own NUTS sampler instead")
+    absent = [c for c in (*cfg.channels, *cfg.controls) if c not in features.columns]
+    if absent:
+        raise ValueError(
+            f"the feature frame lacks {absent}; calendar event columns come from "
+            "mmm_assets.core.roles.with_calendar(frame, cfg), applied before validating the features"
+        )
     X, y = split_xy(features)
-    mmm = build_mmm(cfg)
+    used_scales = resolve_scales(cfg, features, scales)
+    mmm = build_mmm(cfg, used_scales)
     mmm.build_model(X, y)
     mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    if used_scales is not None:
+        report(f"fixed scales: {used_scales.as_dict()}")
+    with_prior = add_roi_priors(mmm, cfg, X)
+    if with_prior:
+        report(f"ROI priors on {', '.join(with_prior)}")
+    tests = lift_tests if lift_tests is not None else load_lift_tests(cfg)
+    if tests is not None:
+        method = cfg.model.lift_tests.method if cfg.model.lift_tests else "exact"
+        added, notes = add_lift_tests(mmm, tests, features, method)
+        for note in notes:
+            report(f"lift tests: {note}")
+        report(f"lift tests: {added} of {len(tests)} experiments calibrate the model ({method})")
     parameters = free_parameters(mmm)
     report(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
         f"{s.chains} chains x ({s.tune} tune + {s.draws} draws); parameters {', '.join(parameters)}"
     )
+    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive)
+
+
+def sample(
+    mmm: MMM,
+    X: pd.DataFrame,
+    y: pd.Series,
+    s: SamplerConfig,
+    sampler: str,
+    parameters: list[str],
+    report: Reporter = _silent,
+    in_sample_predictive: bool = True,
+    label: str = "fit",
+) -> FitResult:
+    """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
+    target units when asked, and diagnose ``parameters``."""
     started = time.monotonic()
     with _sampler_progress(sampler, report, s.chains * (s.tune + s.draws)) as extra:
         mmm.fit(
@@ -201,7 +346,7 @@ def fit(
     wall = time.monotonic() - started
     diagnostics = diagnose(mmm.idata, parameters)
     report(
-        f"fit done in {wall:.1f} s: divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
+        f"{label} done in {wall:.1f} s: divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
         f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )
     return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics)
@@ -267,14 +412,37 @@ def in_sample_prediction(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def holdout_forecast(
-    cfg: MMMConfig, features: pd.DataFrame, weeks: int, report: Reporter = _silent
-) -> tuple[pd.DataFrame, FitResult]:
-    """Fit on all but the last ``weeks`` weeks and predict those weeks (adstock carried over from training)."""
-    train, test = features.iloc[:-weeks], features.iloc[-weeks:]
-    draws = min(cfg.validation.holdout_draws, cfg.sampler.draws)
+@dataclass
+class Forecast:
+    """A forecast of weeks a fit did not see: the per-week table, the predictive draws and the fit that made them.
+
+    ``frame``: ``date, actual, predicted_mean, predicted_hdi_low, predicted_hdi_high`` (target units);
+    ``samples``: the posterior-predictive draws ``(chain, draw, date)`` in target units.
+    """
+
+    frame: pd.DataFrame
+    samples: xr.DataArray
+    fit: FitResult
+
+
+def forecast_unseen(
+    cfg: MMMConfig, train: pd.DataFrame, test: pd.DataFrame, draws: int, report: Reporter = _silent
+) -> Forecast:
+    """Fit the configured MMM on ``train`` and forecast ``test``, the weeks right after it.
+
+    Adstock is carried over from the training weeks (``include_last_observations``). The refit samples at most
+    ``draws`` draws per chain (and as many tuning steps, both capped at the sampler's own): it only predicts, its
+    diagnostics gate nothing.
+    """
+    if test.empty:
+        raise ValueError("nothing to forecast: the test window has no weeks")
+    if pd.Timestamp(test[DATE_COLUMN].iloc[0]) <= pd.Timestamp(train[DATE_COLUMN].iloc[-1]):
+        raise ValueError(
+            f"the test window starts on {pd.Timestamp(test[DATE_COLUMN].iloc[0]):%Y-%m-%d}, not after the training "
+            f"window's last week {pd.Timestamp(train[DATE_COLUMN].iloc[-1]):%Y-%m-%d}"
+        )
+    draws = min(draws, cfg.sampler.draws)
     sampler = cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
-    report(f"holdout: refitting on {len(train)} weeks to forecast the last {weeks} weeks it does not see")
     result = fit(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
     X_test, _ = split_xy(test)
     predictive = result.mmm.sample_posterior_predictive(
@@ -288,7 +456,18 @@ def holdout_forecast(
     )[PREDICTED]
     frame = _interval_frame(predictive, pd.Index(test[DATE_COLUMN]), "predicted_")
     frame.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
-    return frame, result
+    return Forecast(frame=frame, samples=predictive, fit=result)
+
+
+def holdout_forecast(
+    cfg: MMMConfig, features: pd.DataFrame, weeks: int, report: Reporter = _silent
+) -> tuple[pd.DataFrame, FitResult]:
+    """Fit on all but the last ``weeks`` weeks and predict those weeks (adstock carried over from training)."""
+    report(f"holdout: refitting on {len(features) - weeks} weeks to forecast the last {weeks} weeks it does not see")
+    forecast = forecast_unseen(
+        cfg, features.iloc[:-weeks], features.iloc[-weeks:], cfg.validation.holdout_draws, report
+    )
+    return forecast.frame, forecast.fit
 
 
 def posterior_parameters(mmm: MMM, names: tuple[str, ...] = ("saturation_lam", "adstock_alpha")) -> pd.DataFrame:

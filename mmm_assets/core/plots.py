@@ -184,3 +184,45 @@ def scenarios_plot(levels: pd.DataFrame) -> bytes:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def cv_plot(
+    forecasts: pd.DataFrame, folds: pd.DataFrame, history: pd.DataFrame | None = None,
+    mape_max_pct: float | None = None,
+) -> bytes:
+    """Cross-validation: each fold's forecast (mean, 94 % HDI) against the actuals, and its errors per fold.
+
+    ``forecasts`` and ``folds`` are :class:`mmm_assets.core.cv.CVResult`'s tables; ``history`` (``date`` and
+    ``actual``), when given, draws the whole actual series behind the forecasts; ``mape_max_pct`` the MAPE gate.
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 2]})
+    actual = history if history is not None else forecasts.drop_duplicates(DATE_COLUMN).sort_values(DATE_COLUMN)
+    top.plot(actual[DATE_COLUMN], actual["actual"], color="black", lw=0.9, label="actual")
+    colours = plt.get_cmap("tab10")
+    for i, (fold, rows) in enumerate(forecasts.groupby("fold", sort=True)):
+        colour = colours(i % 10)
+        top.fill_between(rows[DATE_COLUMN], rows["predicted_hdi_low"], rows["predicted_hdi_high"], color=colour,
+                         alpha=0.3)
+        top.plot(rows[DATE_COLUMN], rows["predicted_mean"], color=colour, lw=1.5, label=f"fold {fold} forecast")
+        top.axvline(rows[DATE_COLUMN].iloc[0], color=colour, ls="--", lw=0.8)
+    top.set_title("cross-validation: forecasts of unseen weeks (mean, 94 % HDI) from each fold's origin (dashed)")
+    top.set_ylabel("target")
+    _money_axes(top)
+    top.legend(loc="upper left", fontsize=8, ncols=min(len(folds) + 1, 5))
+    top.grid(alpha=0.3)
+    x = range(len(folds))
+    width = 0.38
+    bottom.bar([i - width / 2 for i in x], folds["mape_pct"], width, color="tab:blue", label="MAPE (%)")
+    bottom.bar([i + width / 2 for i in x], folds["crps_rel_pct"], width, color="tab:orange",
+               label="CRPS (% of mean actual)")
+    highest = float(max(folds["mape_pct"].max(), folds["crps_rel_pct"].max()))
+    if mape_max_pct is not None and mape_max_pct <= 2 * highest:
+        bottom.axhline(mape_max_pct, color="tab:red", ls="--", lw=0.9, label=f"MAPE gate ({mape_max_pct:g} %)")
+    elif mape_max_pct is not None:  # far above the bars: say so instead of squashing them
+        bottom.set_title(f"MAPE gate {mape_max_pct:g} % (above this scale)", fontsize=9)
+    labels = [f"fold {r.fold}\n{r.train_weeks} wk train, {r.weeks} wk test" for r in folds.itertuples(index=False)]
+    bottom.set_xticks(list(x), labels, fontsize=8)
+    bottom.set_ylabel("% of actual")
+    bottom.legend(fontsize=8)
+    bottom.grid(alpha=0.3, axis="y")
+    return _png(fig)

@@ -1,0 +1,99 @@
+"""Priors: the signs of the non-media terms and the analysts' ROI priors, from prior to posterior."""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from mmm_assets.core import model as model_core
+from mmm_assets.core.generator import generate
+from mmm_assets.core.priors import (
+    ROI_PRIOR,
+    add_roi_priors,
+    posterior_roas,
+    roi_prior_report,
+    roi_prior_table,
+)
+from mmm_assets.core.roles import with_calendar
+from mmm_assets_tests.role_scenarios import ROI_PRIOR_SD, TESTED, collinear_fit, roles_fit
+
+SIGNED = {
+    "data": {"synthetic": {
+        "competitors": {"rival": {"activity_min": 0, "activity_max": 100, "effect": -0.3, "adstock_alpha": 0.4}},
+        "controls": {"up": {"level": 5, "sd": 1, "effect": 0.1}, "down": {"level": 5, "sd": 1, "effect": -0.1},
+                     "any": {"level": 5, "sd": 1, "effect": 0.05}},
+    }},
+    "model": {"trend": True, "terms": {"up": {"sign": "positive"}, "down": {"sign": "negative"}}},
+}
+
+
+def _built(cfg):
+    frame, _ = generate(cfg.data.synthetic, cfg.model.calendar)
+    features = with_calendar(frame, cfg)
+    mmm = model_core.build_mmm(cfg)
+    X, y = model_core.split_xy(features)
+    mmm.build_model(X, y)
+    mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    return mmm, X
+
+
+def test_term_signs_hold_in_the_prior_and_the_library_control_term_is_off(small_config):
+    cfg = small_config(SIGNED)
+    mmm, _ = _built(cfg)
+    prior = pm.sample_prior_predictive(
+        draws=400, model=mmm.model, var_names=["terms_effect", "control_contribution"], random_seed=1
+    ).prior
+    effect = prior["terms_effect"]
+    assert list(effect.coords["term"].values) == ["rival", "up", "down", "any", "trend"]
+    assert (effect.sel(term="up") >= 0).all() and (effect.sel(term="down") <= 0).all()
+    assert (effect.sel(term="rival") <= 0).all()
+    for free in ("any", "trend"):
+        assert (effect.sel(term=free) > 0).any() and (effect.sel(term=free) < 0).any()
+    assert float(np.abs(prior["control_contribution"]).max()) == 0.0  # gamma_control is exactly zero
+
+
+def test_roi_priors_become_a_roas_calibration_term(small_config):
+    cfg = small_config({"model": {"roi_priors": {"adwords": {"mean": 3.0, "sd": 0.5}}}})
+    table = roi_prior_table(cfg)
+    assert table.to_dict("records") == [{"channel": "adwords", "roas": 3.0, "sigma": 0.5}]
+    mmm, X = _built(cfg)
+    assert add_roi_priors(mmm, cfg, X) == ["adwords"]
+    term = mmm.model[ROI_PRIOR]
+    assert term in mmm.model.observed_RVs
+    assert float(mmm.model.rvs_to_values[term].data[0]) == 3.0
+
+    plain = small_config()
+    mmm, X = _built(plain)
+    assert add_roi_priors(mmm, plain, X) == [] and ROI_PRIOR not in mmm.model.named_vars
+    assert roi_prior_report(mmm, plain).empty
+
+
+@pytest.mark.slow
+def test_informative_data_move_a_wrong_prior_to_the_truth():
+    """The roles example believes adwords' ROAS is 3 +- 1; the truth is higher and two years of data say so."""
+    fitted = roles_fit()
+    (row,) = roi_prior_report(fitted.mmm, fitted.cfg).to_dict("records")
+    truth = float(fitted.true_roas()["adwords"])
+    assert (row["channel"], row["prior_mean"], row["prior_sd"]) == ("adwords", 3.0, 1.0)
+    assert row["hdi_low"] <= row["posterior_mean"] <= row["hdi_high"]
+    assert abs(row["posterior_mean"] - truth) < 0.1 * truth  # the data's answer...
+    assert np.sign(row["shift"]) == np.sign(truth - row["prior_mean"])  # ...moved the belief toward the truth
+    assert row["sd_ratio"] < 0.25 and not row["prior_in_hdi"]  # and are far more precise than the belief
+    draws = posterior_roas(fitted.mmm).sel(channel="adwords")
+    assert row["posterior_mean"] == pytest.approx(float(draws.mean()))
+    assert row["shift_sd"] == pytest.approx(row["shift"] / row["prior_sd"])
+
+
+@pytest.mark.slow
+def test_a_prior_decides_what_ambiguous_data_cannot():
+    """Two nearly collinear channels: alone the data misattribute them; a true belief about facebook pulls it back."""
+    plain, informed = collinear_fit("uncalibrated"), collinear_fit("roi")
+    truth = float(plain.true_roas()[TESTED])
+    before = posterior_roas(plain.mmm).sel(channel=TESTED)
+    after = posterior_roas(informed.mmm).sel(channel=TESTED)
+    assert abs(float(after.mean()) - truth) < abs(float(before.mean()) - truth)
+    assert float(after.std()) < float(before.std())
+    (row,) = roi_prior_report(informed.mmm, informed.cfg).to_dict("records")
+    assert row["prior_sd"] == ROI_PRIOR_SD and row["prior_in_hdi"]
+    assert abs(row["shift_sd"]) < 1 and row["sd_ratio"] < 1
+    assert any(m == f"ROI priors on {TESTED}" for m in informed.messages)
+
