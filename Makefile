@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-CONFIG ?= config/default.yaml
+# The scenario of `make run` / `make dev` (its markets, schedule and sensors); MMM_CONFIG when set.
+CONFIG ?= $(or $(MMM_CONFIG),config/default.yaml)
 HOST ?= 127.0.0.1
 PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
@@ -43,7 +44,7 @@ lint: install
 	$(VENV)/bin/ruff check mmm_assets mmm_assets_tests
 
 dev: install home
-	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	MMM_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 # The baseline fit and the whole refresh, cold and warm, side by side (see benchmarks/run.py); ~15 min for 3 repeats.
 REPEATS ?= 3

@@ -1,27 +1,31 @@
 """`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
 
-The run is recorded in the Dagster instance under $DAGSTER_HOME, so `make dev` shows it afterwards. The exit
-status is non-zero when the run fails, which includes any failed blocking check. Refreshes on one instance take
-turns: a second one started while another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.lock).
+One Dagster run per market (partition), recorded in the instance under $DAGSTER_HOME, so `make dev` shows them
+afterwards; several markets run at once, each in its own process. The exit status is non-zero when a market's run
+fails, which includes any failed blocking check. Refreshes of one market take turns: a second one started while
+another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.<market>.lock).
 """
 
 import argparse
-import contextlib
-import fcntl
 import os
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from mmm_assets.core.config import ConfigError, load_config
+from mmm_assets.core.config import ConfigError, MMMConfig, load_config
+from mmm_assets.core.errors import InputError
 from mmm_assets.core.records import ValidationReport
+from mmm_assets.core.storage import exclusive
 
 
 def _summary(result, cfg, config_path: Path, seconds: float) -> str:
-    lines = [f"scenario {cfg.scenario} ({config_path}) - run {result.run_id} - {seconds:.0f} s"]
+    lines = [
+        f"scenario {cfg.scenario} ({config_path}), market {cfg.market} - run {result.run_id} - {seconds:.0f} s"
+    ]
     checks = sorted(result.get_asset_check_evaluations(), key=lambda e: e.check_name)
     if checks:
         passed = sum(e.passed for e in checks)
@@ -33,10 +37,14 @@ def _summary(result, cfg, config_path: Path, seconds: float) -> str:
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     lines.append(f"materialised: {', '.join(sorted(materialized)) or 'nothing'}")
     selected = {key.to_user_string() for key in result.job_def.asset_layer.selected_asset_keys}
-    if selected - materialized:
+    succeeded = {e.step_key for e in result.all_events if e.is_step_success}
+    switched_off = (selected - materialized) & succeeded  # optional assets whose step ran and chose not to
+    if switched_off:
+        lines.append(f"switched off in the scenario: {', '.join(sorted(switched_off))}")
+    if selected - materialized - switched_off:
         lines.append(
             "not materialised (blocked by a failed check or an upstream failure): "
-            + ", ".join(sorted(selected - materialized))
+            + ", ".join(sorted(selected - materialized - switched_off))
         )
     try:
         report: ValidationReport = result.output_for_node("mmm_validation")
@@ -53,55 +61,98 @@ def _summary(result, cfg, config_path: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
-#: The file whose exclusive lock a refresh holds from start to end, under $DAGSTER_HOME.
-LOCK_FILE = "refresh.lock"
+def lock_file(market: str) -> str:
+    """The file under $DAGSTER_HOME whose exclusive lock a market's refresh holds from start to end."""
+    return f"refresh.{market}.lock"
 
 
-@contextlib.contextmanager
-def refresh_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``, with our pid in the file, for the duration of the block.
-
-    While another process holds it, say so and wait. The lock goes with its process: a killed refresh never blocks
-    the next one.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            print(f"waiting for the refresh already running (pid {holder}) to finish; lock {path}",
-                  file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # no stale pid for the next one to report
-    finally:
-        os.close(fd)
+def refresh_lock(path: Path, holder_is: str = "the refresh already running"):
+    """An exclusive lock on ``path`` for the block; says on stderr whom it waits for while another process holds it."""
+    return exclusive(
+        path, lambda pid: print(f"waiting for {holder_is} (pid {pid}) to finish; lock {path}", file=sys.stderr, flush=True)
+    )
 
 
-def run(config_path: Path) -> int:
+def _markets(cfg: MMMConfig) -> list[str]:
+    """The scenario's markets: listed in the config, or found in the landing file's market column."""
+    if cfg.market_names is not None:
+        return cfg.market_names
+    from mmm_assets.core.ingest import landing_markets, resolve_landing_file
+
+    assert cfg.data.files is not None
+    return landing_markets(resolve_landing_file(cfg.data.files), cfg.data.files.columns)
+
+
+def run(config_path: Path, market: str | None = None) -> int:
+    """Refresh every market of the scenario (or only ``market``): one Dagster run per market."""
     from dagster import DagsterInstance
 
-    from mmm_assets.definitions import defs
+    from mmm_assets.defs.partitions import register_markets
 
     try:
         cfg = load_config(config_path)
-    except ConfigError as err:
+        markets = [cfg.for_market(market).market] if market else _markets(cfg)
+    except (ConfigError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not os.environ.get("DAGSTER_HOME"):
         print("error: DAGSTER_HOME is not set (`make run` sets it to .dagster_home in the project)", file=sys.stderr)
         return 2
+    home = Path(os.environ["DAGSTER_HOME"])
+    with refresh_lock(home / "instance.lock", "another process setting up the Dagster instance"):
+        register_markets(DagsterInstance.get(), markets)
+    if len(markets) == 1:
+        return _run_market(config_path, cfg.for_market(markets[0]))
+    from mmm_assets.core import tracking
+
+    # the stores the market runs share are set up once, here, not by several processes racing to create them
+    tracking.ensure_experiment(tracking.client_for(cfg), cfg)
+    if cfg.pooled:
+        _features_first(config_path, cfg, markets)
+    return _run_markets(config_path, markets)
+
+
+#: What a pooled model needs of every market before any market's fit starts.
+INPUT_ASSETS = ("marketing_spend", "ground_truth", "mmm_features")
+
+
+def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> None:
+    """Materialise every market's inputs before the markets' runs start, since each market's slice of a pooled model
+    is fitted on all markets' features (a market whose inputs fail its checks then fails every market's fit, with
+    the reason)."""
+    from dagster import AssetKey, DagsterInstance
+
+    from mmm_assets.definitions import defs
+
     job = defs.resolve_job_def("weekly_refresh")
-    with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / LOCK_FILE):  # also around the instance's first set-up
-        instance = DagsterInstance.get()
+    for market in markets:
+        result = job.execute_in_process(
+            instance=DagsterInstance.get(),
+            partition_key=market,
+            asset_selection=[AssetKey(name) for name in INPUT_ASSETS],
+            run_config={
+                "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            raise_on_error=False,
+            tags={"scenario": cfg.scenario, "launched_by": "make run (pooled model: every market's inputs first)"},
+        )
+        print(f"inputs of market {market}: {'ready' if result.success else 'FAILED'} (run {result.run_id})",
+              file=sys.stderr, flush=True)
+
+
+def _run_market(config_path: Path, cfg: MMMConfig) -> int:
+    """One market's refresh in this process: job weekly_refresh for the market's partition."""
+    from dagster import DagsterInstance
+
+    from mmm_assets.definitions import defs
+
+    job = defs.resolve_job_def("weekly_refresh")
+    with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / lock_file(cfg.market)):
         started = time.monotonic()
         result = job.execute_in_process(
-            instance=instance,
+            instance=DagsterInstance.get(),
+            partition_key=cfg.market,
             run_config={
                 "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
@@ -113,15 +164,54 @@ def run(config_path: Path) -> int:
     return 0 if result.success else 1
 
 
+def _prefixed(stream, prefix: str) -> None:
+    """Copy a child's log lines to our stderr, each prefixed with its market."""
+    for line in stream:
+        sys.stderr.write(f"{prefix}{line}")
+        sys.stderr.flush()
+
+
+def _run_markets(config_path: Path, markets: list[str]) -> int:
+    """Every market's run at once, each in its own process; Dagster's pool `mmm_fit` (dagster.yaml) decides how
+    many fits sample at the same time. A failed market does not stop the others; the exit status is 1 if any failed.
+    """
+    started = time.monotonic()
+    children = {
+        market: subprocess.Popen(
+            [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--market", market],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+        for market in markets
+    }
+    print(f"started {len(markets)} market runs: {', '.join(markets)}", file=sys.stderr, flush=True)
+    width = max(map(len, markets))
+    copiers = [
+        threading.Thread(target=_prefixed, args=(child.stderr, f"[{market:<{width}}] "), daemon=True)
+        for market, child in children.items()
+    ]
+    for copier in copiers:
+        copier.start()
+    outputs = {market: child.communicate()[0] for market, child in children.items()}
+    for copier in copiers:
+        copier.join()
+    codes = {market: child.returncode for market, child in children.items()}
+    for market in markets:
+        print(f"===== market {market} =====\n{outputs[market].rstrip()}")
+    verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else 'FAILED'}" for m in markets)
+    print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s")
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
 def sample_landing(config_path: Path, source_path: Path) -> int:
     """Write the synthetic scenario of ``source_path`` as a landing file in the columns ``config_path`` maps."""
     from mmm_assets.core.generator import generate, landing_export
 
-    cfg, source = load_config(config_path), load_config(source_path).data.synthetic
+    cfg, origin = load_config(config_path), load_config(source_path)
+    source = origin.data.synthetic
     if cfg.data.files is None or source is None:
         print(f"error: {config_path} needs a data.files section and {source_path} a data.synthetic one", file=sys.stderr)
         return 2
-    frame, _ = generate(source)
+    frame, _ = generate(source, origin.model.calendar)
     target = cfg.data.files.landing_dir / (cfg.data.files.file or "spend.csv")
     target.parent.mkdir(parents=True, exist_ok=True)
     landing_export(frame, cfg.data.files.columns).to_csv(target, index=False, date_format="%Y-%m-%d")
@@ -134,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialise the whole graph (job weekly_refresh)")
     run_parser.add_argument("--config", type=Path, default=Path("config/default.yaml"), help="scenario YAML")
+    run_parser.add_argument("--market", help="refresh only this market (default: every market of the scenario)")
     sample = sub.add_parser("sample-landing", help="write a sample landing file from a synthetic scenario")
     sample.add_argument("--config", type=Path, default=Path("config/landing_example.yaml"), help="files scenario")
     sample.add_argument("--from", dest="source", type=Path, default=Path("config/default.yaml"), help="synthetic one")
     args = parser.parse_args(argv)
     if args.command == "sample-landing":
         return sample_landing(args.config, args.source)
-    return run(args.config)
+    return run(args.config, args.market)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 import warnings
 
-from dagster import BetaWarning
+from dagster import BetaWarning, PreviewWarning
 
 # dagster-mlflow marks its resource and run hook as beta; we use them on purpose (pinned versions, tested).
 warnings.filterwarnings("ignore", category=BetaWarning, message=r".*(_create_mlflow_run_hook|MlFlow)")
+# Checks partitioned like their asset (one result per market) are a preview feature; used on purpose, tested.
+warnings.filterwarnings("ignore", category=PreviewWarning, message=r".*partitions_def on an AssetCheckSpec")
 
 
 from dagster import (
@@ -19,6 +21,7 @@ from dagster_mlflow import end_mlflow_on_run_finished
 
 from mmm_assets.defs.automation import (
     landing_file_sensor,
+    market_partitions_sensor,
     nonblocking_check_alert_sensor,
     run_failure_alert_sensor,
     weekly_refresh_schedule,
@@ -30,11 +33,18 @@ from mmm_assets.defs.decisions import (
     channel_roas,
     mmm_report,
     optimized_budget,
+    refresh_stability,
     response_curves,
 )
 from mmm_assets.defs.features import mmm_features, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
-from mmm_assets.defs.model import mmm_posterior, mmm_quality_gates, mmm_validation
+from mmm_assets.defs.model import (
+    cross_validation_gates,
+    mmm_cross_validation,
+    mmm_posterior,
+    mmm_quality_gates,
+    mmm_validation,
+)
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
 
 ASSETS = [
@@ -43,6 +53,7 @@ ASSETS = [
     mmm_features,
     mmm_posterior,
     mmm_validation,
+    mmm_cross_validation,
     channel_contributions,
     channel_roas,
     response_curves,
@@ -51,7 +62,7 @@ ASSETS = [
     budget_recommendations,
     mmm_report,
 ]
-CHECKS = [mmm_features_quality, mmm_quality_gates]
+CHECKS = [mmm_features_quality, mmm_quality_gates, cross_validation_gates, refresh_stability]
 
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(
@@ -67,7 +78,7 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[weekly_refresh],
     schedules=[weekly_refresh_schedule],
-    sensors=[landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor],
+    sensors=[market_partitions_sensor, landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor],
     resources={
         "scenario": ScenarioResource(),
         "mlflow": mlflow_tracking_for_scenario,

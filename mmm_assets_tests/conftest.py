@@ -1,5 +1,6 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,11 +10,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 import yaml
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
-from mmm_assets.core.config import MMMConfig, load_config
+from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
 from mmm_assets.core.config import merged as merge  # the tests' name for the config's own deep merge
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.generator import GroundTruth, generate
+from mmm_assets.defs.partitions import register_markets
 from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 if TYPE_CHECKING:
@@ -70,6 +73,23 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home.mkdir()
     shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+
+def _instance_with(market: str) -> DagsterInstance:
+    """The test's own instance (an in-memory one outside a test function), with ``market`` registered."""
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    register_markets(instance, [market])
+    return instance
+
+
+def materialize_market(assets: list, market: str = DEFAULT_MARKET, **kwargs) -> ExecuteInProcessResult:
+    """``dagster.materialize`` of one market's partition (the market registered first)."""
+    return materialize(assets, instance=_instance_with(market), partition_key=market, **kwargs)
+
+
+def execute_market(job, run_config: dict, market: str = DEFAULT_MARKET, **kwargs) -> ExecuteInProcessResult:
+    """One market's run of ``job`` (the market registered first)."""
+    return job.execute_in_process(run_config=run_config, instance=_instance_with(market), partition_key=market, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     SensorDefinition,
+    SensorEvaluationContext,
     asset,
     asset_check,
     build_run_status_sensor_context,
@@ -30,11 +31,17 @@ from dagster import (
 
 from mmm_assets import cli
 from mmm_assets.core.alerts import WebhookError, fmt_number
-from mmm_assets.core.config import load_config
+from mmm_assets.core.config import DEFAULT_MARKET, load_config
 from mmm_assets.core.generator import generate, landing_export
 from mmm_assets.definitions import defs
 from mmm_assets.defs import automation
-from mmm_assets.defs.automation import landing_file_sensor, nonblocking_check_alert_sensor, run_failure_alert_sensor
+from mmm_assets.defs.automation import (
+    landing_file_sensor,
+    market_partitions_sensor,
+    nonblocking_check_alert_sensor,
+    run_failure_alert_sensor,
+)
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import DEFAULT_CONFIG
 from mmm_assets_tests.conftest import SMALL, merge
 from mmm_assets_tests.test_alerts import SECRET, Webhook
@@ -65,9 +72,47 @@ def test_weekly_schedule_runs_the_refresh_on_the_configured_cron():
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
     assert "weekly_refresh" in schedule.description and "0 6 * * 1" in schedule.description
     monday = dt.datetime(2024, 1, 8, 6, tzinfo=dt.UTC)
-    (request,) = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=monday)).run_requests
+    instance = DagsterInstance.get()
+    context = build_schedule_context(
+        instance=instance, scheduled_execution_time=monday, repository_def=defs.get_repository_def()
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
     assert request.job_name in (None, "weekly_refresh")  # None: the schedule's own job
     assert request.tags["dagster/schedule_name"] == "weekly_refresh_schedule"
+    assert request.partition_key == DEFAULT_MARKET
+    assert instance.get_dynamic_partitions(MARKETS.name) == [DEFAULT_MARKET]  # registered for the run
+
+
+def test_schedule_starts_one_run_per_market_of_the_default_scenario(write_config, monkeypatch):
+    markets = {"names": ["north", "south", "west"], "data": {"south": {"synthetic": {"seed": 3}}}}
+    monkeypatch.setenv("MMM_CONFIG", str(write_config({"markets": markets})))
+    instance = DagsterInstance.get()
+    tick = dt.datetime(2024, 1, 15, 6, tzinfo=dt.UTC)
+    schedule = defs.resolve_schedule_def("weekly_refresh_schedule")
+    requests = schedule.evaluate_tick(build_schedule_context(
+        instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    ))
+    assert [r.partition_key for r in requests.run_requests] == ["north", "south", "west"]
+    assert len({r.run_key for r in requests.run_requests}) == 3
+    assert sorted(instance.get_dynamic_partitions(MARKETS.name)) == ["north", "south", "west"]
+
+
+def test_partitions_sensor_adds_the_markets_of_the_yaml(write_config, monkeypatch):
+    path = write_config({"markets": {"names": ["north"]}})
+    monkeypatch.setenv("MMM_CONFIG", str(path))
+    instance = DagsterInstance.get()
+
+    def tick():
+        result = market_partitions_sensor.evaluate_tick(build_sensor_context(instance=instance))
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        return result
+
+    assert [list(r.partition_keys) for r in tick().dynamic_partitions_requests] == [["north"]]
+    assert "every market of scenario" in tick().skip_message
+    path.write_text(path.read_text().replace("names:\n  - north", "names:\n  - north\n  - south"))
+    assert [list(r.partition_keys) for r in tick().dynamic_partitions_requests] == [["south"]]
+    assert instance.get_dynamic_partitions(MARKETS.name) == ["north", "south"]
 
 
 def test_schedule_reads_cron_and_time_zone_from_the_default_scenario(write_config):
@@ -82,7 +127,8 @@ def test_schedule_reads_cron_and_time_zone_from_the_default_scenario(write_confi
 
 
 def test_sensors_are_registered_and_on_by_default():
-    names = {"landing_file_sensor", "run_failure_alert_sensor", "nonblocking_check_alert_sensor"}
+    names = {"market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
+             "nonblocking_check_alert_sensor"}
     sensors: dict[str, SensorDefinition] = {s.name: s for s in defs.sensors}
     assert set(sensors) == names
     assert all(s.default_status == DefaultSensorStatus.RUNNING and s.description for s in sensors.values())
@@ -115,7 +161,16 @@ def _landing_frame(config: Path) -> pd.DataFrame:
 
 
 def _tick(cursor: str | None):
-    return landing_file_sensor.evaluate_tick(build_sensor_context(instance=DagsterInstance.get(), cursor=cursor))
+    """One evaluation as the daemon does it (an instance ref, so partitions load from the instance with the sensor's
+    own additions pending), then the partitions it asks for are added."""
+    instance = DagsterInstance.get()
+    context = SensorEvaluationContext(
+        instance_ref=instance.get_ref(), instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+    )
+    result = landing_file_sensor.evaluate_tick(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
 
 
 def _sha(path: Path) -> str:
@@ -131,7 +186,7 @@ def test_landing_sensor_launches_once_per_new_content(landing):
     first = _tick(None)
     (request,) = first.run_requests
     sha = _sha(folder / "spend.csv")
-    assert request.run_key == f"spend.csv:{sha[:16]}"
+    assert request.run_key == f"spend.csv:{sha[:16]}:{DEFAULT_MARKET}" and request.partition_key == DEFAULT_MARKET
     assert {"landing_file": "spend.csv", "sha256": sha}.items() <= request.tags.items()
     assert request.run_config == {
         "resources": {"scenario": {"config": {"config_path": str(config.resolve()), "landing_file": "spend.csv"}}}
@@ -144,7 +199,7 @@ def test_landing_sensor_launches_once_per_new_content(landing):
 
     good.iloc[:-1].to_csv(folder / "spend.csv", index=False)
     (changed,) = _tick(unchanged.cursor).run_requests
-    assert changed.run_key == f"spend.csv:{_sha(folder / 'spend.csv')[:16]}" != request.run_key
+    assert changed.run_key == f"spend.csv:{_sha(folder / 'spend.csv')[:16]}:{DEFAULT_MARKET}" != request.run_key
     assert not _alerts(load_config(config).paths.alerts_log)
 
 
@@ -251,7 +306,8 @@ def test_a_run_failing_for_another_reason_raises_one_run_alert(landing, webhook,
     _evaluate(run_failure_alert_sensor, run_id, DagsterEventType.RUN_FAILURE)
     (alert,) = _alerts(load_config(config).paths.alerts_log)
     assert alert["kind"] == "run_failed" and alert["run_url"].endswith(f"/runs/{run_id}")
-    assert alert["message"].startswith("step marketing_spend failed: ") and "holds no .csv" in alert["message"]
+    assert alert["message"].startswith(f"run {run_id} (market {DEFAULT_MARKET}): step marketing_spend failed: ")
+    assert "holds no .csv" in alert["message"]
     assert len(webhook.bodies) == 1
 
 

@@ -20,16 +20,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterEvent, ExecuteInProcessResult, materialize
+from dagster import DagsterEvent, ExecuteInProcessResult
 
-from mmm_assets.core.config import ColumnMapping, load_config
+from mmm_assets.core.config import DEFAULT_MARKET, ColumnMapping, load_config
 from mmm_assets.core.errors import day
 from mmm_assets.core.generator import generate, landing_export
-from mmm_assets.core.storage import read_table
+from mmm_assets.core.storage import read_market, read_table
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import DEFAULT_CONFIG, ScenarioResource
-from mmm_assets_tests.conftest import merge, write_scenario
+from mmm_assets_tests.conftest import materialize_market, merge, write_scenario
 
 COLUMNS = {
     "date": "Week Start",
@@ -56,7 +56,7 @@ def _scenario(folder: Path, overrides: dict) -> Path:
 
 def _ingest(config: Path) -> ExecuteInProcessResult:
     resource = ScenarioResource(config_path=str(config))
-    return materialize([marketing_spend, mmm_features], resources={"scenario": resource}, raise_on_error=False)
+    return materialize_market([marketing_spend, mmm_features], resources={"scenario": resource}, raise_on_error=False)
 
 
 def errors(events: Iterable[DagsterEvent]) -> list[tuple[str, str]]:
@@ -322,7 +322,7 @@ def _ingested(tmp_path: Path, data: pd.DataFrame, overrides: dict) -> pd.DataFra
     result = _ingest(config)
     assert result.success, errors(result.all_events)
     with duckdb.connect(str(load_config(config).paths.duckdb), read_only=True) as conn:
-        return read_table(conn, TABLE)
+        return read_market(conn, TABLE, DEFAULT_MARKET)
 
 
 def _canonical(data: pd.DataFrame) -> pd.DataFrame:

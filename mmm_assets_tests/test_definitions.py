@@ -9,11 +9,14 @@ import yaml
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from mmm_assets.definitions import defs
+from mmm_assets.defs.model import FIT_POOL
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import PROJECT_DIR
 
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
-    "mmm_posterior": "model", "mmm_validation": "model", "channel_contributions": "decisions",
+    "mmm_posterior": "model", "mmm_validation": "model", "mmm_cross_validation": "model",
+    "channel_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "mmm_report": "decisions",
 }
@@ -50,10 +53,11 @@ def test_every_decision_sits_downstream_of_the_gated_validation():
             assert validation in graph.get_ancestor_asset_keys(AssetKey(name)), name
 
 
-def test_every_check_is_blocking():
-    specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
-    assert len(specs) == 13
-    assert all(spec.blocking for spec in specs)
+def test_the_gates_block_and_the_advisory_checks_do_not():
+    specs = {spec.name: spec for checks_def in defs.asset_checks for spec in checks_def.check_specs}
+    advisory = {"cross_validation_gates", "refresh_stability"}  # nothing downstream to stop; they alert instead
+    assert len(specs) == 15 and advisory <= set(specs)
+    assert all(spec.blocking == (name not in advisory) for name, spec in specs.items())
 
 
 def test_loading_the_code_location_does_not_import_pymc():
@@ -75,7 +79,10 @@ def test_embedded_instance_config(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = DagsterInstance.get()
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-    assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+    concurrency = instance.get_concurrency_config()
+    assert concurrency.run_queue_config.max_concurrent_runs == 3  # market runs side by side
+    assert concurrency.pool_config.default_pool_limit == 1  # ... but one posterior sampled at a time
+    assert instance.event_log_storage.supports_global_concurrency_limits
     assert not instance.telemetry_enabled
     assert Path(instance.storage_directory()).is_relative_to(home)
     assert instance.code_server_process_startup_timeout >= 300
@@ -86,6 +93,18 @@ def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
     for name in ("mmm_posterior", "optimized_budget"):
         policy = graph.get(AssetKey(name)).freshness_policy
         assert policy.fail_window.to_timedelta().days == 8, name
+
+
+def test_every_asset_and_check_is_partitioned_by_market_and_the_samplers_share_a_pool():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == MARKETS, key
+    for key in graph.asset_check_keys:
+        assert graph.get(key).partitions_def == MARKETS, key
+    pools = {a.key.to_user_string(): a.op.pool for a in defs.assets}
+    assert {name for name, pool in pools.items() if pool == FIT_POOL} == {
+        "mmm_posterior", "mmm_validation", "mmm_cross_validation"
+    }
 
 
 def test_the_fit_retries_transient_failures():

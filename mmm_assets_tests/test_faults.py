@@ -22,16 +22,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy, materialize
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy
 
 from mmm_assets import cli
 from mmm_assets.core import storage, tracking
-from mmm_assets.core.config import MMMConfig, load_config
-from mmm_assets.core.storage import read_table, replace_table
+from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
+from mmm_assets.core.storage import read_table, replace_market
 from mmm_assets.definitions import defs
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
+from mmm_assets_tests.conftest import execute_market, materialize_market
 from mmm_assets_tests.test_bad_inputs import errors
 
 #: One year of the reference scenario, PyMC's sampler (compiled once, cached) and lenient gates: a whole refresh
@@ -88,23 +89,25 @@ def _last_run_id() -> str:
 REPLACE_FOREVER = """
 import sys
 import duckdb, numpy as np, pandas as pd
-from mmm_assets.core.storage import replace_table
+from mmm_assets.core.storage import replace_market
 conn, rows = duckdb.connect(sys.argv[1]), int(sys.argv[2])
 ((version,),) = conn.execute("SELECT max(version) FROM big").fetchall()
 while True:
     version += 1
     n = rows + version
     print(f"writing:{version}", flush=True)
-    replace_table(conn, "big", pd.DataFrame({"version": np.full(n, version), "x": np.arange(n, dtype="float64")}))
+    replace_market(conn, "big", pd.DataFrame({"version": np.full(n, version), "x": np.arange(n, dtype="float64")}), "m")
     print(f"committed:{version}", flush=True)
 """
 
 
 def test_a_table_replace_killed_mid_write_leaves_the_old_or_the_new_table(tmp_path: Path) -> None:
-    """SIGKILL a process replacing a 3-million-row table in a loop, at random moments: never a partial table."""
+    """SIGKILL a process replacing a market's 3 million rows in a loop, at random moments: never a partial table,
+    and the other market's rows never touched."""
     path, rows = tmp_path / "big.duckdb", 3_000_000
     with duckdb.connect(str(path)) as conn:
-        replace_table(conn, "big", pd.DataFrame({"version": np.zeros(rows, dtype="int64"), "x": np.arange(rows, dtype="float64")}))
+        replace_market(conn, "big", pd.DataFrame({"version": np.zeros(rows, dtype="int64"), "x": np.arange(rows, dtype="float64")}), "m")
+        replace_market(conn, "big", pd.DataFrame({"version": [-1], "x": [0.0]}), "other")
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     mid_write = 0
@@ -114,7 +117,10 @@ def test_a_table_replace_killed_mid_write_leaves_the_old_or_the_new_table(tmp_pa
         started = int(lines[-1].split(":")[1])
         mid_write += lines[-1].startswith("writing:")
         with duckdb.connect(str(path)) as conn:
-            count, low, high = conn.execute("SELECT count(*), min(version), max(version) FROM big").fetchone()
+            count, low, high = conn.execute(
+                "SELECT count(*), min(version), max(version) FROM big WHERE market = 'm'"
+            ).fetchone()
+            assert conn.execute("SELECT version FROM big WHERE market = 'other'").fetchall() == [(-1,)]
         context = f"seed {seed}, kill {kill}, printed {lines[-3:]}"
         assert low == high, context  # one version only: never a mix of the old and the new rows
         assert count == rows + high, context  # all of that version's rows
@@ -179,7 +185,7 @@ def _seed_champion(cfg: MMMConfig) -> Path:
     previous = cfg.paths.models_dir / f"mmm_{cfg.scenario}_previous.nc"
     previous.parent.mkdir(parents=True)
     previous.write_bytes(os.urandom(4096))
-    client, name = tracking.client_for(cfg), cfg.operations.registered_model
+    client, name = tracking.client_for(cfg), tracking.model_name(cfg.for_market(DEFAULT_MARKET))
     client.create_registered_model(name)
     version = client.create_model_version(name, source=previous.as_uri(), tags={"status": tracking.CHAMPION})
     client.set_registered_model_alias(name, tracking.CHAMPION, version.version)
@@ -188,12 +194,12 @@ def _seed_champion(cfg: MMMConfig) -> Path:
 
 def _kept_state(cfg: MMMConfig) -> dict:
     """What a failed refresh must not change: the model files and the registry's versions and champion."""
-    client, name = tracking.client_for(cfg), cfg.operations.registered_model
+    client, name = tracking.client_for(cfg), tracking.model_name(cfg.for_market(DEFAULT_MARKET))
     versions = client.search_model_versions(f"name='{name}'")
     return {
         "models": {p.name: _sha(p) for p in cfg.paths.models_dir.iterdir()},
         "versions": sorted((v.version, tuple(sorted(v.tags.items()))) for v in versions),
-        "champion": tracking.champion(client, cfg).version,
+        "champion": tracking.champion(client, cfg.for_market(DEFAULT_MARKET)).version,
     }
 
 
@@ -270,8 +276,8 @@ def _ingest_with_lock_timeout(write_config, timeout_s: float):
     """A synthetic scenario whose DuckDB holds a feature table; a resource that waits ``timeout_s`` for the lock."""
     path = write_config({"operations": {"duckdb_lock_timeout_s": timeout_s}})
     resource = ScenarioResource(config_path=str(path))
-    assert materialize([marketing_spend, mmm_features], resources={"scenario": resource}).success
-    return load_config(path).paths.duckdb, lambda: materialize(
+    assert materialize_market([marketing_spend, mmm_features], resources={"scenario": resource}).success
+    return load_config(path).paths.duckdb, lambda: materialize_market(
         [marketing_spend, mmm_features], resources={"scenario": resource}, raise_on_error=False
     )
 
@@ -342,8 +348,8 @@ def test_two_refreshes_started_together_take_turns(write_config) -> None:
     assert set(history["run_id"]) == {r.dagster_run.run_id for r in records}
     assert len(list(cfg.paths.models_dir.glob("*.nc"))) == 2 and len(list(cfg.paths.reports_dir.iterdir())) == 2
     client = tracking.client_for(cfg)
-    assert len(client.search_model_versions(f"name='{cfg.operations.registered_model}'")) == 2
-    assert str(tracking.champion(client, cfg).version) == "2"
+    assert len(client.search_model_versions(f"name='{tracking.model_name(cfg.for_market(DEFAULT_MARKET))}'")) == 2
+    assert str(tracking.champion(client, cfg.for_market(DEFAULT_MARKET)).version) == "2"
 
 
 # --- a full disk ---------------------------------------------------------------------------------------------------
@@ -382,9 +388,9 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_model_and_champion(
     fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"))
     monkeypatch.setattr(model, "fit", lambda *args, **kwargs: fitted)
     monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)  # retries, without the wait
-    result = defs.resolve_job_def("weekly_refresh").execute_in_process(
-        run_config={"resources": {"scenario": {"config": {"config_path": str(path)}}}},
-        instance=DagsterInstance.get(), raise_on_error=False,
+    result = execute_market(
+        defs.resolve_job_def("weekly_refresh"), {"resources": {"scenario": {"config": {"config_path": str(path)}}}},
+        raise_on_error=False,
     )
     assert not result.success
     retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]

@@ -24,8 +24,8 @@ from dagster import DagsterEventType, DagsterInstance, serialize_value
 
 from mmm_assets import cli
 from mmm_assets.core import tracking
-from mmm_assets.core.config import ConfigError, load_config
-from mmm_assets.core.storage import read_table, replace_table, table_exists
+from mmm_assets.core.config import DEFAULT_MARKET, ConfigError, load_config
+from mmm_assets.core.storage import read_table, replace_market, table_exists
 from mmm_assets.defs.automation import run_failure_alert_sensor
 from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
@@ -37,7 +37,7 @@ SOURCES = sorted((PROJECT_DIR / "mmm_assets").rglob("*.py"))
 #: Upper-case SQL words: text holding one of them is treated as SQL.
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|DESCRIBE|FROM|WHERE|INTO|TABLE)\b")
 #: The functions that validate and quote an identifier; nothing else may be formatted into SQL text.
-QUOTERS = {"quote_ident", "_table"}
+QUOTERS = {"quote_ident", "_table", "_sql_type"}
 #: Deserialisers that run code, unsafe YAML loaders, and the eval / exec builtins (not methods such as x.eval()).
 UNPICKLING = re.compile(
     r"\b(pickle|cloudpickle|joblib|dill|shelve|marshal)\b|read_pickle|allow_pickle\s*=\s*True|torch\.load"
@@ -79,7 +79,7 @@ def test_sql_text_is_formatted_from_quoted_identifiers_only() -> None:
 def test_values_travel_as_data_not_sql(tmp_path: Path) -> None:
     hostile = "x'); DROP TABLE t; --"
     with duckdb.connect(str(tmp_path / "t.duckdb")) as conn:
-        replace_table(conn, "t", pd.DataFrame({"note": [hostile], "value": [1.0]}))
+        replace_market(conn, "t", pd.DataFrame({"note": [hostile], "value": [1.0]}), "north")
         assert not table_exists(conn, "t' OR '1'='1")  # a bound parameter, not SQL
         assert read_table(conn, "t")["note"].tolist() == [hostile]
 
@@ -195,7 +195,7 @@ def test_planted_secrets_appear_nowhere(write_config, tmp_path: Path, monkeypatc
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.operations.mlflow_experiment).experiment_id])
     recorded = {**run.data.params, **run.data.tags}
     assert recorded and not {k: v for k, v in recorded.items() if SECRET in v}
-    for version in client.search_model_versions(f"name='{cfg.operations.registered_model}'"):
+    for version in client.search_model_versions(f"name='{tracking.model_name(cfg.for_market(DEFAULT_MARKET))}'"):
         assert SECRET not in json.dumps(version.tags) + version.source
 
     (alert,) = [json.loads(line) for line in cfg.paths.alerts_log.read_text().splitlines()]

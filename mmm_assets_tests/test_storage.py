@@ -2,13 +2,13 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mmm_assets.core import storage
 from mmm_assets.core.storage import (
     append_rows,
     content_hash,
     quote_ident,
+    read_market,
     read_table,
-    replace_table,
+    replace_market,
     table_exists,
 )
 
@@ -27,34 +27,47 @@ def test_quote_ident_escapes_quotes():
 
 def test_table_names_are_validated(conn):
     with pytest.raises(ValueError, match="table name"):
-        replace_table(conn, "x; DROP TABLE y", pd.DataFrame({"a": [1]}))
+        replace_market(conn, "x; DROP TABLE y", pd.DataFrame({"a": [1]}), "north")
 
 
-def test_replace_and_read_back(conn):
-    replace_table(conn, "t", pd.DataFrame({"a": [1, 2]}))
-    replace_table(conn, "t", pd.DataFrame({"a": [3], "b": ["x"]}))
-    assert read_table(conn, "t").to_dict("list") == {"a": [3], "b": ["x"]}
+def test_replace_one_market_keeps_the_others(conn):
+    replace_market(conn, "t", pd.DataFrame({"a": [1, 2]}), "north")
+    replace_market(conn, "t", pd.DataFrame({"a": [5]}), "south")
+    replace_market(conn, "t", pd.DataFrame({"a": [3], "b": ["x"]}), "north")  # a column only north has
+    assert read_market(conn, "t", "north").to_dict("list") == {"a": [3], "b": ["x"]}
+    assert read_market(conn, "t", "south", ["a"]).to_dict("list") == {"a": [5]}
+    assert read_market(conn, "t", "south")["b"].isna().all()
+    assert read_table(conn, "t")["market"].tolist() == ["south", "north"]
     assert table_exists(conn, "t") and not table_exists(conn, "nope")
 
 
-def test_failed_replace_leaves_previous_table(conn, monkeypatch):
-    replace_table(conn, "t", pd.DataFrame({"a": [1, 2]}))
-    real = storage._with_view
+def test_market_values_are_bound_not_interpolated(conn):
+    hostile = "north' OR '1'='1"
+    replace_market(conn, "t", pd.DataFrame({"a": [1]}), "north")
+    replace_market(conn, "t", pd.DataFrame({"a": [2]}), hostile)
+    assert read_market(conn, "t", hostile)["a"].tolist() == [2]
+    assert read_market(conn, "t", "north")["a"].tolist() == [1]
 
-    def failing(c, frame, sql, table):
-        # the replacement runs, then a later statement of the same transaction fails
-        real(c, frame, sql + "; SELECT * FROM no_such_table", table)
 
-    monkeypatch.setattr(storage, "_with_view", failing)
-    with pytest.raises(duckdb.CatalogException):
-        replace_table(conn, "t", pd.DataFrame({"a": [9, 9, 9]}))
-    assert read_table(conn, "t")["a"].tolist() == [1, 2]
+def test_a_table_from_before_markets_is_replaced_whole(conn):
+    conn.execute("CREATE TABLE t AS SELECT 1 AS a")
+    replace_market(conn, "t", pd.DataFrame({"a": [7]}), "north")
+    assert read_table(conn, "t").to_dict("list") == {"market": ["north"], "a": [7]}
+
+
+def test_failed_replace_leaves_previous_rows(conn):
+    replace_market(conn, "t", pd.DataFrame({"a": [1, 2]}), "north")
+    with pytest.raises(duckdb.ConversionException):  # the delete ran, then the insert fails: all rolled back
+        replace_market(conn, "t", pd.DataFrame({"a": ["not a number"]}), "north")
+    assert read_market(conn, "t", "north")["a"].tolist() == [1, 2]
 
 
 def test_append_creates_then_appends_by_name(conn):
     append_rows(conn, "h", pd.DataFrame({"metric": ["r2"], "value": [0.9]}))
-    append_rows(conn, "h", pd.DataFrame({"value": [0.8], "metric": ["mape"]}))
-    assert read_table(conn, "h").to_dict("list") == {"metric": ["r2", "mape"], "value": [0.9, 0.8]}
+    append_rows(conn, "h", pd.DataFrame({"value": [0.8], "metric": ["mape"], "market": ["north"]}))
+    assert read_table(conn, "h").to_dict("list") == {
+        "metric": ["r2", "mape"], "value": [0.9, 0.8], "market": [None, "north"]
+    }
 
 
 def test_content_hash_tracks_values_and_columns():

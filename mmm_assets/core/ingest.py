@@ -26,6 +26,7 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 from mmm_assets.core.config import (
     DATE_COLUMN,
     DEFAULT_MAX_ABS_VALUE,
+    IDENTIFIER,
     TARGET_COLUMN,
     ColumnMapping,
     FilesSource,
@@ -111,17 +112,63 @@ def resolve_landing_file(files: FilesSource) -> LandingFile:
     return LandingFile(path, files)
 
 
-def read_landing_file(path: Path, columns: ColumnMapping) -> pd.DataFrame:
-    """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order.
+def _market_column(path: Path) -> str | None:
+    return path.source.market_column if isinstance(path, LandingFile) else None
 
-    With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
-    """
+
+def _read_table(path: Path, columns: ColumnMapping) -> _Table:
     suffix = _check_suffix(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes); export the weekly data again")
-    table = _read_csv(path) if suffix == ".csv" else _read_parquet(path, columns)
+    table = _read_csv(path) if suffix == ".csv" else _read_parquet(path, columns, _market_column(path))
+    column = _market_column(path)
+    if column is not None and column not in table.cells:
+        close = difflib.get_close_matches(column, table.header, n=1)
+        raise InputError(
+            f"{path}: no market column {column!r} (data.files.market_column){f'; did you mean {close[0]!r}?' if close else ''}; "
+            f"the file has columns {', '.join(map(repr, table.header))}"
+        )
+    return table
+
+
+def landing_markets(path: Path, columns: ColumnMapping) -> list[str]:
+    """The markets a landing file with a market column holds, sorted; each must be a valid market name."""
+    column = _market_column(path)
+    if column is None:
+        raise ValueError(f"{path}: the files source has no market_column")
+    table = _read_table(path, columns)
+    names = sorted(set(_text(table.cells[column])))
+    bad = [name for name in names if not IDENTIFIER.match(name)]
+    if bad:
+        lines = table.cells.index[_text(table.cells[column]).isin(bad)]
+        raise InputError(
+            f"{path}: column {column!r} (market): {examples([repr(b) for b in bad])} at {table.unit} "
+            f"{examples([str(i) for i in lines])} are not market names; use lower-case letters, digits and '_', "
+            "starting with a letter"
+        )
+    return names
+
+
+def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = None) -> pd.DataFrame:
+    """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order.
+
+    With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
+    With a ``market_column`` (a :class:`LandingFile` of such a source), only ``market``'s rows.
+    """
+    table = _read_table(path, columns)
+    column = _market_column(path)
+    if column is not None:
+        if market is None:
+            raise ValueError(f"{path}: the file holds several markets; say which one to read")
+        keep = _text(table.cells[column]) == market
+        if not keep.any():
+            found = sorted(set(_text(table.cells[column])))
+            raise InputError(
+                f"{path}: column {column!r} (market) has no row for market {market!r}; it has {examples(found)}"
+            )
+        table = _Table(table.header, table.cells[keep], table.unit)
     limit = path.source.max_abs_value if isinstance(path, LandingFile) else DEFAULT_MAX_ABS_VALUE
     frame = _canonical(path, table, columns, limit)
     if isinstance(path, LandingFile) and path.source.aggregate_daily:
@@ -179,11 +226,12 @@ def _read_csv(path: Path) -> _Table:
     return _Table(header, data.iloc[:, unique].set_axis([header[i] for i in unique], axis=1), "line")
 
 
-def _read_parquet(path: Path, mapping: ColumnMapping) -> _Table:
+def _read_parquet(path: Path, mapping: ColumnMapping, market_column: str | None) -> _Table:
     try:
         header = pq.read_schema(path).names
         counts = Counter(header)
-        wanted = [source for _, source, _ in _roles(mapping) if counts[source] == 1]
+        sources = [source for _, source, _ in _roles(mapping)] + ([market_column] if market_column else [])
+        wanted = [source for source in sources if counts[source] == 1]
         table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({err}); export it again") from None

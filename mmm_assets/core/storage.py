@@ -8,18 +8,25 @@ a run checks that the disks of its outputs have room before it starts writing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from mmm_assets.core.config import MARKET_COLUMN
+
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: DuckDB type names as DESCRIBE reports them: a word, optionally with a precision (DECIMAL(18,3)) or a list suffix.
+_TYPE = re.compile(r"^[A-Z][A-Z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
 #: DuckDB's message when another process holds the file: 'Conflicting lock is held in <program> (PID <n>)'.
 _LOCKED = "Could not set lock on file"
 _HOLDER = re.compile(r"lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
@@ -55,6 +62,29 @@ def connect(path: Path, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
         time.sleep(LOCK_POLL_S)
 
 
+@contextlib.contextmanager
+def exclusive(path: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (our pid written in it) for the block; while another process holds it,
+    call ``on_wait`` with the holder's pid once and wait. The lock goes with its process: a killed holder never
+    blocks the next one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait(os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no stale pid for the next one to report
+    finally:
+        os.close(fd)
+
+
 def ensure_free_space(folders: Mapping[str, Path], min_free_mb: float) -> None:
     """Raise :class:`DiskSpaceError` naming the first folder (by its role) whose disk has under ``min_free_mb``."""
     for role, folder in folders.items():
@@ -81,16 +111,52 @@ def _table(name: str) -> str:
     return quote_ident(name)
 
 
-def _with_view(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str, table: str) -> None:
-    """Run ``sql`` (with ``{view}`` and ``{table}`` placeholders) inside a transaction over a registered frame."""
+def append_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Append ``frame`` to ``table`` atomically: created on first use, new columns added (NULL in older rows)."""
+    _write(conn, table, frame, replace_market=None)
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a table or registered view."""
+    return {name: kind for name, kind, *_ in conn.execute(f"DESCRIBE SELECT * FROM {_table(relation)}").fetchall()}
+
+
+def _sql_type(kind: str) -> str:
+    """A DuckDB type name as DESCRIBE reports it (e.g. DOUBLE, TIMESTAMP_NS, DECIMAL(18,3)), checked to be one."""
+    if not _TYPE.match(kind):
+        raise ValueError(f"unexpected column type {kind!r}")
+    return kind
+
+
+def replace_market(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, market: str) -> None:
+    """Replace one market's rows of ``table`` with ``frame`` atomically; other markets' rows stay as they are.
+
+    The table keeps a ``market`` column. Columns only this market has (e.g. a channel other markets do not run) are
+    added to the table (NULL for the other markets). A table from before markets existed (no ``market`` column) is
+    replaced as a whole.
+    """
+    staged = frame.copy()
+    staged.insert(0, MARKET_COLUMN, market)
+    _write(conn, table, staged, replace_market=market)
+
+
+def _write(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, replace_market: str | None) -> None:
+    """Insert ``frame`` into ``table`` in one transaction, first deleting ``replace_market``'s rows when given."""
     view = f"_staged_{uuid.uuid4().hex}"
     conn.register(view, frame)
     try:
         conn.execute("BEGIN TRANSACTION")
         try:
-            for statement in sql.format(view=quote_ident(view), table=_table(table)).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            existing = _columns(conn, table) if table_exists(conn, table) else {}
+            if not existing or (replace_market is not None and MARKET_COLUMN not in existing):
+                conn.execute(f"CREATE OR REPLACE TABLE {_table(table)} AS SELECT * FROM {_table(view)}")
+            else:
+                for name, kind in _columns(conn, view).items():
+                    if name not in existing:
+                        conn.execute(f"ALTER TABLE {_table(table)} ADD COLUMN {quote_ident(name)} {_sql_type(kind)}")
+                if replace_market is not None:
+                    conn.execute(f"DELETE FROM {_table(table)} WHERE {quote_ident(MARKET_COLUMN)} = ?", [replace_market])
+                conn.execute(f"INSERT INTO {_table(table)} BY NAME SELECT * FROM {_table(view)}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -99,24 +165,17 @@ def _with_view(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str, t
         conn.unregister(view)
 
 
-def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Replace ``table`` with ``frame`` atomically."""
-    _with_view(conn, frame, "CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}", table)
-
-
-def append_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Append ``frame`` to ``table`` (created with the frame's schema on first use) atomically."""
-    _with_view(
-        conn,
-        frame,
-        "CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0; "
-        "INSERT INTO {table} BY NAME SELECT * FROM {view}",
-        table,
-    )
-
-
 def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    """The whole table, every market."""
     return conn.execute(f"SELECT * FROM {_table(table)}").df()
+
+
+def read_market(
+    conn: duckdb.DuckDBPyConnection, table: str, market: str, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """One market's rows of ``table`` without the market column (only ``columns``, in that order, when given)."""
+    rows = conn.execute(f"SELECT * FROM {_table(table)} WHERE {quote_ident(MARKET_COLUMN)} = ?", [market]).df()
+    return rows[columns] if columns is not None else rows.drop(columns=MARKET_COLUMN)
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:

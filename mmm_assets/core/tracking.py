@@ -196,9 +196,16 @@ def log_fit(
     )
 
 
+def model_name(cfg: MMMConfig) -> str:
+    """The registered model of the configuration's market: one per market, each with its own champion."""
+    if cfg.market is None:
+        raise ValueError("the registry keeps a model per market: narrow the configuration with for_market first")
+    return f"{cfg.operations.registered_model}.{cfg.market}"
+
+
 def register_version(client: MlflowClient, cfg: MMMConfig, run_id: str, tags: Mapping[str, str]) -> str:
-    """Register the run's posterior as a new version of the configured model; returns the version number."""
-    name = cfg.operations.registered_model
+    """Register the run's posterior as a new version of the market's model; returns the version number."""
+    name = model_name(cfg)
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -211,7 +218,7 @@ def register_version(client: MlflowClient, cfg: MMMConfig, run_id: str, tags: Ma
 
 def promote_or_reject(client: MlflowClient, cfg: MMMConfig, version: str, failed: list[str]) -> str:
     """Move ``champion`` to ``version`` when no gate failed; otherwise tag it a rejected challenger. Returns which."""
-    name = cfg.operations.registered_model
+    name = model_name(cfg)
     if failed:
         client.set_model_version_tag(name, version, "status", "rejected_challenger")
         client.set_model_version_tag(name, version, "failed_checks", ",".join(failed))
@@ -223,7 +230,7 @@ def promote_or_reject(client: MlflowClient, cfg: MMMConfig, version: str, failed
 
 def champion(client: MlflowClient, cfg: MMMConfig) -> ModelVersion | None:
     try:
-        return client.get_model_version_by_alias(cfg.operations.registered_model, CHAMPION)
+        return client.get_model_version_by_alias(model_name(cfg), CHAMPION)
     except MlflowException:
         return None
 
@@ -233,7 +240,7 @@ def champion_model_file(client: MlflowClient, cfg: MMMConfig) -> tuple[ModelVers
     version = champion(client, cfg)
     if version is None:
         raise LookupError(
-            f"the registry has no {CHAMPION!r} version of model {cfg.operations.registered_model!r} yet: "
+            f"the registry has no {CHAMPION!r} version of model {model_name(cfg)!r} yet: "
             "a refresh whose gates all pass promotes one"
         )
     cache = cfg.paths.models_dir / ".registry" / f"{version.name}-v{version.version}"

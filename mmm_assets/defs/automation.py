@@ -1,8 +1,9 @@
 """Unattended operations: the weekly schedule, the landing-folder sensor and the alert sensors.
 
-Everything reads the default scenario ($MMM_CONFIG or config/default.yaml): the schedule once, when the definitions
-load; the sensors at every evaluation, so they follow the file as it is. Alerts go to the scenario's
-``paths.alerts_log`` (always) and to the webhook in the variable named by ``operations.alert_webhook_env`` (when set).
+The schedule and the landing sensor read the default scenario ($MMM_CONFIG or config/default.yaml): the cron once,
+when the definitions load, the rest at every evaluation, so they follow the file as it is; both start one run per
+market. Alerts go to the alerted run's own scenario's ``paths.alerts_log`` (always) and to the webhook in the
+variable named by its ``operations.alert_webhook_env`` (when set), and name the run's market.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ from dagster import (
     DagsterEvent,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -26,12 +28,13 @@ from dagster import (
     RunFailureSensorContext,
     RunRequest,
     RunStatusSensorContext,
-    ScheduleDefinition,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     run_failure_sensor,
     run_status_sensor,
+    schedule,
     sensor,
 )
 
@@ -39,8 +42,10 @@ from mmm_assets.core.alerts import Alert, AlertKind, WebhookError, fmt_number, s
 from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.features import validate_features
-from mmm_assets.core.ingest import SUPPORTED_SUFFIXES, read_landing_file, resolve_landing_file
-from mmm_assets.defs.resources import default_config_path, default_operations
+from mmm_assets.core.ingest import SUPPORTED_SUFFIXES, landing_markets, read_landing_file, resolve_landing_file
+from mmm_assets.core.roles import with_calendar
+from mmm_assets.defs.partitions import MARKETS, register_markets
+from mmm_assets.defs.resources import PARTITION_TAG, default_config_path, default_operations
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -51,18 +56,67 @@ LANDING_ASSET = "marketing_spend"
 
 _OPS = default_operations()
 
-weekly_refresh_schedule = ScheduleDefinition(
+
+
+def _scenario_markets(cfg: MMMConfig, instance: DagsterInstance) -> list[str]:
+    """The markets a refresh of the scenario covers: the configured ones, else those its landing file brought."""
+    return cfg.market_names if cfg.market_names is not None else instance.get_dynamic_partitions(MARKETS.name)
+
+
+@schedule(
     name="weekly_refresh_schedule",
     job_name=JOB,
     cron_schedule=_OPS.schedule_cron,
     execution_timezone=_OPS.schedule_timezone,
     default_status=DefaultScheduleStatus.RUNNING,
-    tags={"launched_by": "weekly_refresh_schedule"},
     description=(
-        f"Refreshes the whole graph (job {JOB}) on cron '{_OPS.schedule_cron}' in {_OPS.schedule_timezone} "
-        f"(operations.schedule_cron / schedule_timezone of {default_config_path()}; the default is Mondays 06:00 UTC)."
+        f"Refreshes the whole graph (job {JOB}), one run per market, on cron '{_OPS.schedule_cron}' in "
+        f"{_OPS.schedule_timezone} (operations.schedule_cron / schedule_timezone of {default_config_path()}; "
+        "the default is Mondays 06:00 UTC)."
     ),
 )
+def weekly_refresh_schedule(context: ScheduleEvaluationContext):
+    """One run per market of the default scenario, each on its market's partition."""
+    cfg = load_config(default_config_path())
+    markets = _scenario_markets(cfg, context.instance)
+    if not markets:
+        return SkipReason(f"scenario {cfg.scenario} has no market yet: its landing file has not been read")
+    register_markets(context.instance, markets)  # a market added to the YAML since the last tick
+    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
+    return [
+        RunRequest(
+            run_key=f"{stamp}:{market}",
+            partition_key=market,
+            tags={"launched_by": "weekly_refresh_schedule", "scenario": cfg.scenario},
+        )
+        for market in markets
+    ]
+
+
+@sensor(
+    name="market_partitions_sensor",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Keeps the market partitions in step with the default scenario's markets.names: a market added to the YAML "
+        "becomes a partition (to refresh or backfill from the UI) within a minute. Markets found in a landing file's "
+        "market column are added by landing_file_sensor."
+    ),
+)
+def market_partitions_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    """Add the default scenario's configured markets that are not partitions yet."""
+    config_path = default_config_path()
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as err:
+        return SkipReason(f"cannot read the default scenario: {err}")
+    if cfg.market_names is None:
+        return SkipReason(f"scenario {cfg.scenario} takes its markets from the landing file (landing_file_sensor)")
+    new = [m for m in cfg.market_names if m not in set(context.instance.get_dynamic_partitions(MARKETS.name))]
+    if not new:
+        return SkipReason(f"every market of scenario {cfg.scenario} is a partition: {', '.join(cfg.market_names)}")
+    context.log.info(f"adding market partitions {', '.join(new)} (scenario {cfg.scenario}, {config_path})")
+    return SensorResult(dynamic_partitions_requests=[MARKETS.build_add_request(new)])
 
 
 # --- landing folder ---------------------------------------------------------------------------------------------
@@ -82,24 +136,28 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _rejection(cfg: MMMConfig, name: str) -> str | None:
-    """Why landing file ``name`` cannot be modelled (the InputError message), or None when it can."""
+def _markets_of(cfg: MMMConfig, name: str) -> list[str]:
+    """The markets landing file ``name`` feeds, every one of them valid; raises InputError for the first problem."""
     assert cfg.data.files is not None
     files = cfg.data.files.model_copy(update={"file": name})
-    try:
-        path = resolve_landing_file(files)
-        frame = read_landing_file(path, files.columns)
-        validate_features(frame, cfg.channels, cfg.controls, cfg.validation.min_weeks, str(path))
-    except InputError as err:
-        return str(err)
-    return None
+    path = resolve_landing_file(files)
+    markets = cfg.market_names or landing_markets(path, files.columns)
+    for market in markets:
+        narrowed = cfg.for_market(market)
+        frame = read_landing_file(path, files.columns, market if files.market_column else None)
+        where = f"{path} (market {market})" if files.market_column else str(path)
+        weekly = with_calendar(frame, narrowed)
+        validate_features(weekly, narrowed.channels, narrowed.controls, cfg.validation.min_weeks, where)
+    return markets
 
 
-def _run_request(config_path: str, name: str, sha: str) -> RunRequest:
-    """A weekly_refresh run on exactly this landing file; the run key makes one content launch one run."""
+def _run_request(config_path: str, name: str, sha: str, market: str) -> RunRequest:
+    """A weekly_refresh run of one market on exactly this landing file; the run key makes one content launch one
+    run per market."""
     scenario = {"config_path": str(Path(config_path).resolve()), "landing_file": name}
     return RunRequest(
-        run_key=f"{name}:{sha[:16]}",
+        run_key=f"{name}:{sha[:16]}:{market}",
+        partition_key=market,
         run_config={"resources": {"scenario": {"config": scenario}}},
         tags={"landing_file": name, "sha256": sha},
     )
@@ -112,8 +170,9 @@ def _run_request(config_path: str, name: str, sha: str) -> RunRequest:
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Watches the landing folder of the default scenario (data.source: files) for new or changed *.csv / "
-        "*.parquet files. A file that passes the input checks launches weekly_refresh on exactly that file; a file "
-        "that fails them raises one landing_file_rejected alert instead. Each file content is handled once."
+        "*.parquet files. A file that passes the input checks launches weekly_refresh on exactly that file, one run "
+        "per market it holds (new markets become partitions); a file that fails them raises one "
+        "landing_file_rejected alert instead. Each file content is handled once."
     ),
 )
 def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
@@ -135,13 +194,16 @@ def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
     seen = _read_cursor(context.cursor)
     cursor: dict[str, str] = {}
     requests: list[RunRequest] = []
+    markets: set[str] = set()
     rejected: dict[str, Alert] = {}
     notes: list[str] = []
     for name in names:
         try:
             sha = _sha256(folder / name)
             changed = seen.get(name) != sha
-            problem = _rejection(cfg, name) if changed else None
+            found, problem = _markets_of(cfg, name) if changed else [], None
+        except InputError as err:
+            found, problem = [], str(err)
         except OSError as err:  # vanished or unreadable since the listing: look again at the next tick
             notes.append(f"{name} could not be read ({err.strerror or type(err).__name__})")
             if name in seen:
@@ -151,7 +213,8 @@ def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
         if not changed:
             continue
         if problem is None:
-            requests.append(_run_request(config_path, name, sha))
+            requests += [_run_request(config_path, name, sha, market) for market in found]
+            markets.update(found)
         else:
             context.log.warning(f"rejected landing file {name} (sha256 {sha[:16]}): {problem}")
             rejected[name] = Alert(kind="landing_file_rejected", asset=LANDING_ASSET, message=problem)
@@ -159,10 +222,25 @@ def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
     if rejected:
         notes.append(f"rejected {', '.join(rejected)} (see the alerts log)")
     skip = None if requests else "; ".join(notes) or f"no new or changed file in {folder}"
-    return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True), skip_reason=skip)
+    new = sorted(markets - set(context.instance.get_dynamic_partitions(MARKETS.name)))
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[MARKETS.build_add_request(new)] if new else None,
+        cursor=json.dumps(cursor, sort_keys=True),
+        skip_reason=skip,
+    )
 
 
 # --- alerts on runs ---------------------------------------------------------------------------------------------
+
+
+def _scenario_of(run: DagsterRun) -> MMMConfig:
+    """The scenario a run used (its run config's scenario file; the default one if it named none), narrowed to the
+    run's market: its alerts go to that scenario's destinations."""
+    scenario = run.run_config.get("resources", {}).get("scenario", {}).get("config", {})
+    cfg = load_config(scenario.get("config_path") or default_config_path())
+    market = run.tags.get(PARTITION_TAG)
+    return cfg.for_market(market) if market else cfg
 
 
 def _deliver(log: logging.Logger, cfg: MMMConfig, alerts: Sequence[Alert]) -> list[str]:
@@ -216,7 +294,7 @@ def _check_alert(cfg: MMMConfig, run_id: str, evaluation: AssetCheckEvaluation) 
     details = [f"{k}: {v.value}" for k, v in evaluation.metadata.items() if k not in {"value", "threshold"}]
     kind: AlertKind = "blocking_check_failed" if _is_blocking(evaluation) else "check_failed"
     numbers = f"value {fmt_number(value)} vs threshold {fmt_number(threshold)}"
-    message = f"check {check} of {asset} failed in run {run_id}: {numbers}"
+    message = f"check {check} of {asset} failed in run {run_id}{_of_market(cfg)}: {numbers}"
     return Alert(
         kind=kind,
         asset=asset,
@@ -228,6 +306,10 @@ def _check_alert(cfg: MMMConfig, run_id: str, evaluation: AssetCheckEvaluation) 
         run_url=_run_url(cfg, run_id),
         message="; ".join([message, *details]),
     )
+
+
+def _of_market(cfg: MMMConfig) -> str:
+    return f" (market {cfg.market})" if cfg.market else ""
 
 
 def _root_message(error: "SerializableErrorInfo") -> str:
@@ -249,7 +331,8 @@ def _run_alert(cfg: MMMConfig, context: RunFailureSensorContext, steps: list[Dag
         error = getattr(context.failure_event.event_specific_data, "error", None)
         message = context.failure_event.message or "the run failed"
         message += f": {_root_message(error)}" if error is not None else ""
-    return Alert(kind="run_failed", message=message, run_id=run_id, run_url=_run_url(cfg, run_id))
+    return Alert(kind="run_failed", message=f"run {run_id}{_of_market(cfg)}: {message}", run_id=run_id,
+                 run_url=_run_url(cfg, run_id))
 
 
 @run_failure_sensor(
@@ -264,7 +347,7 @@ def _run_alert(cfg: MMMConfig, context: RunFailureSensorContext, steps: list[Dag
 )
 def run_failure_alert_sensor(context: RunFailureSensorContext) -> None:
     """One alert per failed check of the run, plus one for the run when a step failed for another reason."""
-    cfg = load_config(default_config_path())
+    cfg = _scenario_of(context.dagster_run)
     run_id = context.dagster_run.run_id
     failed = _failed_checks(context.instance, run_id)
     alerts = [_check_alert(cfg, run_id, e.dagster_event.event_specific_data) for e in failed]
@@ -290,6 +373,6 @@ def nonblocking_check_alert_sensor(context: RunStatusSensorContext) -> None:
     run_id = context.dagster_run.run_id
     failed = _failed_checks(context.instance, run_id)
     if failed:
-        cfg = load_config(default_config_path())
+        cfg = _scenario_of(context.dagster_run)
         alerts = [_check_alert(cfg, run_id, e.dagster_event.event_specific_data) for e in failed]
         _raise_undelivered(_deliver(context.log, cfg, alerts))

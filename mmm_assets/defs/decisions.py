@@ -8,21 +8,39 @@ fitted on from the model file itself, so a feature table refreshed later cannot 
 import datetime as dt
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from mmm_assets.core.records import FittedModel, ValidationReport
-from mmm_assets.core.storage import read_table, replace_table
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS
 from mmm_assets.defs.model import FRESHNESS, mmm_validation
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 GROUP = "decisions"
 KINDS = {"pymc", "duckdb"}
+#: Every refresh's ROAS and advice, kept so the next refresh can be compared with the previous champion's.
+ROAS_HISTORY = "channel_roas_history"
+RECOMMENDATIONS_HISTORY = "budget_recommendations_history"
+STABILITY_HISTORY = "stability_history"
+
+
+def _stamped(table: pd.DataFrame, run_id: str, **extra: str) -> pd.DataFrame:
+    """``table`` with the run, the time and ``extra`` columns, as a history table keeps it."""
+    return table.assign(run_id=run_id, recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None), **extra)
 
 
 def _model(context: AssetExecutionContext, scenario: ScenarioResource, fitted: FittedModel):
-    """The champion model and its training data; says in the log and metadata which version is used."""
+    """The champion model, its training data and its version; says in the log and metadata which version is used."""
     from mmm_assets.core import tracking
     from mmm_assets.core.model import fitted_features, load_model
 
@@ -34,20 +52,16 @@ def _model(context: AssetExecutionContext, scenario: ScenarioResource, fitted: F
         )
     context.add_output_metadata({"model_version": f"{version.name} v{version.version} (champion)"})
     mmm = load_model(path)
-    return mmm, fitted_features(mmm)
-
-
-def _store(scenario: ScenarioResource, table: str, frame: pd.DataFrame) -> None:
-    with scenario.duckdb(scenario.load()) as conn:
-        replace_table(conn, table, frame)
+    return mmm, fitted_features(mmm), str(version.version)
 
 
 def _publish(
     context: AssetExecutionContext, scenario: ScenarioResource, table: str, frame: pd.DataFrame, png: bytes,
     **extra: object,
 ) -> None:
-    """Replace the asset's DuckDB table and attach what a person looks at: row count, plot, extra tables."""
-    _store(scenario, table, frame)
+    """Replace the market's rows of the asset's DuckDB table and attach what a person looks at: row count, plot,
+    extra tables."""
+    scenario.store(table, frame)
     context.add_output_metadata(
         {
             "dagster/row_count": len(frame),
@@ -58,7 +72,7 @@ def _publish(
     )
 
 
-@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
 def channel_contributions(
     context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
 ) -> pd.DataFrame:
@@ -71,7 +85,7 @@ def channel_contributions(
     from mmm_assets.core.plots import contributions_plot
 
     cfg = scenario.load()
-    mmm, _ = _model(context, scenario, mmm_posterior)
+    mmm, _, _ = _model(context, scenario, mmm_posterior)
     long = weekly_contributions(mmm)
     wide = wide_means(long)
     totals = _totals(wide, [*cfg.channels, BASELINE])
@@ -86,25 +100,27 @@ def channel_contributions(
     return long
 
 
-@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
 def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel) -> pd.DataFrame:
     """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
     the average weekly spend at which marginal ROAS falls to 1 (breakeven) and the headroom to it.
 
-    Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`.
+    Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`; every refresh's
+    rows are also kept in `channel_roas_history` (with the model version), for the stability check.
     """
     from mmm_assets.core.plots import roas_plot
     from mmm_assets.core.roas import channel_roas as compute
 
-    mmm, features = _model(context, scenario, mmm_posterior)
+    mmm, features, version = _model(context, scenario, mmm_posterior)
     table = compute(mmm, features)
+    scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
                    "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
     _publish(context, scenario, "channel_roas", table, roas_plot(table), roas=md.table_md(shown))
     return table
 
 
-@asset(group_name=GROUP, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
 def response_curves(
     context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
 ) -> pd.DataFrame:
@@ -115,7 +131,7 @@ def response_curves(
     from mmm_assets.core.roas import response_curves as compute
 
     cfg = scenario.load()
-    mmm, features = _model(context, scenario, mmm_posterior)
+    mmm, features, _ = _model(context, scenario, mmm_posterior)
     curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
     _publish(
         context, scenario, "response_curves", curves, response_curves_plot(curves),
@@ -141,7 +157,7 @@ def _budget_metadata(result) -> dict:
 
 
 @asset(
-    group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation], freshness_policy=FRESHNESS
+    group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation], freshness_policy=FRESHNESS
 )
 def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
     """Next period's budget across channels that maximises the expected response (PyMC-Marketing's budget
@@ -152,8 +168,8 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.plots import allocation_plot
 
     cfg = scenario.load()
-    mmm, features = _model(context, scenario, mmm_posterior)
-    result = optimize_budget(mmm, features, cfg.decisions.budget)
+    mmm, features, _ = _model(context, scenario, mmm_posterior)
+    result = optimize_budget(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
     if result.fallback_used:
         context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
     _publish(
@@ -164,7 +180,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     return result
 
 
-@asset(group_name=GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
 def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
     """The same optimisation at several budget levels (default 50 %, 100 %, 150 % of the current budget), in one
     table: the return curve of the whole budget. DuckDB `budget_scenarios`.
@@ -173,8 +189,8 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.plots import scenarios_plot
 
     cfg = scenario.load()
-    mmm, features = _model(context, scenario, mmm_posterior)
-    table = compute(mmm, features, cfg.decisions.budget)
+    mmm, features, _ = _model(context, scenario, mmm_posterior)
+    table = compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
     levels = _levels(table)
     _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels), levels=md.table_md(levels))
     return table
@@ -195,7 +211,7 @@ def _levels(scenarios: pd.DataFrame) -> pd.DataFrame:
     return scenarios[keep].drop_duplicates("level").reset_index(drop=True)
 
 
-@asset(group_name=GROUP, kinds={"python", "duckdb"}, owners=OWNERS)
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"python", "duckdb"}, owners=OWNERS)
 def budget_recommendations(
     context: AssetExecutionContext, scenario: ScenarioResource, optimized_budget, channel_roas: pd.DataFrame
 ) -> pd.DataFrame:
@@ -208,7 +224,8 @@ def budget_recommendations(
 
     cfg = scenario.load()
     table = recommendations(optimized_budget, channel_roas, cfg.decisions.hold_band_pct)
-    _store(scenario, "budget_recommendations", table)
+    scenario.store("budget_recommendations", table)
+    scenario.append(RECOMMENDATIONS_HISTORY, _stamped(table, context.run_id))
     summary = executive_summary(optimized_budget, table)
     context.log.info("\n".join(summary))
     context.add_output_metadata(
@@ -222,7 +239,58 @@ def budget_recommendations(
     return table
 
 
-@asset(group_name=GROUP, kinds={"html"}, owners=OWNERS)
+def _previous_champion(scenario: ScenarioResource, run_id: str) -> tuple[str | None, pd.DataFrame | None, pd.DataFrame | None]:
+    """The last refresh before ``run_id`` whose ROAS came from another champion version: its run id, ROAS, advice."""
+    roas = scenario.read(ROAS_HISTORY)
+    current = set(roas.loc[roas["run_id"] == run_id, "model_version"])
+    older = roas[~roas["model_version"].isin(current)]
+    if older.empty:
+        return None, None, None
+    previous = older.sort_values("recorded_at")["run_id"].iloc[-1]
+    advice = scenario.read(RECOMMENDATIONS_HISTORY)
+    advice = advice[advice["run_id"] == previous]
+    return previous, older[older["run_id"] == previous], (advice if len(advice) else None)
+
+
+@asset_check(
+    asset=budget_recommendations,
+    additional_ins={"channel_roas": AssetIn("channel_roas")},
+    blocking=False,
+    partitions_def=MARKETS,
+    description=(
+        "Refresh stability (WARN, non-blocking): each channel's ROAS and marginal ROAS, its share of the proposed "
+        "budget and its advice compared with the previous champion's; a move beyond the `stability` bounds asks a "
+        "person to look before acting. Every comparison is kept in DuckDB table `stability_history`."
+    ),
+)
+def refresh_stability(
+    context: AssetCheckExecutionContext, scenario: ScenarioResource, budget_recommendations: pd.DataFrame,
+    channel_roas: pd.DataFrame,
+) -> AssetCheckResult:
+    """Compare this refresh's ROAS and advice with the previous champion's (core.stability)."""
+    from mmm_assets.core.stability import assess_stability
+
+    cfg = scenario.load()
+    previous_run, previous_roas, previous_advice = _previous_champion(scenario, context.run.run_id)
+    result = assess_stability(cfg.stability, channel_roas, previous_roas, budget_recommendations, previous_advice)
+    metadata: dict = {"previous_run_id": previous_run or "none (first champion)", "flagged": ", ".join(result.flagged)}
+    if result.compared:
+        scenario.append(STABILITY_HISTORY, _stamped(result.roas, context.run.run_id, previous_run_id=previous_run))
+        metadata["largest_roas_change_pct"] = MetadataValue.float(float(result.roas["change_pct"].abs().max()))
+        metadata["threshold"] = MetadataValue.float(cfg.stability.max_roas_change_pct)
+        metadata["roas_changes"] = md.table_md(
+            result.roas[["channel", "previous_roas", "current_roas", "change_pct", "mroas_change_pct", "flagged"]]
+        )
+        if result.recommendations is not None:
+            metadata["advice_changes"] = md.table_md(result.recommendations[
+                ["channel", "previous_action", "current_action", "share_change_pp", "flagged"]])
+    (context.log.warning if result.flagged else context.log.info)(result.message)
+    return AssetCheckResult(
+        passed=result.passed, severity=AssetCheckSeverity.WARN, description=result.message, metadata=metadata
+    )
+
+
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"html"}, owners=OWNERS)
 def mmm_report(
     context: AssetExecutionContext,
     scenario: ScenarioResource,
@@ -243,8 +311,7 @@ def mmm_report(
     from mmm_assets.core.report import Section, executive_summary, write_report
 
     cfg = scenario.load()
-    with scenario.duckdb(cfg) as conn:
-        contributions = read_table(conn, "channel_contributions")
+    contributions = scenario.read("channel_contributions")
     wide = wide_means(contributions)
     v = mmm_validation
     gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
@@ -269,8 +336,8 @@ def mmm_report(
     ]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = write_report(
-        cfg.paths.reports_dir / f"{cfg.scenario}_{stamp}_{context.run_id[:8]}",
-        f"Marketing-mix report: {cfg.scenario}",
+        cfg.paths.reports_dir / f"{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}",
+        f"Marketing-mix report: {cfg.scenario}, market {cfg.market}",
         f"Run {context.run_id}, data {mmm_posterior.data_version}, generated {stamp}",
         executive_summary(optimized_budget, budget_recommendations),
         sections,

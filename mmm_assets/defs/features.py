@@ -15,32 +15,37 @@ from dagster import (
     multi_asset_check,
 )
 
+from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.features import validate_features
-from mmm_assets.core.storage import content_hash, quote_ident, replace_table
+from mmm_assets.core.roles import with_calendar
+from mmm_assets.core.storage import content_hash, quote_ident
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS, SOURCE_ATTR
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 TABLE = "mmm_features"
 
 
-@asset(group_name="features", kinds={"duckdb"}, owners=OWNERS)
+@asset(group_name="features", kinds={"duckdb"}, owners=OWNERS, partitions_def=MARKETS)
 def mmm_features(
     context: AssetExecutionContext, scenario: ScenarioResource, marketing_spend: pd.DataFrame
 ) -> MaterializeResult:
-    """One row per week: the target, spend per channel and controls, in DuckDB table `mmm_features`.
+    """One row per market and week: the target, spend per channel and controls, in DuckDB table `mmm_features`.
 
     Validated before anything is written (weekly and contiguous, no duplicates, no missing or non-finite values,
-    no negative spend, enough weeks); the table is replaced in one transaction, so a rejected file leaves the
-    previous table exactly as it was.
+    no negative spend, enough weeks); the market's rows are replaced in one transaction, so a rejected file leaves
+    the previous table exactly as it was.
     """
     cfg = scenario.load()
     source = marketing_spend.attrs.get(SOURCE_ATTR, "marketing_spend")
-    features = validate_features(marketing_spend, cfg.channels, cfg.controls, cfg.validation.min_weeks, source)
+    weekly = with_calendar(marketing_spend, cfg)  # the calendar's event flags, stored with the features
+    features = validate_features(weekly, cfg.channels, cfg.controls, cfg.validation.min_weeks, source)
     version = content_hash(features)
-    with scenario.duckdb(cfg) as conn:
-        replace_table(conn, TABLE, features)
-    context.log.info(f"wrote {len(features)} weeks to {cfg.paths.duckdb}:{TABLE} (data version {version})")
+    scenario.store(TABLE, features)
+    context.log.info(
+        f"wrote {len(features)} weeks of market {cfg.market} to {cfg.paths.duckdb}:{TABLE} (data version {version})"
+    )
     return MaterializeResult(
         data_version=DataVersion(version),
         metadata={
@@ -57,34 +62,41 @@ def mmm_features(
 
 @multi_asset_check(
     specs=[
-        AssetCheckSpec("enough_weeks", asset=mmm_features, blocking=True, description="At least min_weeks rows."),
+        AssetCheckSpec(
+            "enough_weeks", asset=mmm_features, blocking=True, description="At least min_weeks rows.",
+            partitions_def=MARKETS,
+        ),
         AssetCheckSpec(
             "weekly_contiguous", asset=mmm_features, blocking=True,
-            description="Dates are unique and exactly 7 days apart.",
+            description="Dates are unique and exactly 7 days apart.", partitions_def=MARKETS,
         ),
         AssetCheckSpec(
             "complete_non_negative", asset=mmm_features, blocking=True,
-            description="No missing values anywhere and no negative spend.",
+            description="No missing values anywhere and no negative spend.", partitions_def=MARKETS,
         ),
     ],
 )
 def mmm_features_quality(context: AssetCheckExecutionContext, scenario: ScenarioResource):
-    """Data-quality checks run against the stored table (what the model will read), not the in-memory frame."""
+    """Data-quality checks run against the stored table (what the model will read), not the in-memory frame:
+    the run's market's rows and the columns that market uses."""
     cfg = scenario.load()
-    channels = [quote_ident(c) for c in cfg.channels]
+    columns = (DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls)
+    market = {"market": cfg.market}
     with scenario.duckdb(cfg) as conn:
-        rows = conn.execute(f"SELECT count(*) FROM {quote_ident(TABLE)}").fetchone()[0]
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE market_rows AS SELECT * FROM {quote_ident(TABLE)} "
+            f"WHERE {quote_ident(MARKET_COLUMN)} = $market", market
+        )
+        rows = conn.execute("SELECT count(*) FROM market_rows").fetchone()[0]
         bad_steps = conn.execute(
-            f"SELECT count(*) FROM (SELECT date - lag(date) OVER (ORDER BY date) AS step "
-            f"FROM {quote_ident(TABLE)}) WHERE step IS NOT NULL AND step <> INTERVAL 7 DAY"
+            "SELECT count(*) FROM (SELECT date - lag(date) OVER (ORDER BY date) AS step "
+            "FROM market_rows) WHERE step IS NOT NULL AND step <> INTERVAL 7 DAY"
         ).fetchone()[0]
-        columns = [r[0] for r in conn.execute(f"DESCRIBE {quote_ident(TABLE)}").fetchall()]
         nulls = conn.execute(
-            "SELECT " + " + ".join(f"count(*) - count({quote_ident(c)})" for c in columns)
-            + f" FROM {quote_ident(TABLE)}"
+            "SELECT " + " + ".join(f"count(*) - count({quote_ident(c)})" for c in columns) + " FROM market_rows"
         ).fetchone()[0]
         negatives = conn.execute(
-            "SELECT count(*) FROM " + quote_ident(TABLE) + " WHERE " + " OR ".join(f"{c} < 0" for c in channels)
+            "SELECT count(*) FROM market_rows WHERE " + " OR ".join(f"{quote_ident(c)} < 0" for c in cfg.channels)
         ).fetchone()[0]
     error = AssetCheckSeverity.ERROR
     yield AssetCheckResult(

@@ -6,8 +6,8 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from mmm_assets.core.generator import GroundTruth, generate
 from mmm_assets.core.ingest import read_landing_file, resolve_landing_file
-from mmm_assets.core.storage import replace_table
 from mmm_assets.defs import metadata as md
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 OWNERS = ["team:marketing-science"]
@@ -15,9 +15,9 @@ OWNERS = ["team:marketing-science"]
 SOURCE_ATTR = "source"
 
 
-@asset(group_name="ingest", kinds={"python", "pandas"}, owners=OWNERS)
+@asset(group_name="ingest", kinds={"python", "pandas"}, owners=OWNERS, partitions_def=MARKETS)
 def marketing_spend(context: AssetExecutionContext, scenario: ScenarioResource) -> pd.DataFrame:
-    """Weekly spend per channel, controls and the target (KPI), under the pipeline's column names.
+    """Weekly spend per channel, controls and the target (KPI) of one market, under the pipeline's column names.
 
     From the synthetic generator (known ground truth) or from the newest CSV/Parquet file in the landing folder,
     mapped from the team's own column names by the scenario configuration.
@@ -25,18 +25,19 @@ def marketing_spend(context: AssetExecutionContext, scenario: ScenarioResource) 
     cfg = scenario.load()
     if cfg.data.source == "synthetic":
         assert cfg.data.synthetic is not None
-        frame, _ = generate(cfg.data.synthetic)
-        source = f"synthetic generator (scenario {cfg.scenario}, seed {cfg.data.synthetic.seed})"
+        frame, _ = generate(cfg.data.synthetic, cfg.model.calendar)
+        source = f"synthetic generator (scenario {cfg.scenario}, market {cfg.market}, seed {cfg.data.synthetic.seed})"
     else:
         assert cfg.data.files is not None
         path = resolve_landing_file(cfg.data.files)
         context.log.info(f"reading landing file {path}")
-        frame = read_landing_file(path, cfg.data.files.columns)
+        frame = read_landing_file(path, cfg.data.files.columns, cfg.market if cfg.data.files.market_column else None)
         source = str(path)
     frame.attrs[SOURCE_ATTR] = source
     context.add_output_metadata(
         {
             "source": source,
+            "market": cfg.market,
             "dagster/row_count": len(frame),
             "date_range": md.date_range(frame),
             "channels": ", ".join(cfg.channels),
@@ -46,7 +47,7 @@ def marketing_spend(context: AssetExecutionContext, scenario: ScenarioResource) 
     return frame
 
 
-@asset(group_name="ingest", kinds={"python", "duckdb"}, owners=OWNERS)
+@asset(group_name="ingest", kinds={"python", "duckdb"}, owners=OWNERS, partitions_def=MARKETS)
 def ground_truth(context: AssetExecutionContext, scenario: ScenarioResource) -> GroundTruth | None:
     """The true parameters behind synthetic data (β, saturation λ, adstock α per channel); None for real data."""
     cfg = scenario.load()
@@ -54,10 +55,9 @@ def ground_truth(context: AssetExecutionContext, scenario: ScenarioResource) -> 
         context.add_output_metadata({"available": False, "reason": "real data (files source) has no ground truth"})
         return None
     assert cfg.data.synthetic is not None
-    _, truth = generate(cfg.data.synthetic)
+    _, truth = generate(cfg.data.synthetic, cfg.model.calendar)
     table = truth.parameters.reset_index()
-    with scenario.duckdb(cfg) as conn:
-        replace_table(conn, "ground_truth", table)
+    scenario.store("ground_truth", table)
     context.add_output_metadata(
         {
             "available": True,

@@ -5,6 +5,7 @@ PyMC-Marketing is imported inside the asset bodies, not at module level, so the 
 
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,24 +18,31 @@ from dagster import (
     Backoff,
     FreshnessPolicy,
     MetadataValue,
+    Output,
     ResourceParam,
     RetryPolicy,
     asset,
+    asset_check,
     multi_asset_check,
 )
 from dagster_mlflow.resources import MlFlow
 
+from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
+from mmm_assets.core.errors import InputError
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
 from mmm_assets.core.records import FittedModel, ValidationReport
-from mmm_assets.core.storage import append_rows, content_hash, read_table
+from mmm_assets.core.storage import content_hash, exclusive
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import OWNERS
+from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource, default_operations
 
 HISTORY_TABLE = "validation_history"
+#: Dagster pool of the steps that sample a posterior; dagster.yaml's `concurrency: pools:` bounds how many run at once.
+FIT_POOL = "mmm_fit"
 
 #: Stale (red in the UI) when not refreshed within the configured days, a warning one day before.
 _STALE_DAYS = default_operations().freshness_days
@@ -45,8 +53,78 @@ FRESHNESS = FreshnessPolicy.time_window(
 
 
 def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
-    with scenario.duckdb(cfg) as conn:
-        return read_table(conn, FEATURES_TABLE)
+    """The run's market's feature rows, in the model's columns."""
+    return scenario.read(FEATURES_TABLE, [DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls])
+
+
+def _market_frames(scenario: ScenarioResource, cfg) -> dict[str, pd.DataFrame]:
+    """Every market's feature rows, in the model's columns: what the pooled model is fitted to."""
+    stored = scenario.read_every_market(FEATURES_TABLE)
+    markets = cfg.market_names or sorted(stored[MARKET_COLUMN].unique())
+    missing = sorted(set(markets) - set(stored[MARKET_COLUMN]))
+    if missing:
+        raise InputError(
+            f"the pooled model of scenario {cfg.scenario} needs every market's features, but {cfg.paths.duckdb} has "
+            f"none for market(s) {', '.join(missing)}: materialise mmm_features for them first (e.g. `make run`, "
+            "which refreshes every market, or a backfill of the ingest and features assets)"
+        )
+    columns = [DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls]
+    return {m: stored.loc[stored[MARKET_COLUMN] == m, columns].sort_values(DATE_COLUMN).reset_index(drop=True)
+            for m in markets}
+
+
+def _pooled_data_version(frames: dict[str, pd.DataFrame]) -> str:
+    return content_hash(pd.concat(frames, names=[MARKET_COLUMN]).reset_index(level=0))
+
+
+def _build_once(path: Path, report, build) -> bool:
+    """``build(path)`` unless another market's run on the same data already did: the pooled model (and its holdout
+    forecasts) are computed once for all markets. Returns whether it was built here."""
+    with exclusive(path.with_name(path.name + ".lock"), lambda pid: report(f"waiting for pid {pid} building {path}")):
+        if path.exists():
+            report(f"reusing {path}, computed by another market's run on the same data")
+            return False
+        build(path)
+        return True
+
+
+def _pooled_view(scenario: ScenarioResource, cfg, report):
+    """The market's slice of the pooled model over every market's current features (fitted once per data version)."""
+    from mmm_assets.core.model import FitResult, diagnose, free_parameters, load_model, save_model
+    from mmm_assets.core.pooling import fit_pooled, market_view
+
+    frames = _market_frames(scenario, cfg)
+    path = cfg.paths.models_dir / "pooled" / f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}.nc"
+    fitted: list[FitResult] = []
+
+    def build(target: Path) -> None:
+        fitted.append(fit_pooled(cfg, frames, report))
+        save_model(fitted[0].mmm, target)
+
+    _build_once(path, report, build)
+    view = market_view(load_model(path), cfg.market)
+    wall = fitted[0].wall_seconds if fitted else 0.0
+    sampler = fitted[0].sampler if fitted else cfg.sampler.name
+    return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view))), path
+
+
+def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
+    """The market's holdout forecast from one pooled refit without every market's last ``weeks`` weeks."""
+    from mmm_assets.core.pooling import holdout_forecast_pooled
+
+    frames = _market_frames(scenario, cfg)
+    name = f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}_holdout{weeks}.parquet"
+
+    def build(target: Path) -> None:
+        forecasts, _ = holdout_forecast_pooled(cfg, frames, weeks, report)
+        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        pd.concat(forecasts, names=[MARKET_COLUMN]).reset_index(level=0).to_parquet(staged, index=False)
+        os.replace(staged, target)
+
+    path = cfg.paths.models_dir / "pooled" / name
+    _build_once(path, report, build)
+    stored = pd.read_parquet(path)
+    return stored[stored[MARKET_COLUMN] == cfg.market].drop(columns=MARKET_COLUMN).reset_index(drop=True)
 
 
 @asset(
@@ -56,6 +134,8 @@ def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
     deps=[mmm_features],
     retry_policy=RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL),
     freshness_policy=FRESHNESS,
+    partitions_def=MARKETS,
+    pool=FIT_POOL,
 )
 def mmm_posterior(
     context: AssetExecutionContext, scenario: ScenarioResource, mlflow: ResourceParam[MlFlow]
@@ -72,9 +152,14 @@ def mmm_posterior(
 
     cfg = scenario.load()
     features = _features(scenario, cfg)
-    result = fit(cfg, features, report=context.log.info)
+    pooled_file = None
+    if cfg.pooled:
+        result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
+    else:
+        result = fit(cfg, features, report=context.log.info)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = save_model(result.mmm, cfg.paths.models_dir / f"mmm_{cfg.scenario}_{stamp}_{context.run_id[:8]}.nc")
+    name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
+    path = save_model(result.mmm, cfg.paths.models_dir / name)
     context.log.info(f"saved the posterior to {path}")
     data_version = content_hash(features)
     run = mlflow.active_run()
@@ -85,6 +170,8 @@ def mmm_posterior(
         "dagster_partition": context.partition_key if context.has_partition_key else "",
         "code_version": tracking.code_version(PROJECT_DIR),
         "scenario": cfg.scenario,
+        "market": cfg.market,
+        "pooling": f"pooled ({pooled_file})" if pooled_file else "separate",
     }
     tracking.log_fit(
         client, run.info.run_id, cfg, tags=lineage,
@@ -93,7 +180,7 @@ def mmm_posterior(
     )
     version = tracking.register_version(client, cfg, run.info.run_id, {**lineage, "data_version": data_version})
     url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
-    context.log.info(f"MLflow run {run.info.run_id}, model {cfg.operations.registered_model} version {version}")
+    context.log.info(f"MLflow run {run.info.run_id}, model {tracking.model_name(cfg)} version {version}")
     s = cfg.sampler
     fitted = FittedModel(
         path=str(path),
@@ -125,7 +212,7 @@ def mmm_posterior(
             "model_file": MetadataValue.path(str(path)),
             "mlflow_run_id": run.info.run_id,
             "mlflow_run": MetadataValue.url(url),
-            "model_version": f"{cfg.operations.registered_model} v{version}",
+            "model_version": f"{tracking.model_name(cfg)} v{version}",
         }
     )
     return fitted
@@ -137,7 +224,8 @@ def _shown(value: float) -> float:
 
 
 def _history_rows(run_id: str, scenario: str, report: ValidationReport, thresholds) -> pd.DataFrame:
-    """One row per metric: every gate, plus each channel's recovery error against its own threshold."""
+    """One row per metric: every gate, plus each channel's recovery error against its own threshold (the market
+    column is added when the rows are stored)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = [
         {"metric": g["metric"], "value": g["value"], "threshold": g["threshold"], "passed": g["passed"]}
@@ -164,6 +252,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
 
 @asset(
     group_name="model", kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features],
+    partitions_def=MARKETS, pool=FIT_POOL,
 )
 def mmm_validation(
     context: AssetExecutionContext,
@@ -200,7 +289,10 @@ def mmm_validation(
     holdout = None
     weeks = cfg.validation.holdout_weeks
     if weeks:
-        holdout, _ = holdout_forecast(cfg, features, weeks, report=context.log.info)
+        if cfg.pooled:
+            holdout = _pooled_holdout(scenario, cfg, weeks, context.log.info)
+        else:
+            holdout, _ = holdout_forecast(cfg, features, weeks, report=context.log.info)
         metrics["holdout_r2"] = r2(holdout["actual"], holdout["predicted_mean"])
         metrics["holdout_mape_pct"] = mape_pct(holdout["actual"], holdout["predicted_mean"])
     table = None
@@ -214,10 +306,7 @@ def mmm_validation(
         model_version=mmm_posterior.model_version,
     )
     tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, metrics, prefix="validation.")
-    with scenario.duckdb(cfg) as conn:
-        append_rows(
-            conn, HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds)
-        )
+    scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))
     failed = report.failed_gates()
     context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
     gate_table = pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]
@@ -226,7 +315,7 @@ def mmm_validation(
         "gates": md.table_md(gate_table),
         "failed_gates": ", ".join(failed) or "none",
         "fit_plot": md.image(
-            fit_plot(in_sample, holdout, f"{cfg.scenario}: actual vs fitted (holdout: last {weeks} weeks)"),
+            fit_plot(in_sample, holdout, f"{cfg.scenario}/{cfg.market}: actual vs fitted (holdout: last {weeks} weeks)"),
             "actual vs fitted",
         ),
         "history_table": MetadataValue.text(HISTORY_TABLE),
@@ -234,13 +323,35 @@ def mmm_validation(
     if table is not None:
         meta["recovery"] = md.table_md(table.drop(columns=["error_kind"]))
         meta["recovery_plot"] = md.image(recovery_plot(table), "recovered vs true parameters")
+    meta.update(_calibration_reports(scenario, cfg, mmm))
     context.add_output_metadata(meta)
     return report
 
 
+def _calibration_reports(scenario: ScenarioResource, cfg, mmm) -> dict:
+    """What the analyst told the model and what it made of it: the non-media terms (sign, effect), each ROI prior
+    against the posterior ROAS, each lift test against the model's lift. Stored in DuckDB and shown as tables."""
+    from mmm_assets.core.calibration import lift_test_report, load_lift_tests
+    from mmm_assets.core.priors import roi_prior_report, term_estimates
+
+    reports = {
+        "terms": term_estimates(mmm) if cfg.controls or cfg.model.trend else None,
+        "roi_priors": roi_prior_report(mmm, cfg) if cfg.model.roi_priors else None,
+        "lift_tests": lift_test_report(mmm, tests) if (tests := load_lift_tests(cfg)) is not None else None,
+    }
+    meta = {}
+    for name, table in reports.items():
+        if table is not None:
+            scenario.store(f"{name}_report", table)
+            meta[name] = md.table_md(table)
+    return meta
+
+
 @multi_asset_check(
     specs=[
-        AssetCheckSpec(gate.name, asset=mmm_validation, blocking=True, description=gate.description)
+        AssetCheckSpec(
+            gate.name, asset=mmm_validation, blocking=True, description=gate.description, partitions_def=MARKETS
+        )
         for gate in GATES
     ],
 )
@@ -257,7 +368,7 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioRes
     decision = "no model version"
     if mmm_validation.model_version is not None:
         decision = tracking.promote_or_reject(tracking.client_for(cfg), cfg, mmm_validation.model_version, failed)
-        context.log.info(f"model {cfg.operations.registered_model} v{mmm_validation.model_version}: {decision}")
+        context.log.info(f"model {tracking.model_name(cfg)} v{mmm_validation.model_version}: {decision}")
     for gate in mmm_validation.gates:
         yield AssetCheckResult(
             check_name=gate["gate"],
@@ -271,3 +382,61 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioRes
                 "registry": decision,
             },
         )
+
+
+CV_TABLE = "cv_folds"
+
+
+@asset(
+    group_name="model", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features], partitions_def=MARKETS,
+    pool=FIT_POOL, output_required=False,
+)
+def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResource):
+    """Optional time-slice cross-validation (`validation.cross_validation.enabled`): rolling-origin folds, each a
+    refit on the weeks before its origin that forecasts the next `horizon_weeks`; out-of-sample MAPE, CRPS, R² and
+    HDI coverage per fold in DuckDB table `cv_folds`, checked on the average. Not materialised when switched off.
+    """
+    cfg = scenario.load()
+    settings = cfg.validation.cross_validation
+    if not settings.enabled:
+        context.log.info("time-slice cross-validation is off (validation.cross_validation.enabled: false)")
+        return
+    from mmm_assets.core.cv import cross_validate
+    from mmm_assets.core.plots import cv_plot
+
+    features = _features(scenario, cfg)
+    result = cross_validate(cfg, features, context.log.info)
+    scenario.store(CV_TABLE, result.folds)
+    history = features.rename(columns={TARGET_COLUMN: "actual"})
+    yield Output(
+        result,
+        metadata={
+            **{name: MetadataValue.float(_shown(value)) for name, value in result.summary.items()},
+            "folds": md.table_md(result.folds),
+            "cv_plot": md.image(cv_plot(result.forecasts, result.folds, history, cfg.validation.cv_mape_max_pct),
+                                "forecasts of every fold"),
+            "duckdb_table": MetadataValue.text(CV_TABLE),
+        },
+    )
+
+
+@asset_check(
+    asset=mmm_cross_validation,
+    blocking=False,
+    partitions_def=MARKETS,
+    description="The folds' mean out-of-sample MAPE (and mean relative CRPS, when configured) within its threshold.",
+)
+def cross_validation_gates(mmm_cross_validation) -> AssetCheckResult:
+    """Passes when every cross-validation gate passed; each gate's value and threshold in the metadata."""
+    gates = [g.as_dict() for g in mmm_cross_validation.gates]
+    first = gates[0]
+    return AssetCheckResult(
+        passed=mmm_cross_validation.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "value": MetadataValue.float(_shown(first["value"])),
+            "threshold": MetadataValue.float(float(first["threshold"])),
+            "gates": md.table_md(pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]),
+            "failed_gates": ", ".join(mmm_cross_validation.failed_gates) or "none",
+        },
+    )

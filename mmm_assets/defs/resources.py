@@ -9,14 +9,32 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import duckdb
+import pandas as pd
 from dagster import ConfigurableResource, InitResourceContext, resource
 from dagster_duckdb import DuckDBResource
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field, PrivateAttr
 
-from mmm_assets.core.config import ENV_CONFIG, ConfigError, FilesSource, MMMConfig, OperationsConfig, load_config
-from mmm_assets.core.storage import connect, ensure_free_space
+from mmm_assets.core.config import (
+    ENV_CONFIG,
+    MARKET_COLUMN,
+    ConfigError,
+    FilesSource,
+    MMMConfig,
+    OperationsConfig,
+    load_config,
+)
+from mmm_assets.core.storage import (
+    append_rows,
+    connect,
+    ensure_free_space,
+    read_market,
+    read_table,
+    replace_market,
+)
 
+#: The run tag holding a run's partition, here its market.
+PARTITION_TAG = "dagster/partition"
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
 
@@ -46,11 +64,20 @@ class ScenarioResource(ConfigurableResource):
     _loaded: MMMConfig | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Read the scenario once per run, so every step of a run sees the same settings even if the file changes.
+        """Read the scenario once per run, so every step of a run sees the same settings even if the file changes,
+        narrowed to the run's market (its partition).
 
         A run whose output disks are (nearly) full stops here, before it fits anything.
         """
-        self._loaded = cfg = self._read()
+        if context.dagster_run is None:  # initialised outside a run (e.g. to clean up after a failure): nothing to read
+            return
+        market = context.dagster_run.tags.get(PARTITION_TAG)
+        if market is None:
+            raise ConfigError(
+                "every asset is partitioned by market: materialise one market (partition), e.g. "
+                "`python -m mmm_assets run --market <name>` or pick a partition in the UI"
+            )
+        self._loaded = cfg = self._read().for_market(market)
         ensure_free_space(
             {
                 "models directory (paths.models_dir)": cfg.paths.models_dir,
@@ -61,7 +88,10 @@ class ScenarioResource(ConfigurableResource):
         )
 
     def load(self) -> MMMConfig:
-        return self._loaded if self._loaded is not None else self._read()
+        """The run's scenario, narrowed to its market."""
+        if self._loaded is None:
+            raise RuntimeError("the scenario resource is read when a run starts; load() is for steps of a run")
+        return self._loaded
 
     def _read(self) -> MMMConfig:
         cfg = load_config(self.config_path)
@@ -84,6 +114,30 @@ class ScenarioResource(ConfigurableResource):
         with DuckDBResource(database=str(cfg.paths.duckdb)).get_connection() as conn:
             yield conn
 
+    def store(self, table: str, frame: pd.DataFrame) -> None:
+        """Replace the run's market's rows of ``table`` with ``frame`` (one transaction)."""
+        cfg = self.load()
+        with self.duckdb(cfg) as conn:
+            replace_market(conn, table, frame, cfg.market)
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        """Append ``frame`` to ``table`` as rows of the run's market."""
+        cfg = self.load()
+        with self.duckdb(cfg) as conn:
+            append_rows(conn, table, frame.assign(**{MARKET_COLUMN: cfg.market}))
+
+    def read_every_market(self, table: str) -> pd.DataFrame:
+        """Every market's rows of ``table``, with the market column (what a pooled model reads)."""
+        cfg = self.load()
+        with self.duckdb(cfg) as conn:
+            return read_table(conn, table)
+
+    def read(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The run's market's rows of ``table`` (without the market column)."""
+        cfg = self.load()
+        with self.duckdb(cfg) as conn:
+            return read_market(conn, table, cfg.market, columns)
+
 
 @resource(required_resource_keys={"scenario"})
 def mlflow_tracking_for_scenario(context: InitResourceContext) -> MlFlow:
@@ -99,7 +153,9 @@ def mlflow_tracking_for_scenario(context: InitResourceContext) -> MlFlow:
     config = {
         "experiment_name": cfg.operations.mlflow_experiment,
         "mlflow_tracking_uri": tracking.tracking_uri(cfg),
-        "extra_tags": {"scenario": cfg.scenario, "code_version": tracking.code_version(PROJECT_DIR)},
+        "extra_tags": {
+            "scenario": cfg.scenario, "market": cfg.market, "code_version": tracking.code_version(PROJECT_DIR)
+        },
     }
     adapted = SimpleNamespace(
         log=context.log, dagster_run=context.dagster_run, run_id=context.run_id, resource_config=config

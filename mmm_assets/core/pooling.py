@@ -1,0 +1,374 @@
+"""Partial pooling across markets: one hierarchical MMM for all markets, and a single-market view of it per market.
+
+``fit_pooled`` fits PyMC-Marketing's ``MMM`` with ``dims=("market",)`` to every market's feature frame at once. Each
+market keeps its own intercept, noise, saturation ``lam``, saturation ``beta`` and adstock ``alpha``, but the media
+parameters are drawn around a per-channel mean shared by the markets::
+
+    log lam[m, c]     ~ Normal(mu_lam[c], spread_lam)          mu_lam[c] ~ Normal(mean, mean_sd)
+    logit alpha[m, c] ~ Normal(mu_alpha[c], spread_alpha)      (the same for mu_alpha, mu_beta)
+    log beta[m, c]    ~ Normal(mu_beta[c], spread_beta)
+
+so a market whose own data say little borrows strength from the others, and one whose data say a lot keeps its own
+values. ``spread`` is the standard deviation between markets on the log (``lam``, ``beta``) or logit (``alpha``)
+scale: 0.2 means markets are expected to differ by roughly ±20 %. It is a stated assumption, not estimated: with a
+handful of markets the data barely inform a between-market scale. Measured on config/markets_pooled.yaml (3 markets x
+104 weeks, 2 chains, seeds 42 and 7), the variants that learned it sampled worse: a HalfNormal hyper-prior per
+channel, non-centred, had a lowest bulk ESS of 8 at 2 x 250 draws (tree depth at its maximum); centred, 11
+divergences; one learned spread per parameter, centred, a lowest bulk ESS of 90 and 110 at 2 x 300 draws; this
+fixed, centred form 112-124 with no divergence. Centred suits it because most markets' data pin their parameters
+down.
+
+Scaling is per market (``DataDerivedScaling(method="max", dims=())``: the maximum over the dates only, separately
+for every market and channel), unlike the library's default for a panel, which takes one maximum over all markets.
+So a market's ``lam`` applies to its own max-scaled spend and its ``beta`` is in units of its own target maximum,
+exactly as in a model fitted to that market alone, and the two are comparable.
+
+The library needs a balanced panel: every market over the same weeks (it fills missing cells with 0, which would be
+fitted as observed zeros), so ``fit_pooled`` refuses markets whose weeks differ.
+
+``market_view`` turns the pooled model into an ordinary single-market ``MMM`` whose posterior is the pooled
+posterior's slice for one market and whose scales are that market's scales (fixed), so everything that takes a
+single-market model (ROAS, budget, contributions, predictions, ``model.save_model`` / ``model.load_model``) works
+on it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pymc_extras.prior import Prior
+from pymc_marketing.mmm import MMM
+from pymc_marketing.mmm.components.base import Transformation
+from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
+
+from mmm_assets.core.config import (
+    DATE_COLUMN,
+    MARKET_COLUMN,
+    TARGET_COLUMN,
+    ConfigError,
+    MMMConfig,
+    SamplerConfig,
+)
+from mmm_assets.core.errors import InputError, day, examples
+from mmm_assets.core.model import (
+    PREDICTED,
+    FitResult,
+    Reporter,
+    _interval_frame,
+    _silent,
+    available_sampler,
+    build_mmm,
+    free_parameters,
+    sample,
+    split_xy,
+)
+from mmm_assets.core.roles import term_specs
+
+MARKET_DIM = MARKET_COLUMN
+#: Idata attributes of a market view saying where its posterior came from.
+VIEW_MARKET_ATTR = "pooled_market"
+VIEW_MARKETS_ATTR = "pooled_markets"
+VIEW_SOURCE_ATTR = "pooled_model_id"
+#: Groups whose variables are restricted to the single-market model's own variables (hyper-parameters are dropped).
+_PARAMETER_GROUPS = ("posterior", "prior")
+_ORIGINAL_SCALE = "_original_scale"
+
+
+@dataclass(frozen=True)
+class HierarchicalPrior:
+    """One media parameter across markets: ``link(theta[m, c])``, ``theta[m, c] ~ Normal(mu[c], spread)`` and
+    ``mu[c] ~ Normal(mean, mean_sd)``, on the link's unbounded scale (log or logit)."""
+
+    mean: float
+    mean_sd: float
+    spread: float
+
+    def __post_init__(self) -> None:
+        if not (self.mean_sd > 0 and self.spread > 0):
+            raise ValueError(f"mean_sd ({self.mean_sd}) and spread ({self.spread}) must be > 0")
+
+    def prior(self, transform: str) -> Prior:
+        return Prior(
+            "Normal",
+            mu=Prior("Normal", mu=self.mean, sigma=self.mean_sd, dims="channel"),
+            sigma=self.spread,
+            dims=(MARKET_DIM, "channel"),
+            transform=transform,
+        )
+
+
+@dataclass(frozen=True)
+class PoolingPriors:
+    """The hierarchical priors of the pooled model.
+
+    The shared means default to the single-market model's default priors, moment-matched on the link scale:
+    ``lam`` ~ Gamma(3, 1) (mean 3, sd 1.7) gives log-normal (0.955, 0.536); ``alpha`` ~ Beta(1, 3) (mean 0.25)
+    gives logit-normal (-1.1, 1.2); ``beta`` ~ HalfNormal(2) on the max-scaled target becomes a log-normal centred
+    on 0.5 with sd 1 (0.07-3.5 for 95 % of the mass), a log scale being what lets markets be pooled by ratio. The
+    spreads say how alike the markets are assumed to be: about ±20 % in ``lam``, ±0.3 on the logit scale in
+    ``alpha`` (±0.05 around 0.25) and ±30 % in ``beta`` (in units of each market's own target maximum).
+    """
+
+    saturation_lam: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(0.955, 0.536, 0.2))
+    adstock_alpha: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(-1.1, 1.2, 0.3))
+    saturation_beta: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(math.log(0.5), 1.0, 0.3))
+
+    def model_config(self) -> dict[str, Prior]:
+        return {
+            "saturation_lam": self.saturation_lam.prior("exp"),
+            "adstock_alpha": self.adstock_alpha.prior("sigmoid"),
+            "saturation_beta": self.saturation_beta.prior("exp"),
+        }
+
+
+def stack_markets(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """One long frame (``market`` first) from per-market feature frames that cover the same weeks and columns.
+
+    ``columns`` are the model's columns (date, target, channels, controls). Raises :class:`InputError` naming the
+    market and what differs when the markets cannot form a balanced panel.
+    """
+    if len(frames) < 2:
+        raise InputError(f"pooling needs at least two markets, got {sorted(frames)}; fit a single market separately")
+    problems = []
+    reference_market, reference = next(iter(frames.items()))
+    reference_dates = pd.DatetimeIndex(reference[DATE_COLUMN]) if DATE_COLUMN in reference else None
+    for market, frame in frames.items():
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            problems.append(f"market {market!r}: column(s) {absent} missing (it has {list(frame.columns)})")
+            continue
+        if frame[columns].isna().any().any():
+            holes = [c for c in columns if frame[c].isna().any()]
+            problems.append(f"market {market!r}: empty cells in column(s) {holes}; give every market every column")
+        dates = pd.DatetimeIndex(frame[DATE_COLUMN])
+        if reference_dates is not None and not dates.equals(reference_dates):
+            only = [day(d) for d in dates.difference(reference_dates)]
+            lacks = [day(d) for d in reference_dates.difference(dates)]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"weeks {reference_market!r} lacks: {examples(only)}" if only else "",
+                    f"weeks it lacks: {examples(lacks)}" if lacks else "",
+                )
+                if part
+            ) or "same weeks in another order"
+            problems.append(
+                f"market {market!r} covers {day(dates.min())}..{day(dates.max())} ({len(dates)} weeks), "
+                f"market {reference_market!r} {day(reference_dates.min())}..{day(reference_dates.max())} "
+                f"({len(reference_dates)} weeks): {detail}. The pooled model needs every market over the same "
+                "weeks; trim the markets to their common weeks or fit them separately"
+            )
+        channels = [c for c in columns if c not in (DATE_COLUMN, TARGET_COLUMN)]
+        silent = [c for c in channels if not (frame[c] != 0).any()]
+        if silent:
+            problems.append(
+                f"market {market!r}: column(s) {silent} are zero in every week, so the market's max scaling is "
+                "undefined; drop the column from the scenario or fit the markets separately"
+            )
+    if problems:
+        bullets = "\n".join(f"  - {p}" for p in problems)
+        raise InputError(f"the markets' feature tables cannot be pooled:\n{bullets}")
+    parts = [frame[columns].assign(**{MARKET_DIM: market}) for market, frame in frames.items()]
+    stacked = pd.concat(parts, ignore_index=True)
+    return stacked[[MARKET_DIM, *columns]]
+
+
+def unsupported(cfg: MMMConfig) -> list[str]:
+    """The scenario's settings the pooled model does not implement yet (it has media, intercept and seasonality)."""
+    found = []
+    terms = [spec.name for spec in term_specs(cfg)]
+    if terms:
+        found.append(f"non-media terms {terms} (controls, competitors, calendar events, model.trend)")
+    for key in ("roi_priors", "scaling", "lift_tests"):
+        if getattr(cfg.model, key):
+            found.append(f"model.{key}")
+    return found
+
+
+def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM:
+    """The hierarchical MMM: the project's single-market model (``model.build_mmm``) with a market dimension.
+
+    Raises :class:`ConfigError` when the scenario uses what the pooled model does not implement (:func:`unsupported`).
+    """
+    missing = unsupported(cfg)
+    if missing:
+        raise ConfigError(
+            f"scenario {cfg.scenario!r}: markets.pooling is 'pooled', but the pooled model does not support "
+            f"{'; '.join(missing)} yet. Set markets.pooling: separate, or remove those settings"
+        )
+    template = build_mmm(cfg)
+    return MMM(
+        date_column=template.date_column,
+        channel_columns=list(template.channel_columns),
+        target_column=template.target_column,
+        adstock=template.adstock,
+        saturation=template.saturation,
+        adstock_first=template.adstock_first,
+        control_columns=template.control_columns,
+        yearly_seasonality=template.yearly_seasonality,
+        dims=(MARKET_DIM,),
+        scaling=Scaling(
+            target=DataDerivedScaling(method="max", dims=()),
+            channel=DataDerivedScaling(method="max", dims=()),
+        ),
+        model_config=(priors or PoolingPriors()).model_config(),
+    )
+
+
+def fit_pooled(
+    cfg: MMMConfig,
+    frames: Mapping[str, pd.DataFrame],
+    report: Reporter = _silent,
+    sampler_cfg: SamplerConfig | None = None,
+    priors: PoolingPriors | None = None,
+    in_sample_predictive: bool = True,
+) -> FitResult:
+    """Fit one hierarchical MMM to every market's validated feature frame (market name -> frame).
+
+    ``cfg`` is the scenario (any market's narrowed copy works too: only model and sampler settings are read).
+    The frames must cover the same weeks with the same columns. Diagnostics are over every free parameter of the
+    pooled model, hyper-parameters included; ``diagnose(market_view(...).idata, ...)`` gives one market's own.
+    """
+    s = sampler_cfg or cfg.sampler
+    sampler = available_sampler(s.name)
+    if sampler != s.name:
+        report(f"sampler {s.name!r} is not installed; using PyMC's own NUTS sampler instead")
+    mmm = build_pooled_mmm(cfg, priors)
+    columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
+    X, y = split_xy(stack_markets(frames, columns))
+    mmm.build_model(X, y)
+    mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    parameters = free_parameters(mmm)
+    weeks = X[DATE_COLUMN].nunique()
+    report(
+        f"fitting a pooled model of {len(frames)} markets ({', '.join(frames)}) x {weeks} weeks x "
+        f"{len(mmm.channel_columns)} channels with {sampler}: {s.chains} chains x ({s.tune} tune + {s.draws} draws)"
+    )
+    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit")
+
+
+def pooled_markets(mmm: MMM) -> list[str]:
+    """The markets of a pooled model, in its posterior's order."""
+    if MARKET_DIM not in mmm.dims:
+        raise ValueError(f"the model has dims {mmm.dims}, not a {MARKET_DIM!r} dimension: it is not a pooled model")
+    return [str(m) for m in mmm.idata.posterior.coords[MARKET_DIM].values]
+
+
+def _single_market(transform: Transformation) -> Transformation:
+    """The same transformation (type and settings) with its default priors, which the view's MMM gives channel dims."""
+    single = copy.deepcopy(transform)
+    single.function_priors = copy.deepcopy(single.default_priors)
+    return single
+
+
+def _slice(group: xr.Dataset, market: str) -> xr.Dataset:
+    return group.sel({MARKET_DIM: market}, drop=True) if MARKET_DIM in group.dims else group
+
+
+def market_view(pooled: MMM, market: str) -> MMM:
+    """A single-market ``MMM`` whose posterior is ``pooled``'s for ``market``.
+
+    Built like a model loaded from a file (``MMM.load_from_idata``): the market's slice of every idata group, the
+    single-market model's own variables only (the pooled hyper-parameters stay in the pooled model), the market's
+    channel and target scales as fixed scaling, and the pooled sampler's ``sample_stats`` (divergences are the
+    pooled fit's). Its nominal priors are the library defaults: it is never refitted; the idata attributes
+    ``pooled_market`` / ``pooled_markets`` / ``pooled_model_id`` record where the posterior came from.
+    """
+    markets = pooled_markets(pooled)
+    if market not in markets:
+        raise ValueError(f"the pooled model has no market {market!r}; its markets are {markets}")
+    source = pooled.idata
+    constant = _slice(source.constant_data.to_dataset(), market)
+    channel_scale = constant["channel_scale"].astype(float)
+    target_scale = float(constant["target_scale"])
+    view = MMM(
+        date_column=pooled.date_column,
+        channel_columns=list(pooled.channel_columns),
+        target_column=pooled.target_column,
+        adstock=_single_market(pooled.adstock),
+        saturation=_single_market(pooled.saturation),
+        adstock_first=pooled.adstock_first,
+        control_columns=pooled.control_columns,
+        yearly_seasonality=pooled.yearly_seasonality,
+        scaling=Scaling(
+            target=FixedScaling(dims=(), value=target_scale),
+            channel=FixedScaling(dims=(), value=channel_scale),
+        ),
+    )
+    fit_data = _slice(source.fit_data.to_dataset(), market)
+    features = fit_data.to_dataframe().reset_index()
+    X, y = features.drop(columns=[view.target_column]), features[view.target_column]
+    view.build_model(X, y)  # only to learn the single-market model's variable names
+    own = set(view.model.named_vars) | {f"{name}{_ORIGINAL_SCALE}" for name in view.model.named_vars}
+
+    groups: dict[str, xr.Dataset] = {}
+    for name, node in source.children.items():
+        group = _slice(node.to_dataset(), market)
+        if name in _PARAMETER_GROUPS:
+            group = group[[v for v in group.data_vars if v in own]]
+        groups[name] = group
+    idata = xr.DataTree.from_dict({f"/{name}": group for name, group in groups.items()})
+    restored = [
+        name[: -len(_ORIGINAL_SCALE)]
+        for name in pooled.model.named_vars
+        if name.endswith(_ORIGINAL_SCALE)
+        and (name[: -len(_ORIGINAL_SCALE)].endswith("_contribution") or name[: -len(_ORIGINAL_SCALE)] == view.output_var)
+    ]
+    idata.attrs = {
+        **view.create_idata_attrs(),
+        "original_scale_vars": json.dumps(restored),
+        VIEW_MARKET_ATTR: market,
+        VIEW_MARKETS_ATTR: json.dumps(markets),
+        VIEW_SOURCE_ATTR: str(source.attrs.get("id", pooled.id)),
+    }
+    loaded = MMM.load_from_idata(idata)
+    built_scale = loaded.model["channel_scale"].get_value()
+    if not np.allclose(built_scale, channel_scale.sel(channel=loaded.channel_columns).to_numpy()):
+        raise RuntimeError(f"market view {market!r}: its channel scale does not match the pooled model's")
+    return loaded
+
+
+def view_is_pooled(mmm: MMM) -> str | None:
+    """The market a model is a pooled view of, or None for a model fitted on its own."""
+    return mmm.idata.attrs.get(VIEW_MARKET_ATTR) if mmm.idata is not None else None
+
+
+def holdout_forecast_pooled(
+    cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], weeks: int, report: Reporter = _silent
+) -> tuple[dict[str, pd.DataFrame], FitResult]:
+    """The pooled counterpart of ``model.holdout_forecast``: one pooled refit without the last ``weeks`` weeks.
+
+    Returns, per market, the forecast of its held-out weeks (``date``, ``actual``, ``predicted_mean`` / HDI, as
+    ``model.holdout_forecast``) and the refit itself.
+    """
+    draws = min(cfg.validation.holdout_draws, cfg.sampler.draws)
+    sampler = cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
+    train = {m: f.iloc[:-weeks].reset_index(drop=True) for m, f in frames.items()}
+    report(f"holdout: refitting the pooled model without the last {weeks} weeks of every market")
+    result = fit_pooled(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
+    forecasts = {}
+    for market, frame in frames.items():
+        test = frame.iloc[-weeks:]
+        X_test, _ = split_xy(test[[DATE_COLUMN, TARGET_COLUMN, *result.mmm.channel_columns,
+                                   *(result.mmm.control_columns or [])]])
+        predictive = market_view(result.mmm, market).sample_posterior_predictive(
+            X_test,
+            var_names=[PREDICTED],
+            include_last_observations=True,
+            extend_idata=False,
+            combined=False,
+            progressbar=False,
+            random_seed=cfg.sampler.seed,
+        )[PREDICTED]
+        forecast = _interval_frame(predictive, pd.Index(test[DATE_COLUMN]), "predicted_")
+        forecast.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
+        forecasts[market] = forecast
+    return forecasts, result
+
