@@ -77,15 +77,14 @@ def _pooled_data_version(frames: dict[str, pd.DataFrame]) -> str:
     return content_hash(pd.concat(frames, names=[MARKET_COLUMN]).reset_index(level=0))
 
 
-def _build_once(path: Path, report, build) -> bool:
+def _build_once(path: Path, report, build) -> None:
     """``build(path)`` unless another market's run on the same data already did: the pooled model (and its holdout
-    forecasts) are computed once for all markets. Returns whether it was built here."""
+    forecasts) are computed once for all markets."""
     with exclusive(path.with_name(path.name + ".lock"), lambda pid: report(f"waiting for pid {pid} building {path}")):
         if path.exists():
             report(f"reusing {path}, computed by another market's run on the same data")
-            return False
-        build(path)
-        return True
+        else:
+            build(path)
 
 
 def _pooled_view(scenario: ScenarioResource, cfg, report):
@@ -261,7 +260,8 @@ def mmm_validation(
     mmm_posterior: FittedModel,
     ground_truth: GroundTruth | None,
 ) -> ValidationReport:
-    """How far the model can be trusted: fit, forecast, convergence and (synthetic data) parameter recovery.
+    """How far the model can be trusted: fit, forecast, convergence and (synthetic data) parameter recovery; and
+    what the analyst told the model against what it made of it (ROI priors, lift tests, non-media terms).
 
     In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a fit that did not
     see them; worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
