@@ -1,8 +1,7 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
-import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,11 +62,26 @@ def small_config(write_config) -> Callable[..., MMMConfig]:
     return make
 
 
+ISOLATED_ENV = ("MMM_CONFIG", "MMM_DUCKDB_PATH", "MLFLOW_TRACKING_URI", "MMM_ALERT_WEBHOOK_URL")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Before any fixture, module-scoped ones included: a Dagster home of the session's own (never the developer's
+    `.dagster_home`, which `make test` points DAGSTER_HOME at and a fresh clone does not have), no overrides."""
+    home = tmp_path_factory.mktemp("session_dagster_home")
+    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        for name in ISOLATED_ENV:
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own overrides, and each test has its own Dagster home."""
-    monkeypatch.delenv("MMM_CONFIG", raising=False)
-    for name in ("MMM_DUCKDB_PATH", "MLFLOW_TRACKING_URI", "MMM_ALERT_WEBHOOK_URL"):
+    for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -76,8 +90,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _instance_with(market: str) -> DagsterInstance:
-    """The test's own instance (an in-memory one outside a test function), with ``market`` registered."""
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    """The test's own instance (the session's in module-scoped fixtures), with ``market`` registered."""
+    instance = DagsterInstance.get()
     register_markets(instance, [market])
     return instance
 

@@ -316,7 +316,7 @@ def test_budget_page_shows_the_allocation_numbers_table_and_plot(server, launche
 
 
 def test_automation_page_shows_the_schedule_and_sensors_running(server, page, screenshots):
-    """Automation: the weekly schedule and the three sensors, each switched on; the schedule's page says Running."""
+    """Automation: the weekly schedule and the four sensors, each switched on; the schedule's page says Running."""
     expect = _expect()
     page.goto(f"{server.url}/automation")
     for name in AUTOMATIONS:
