@@ -256,9 +256,11 @@ def test_a_refresh_on_a_contradicting_new_week_trips_the_stability_check(tmp_pat
     and names the channels, and the comparison is kept in `stability_history`."""
     # About the stability check, so the gates are loosened to let the second refresh reach the decisions: with the
     # default gates this week already fails in-sample R² (measured 0.75 < 0.95) and the budget would be blocked.
-    validation = {"holdout_weeks": 0, "thresholds": {"ess_bulk_min": 50, "ess_tail_min": 50, "r2_min": 0.5,
+    # Convergence is not the point either (measured on a clean machine: min tail ESS 31 of 2 x 250 draws), so more
+    # draws and a lower ESS floor than SMALL's.
+    validation = {"holdout_weeks": 0, "thresholds": {"ess_bulk_min": 25, "ess_tail_min": 25, "r2_min": 0.5,
                                                      "mape_max_pct": 5.0}}
-    overrides = merge(SMALL, {"validation": validation, "data": {"source": "files", "files": {
+    overrides = merge(SMALL, {"validation": validation, "sampler": {"draws": 400}, "data": {"source": "files", "files": {
         "landing_dir": str(tmp_path / "landing"),
         "columns": {"date": "Week", "target": "Sales",
                     "channels": {"adwords": "Google", "facebook": "Meta", "linkedin": "LinkedIn"}},

@@ -118,12 +118,14 @@ def postgres_server() -> Iterator[PostgresServer]:
                         f"{', '.join(PG_BIN_GLOBS)})", pytrace=False)
         pytest.skip(NOT_INSTALLED)
     as_root = os.geteuid() == 0
-    if as_root and shutil.which("runuser") is None:
+    # root's tools live in the sbin folders, which a minimal PATH (CI's, cron's) may leave out
+    runuser = shutil.which("runuser", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    if as_root and runuser is None:
         pytest.fail("running as root, PostgreSQL must run as another user, and runuser (util-linux) is missing")
     owner = _server_user() if as_root else pwd.getpwuid(os.geteuid()).pw_name
 
     def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        full = ["runuser", "-u", owner, "--", *cmd] if as_root else list(cmd)
+        full = [runuser, "-u", owner, "--", *cmd] if as_root else list(cmd)
         done = subprocess.run(full, capture_output=True, text=True, timeout=120)
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
