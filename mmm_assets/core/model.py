@@ -441,22 +441,35 @@ def forecast_unseen(
             f"the test window starts on {pd.Timestamp(test[DATE_COLUMN].iloc[0]):%Y-%m-%d}, not after the training "
             f"window's last week {pd.Timestamp(train[DATE_COLUMN].iloc[-1]):%Y-%m-%d}"
         )
+    result = fit(cfg, train, report, sampler_cfg=refit_sampler(cfg, draws), in_sample_predictive=False)
+    frame, predictive = predict_weeks(result.mmm, test, cfg.sampler.seed)
+    return Forecast(frame=frame, samples=predictive, fit=result)
+
+
+def refit_sampler(cfg: MMMConfig, draws: int) -> SamplerConfig:
+    """The sampler of a refit that only predicts: at most ``draws`` draws per chain and as many tuning steps, both
+    capped at the configured sampler's own."""
     draws = min(draws, cfg.sampler.draws)
-    sampler = cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
-    result = fit(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
-    X_test, _ = split_xy(test)
-    predictive = result.mmm.sample_posterior_predictive(
+    return cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
+
+
+def predict_weeks(mmm: MMM, test: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, xr.DataArray]:
+    """Forecast ``test``'s weeks with a fitted model, adstock carried over from the weeks it was fitted on: per week
+    the actual, the posterior-predictive mean and 94 % HDI (target units), and the draws ``(chain, draw, date)``."""
+    columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
+    X_test, _ = split_xy(test[columns])
+    predictive = mmm.sample_posterior_predictive(
         X_test,
         var_names=[PREDICTED],
         include_last_observations=True,
         extend_idata=False,
         combined=False,
         progressbar=False,
-        random_seed=cfg.sampler.seed,
+        random_seed=seed,
     )[PREDICTED]
     frame = _interval_frame(predictive, pd.Index(test[DATE_COLUMN]), "predicted_")
     frame.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
-    return Forecast(frame=frame, samples=predictive, fit=result)
+    return frame, predictive
 
 
 def holdout_forecast(

@@ -58,14 +58,14 @@ from mmm_assets.core.config import (
 )
 from mmm_assets.core.errors import InputError, day, examples
 from mmm_assets.core.model import (
-    PREDICTED,
     FitResult,
     Reporter,
-    _interval_frame,
     _silent,
     available_sampler,
     build_mmm,
     free_parameters,
+    predict_weeks,
+    refit_sampler,
     sample,
     split_xy,
 )
@@ -348,27 +348,13 @@ def holdout_forecast_pooled(
     Returns, per market, the forecast of its held-out weeks (``date``, ``actual``, ``predicted_mean`` / HDI, as
     ``model.holdout_forecast``) and the refit itself.
     """
-    draws = min(cfg.validation.holdout_draws, cfg.sampler.draws)
-    sampler = cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
     train = {m: f.iloc[:-weeks].reset_index(drop=True) for m, f in frames.items()}
     report(f"holdout: refitting the pooled model without the last {weeks} weeks of every market")
+    sampler = refit_sampler(cfg, cfg.validation.holdout_draws)
     result = fit_pooled(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
-    forecasts = {}
-    for market, frame in frames.items():
-        test = frame.iloc[-weeks:]
-        X_test, _ = split_xy(test[[DATE_COLUMN, TARGET_COLUMN, *result.mmm.channel_columns,
-                                   *(result.mmm.control_columns or [])]])
-        predictive = market_view(result.mmm, market).sample_posterior_predictive(
-            X_test,
-            var_names=[PREDICTED],
-            include_last_observations=True,
-            extend_idata=False,
-            combined=False,
-            progressbar=False,
-            random_seed=cfg.sampler.seed,
-        )[PREDICTED]
-        forecast = _interval_frame(predictive, pd.Index(test[DATE_COLUMN]), "predicted_")
-        forecast.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
-        forecasts[market] = forecast
+    forecasts = {
+        market: predict_weeks(market_view(result.mmm, market), frame.iloc[-weeks:], cfg.sampler.seed)[0]
+        for market, frame in frames.items()
+    }
     return forecasts, result
 
