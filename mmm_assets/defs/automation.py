@@ -44,7 +44,7 @@ from mmm_assets.core.errors import InputError
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.ingest import SUPPORTED_SUFFIXES, landing_markets, read_landing_file, resolve_landing_file
 from mmm_assets.core.roles import with_calendar
-from mmm_assets.defs.partitions import MARKETS, register_markets
+from mmm_assets.defs.partitions import MARKETS, register_markets, unknown_markets
 from mmm_assets.defs.resources import PARTITION_TAG, default_config_path, default_operations
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def market_partitions_sensor(context: SensorEvaluationContext) -> SensorResult |
         return SkipReason(f"cannot read the default scenario: {err}")
     if cfg.market_names is None:
         return SkipReason(f"scenario {cfg.scenario} takes its markets from the landing file (landing_file_sensor)")
-    new = [m for m in cfg.market_names if m not in set(context.instance.get_dynamic_partitions(MARKETS.name))]
+    new = unknown_markets(context.instance, cfg.market_names)
     if not new:
         return SkipReason(f"every market of scenario {cfg.scenario} is a partition: {', '.join(cfg.market_names)}")
     context.log.info(f"adding market partitions {', '.join(new)} (scenario {cfg.scenario}, {config_path})")
@@ -222,7 +222,7 @@ def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
     if rejected:
         notes.append(f"rejected {', '.join(rejected)} (see the alerts log)")
     skip = None if requests else "; ".join(notes) or f"no new or changed file in {folder}"
-    new = sorted(markets - set(context.instance.get_dynamic_partitions(MARKETS.name)))
+    new = unknown_markets(context.instance, sorted(markets))
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[MARKETS.build_add_request(new)] if new else None,

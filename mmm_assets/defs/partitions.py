@@ -10,10 +10,15 @@ from dagster import DynamicPartitionsDefinition
 MARKETS = DynamicPartitionsDefinition(name="market")
 
 
+def unknown_markets(instance, markets) -> list[str]:
+    """The markets (in their order) the instance does not have as partitions yet."""
+    known = set(instance.get_dynamic_partitions(MARKETS.name))
+    return [m for m in markets if m not in known]
+
+
 def register_markets(instance, markets: list[str]) -> list[str]:
     """Add the markets the instance does not know yet as partitions; returns the ones added."""
-    known = set(instance.get_dynamic_partitions(MARKETS.name))
-    new = [m for m in markets if m not in known]
+    new = unknown_markets(instance, markets)
     if new:
         instance.add_dynamic_partitions(MARKETS.name, new)
     return new
