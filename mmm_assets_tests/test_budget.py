@@ -110,6 +110,21 @@ def test_scenarios_hold_budget_and_bounds_at_every_level(fitted, default_result)
     assert response[1.5] - response[1.0] < response[0.5]
 
 
+def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser(fitted, monkeypatch):
+    from mmm_assets.core import budget
+
+    features, _, mmm = fitted
+    monkeypatch.setattr(budget, "_OPTIMIZERS", {})
+    built = []
+    real = type(mmm).budget_optimizer
+    monkeypatch.setattr(type(mmm), "budget_optimizer", lambda self, *a, **k: built.append(1) or real(self, *a, **k))
+    budget_scenarios(mmm, features, BudgetSettings(scenario_levels=[1.0]))
+    optimize_budget(mmm, features, BudgetSettings())
+    assert len(built) == 1
+    optimize_budget(mmm, features, BudgetSettings(utility="cvar"))  # another utility is another optimiser
+    assert len(built) == 2
+
+
 @pytest.mark.parametrize(
     "attempts, method, reasons",
     [

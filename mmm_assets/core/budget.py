@@ -111,12 +111,29 @@ class BudgetResult:
     true_current_response: float | None = None
 
 
-def _utility(settings: BudgetSettings) -> UtilityFunctionType:
-    if settings.utility == "var":
-        return value_at_risk(settings.risk_level)
-    if settings.utility == "cvar":
-        return conditional_value_at_risk(settings.risk_level)
+def _utility(utility: str, risk_level: float) -> UtilityFunctionType:
+    if utility == "var":
+        return value_at_risk(risk_level)
+    if utility == "cvar":
+        return conditional_value_at_risk(risk_level)
     return average_response
+
+
+#: Compiled optimisers kept per process, by (model id, window, utility); the model is kept with its optimiser so its
+#: id cannot be reused while the entry lives.
+_OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer]] = {}
+OPTIMIZERS_KEPT = 2
+
+
+def _optimizer(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, risk_level: float) -> BudgetOptimizer:
+    """The library's optimiser of a model over a window, compiled once per process: the budget and the scenarios
+    of one refresh share it (models are loaded once per process too, see ``model.load_model``)."""
+    key = (id(mmm), start, end, utility, risk_level)
+    if key not in _OPTIMIZERS:
+        while len(_OPTIMIZERS) >= OPTIMIZERS_KEPT:
+            _OPTIMIZERS.pop(next(iter(_OPTIMIZERS)))
+        _OPTIMIZERS[key] = (mmm, mmm.budget_optimizer(start, end, utility_function=_utility(utility, risk_level)))
+    return _OPTIMIZERS[key][1]
 
 
 @dataclass
@@ -161,7 +178,7 @@ class _Planner:
     @cached_property
     def optimizer(self) -> BudgetOptimizer:
         """Built (and compiled) on first use, so settings that cannot be met fail before compiling."""
-        return self.mmm.budget_optimizer(self.start, self.end, utility_function=_utility(self.settings))
+        return _optimizer(self.mmm, self.start, self.end, self.settings.utility, self.settings.risk_level)
 
     def weekly(self, totals: np.ndarray) -> xr.DataArray:
         """A labelled weekly plan (what the library takes) from horizon totals."""
