@@ -7,8 +7,10 @@ CONFIG ?= $(or $(MMM_CONFIG),config/default.yaml)
 HOST ?= 127.0.0.1
 PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-# PyTensor's compiled-code cache, kept inside the project (git-ignored) so it survives between runs.
+# Compiled-code caches, kept inside the project (git-ignored) so they survive between runs: PyTensor's, and JAX's
+# for the numpyro sampler (every compiled function kept, however quick it was to compile).
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
 .PHONY: install run test lint dev mlflow bench bench-scaling home landing-sample clean
 
@@ -46,12 +48,14 @@ lint: install
 dev: install home
 	MMM_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
-# The baseline fit and the whole refresh, cold and warm, side by side (see benchmarks/run.py); ~15 min for 3 repeats.
+# The baseline fit (cold and warm compile cache) and our whole refresh (cold caches, warm, warm with one more week of
+# data), side by side, each in its own caches under benchmarks/.work (see benchmarks/run.py); about 4-5 min per repeat.
 REPEATS ?= 3
 bench: install
 	$(PY) benchmarks/run.py --repeats $(REPEATS) --config $(CONFIG)
 
-# Fit time and peak memory for 104 / 208 / 520 weeks x 3 / 10 / 30 channels (benchmarks/scaling.py).
+# Fit time and peak memory for 104 / 208 / 520 weeks x 3 / 10 / 30 channels, each cell run twice and the warm-cache run
+# reported (benchmarks/scaling.py); the first run ever compiles into benchmarks/.work/scaling-cache.
 bench-scaling: install
 	$(PY) benchmarks/scaling.py
 

@@ -12,7 +12,7 @@ def test_default_config_is_the_reference_scenario():
     assert [c.saturation_lam for c in synthetic.channels.values()] == [3.1, 4.2, 2.1]
     assert [c.adstock_alpha for c in synthetic.channels.values()] == [0.15, 0.35, 0.6]
     assert (synthetic.intercept, synthetic.outcome_scale, synthetic.adstock_l_max) == (3.4, 100000, 12)
-    assert cfg.sampler.name == "nutpie"
+    assert cfg.sampler.name == "numpyro"
     t = cfg.validation.thresholds
     assert (t.r2_min, t.mape_max_pct, t.rhat_max, t.ess_bulk_min, t.divergences_max) == (0.95, 2.0, 1.01, 400, 0)
     assert (t.lam_rel_error_max, t.alpha_abs_error_max) == (0.05, 0.05)
@@ -35,6 +35,9 @@ def test_duckdb_path_env_override(monkeypatch, tmp_path):
          r"sampler\.chains: .*integer"),
         ({"sampler": {"chains": 4, "draws": 1000, "tune": 1000, "target_accept": 1.5, "seed": 1}},
          r"sampler\.target_accept: .*less than 1"),
+        ({"sampler": {"chains": 2, "draws": 700, "tune": 300, "target_accept": 0.9, "seed": 1, "max_draws": 500}},
+         r"sampler: .*max_draws \(500\) must be at least sampler\.draws \(700\)"),
+        ({"validation": {"holdout_method": "loo"}}, r"validation\.holdout_method: .*'psis' or 'refit'"),
         ({"model": {"adstock_l_max": 0}}, r"model\.adstock_l_max: .*greater than or equal to 1"),
         ({"data": {"source": "files"}}, r"data\.source is 'files' but there is no data\.files section"),
         ({"data": {"source": "ftp"}}, r"data\.source: .*'synthetic' or 'files'"),

@@ -385,7 +385,7 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_model_and_champion(
     from mmm_assets.core import model
 
     path, cfg, before = tiny
-    fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"))
+    fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"), 500)
     monkeypatch.setattr(model, "fit", lambda *args, **kwargs: fitted)
     monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)  # retries, without the wait
     result = execute_market(

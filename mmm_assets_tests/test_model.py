@@ -1,5 +1,8 @@
 """The model core on one small fit: progress, diagnostics, predictions, persistence, contributions, holdout."""
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,7 +17,7 @@ from mmm_assets.core.contributions import (
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.generator import generate
 from mmm_assets.core.metrics import r2
-from mmm_assets_tests.conftest import SMALL, write_scenario
+from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +29,9 @@ def fitted(small_fit):
 
 def test_fit_reports_progress_and_diagnostics(fitted):
     cfg, features, _, result, messages = fitted
-    assert result.sampler == "nutpie"
-    assert messages[0].startswith(f"fitting {len(features)} weeks x 3 channels with nutpie")
-    assert any(m.startswith("sampling:") for m in messages)
-    assert messages[-1].startswith("fit done")
-    total = cfg.sampler.chains * (cfg.sampler.draws + cfg.sampler.tune)
-    assert f"sampling: {total}/{total} draws" in "\n".join(messages)
+    assert result.sampler == "numpyro"
+    assert messages[0].startswith(f"fitting {len(features)} weeks x 3 channels with numpyro")
+    assert messages[-1].startswith(f"fit done in {result.wall_seconds:.1f} s ({cfg.sampler.chains} x 250 draws)")
     d = result.diagnostics
     assert d.divergences == 0 and 1.0 <= d.max_rhat < 1.05 and d.min_ess_bulk > 50
     assert result.mmm.idata.posterior.sizes["draw"] == cfg.sampler.draws
@@ -99,12 +99,77 @@ def test_contributions_add_up_to_the_prediction(fitted):
     assert wide[BASELINE].mean() == pytest.approx(truth.intercept * truth.outcome_scale, rel=0.05)
 
 
-def test_holdout_forecast_predicts_unseen_weeks(fitted):
-    cfg, features, _, _, _ = fitted
-    frame, holdout_fit = model_core.holdout_forecast(cfg, features, 6)
-    assert list(frame["date"]) == list(features["date"].iloc[-6:])
-    assert holdout_fit.mmm.idata.fit_data.sizes["date"] == len(features) - 6
-    assert np.all(np.abs(frame["predicted_mean"] / frame["actual"] - 1) < 0.05)
+def test_holdout_reweights_the_fit_and_agrees_with_a_refit(fitted):
+    cfg, features, _, result, _ = fitted
+    messages: list[str] = []
+    psis = model_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
+    refit = model_core.holdout_forecast(cfg, features, 6)
+    assert psis.method == "psis" and psis.fit is None and psis.pareto_k <= cfg.validation.holdout_pareto_k_max
+    assert "no refit" in messages[0]
+    assert refit.method == "refit" and refit.pareto_k is None
+    assert refit.fit.mmm.idata.fit_data.sizes["date"] == len(features) - 6
+    for forecast in (psis, refit):
+        assert list(forecast.frame["date"]) == list(features["date"].iloc[-6:])
+        assert np.all(np.abs(forecast.frame["predicted_mean"] / forecast.frame["actual"] - 1) < 0.05)
+        assert (forecast.frame["predicted_hdi_low"] < forecast.frame["predicted_hdi_high"]).all()
+    # the reweighted posterior forecasts what the refit forecasts, to well within the forecasts' own spread
+    gap = np.abs(psis.frame["predicted_mean"] - refit.frame["predicted_mean"])
+    width = refit.frame["predicted_hdi_high"] - refit.frame["predicted_hdi_low"]
+    assert (gap < 0.5 * width).all()
+
+
+def test_holdout_refits_when_the_pareto_k_is_too_high(fitted, monkeypatch):
+    cfg, features, _, result, _ = fitted
+    uneven = model_core.Reweighted(frame=features.iloc[-6:], pareto_k=0.93, ess=3.0)
+    monkeypatch.setattr(model_core, "leave_future_out", lambda *args: uneven)
+    messages: list[str] = []
+    forecast = model_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
+    assert forecast.method == "refit" and forecast.pareto_k == 0.93 and forecast.fit is not None
+    assert messages[0] == (
+        "holdout: Pareto k 0.93 > 0.7: the reweighted posterior cannot stand in for a fit without the last weeks"
+    )
+
+
+def test_pointwise_log_likelihood_is_pymcs(fitted):
+    import pymc as pm
+
+    result = fitted[3]
+    ours = model_core.pointwise_log_likelihood(result.mmm)
+    theirs = pm.compute_log_likelihood(
+        result.mmm.idata, var_names=["y"], model=result.mmm.model, extend_inferencedata=False, progressbar=False
+    )["y"]
+    np.testing.assert_allclose(ours.transpose(*theirs.dims).to_numpy(), theirs.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_fit_samples_again_until_the_ess_target(tmp_path):
+    cfg = load_config(write_scenario(tmp_path, merge(SMALL, {"sampler": {"draws": 20, "tune": 150, "max_draws": 400}})))
+    frame, _ = generate(cfg.data.synthetic)
+    features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
+    messages: list[str] = []
+    result = model_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
+    again = [m for m in messages if "sampling again with" in m]
+    assert again and again[0].startswith("fit: smallest ESS")
+    assert 20 < result.draws <= 400 and result.mmm.idata.posterior.sizes["draw"] == result.draws
+    d = result.diagnostics
+    assert min(d.min_ess_bulk, d.min_ess_tail) >= 100 or result.draws == 400
+
+
+def test_numpyro_progress_is_a_heartbeat(monkeypatch):
+    monkeypatch.setattr(model_core, "PROGRESS_EVERY_S", 0.02)
+    messages: list[str] = []
+    with model_core._sampler_progress("numpyro", messages.append, 100) as extra:
+        time.sleep(0.15)
+    count = len(messages)
+    time.sleep(0.1)
+    assert extra == {} and count >= 2 and len(messages) == count  # it stops with the sampling
+    assert messages[0].startswith("sampling with numpyro: ") and messages[0].endswith(" s")
+
+
+def test_numpyro_fits_keep_their_compiled_code(fitted):
+    import jax
+
+    folder = Path(jax.config.jax_compilation_cache_dir)
+    assert folder == model_core.persistent_jax_cache() and any(folder.iterdir())
 
 
 def test_unavailable_sampler_falls_back_to_pymc(monkeypatch):
@@ -113,12 +178,13 @@ def test_unavailable_sampler_falls_back_to_pymc(monkeypatch):
     assert model_core.available_sampler("numpyro") == "pymc"
 
 
-def test_pymc_sampler_reports_progress(tmp_path):
-    cfg = load_config(write_scenario(tmp_path, {**SMALL, "sampler": {"name": "pymc", "chains": 1, "draws": 40,
-                                                                       "tune": 40}}))
+@pytest.mark.parametrize("sampler", ["pymc", "nutpie"])
+def test_sampler_reports_progress(tmp_path, sampler):
+    cfg = load_config(write_scenario(tmp_path, merge(SMALL, {"sampler": {"name": sampler, "chains": 1, "draws": 40,
+                                                                          "tune": 40}})))
     frame, _ = generate(cfg.data.synthetic)
     features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
     messages: list[str] = []
     result = model_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
-    assert result.sampler == "pymc"
+    assert result.sampler == sampler
     assert "sampling: 80/80 draws" in "\n".join(messages)

@@ -402,12 +402,24 @@ class ModelConfig(_Strict):
 
 
 class SamplerConfig(_Strict):
-    name: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
+    name: Literal["nutpie", "pymc", "numpyro"] = "numpyro"
     chains: int = Field(ge=1, le=16)
     draws: int = Field(ge=10)
     tune: int = Field(ge=10)
     target_accept: float = Field(gt=0.5, lt=1)
     seed: int = Field(ge=0)
+    max_draws: int | None = Field(
+        default=None,
+        ge=10,
+        description="When a fit's smallest bulk or tail ESS falls short of the ESS gates, sample again with the draws "
+        "that should reach them, at most this many per chain; null = never sample again.",
+    )
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> SamplerConfig:
+        if self.max_draws is not None and self.max_draws < self.draws:
+            raise ValueError(f"sampler.max_draws ({self.max_draws}) must be at least sampler.draws ({self.draws})")
+        return self
 
 
 class Thresholds(_Strict):
@@ -456,6 +468,14 @@ class ValidationConfig(_Strict):
     holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
     holdout_draws: int = Field(
         default=500, ge=50, description="Draws per chain of the holdout refit: it only predicts, its diagnostics gate nothing."
+    )
+    holdout_method: Literal["psis", "refit"] = Field(
+        default="psis",
+        description="psis: reweight the fit's own posterior to leave the last weeks out (Pareto-smoothed importance "
+        "sampling), refitting only when the Pareto k is above holdout_pareto_k_max; refit: always refit without them.",
+    )
+    holdout_pareto_k_max: float = Field(
+        default=0.7, gt=0, le=1, description="Largest Pareto k at which the reweighted posterior stands in for a refit."
     )
     min_weeks: int = Field(ge=8)
     thresholds: Thresholds

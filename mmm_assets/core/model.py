@@ -21,6 +21,7 @@ import functools
 import importlib.util
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ CONTRIBUTIONS = "channel_contribution_original_scale"
 HDI_PROB = 0.94
 #: Seconds between two progress lines in the run log.
 PROGRESS_EVERY_S = 5.0
+#: Where JAX keeps compiled samplers between processes when JAX_COMPILATION_CACHE_DIR is not set (`make` sets it to
+#: the project's git-ignored .cache/jax), like PyTensor's own ~/.pytensor.
+JAX_CACHE_DEFAULT = Path.home() / ".cache" / "mmm_assets" / "jax"
+#: Extra draws asked for on top of the estimate when a fit samples again to reach its ESS target.
+ESS_MARGIN = 1.25
 
 
 def _silent(_: str) -> None:
@@ -77,6 +83,7 @@ class FitResult:
     sampler: str
     wall_seconds: float
     diagnostics: Diagnostics
+    draws: int  # per chain, after any top-up to reach the ESS target
 
 
 def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -242,8 +249,33 @@ def _sampler_progress(sampler: str, report: Reporter, total: int) -> Iterator[di
             throttled(counts["draws"], counts["divergences"])
 
         yield {"callback": callback}
-    else:
-        yield {}
+    else:  # numpyro reports nothing while its chains run in parallel: say how long it has been sampling
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(PROGRESS_EVERY_S):
+                report(f"sampling with {sampler}: {time.monotonic() - throttled.start:.0f} s")
+
+        thread = threading.Thread(target=heartbeat, daemon=True)
+        thread.start()
+        try:
+            yield {}
+        finally:
+            done.set()
+            thread.join()
+
+
+def persistent_jax_cache() -> Path:
+    """Switch on JAX's persistent compilation cache (every compiled function kept), so a later process loads the
+    sampler instead of compiling it again; returns the folder. PyMC's JAX module is imported first: it sets XLA's
+    host device count (one device per chain, for parallel chains) before JAX starts."""
+    import jax
+    import pymc.sampling.jax  # noqa: F401
+
+    folder = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or JAX_CACHE_DEFAULT)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
 
 
 def diagnose(idata: xr.DataTree, parameters: list[str]) -> Diagnostics:
@@ -309,7 +341,9 @@ def fit(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
         f"{s.chains} chains x ({s.tune} tune + {s.draws} draws); parameters {', '.join(parameters)}"
     )
-    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive)
+    t = cfg.validation.thresholds
+    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
+                  ess_target=max(t.ess_bulk_min, t.ess_tail_min))
 
 
 def sample(
@@ -322,34 +356,50 @@ def sample(
     report: Reporter = _silent,
     in_sample_predictive: bool = True,
     label: str = "fit",
+    ess_target: float | None = None,
 ) -> FitResult:
     """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
-    target units when asked, and diagnose ``parameters``."""
+    target units when asked, and diagnose ``parameters``.
+
+    Draws are sized to the ESS target rather than fixed: when ``ess_target`` is given and the smallest bulk or tail
+    ESS falls short of it, the model is sampled again with the draws that should reach it (times ESS_MARGIN), at
+    most ``s.max_draws`` per chain; the first run's draws are dropped, not mixed with the second's.
+    """
     started = time.monotonic()
-    with _sampler_progress(sampler, report, s.chains * (s.tune + s.draws)) as extra:
-        mmm.fit(
-            X,
-            y,
-            nuts_sampler=sampler,
-            draws=s.draws,
-            tune=s.tune,
-            chains=s.chains,
-            target_accept=s.target_accept,
-            random_seed=s.seed,
-            progressbar=False,
-            **extra,
-        )
+    draws, attempt = s.draws, 0
+    if sampler == "numpyro":
+        persistent_jax_cache()
+    while True:
+        with _sampler_progress(sampler, report, s.chains * (s.tune + draws)) as extra:
+            mmm.fit(
+                X,
+                y,
+                nuts_sampler=sampler,
+                draws=draws,
+                tune=s.tune,
+                chains=s.chains,
+                target_accept=s.target_accept,
+                random_seed=s.seed + attempt,
+                progressbar=False,
+                **extra,
+            )
+        diagnostics = diagnose(mmm.idata, parameters)
+        ess = min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail)
+        if ess_target is None or ess >= ess_target or s.max_draws is None or draws >= s.max_draws:
+            break
+        draws, attempt = min(s.max_draws, int(np.ceil(draws * ess_target / max(ess, 1.0) * ESS_MARGIN))), attempt + 1
+        report(f"{label}: smallest ESS {ess:.0f} < {ess_target:.0f} after {time.monotonic() - started:.1f} s; "
+               f"sampling again with {draws} draws per chain")
     if in_sample_predictive:
         mmm.sample_posterior_predictive(
             X, var_names=[PREDICTED], extend_idata=True, combined=True, progressbar=False, random_seed=s.seed
         )
     wall = time.monotonic() - started
-    diagnostics = diagnose(mmm.idata, parameters)
     report(
-        f"{label} done in {wall:.1f} s: divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
-        f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
+        f"{label} done in {wall:.1f} s ({s.chains} x {draws} draws): divergences {diagnostics.divergences}, max R-hat "
+        f"{diagnostics.max_rhat:.4f} ({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )
-    return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics)
+    return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics, draws=draws)
 
 
 def free_parameters(mmm: MMM) -> list[str]:
@@ -450,7 +500,7 @@ def refit_sampler(cfg: MMMConfig, draws: int) -> SamplerConfig:
     """The sampler of a refit that only predicts: at most ``draws`` draws per chain and as many tuning steps, both
     capped at the configured sampler's own."""
     draws = min(draws, cfg.sampler.draws)
-    return cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws)})
+    return cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws), "max_draws": None})
 
 
 def predict_weeks(mmm: MMM, test: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, xr.DataArray]:
@@ -472,15 +522,83 @@ def predict_weeks(mmm: MMM, test: pd.DataFrame, seed: int) -> tuple[pd.DataFrame
     return frame, predictive
 
 
+@dataclass
+class Holdout:
+    """The forecast of the last weeks by a posterior that did not see them: ``frame`` as :func:`predict_weeks`'s;
+    ``method`` "psis" (the fit's own posterior, reweighted) or "refit"; ``pareto_k`` of the reweighting when it was
+    tried (also when it was rejected); ``fit`` the refit when one was made."""
+
+    frame: pd.DataFrame
+    method: str
+    pareto_k: float | None = None
+    fit: FitResult | None = None
+
+
 def holdout_forecast(
-    cfg: MMMConfig, features: pd.DataFrame, weeks: int, report: Reporter = _silent
-) -> tuple[pd.DataFrame, FitResult]:
-    """Fit on all but the last ``weeks`` weeks and predict those weeks (adstock carried over from training)."""
+    cfg: MMMConfig, features: pd.DataFrame, weeks: int, report: Reporter = _silent, fitted: MMM | None = None
+) -> Holdout:
+    """Forecast the last ``weeks`` weeks from a posterior that did not see them (adstock carried over from before).
+
+    With ``validation.holdout_method: psis`` and the model ``fitted`` on every week, that posterior is the fitted one
+    reweighted (:func:`leave_future_out`) unless its Pareto k is above ``validation.holdout_pareto_k_max``; otherwise
+    the model is refitted on all but those weeks.
+    """
+    v, k = cfg.validation, None
+    if fitted is not None and v.holdout_method == "psis":
+        approx = leave_future_out(fitted, features.iloc[-weeks:], cfg.sampler.seed)
+        k = approx.pareto_k
+        if k <= v.holdout_pareto_k_max:
+            report(f"holdout: the last {weeks} weeks forecast by the posterior reweighted to leave them out "
+                   f"(PSIS, Pareto k {k:.2f} <= {v.holdout_pareto_k_max}, {approx.ess:.0f} effective draws); no refit")
+            return Holdout(approx.frame, "psis", k)
+        report(f"holdout: Pareto k {k:.2f} > {v.holdout_pareto_k_max}: the reweighted posterior cannot stand in for a "
+               "fit without the last weeks")
     report(f"holdout: refitting on {len(features) - weeks} weeks to forecast the last {weeks} weeks it does not see")
     forecast = forecast_unseen(
         cfg, features.iloc[:-weeks], features.iloc[-weeks:], cfg.validation.holdout_draws, report
     )
-    return forecast.frame, forecast.fit
+    return Holdout(forecast.frame, "refit", k, forecast.fit)
+
+
+@dataclass(frozen=True)
+class Reweighted:
+    """A forecast from importance-reweighted draws: the per-week frame, the Pareto k of the weights and the effective
+    number of draws they leave (Kish)."""
+
+    frame: pd.DataFrame
+    pareto_k: float
+    ess: float
+
+
+def pointwise_log_likelihood(mmm: MMM) -> xr.DataArray:
+    """log p(y_t | draw) of every fitted week under each posterior draw ``(chain, draw, date)``: the model's Normal
+    likelihood of the scaled target around its ``mu`` with ``y_sigma``."""
+    posterior = mmm.idata.posterior
+    observed = mmm.idata.observed_data["y"]
+    sigma = posterior["y_sigma"]
+    return -0.5 * ((observed - posterior["mu"]) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+
+
+def leave_future_out(mmm: MMM, test: pd.DataFrame, seed: int) -> Reweighted:
+    """Forecast ``test`` (the last weeks ``mmm`` was fitted on) as if the model had not seen them: approximate
+    leave-future-out cross-validation (Bürkner, Gabry & Vehtari 2020).
+
+    p(θ | weeks before) ∝ p(θ | every week) / p(test weeks | θ), so every posterior draw is weighted by the inverse of
+    its likelihood of the test weeks, Pareto-smoothed (PSIS); the forecast is the in-sample posterior predictive of
+    those weeks under the weighted draws (its adstock carries over from the weeks before, as a refit's forecast with
+    ``include_last_observations``). A Pareto k above 0.7 means the weights are too uneven to trust.
+    """
+    dates = pd.Index(pd.to_datetime(test[DATE_COLUMN]))
+    log_lik = pointwise_log_likelihood(mmm).sel(date=dates).sum(DATE_COLUMN)
+    log_weights, pareto_k = (-log_lik).azstats.psislw(dim=["chain", "draw"])
+    weights = np.exp(log_weights - log_weights.max()).stack(sample=("chain", "draw"))
+    weights = (weights / weights.sum()).to_numpy()
+    predictive = mmm.idata.posterior_predictive[PREDICTED].sel(date=dates).stack(sample=("chain", "draw"))
+    drawn = np.random.default_rng(seed).choice(len(weights), size=len(weights), p=weights)
+    frame = _interval_frame(predictive.isel(sample=drawn), dates, "predicted_")
+    frame["predicted_mean"] = (predictive * weights).sum("sample").to_numpy()  # exact, not resampled
+    frame.insert(1, "actual", test[TARGET_COLUMN].to_numpy())
+    return Reweighted(frame=frame, pareto_k=float(pareto_k), ess=float(1.0 / np.sum(weights**2)))
 
 
 def posterior_parameters(mmm: MMM, names: tuple[str, ...] = ("saturation_lam", "adstock_alpha")) -> pd.DataFrame:

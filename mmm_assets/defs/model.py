@@ -104,7 +104,8 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
     view = market_view(load_model(path), cfg.market)
     wall = fitted[0].wall_seconds if fitted else 0.0
     sampler = fitted[0].sampler if fitted else cfg.sampler.name
-    return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view))), path
+    draws = int(view.idata.posterior.sizes["draw"])
+    return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view)), draws), path
 
 
 def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
@@ -141,7 +142,7 @@ def mmm_posterior(
 ) -> FittedModel:
     """The fitted PyMC-Marketing MMM (geometric adstock + logistic saturation), saved as netCDF.
 
-    Sampled with the configured NUTS backend (nutpie by default); progress is written to the run log. Every
+    Sampled with the configured NUTS backend (numpyro by default); progress is written to the run log. Every
     materialisation writes a new file under the models directory, so the last good model is never overwritten.
     The fit is an MLflow run (params, tags with the Dagster run, code and data versions, diagnostics, the posterior,
     the scenario file and the feature table as input dataset) and a new version of the registered model.
@@ -186,7 +187,7 @@ def mmm_posterior(
         scenario=cfg.scenario,
         sampler=result.sampler,
         chains=s.chains,
-        draws=s.draws,
+        draws=result.draws,
         tune=s.tune,
         wall_seconds=result.wall_seconds,
         diagnostics=result.diagnostics.as_dict(),
@@ -198,7 +199,7 @@ def mmm_posterior(
     context.add_output_metadata(
         {
             "sampler": result.sampler,
-            "draws_x_chains": f"{s.draws} x {s.chains} (after {s.tune} tuning steps)",
+            "draws_x_chains": f"{result.draws} x {s.chains} (after {s.tune} tuning steps)",
             "fit_wall_seconds": round(result.wall_seconds, 1),
             "divergences": d.divergences,
             "max_rhat": round(d.max_rhat, 4),
@@ -263,8 +264,8 @@ def mmm_validation(
     """How far the model can be trusted: fit, forecast, convergence and (synthetic data) parameter recovery; and
     what the analyst told the model against what it made of it (ROI priors, lift tests, non-media terms).
 
-    In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a fit that did not
-    see them; worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
+    In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a posterior that did
+    not see them (the fit's own, reweighted by PSIS, or a refit when the Pareto k says it cannot stand in); worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
@@ -286,13 +287,17 @@ def mmm_validation(
         "in_sample_mape_pct": mape_pct(in_sample["actual"], in_sample["predicted_mean"]),
         **mmm_posterior.diagnostics,
     }
-    holdout = None
+    holdout, holdout_method = None, "switched off"
     weeks = cfg.validation.holdout_weeks
     if weeks:
         if cfg.pooled:
-            holdout = _pooled_holdout(scenario, cfg, weeks, context.log.info)
+            holdout, holdout_method = _pooled_holdout(scenario, cfg, weeks, context.log.info), "pooled refit"
         else:
-            holdout, _ = holdout_forecast(cfg, features, weeks, report=context.log.info)
+            forecast = holdout_forecast(cfg, features, weeks, report=context.log.info, fitted=mmm)
+            holdout = forecast.frame
+            holdout_method = forecast.method
+            if forecast.pareto_k is not None:
+                metrics["holdout_pareto_k"] = forecast.pareto_k
         metrics["holdout_r2"] = r2(holdout["actual"], holdout["predicted_mean"])
         metrics["holdout_mape_pct"] = mape_pct(holdout["actual"], holdout["predicted_mean"])
     table = None
@@ -314,6 +319,7 @@ def mmm_validation(
         **{name: MetadataValue.float(_shown(value)) for name, value in metrics.items()},
         "gates": md.table_md(gate_table),
         "failed_gates": ", ".join(failed) or "none",
+        "holdout_method": holdout_method,
         "fit_plot": md.image(
             fit_plot(in_sample, holdout, f"{cfg.scenario}/{cfg.market}: actual vs fitted (holdout: last {weeks} weeks)"),
             "actual vs fitted",
