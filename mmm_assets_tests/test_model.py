@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmm_assets.core import model as model_core
-from mmm_assets.core.config import load_config
+from mmm_assets.core.config import SamplerConfig, load_config
 from mmm_assets.core.contributions import (
     BASELINE,
     PREDICTED,
@@ -152,6 +152,34 @@ def test_fit_samples_again_until_the_ess_target(tmp_path):
     assert 20 < result.draws <= 400 and result.mmm.idata.posterior.sizes["draw"] == result.draws
     d = result.diagnostics
     assert min(d.min_ess_bulk, d.min_ess_tail) >= 100 or result.draws == 400
+
+
+def test_draws_grow_until_the_gates_can_pass_within_the_ceiling(monkeypatch):
+    class Fake:
+        idata = None
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int]] = []
+
+        def fit(self, X, y, draws, random_seed, **kwargs) -> None:
+            self.calls.append((draws, random_seed))
+
+    found = iter([model_core.Diagnostics(0, 1.03, 900.0, 900.0, "a"), model_core.Diagnostics(0, 1.005, 300.0, 500.0, "a"),
+                  model_core.Diagnostics(0, 1.004, 700.0, 650.0, "a")])
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
+    s = SamplerConfig(name="pymc", chains=2, draws=100, tune=100, target_accept=0.9, seed=7, max_draws=1000)
+    fake, messages = Fake(), []
+    result = model_core.sample(fake, None, None, s, "pymc", [], messages.append, in_sample_predictive=False,
+                               ess_target=400, rhat_target=1.01)
+    # R-hat too high: twice the draws; then ESS 300 of 400: 200 x 400 / 300 x 1.25 = 333.3 -> 334; each a new seed
+    assert fake.calls == [(100, 7), (200, 8), (334, 9)] and result.draws == 334
+    assert messages[0].startswith("fit: max R-hat 1.0300 > 1.01 after ")
+    assert messages[1].startswith("fit: smallest ESS 300 < 400 after ")
+    capped = iter([model_core.Diagnostics(0, 1.0, 50.0, 50.0, "a")] * 3)
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(capped))
+    fake = Fake()
+    model_core.sample(fake, None, None, s, "pymc", [], in_sample_predictive=False, ess_target=400)
+    assert [draws for draws, _ in fake.calls] == [100, 1000]  # never beyond max_draws, and it stops there
 
 
 def test_numpyro_progress_is_a_heartbeat(monkeypatch):

@@ -411,8 +411,8 @@ class SamplerConfig(_Strict):
     max_draws: int | None = Field(
         default=None,
         ge=10,
-        description="When a fit's smallest bulk or tail ESS falls short of the ESS gates, sample again with the draws "
-        "that should reach them, at most this many per chain; null = never sample again.",
+        description="When a fit's smallest bulk or tail ESS falls short of the ESS gates (or its R-hat is above the "
+        "R-hat gate), sample again with the draws that should reach them, at most this many per chain; null = never.",
     )
 
     @model_validator(mode="after")

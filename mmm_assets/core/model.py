@@ -343,7 +343,7 @@ def fit(
     )
     t = cfg.validation.thresholds
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
-                  ess_target=max(t.ess_bulk_min, t.ess_tail_min))
+                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max)
 
 
 def sample(
@@ -357,13 +357,15 @@ def sample(
     in_sample_predictive: bool = True,
     label: str = "fit",
     ess_target: float | None = None,
+    rhat_target: float | None = None,
 ) -> FitResult:
     """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
     target units when asked, and diagnose ``parameters``.
 
     Draws are sized to the ESS target rather than fixed: when ``ess_target`` is given and the smallest bulk or tail
     ESS falls short of it, the model is sampled again with the draws that should reach it (times ESS_MARGIN), at
-    most ``s.max_draws`` per chain; the first run's draws are dropped, not mixed with the second's.
+    most ``s.max_draws`` per chain; when the worst R-hat is above ``rhat_target``, with at least twice the draws.
+    The first run's draws are dropped, not mixed with the second's.
     """
     started = time.monotonic()
     draws, attempt = s.draws, 0
@@ -385,10 +387,15 @@ def sample(
             )
         diagnostics = diagnose(mmm.idata, parameters)
         ess = min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail)
-        if ess_target is None or ess >= ess_target or s.max_draws is None or draws >= s.max_draws:
+        few = ess_target is not None and ess < ess_target
+        unmixed = rhat_target is not None and diagnostics.max_rhat > rhat_target
+        if not (few or unmixed) or s.max_draws is None or draws >= s.max_draws:
             break
-        draws, attempt = min(s.max_draws, int(np.ceil(draws * ess_target / max(ess, 1.0) * ESS_MARGIN))), attempt + 1
-        report(f"{label}: smallest ESS {ess:.0f} < {ess_target:.0f} after {time.monotonic() - started:.1f} s; "
+        wanted = draws * ess_target / max(ess, 1.0) * ESS_MARGIN if few else 0.0
+        draws, attempt = min(s.max_draws, int(np.ceil(max(wanted, 2 * draws if unmixed else 0)))), attempt + 1
+        why = [f"smallest ESS {ess:.0f} < {ess_target:.0f}"] * few + [
+            f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}"] * unmixed
+        report(f"{label}: {' and '.join(why)} after {time.monotonic() - started:.1f} s; "
                f"sampling again with {draws} draws per chain")
     if in_sample_predictive:
         mmm.sample_posterior_predictive(
