@@ -12,7 +12,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
-.PHONY: install run test lint dev mlflow bench bench-scaling home landing-sample clean
+.PHONY: install run test lint dev mlflow bench bench-scaling bench-samplers home landing-sample clean
 
 # A Python >= 3.12: python3.12 (the version the stack is pinned and tested on), python3.13, python3 on the PATH,
 # then pyenv's installed versions, oldest first (a pyenv shim with no version selected fails the check and is skipped).
@@ -58,6 +58,10 @@ bench: install
 # reported (benchmarks/scaling.py); the first run ever compiles into benchmarks/.work/scaling-cache.
 bench-scaling: install
 	$(PY) benchmarks/scaling.py
+
+# numpyro, nutpie and PyMC's own NUTS on the reference scenario, each cold then warm on caches of its own.
+bench-samplers: install
+	$(PY) benchmarks/samplers.py --config $(CONFIG)
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000
