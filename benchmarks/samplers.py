@@ -24,6 +24,7 @@ SAMPLERS = ("numpyro", "nutpie", "pymc")
 
 def _cell(config: Path, sampler: str, work: Path) -> dict:
     """One backend's fit, cold then warm, on its own caches under ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
     scenario = work / f"{sampler}.yaml"
     scenario.write_text(yaml.safe_dump({"extends": str(config.resolve()), "sampler": {"name": sampler,
                                                                                        "max_draws": None}}))

@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,9 +49,11 @@ print(json.dumps({"fit_seconds": result.wall_seconds, "min_ess_bulk": result.dia
 """
 
 
-def scenario(weeks: int, channels: int, folder: Path) -> Path:
-    """The default scenario stretched to ``weeks`` weeks and ``channels`` channels."""
+def scenario(weeks: int, channels: int, folder: Path, sampler: str | None = None) -> Path:
+    """The default scenario stretched to ``weeks`` weeks and ``channels`` channels (with another sampler if given)."""
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
+    if sampler:
+        raw["sampler"]["name"] = sampler
     synthetic = raw["data"]["synthetic"]
     base = list(synthetic["channels"].values())
     synthetic["channels"] = {
@@ -81,12 +84,20 @@ def cache_env() -> dict[str, str]:
     return env
 
 
-def measure_cell(config: Path, env: dict[str, str]) -> dict:
-    """One fit of the scenario ``config`` in its own measured process: the fit's numbers, process seconds, peak MiB."""
-    measured = json.loads(subprocess.run(
-        [PY, str(HERE / "measure.py"), PY, "-c", CELL, str(config)],
-        capture_output=True, text=True, check=True, cwd=ROOT, env=env,
-    ).stdout)
+def measure_cell(config: Path, env: dict[str, str], timeout: float | None = None) -> dict:
+    """One fit of the scenario ``config`` in its own measured process: the fit's numbers, process seconds, peak MiB;
+    ``{"timed_out_after_seconds": timeout}`` when it had not finished after ``timeout`` seconds (then killed)."""
+    process = subprocess.Popen([PY, str(HERE / "measure.py"), PY, "-c", CELL, str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return {"timed_out_after_seconds": timeout}
+    if process.returncode != 0:
+        raise RuntimeError(err)
+    measured = json.loads(out)
     if measured["returncode"] != 0:
         raise RuntimeError(measured["stderr"])
     fit = json.loads(measured["stdout"].strip().splitlines()[-1])
@@ -94,13 +105,18 @@ def measure_cell(config: Path, env: dict[str, str]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    """The markdown table of the cells."""
+    """The markdown table of the cells (a cell that timed out shows "> N" and nothing else)."""
     lines = ["| weeks | channels | fit, s | first run fit, s | process, s | peak memory, MiB | min bulk ESS | "
              "max R-hat | divergences | draws x chains |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['weeks']} | {r['channels']} | {r['fit_seconds']:.1f} | {r['cold_fit_seconds']:.1f} | "
-              f"{r['process_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['min_ess_bulk']:.0f} | "
-              f"{r['max_rhat']:.3f} | {r['divergences']} | {r['draws_x_chains']} |" for r in rows]
+    for r in rows:
+        if "timed_out_after_seconds" in r:
+            lines.append(f"| {r['weeks']} | {r['channels']} | > {r['timed_out_after_seconds']:.0f} (stopped) |"
+                         + " - |" * 7)
+            continue
+        lines.append(f"| {r['weeks']} | {r['channels']} | {r['fit_seconds']:.1f} | {r['cold_fit_seconds']:.1f} | "
+                     f"{r['process_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['min_ess_bulk']:.0f} | "
+                     f"{r['max_rhat']:.3f} | {r['divergences']} | {r['draws_x_chains']} |")
     return "\n".join(lines)
 
 
@@ -111,18 +127,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--repeat-warm", action=argparse.BooleanOptionalAction, default=True,
                         help="run every cell twice and report the second, warm-cache run (default: on)")
+    parser.add_argument("--sampler", choices=["numpyro", "nutpie", "pymc"], help="instead of the default scenario's")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="stop a cell's fit after this many seconds and report it as stopped (default: 900)")
     args = parser.parse_args()
     env = cache_env()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for weeks in args.weeks:
             for channels in args.channels:
-                config = scenario(weeks, channels, Path(tmp))
-                runs = [measure_cell(config, env) for _ in range(2 if args.repeat_warm else 1)]
+                config = scenario(weeks, channels, Path(tmp), args.sampler)
+                runs = [measure_cell(config, env, args.timeout)]
+                if args.repeat_warm and "fit_seconds" in runs[0]:
+                    runs.append(measure_cell(config, env, args.timeout))
                 rows.append({"weeks": weeks, "channels": channels, **runs[-1],
-                             "cold_fit_seconds": runs[0]["fit_seconds"]})
+                             "cold_fit_seconds": runs[0].get("fit_seconds")})
                 print(json.dumps(rows[-1]), flush=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + (f"-{args.sampler}" if args.sampler else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scaling-{stamp}.json").write_text(json.dumps(rows, indent=1))
     (args.out / f"scaling-{stamp}.md").write_text(table(rows) + "\n")
