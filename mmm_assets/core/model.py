@@ -387,15 +387,17 @@ def sample(
             )
         diagnostics = diagnose(mmm.idata, parameters)
         ess = min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail)
-        few = ess_target is not None and ess < ess_target
-        unmixed = rhat_target is not None and diagnostics.max_rhat > rhat_target
-        if not (few or unmixed) or s.max_draws is None or draws >= s.max_draws:
+        reasons, wanted = [], 0.0
+        if ess_target is not None and ess < ess_target:
+            reasons.append(f"smallest ESS {ess:.0f} < {ess_target:.0f}")
+            wanted = draws * ess_target / max(ess, 1.0) * ESS_MARGIN
+        if rhat_target is not None and diagnostics.max_rhat > rhat_target:
+            reasons.append(f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}")
+            wanted = max(wanted, 2 * draws)
+        if not reasons or s.max_draws is None or draws >= s.max_draws:
             break
-        wanted = draws * ess_target / max(ess, 1.0) * ESS_MARGIN if few else 0.0
-        draws, attempt = min(s.max_draws, int(np.ceil(max(wanted, 2 * draws if unmixed else 0)))), attempt + 1
-        why = [f"smallest ESS {ess:.0f} < {ess_target:.0f}"] * few + [
-            f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}"] * unmixed
-        report(f"{label}: {' and '.join(why)} after {time.monotonic() - started:.1f} s; "
+        draws, attempt = min(s.max_draws, int(np.ceil(wanted))), attempt + 1
+        report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
                f"sampling again with {draws} draws per chain")
     if in_sample_predictive:
         mmm.sample_posterior_predictive(
