@@ -100,7 +100,7 @@ def _scenarios(config: Path, work: Path) -> tuple[Path, Path]:
     return now, next_week
 
 
-def _cache_env(pytensor_cache: Path, jax_cache: Path) -> dict[str, str]:
+def cache_env(pytensor_cache: Path, jax_cache: Path) -> dict[str, str]:
     """The parent's environment without its scenario, tracking and compile-cache settings, with PyTensor's and JAX's
     compile caches in the given folders (JAX caching every compiled function)."""
     dropped = {"MLFLOW_TRACKING_URI", "MMM_CONFIG", "MMM_DUCKDB_PATH", "PYTENSOR_FLAGS"}
@@ -117,7 +117,7 @@ def _env(work: Path) -> dict[str, str]:
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = _cache_env(work / "pytensor_cache", work / "jax_cache")
+    env = cache_env(work / "pytensor_cache", work / "jax_cache")
     env.update(DAGSTER_HOME=str(home))
     return env
 
@@ -150,7 +150,7 @@ def _ours(scenario: Path, work: Path) -> dict:
 
 def _baseline(config: Path, work: Path) -> dict:
     """The baseline fit on its own compile cache in ``work`` (empty on a repeat's first call, filled after)."""
-    env = _cache_env(work / "baseline_pytensor_cache", work / "baseline_jax_cache")
+    env = cache_env(work / "baseline_pytensor_cache", work / "baseline_jax_cache")
     measured = _measure([PY, str(HERE / "baseline_fit.py"), str(config)], env)
     if measured["returncode"] != 0:
         raise RuntimeError(f"the baseline fit failed:\n{measured['stderr']}")

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import yaml
-from run import HERE, ROOT, _cache_env
+from run import HERE, ROOT, cache_env
 from scaling import measure_cell
 
 from mmm_assets.core.config import load_config
@@ -28,7 +28,7 @@ def _cell(config: Path, sampler: str, work: Path) -> dict:
     scenario = work / f"{sampler}.yaml"
     scenario.write_text(yaml.safe_dump({"extends": str(config.resolve()), "sampler": {"name": sampler,
                                                                                        "max_draws": None}}))
-    env = _cache_env(work / sampler / "pytensor", work / sampler / "jax")
+    env = cache_env(work / sampler / "pytensor", work / sampler / "jax")
     cold, warm = (measure_cell(scenario, env) for _ in range(2))
     return {"sampler": sampler, "cold": cold, "warm": warm}
 

@@ -4,7 +4,8 @@ Each cell is a synthetic scenario built from the default one: the first channels
 perturbed parameters up to N channels, over W weeks, fitted with the default sampler settings in its own process
 (so peak memory is the fit's own). Prints and writes a markdown table and JSON next to the other results.
 
-Every cell's process gets the parent's environment without PYTENSOR_FLAGS and JAX_*CACHE* variables, plus
+Every cell's process gets run.py's cache_env: the parent's environment without its scenario, tracking and compile-
+cache settings, plus
 PYTENSOR_FLAGS=base_compiledir=benchmarks/.work/scaling-cache/pytensor,
 JAX_COMPILATION_CACHE_DIR=benchmarks/.work/scaling-cache/jax and JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 (JAX
 caches every compiled function): one cache for all cells, git-ignored, kept between invocations, never the user's
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from run import cache_env
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -70,18 +72,6 @@ def scenario(weeks: int, channels: int, folder: Path, sampler: str | None = None
     path = folder / f"{raw['scenario']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
-
-
-def cache_env() -> dict[str, str]:
-    """The parent's environment with PyTensor's and JAX's compile caches under CACHE (JAX caching every function)."""
-    pytensor, jax = CACHE / "pytensor", CACHE / "jax"
-    for folder in (pytensor, jax):
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if k != "PYTENSOR_FLAGS" and not (k.startswith("JAX_") and "CACHE" in k)}
-    env.update(PYTENSOR_FLAGS=f"base_compiledir={pytensor}", JAX_COMPILATION_CACHE_DIR=str(jax),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    return env
 
 
 def measure_cell(config: Path, env: dict[str, str], timeout: float | None = None) -> dict:
@@ -131,7 +121,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="stop a cell's fit after this many seconds and report it as stopped (default: 900)")
     args = parser.parse_args()
-    env = cache_env()
+    env = cache_env(CACHE / "pytensor", CACHE / "jax")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for weeks in args.weeks:
