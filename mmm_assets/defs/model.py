@@ -265,7 +265,8 @@ def mmm_validation(
     what the analyst told the model against what it made of it (ROI priors, lift tests, non-media terms).
 
     In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a posterior that did
-    not see them (the fit's own, reweighted by PSIS, or a refit when the Pareto k says it cannot stand in); worst R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
+    not see them (the fit's own, reweighted by PSIS, or a refit when the Pareto k says it cannot stand in); worst
+    R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
