@@ -29,7 +29,7 @@ from pymc_marketing.mmm import MMM, LogisticSaturation
 from scipy.optimize import brentq
 
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.model import mean_hdi
+from mmm_assets.core.model import mean_hdi, one_shot_compile
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
 MARGINAL_STEP = 0.01
@@ -109,15 +109,16 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     spend = _checked_spend(mmm, features)
     channels = mmm.channel_columns
     incrementality = mmm.incrementality
-    contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
-    roas = incrementality.contribution_over_spend(frequency="all_time").sel(channel=channels)
-    mroas = incrementality.marginal_contribution_over_spend(
-        frequency="all_time", spend_increase_pct=MARGINAL_STEP
-    ).sel(channel=channels)
+    with one_shot_compile():
+        contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
+        roas = incrementality.contribution_over_spend(frequency="all_time").sel(channel=channels)
+        mroas = incrementality.marginal_contribution_over_spend(
+            frequency="all_time", spend_increase_pct=MARGINAL_STEP
+        ).sel(channel=channels)
+        adstocked = _adstocked(mmm)
 
     posterior = mmm.idata.posterior
     effect = posterior["saturation_beta"] * mmm.idata.constant_data["target_scale"]
-    adstocked = _adstocked(mmm)
     multiples = [
         _breakeven_multiple(
             adstocked.sel(channel=c),
