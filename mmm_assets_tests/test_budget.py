@@ -126,15 +126,16 @@ def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser(fi
 
 
 def test_the_optimiser_compiles_in_its_mode_and_agrees_with_pytensors_default(fitted):
-    """OPTIMIZER_MODE is chosen for compile time; the objective and gradient must be those of PyTensor's default
+    """QUICK_MODE is chosen for compile time; the objective and gradient must be those of PyTensor's default
     (numba) compile of the same graph."""
     from mmm_assets.core import budget
+    from mmm_assets.core.compiling import QUICK_MODE
 
     features, _, mmm = fitted
     settings = BudgetSettings()
     planner = budget._Planner.build(mmm, features, settings)
     ours = planner.optimizer
-    assert ours.compile_kwargs == {"mode": budget.OPTIMIZER_MODE}
+    assert ours.compile_kwargs == {"mode": QUICK_MODE}
     default = mmm.budget_optimizer(planner.start, planner.end, utility_function=budget._utility("mean", 0.95))
     plan = planner.weekly(planner.current * 1.2)
     got, want = ours.evaluate_plan(plan), default.evaluate_plan(plan)

@@ -44,6 +44,7 @@ from pymc_marketing.mmm.utility import (
 )
 from scipy.optimize import brentq
 
+from mmm_assets.core.compiling import QUICK_MODE
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.model import HDI_PROB
@@ -119,11 +120,6 @@ def _utility(utility: str, risk_level: float) -> UtilityFunctionType:
     return average_response
 
 
-#: PyTensor mode of the optimiser's objective, gradient and response functions. Measured on the reference scenario
-#: (both budget steps of a refresh): numba, PyTensor's default, 25.7 s on an empty compile cache, 2.3 s warm and 7.9 s
-#: on a warm cache with a week of new data (the compiled objective holds the posterior, so every fit compiles it
-#: again); FAST_COMPILE 10.2 / 5.5 / 6.3 s, the same plans out.
-OPTIMIZER_MODE = "FAST_COMPILE"
 #: Compiled optimisers kept per process, by (model id, window, utility); the model is kept with its optimiser so its
 #: id cannot be reused while the entry lives.
 _OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer]] = {}
@@ -138,7 +134,7 @@ def _optimizer(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, r
         while len(_OPTIMIZERS) >= OPTIMIZERS_KEPT:
             _OPTIMIZERS.pop(next(iter(_OPTIMIZERS)))
         _OPTIMIZERS[key] = (mmm, mmm.budget_optimizer(
-            start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": OPTIMIZER_MODE}
+            start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": QUICK_MODE}
         ))
     return _OPTIMIZERS[key][1]
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pandas as pd
-import pytensor
 import xarray as xr
 from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
 from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
+from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig, SamplerConfig
 from mmm_assets.core.priors import NoControlCoefficients, RoleTerms, add_roi_priors, role_terms
 from mmm_assets.core.roles import term_specs
@@ -53,11 +53,6 @@ PROGRESS_EVERY_S = 5.0
 JAX_CACHE_DEFAULT = Path.home() / ".cache" / "mmm_assets" / "jax"
 #: Extra draws asked for on top of the estimate when a fit samples again to reach its ESS target.
 ESS_MARGIN = 1.25
-#: PyTensor mode of the functions a refresh evaluates once or a few times (posterior predictive, ROAS): PyTensor's
-#: default backend (numba) spends longer compiling them than they run. Measured on the reference scenario: the
-#: in-sample posterior predictive 2.0 s on an empty compile cache / 0.74 s on a warm one with numba, 0.73 / 0.19 s
-#: with FAST_COMPILE; ``roas.channel_roas`` 12.2 / 1.6 s against 2.1 / 1.4 s; the same numbers out.
-ONE_SHOT_MODE = "FAST_COMPILE"
 
 
 def _silent(_: str) -> None:
@@ -271,11 +266,6 @@ def _sampler_progress(sampler: str, report: Reporter, total: int) -> Iterator[di
             thread.join()
 
 
-def one_shot_compile() -> contextlib.AbstractContextManager:
-    """PyTensor functions compiled in the block use ``ONE_SHOT_MODE``."""
-    return pytensor.config.change_flags(mode=ONE_SHOT_MODE)
-
-
 def persistent_jax_cache() -> Path:
     """Switch on JAX's persistent compilation cache (every compiled function kept), so a later process loads the
     sampler instead of compiling it again; returns the folder. PyMC's JAX module is imported first: it sets XLA's
@@ -411,7 +401,7 @@ def sample(
         report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
                f"sampling again with {draws} draws per chain")
     if in_sample_predictive:
-        with one_shot_compile():
+        with quick_compile():
             mmm.sample_posterior_predictive(
                 X, var_names=[PREDICTED], extend_idata=True, combined=True, progressbar=False, random_seed=s.seed
             )
@@ -529,7 +519,7 @@ def predict_weeks(mmm: MMM, test: pd.DataFrame, seed: int) -> tuple[pd.DataFrame
     the actual, the posterior-predictive mean and 94 % HDI (target units), and the draws ``(chain, draw, date)``."""
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
     X_test, _ = split_xy(test[columns])
-    with one_shot_compile():
+    with quick_compile():
         predictive = mmm.sample_posterior_predictive(
             X_test,
             var_names=[PREDICTED],

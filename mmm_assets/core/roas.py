@@ -28,8 +28,9 @@ import xarray as xr
 from pymc_marketing.mmm import MMM, LogisticSaturation
 from scipy.optimize import brentq
 
+from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.model import mean_hdi, one_shot_compile
+from mmm_assets.core.model import mean_hdi
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
 MARGINAL_STEP = 0.01
@@ -109,7 +110,7 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     spend = _checked_spend(mmm, features)
     channels = mmm.channel_columns
     incrementality = mmm.incrementality
-    with one_shot_compile():
+    with quick_compile():
         contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
         roas = incrementality.contribution_over_spend(frequency="all_time").sel(channel=channels)
         mroas = incrementality.marginal_contribution_over_spend(

@@ -1,0 +1,49 @@
+"""QUICK_MODE's convolution rewrite: the same values and gradients as PyTensor's own convolution, none of it left."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.tensor.signal import convolve1d
+from pytensor.tensor.signal.conv import Convolve1d
+
+from mmm_assets.core.compiling import QUICK_MODE
+
+
+def _convolutions(f) -> int:
+    return sum(isinstance(getattr(node.op, "core_op", None), Convolve1d) for node in f.maker.fgraph.toposort())
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+def test_batched_convolution_and_its_gradients_match_pytensors_own(mode):
+    # batch dimensions that broadcast against each other, as the adstock's (channel, draw) against its weights
+    x = pt.tensor3("x", shape=(3, 1, 20))
+    w = pt.tensor3("w", shape=(1, 5, 4))
+    y = convolve1d(x, w, mode=mode)
+    cost = (y**2).sum()
+    outputs = [y, *pt.grad(cost, [x, w])]
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(3, 1, 20)), rng.normal(size=(1, 5, 4))
+    reference = pytensor.function([x, w], outputs, mode="FAST_COMPILE")
+    quick = pytensor.function([x, w], outputs, mode=QUICK_MODE)
+    assert _convolutions(reference) > 0
+    assert _convolutions(quick) == 0
+    for got, want in zip(quick(*values), reference(*values)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_valid_convolution_takes_the_shorter_input_as_its_kernel_like_numpy():
+    x, w = pt.vector("x", shape=(3,)), pt.vector("w", shape=(5,))
+    f = pytensor.function([x, w], convolve1d(x, w, mode="valid"), mode=QUICK_MODE)
+    assert _convolutions(f) == 0
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([1.0, -1.0, 2.0, 0.5, 4.0])
+    np.testing.assert_allclose(f(a, b), np.convolve(a, b, "valid"))
+
+
+def test_a_kernel_of_unknown_length_is_left_to_pytensor():
+    x, w = pt.matrix("x"), pt.matrix("w")  # no static lengths: nothing to unroll
+    f = pytensor.function([x, w], convolve1d(x, w, mode="full"), mode=QUICK_MODE)
+    assert _convolutions(f) == 1
+    a, b = np.ones((2, 5)), np.ones((2, 3))
+    np.testing.assert_allclose(f(a, b), [np.convolve(a[0], b[0]), np.convolve(a[1], b[1])])
