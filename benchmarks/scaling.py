@@ -13,7 +13,10 @@ home. A cell's first run ever compiles what the cache lacks; later runs reuse it
 every cell runs twice and the table reports the second, warm-cache run, with the first run's fit seconds as
 cold_fit_seconds ("first run fit, s": cold only when the cache did not yet hold the cell); --no-repeat-warm runs
 each cell once. Per cell: fit and process seconds, peak memory, min bulk ESS, max R-hat, divergences and
-draws_x_chains, the posterior draws the fit kept (draws per chain x chains).
+draws_x_chains, the posterior draws the fit kept (draws per chain x chains). With --warm-refit (the default) the
+cell's process then fits the same data again warm-started from that posterior (what a weekly refresh does from the
+champion, sampler.warm_start) and reports its fit seconds, min bulk ESS, max R-hat, divergences and whether it
+stayed warm (a warm fit short of a gate samples again cold).
 """
 
 import argparse
@@ -45,9 +48,17 @@ frame, _ = generate(cfg.data.synthetic)
 features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "scaling")
 result = fit(cfg, features, in_sample_predictive=False)
 posterior = result.mmm.idata.posterior
-print(json.dumps({"fit_seconds": result.wall_seconds, "min_ess_bulk": result.diagnostics.min_ess_bulk,
-                  "max_rhat": result.diagnostics.max_rhat, "divergences": result.diagnostics.divergences,
-                  "draws_x_chains": posterior.sizes["draw"] * posterior.sizes["chain"]}))
+out = {"fit_seconds": result.wall_seconds, "min_ess_bulk": result.diagnostics.min_ess_bulk,
+       "max_rhat": result.diagnostics.max_rhat, "divergences": result.diagnostics.divergences,
+       "draws_x_chains": posterior.sizes["draw"] * posterior.sizes["chain"]}
+if sys.argv[2] == "warm":
+    from mmm_assets.core.warmstart import PreviousPosterior
+    warm = fit(cfg, features, in_sample_predictive=False,
+               warm_from=PreviousPosterior("the first fit", posterior.to_dataset()))
+    out.update(warm_fit_seconds=warm.wall_seconds, warm_min_ess_bulk=warm.diagnostics.min_ess_bulk,
+               warm_max_rhat=warm.diagnostics.max_rhat, warm_divergences=warm.diagnostics.divergences,
+               stayed_warm=warm.warm_start is not None)
+print(json.dumps(out))
 """
 
 
@@ -74,10 +85,12 @@ def scenario(weeks: int, channels: int, folder: Path, sampler: str | None = None
     return path
 
 
-def measure_cell(config: Path, env: dict[str, str], timeout: float | None = None) -> dict:
-    """One fit of the scenario ``config`` in its own measured process: the fit's numbers, process seconds, peak MiB;
-    ``{"timed_out_after_seconds": timeout}`` when it had not finished after ``timeout`` seconds (then killed)."""
-    process = subprocess.Popen([PY, str(HERE / "measure.py"), PY, "-c", CELL, str(config)], stdout=subprocess.PIPE,
+def measure_cell(config: Path, env: dict[str, str], timeout: float | None = None, warm_refit: bool = False) -> dict:
+    """One fit of the scenario ``config`` (then a warm-started refit, when asked) in its own measured process: the
+    fits' numbers, process seconds, peak MiB; ``{"timed_out_after_seconds": timeout}`` when it had not finished after
+    ``timeout`` seconds (then killed)."""
+    command = [PY, str(HERE / "measure.py"), PY, "-c", CELL, str(config), "warm" if warm_refit else "cold"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout)
@@ -97,16 +110,20 @@ def measure_cell(config: Path, env: dict[str, str], timeout: float | None = None
 def table(rows: list[dict]) -> str:
     """The markdown table of the cells (a cell that timed out shows "> N" and nothing else)."""
     lines = ["| weeks | channels | fit, s | first run fit, s | process, s | peak memory, MiB | min bulk ESS | "
-             "max R-hat | divergences | draws x chains |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "max R-hat | divergences | draws x chains | warm refit, s | warm min bulk ESS | warm max R-hat | "
+             "warm divergences |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "timed_out_after_seconds" in r:
             lines.append(f"| {r['weeks']} | {r['channels']} | > {r['timed_out_after_seconds']:.0f} (stopped) |"
-                         + " - |" * 7)
+                         + " - |" * 11)
             continue
+        warm = (f"{r['warm_fit_seconds']:.1f}{'' if r['stayed_warm'] else ' (fell back cold)'} | "
+                f"{r['warm_min_ess_bulk']:.0f} | {r['warm_max_rhat']:.3f} | {r['warm_divergences']} |"
+                if "warm_fit_seconds" in r else " - |" * 4)
         lines.append(f"| {r['weeks']} | {r['channels']} | {r['fit_seconds']:.1f} | {r['cold_fit_seconds']:.1f} | "
                      f"{r['process_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['min_ess_bulk']:.0f} | "
-                     f"{r['max_rhat']:.3f} | {r['divergences']} | {r['draws_x_chains']} |")
+                     f"{r['max_rhat']:.3f} | {r['divergences']} | {r['draws_x_chains']} | {warm}")
     return "\n".join(lines)
 
 
@@ -118,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repeat-warm", action=argparse.BooleanOptionalAction, default=True,
                         help="run every cell twice and report the second, warm-cache run (default: on)")
     parser.add_argument("--sampler", choices=["numpyro", "nutpie", "pymc"], help="instead of the default scenario's")
+    parser.add_argument("--warm-refit", action=argparse.BooleanOptionalAction, default=True,
+                        help="after each fit, fit again warm-started from its posterior (default: on)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="stop a cell's fit after this many seconds and report it as stopped (default: 900)")
     args = parser.parse_args()
@@ -127,9 +146,9 @@ def main() -> None:
         for weeks in args.weeks:
             for channels in args.channels:
                 config = scenario(weeks, channels, Path(tmp), args.sampler)
-                runs = [measure_cell(config, env, args.timeout)]
+                runs = [measure_cell(config, env, args.timeout, args.warm_refit)]
                 if args.repeat_warm and "fit_seconds" in runs[0]:
-                    runs.append(measure_cell(config, env, args.timeout))
+                    runs.append(measure_cell(config, env, args.timeout, args.warm_refit))
                 rows.append({"weeks": weeks, "channels": channels, **runs[-1],
                              "cold_fit_seconds": runs[0].get("fit_seconds")})
                 print(json.dumps(rows[-1]), flush=True)

@@ -197,7 +197,8 @@ def _kept_state(cfg: MMMConfig) -> dict:
     client, name = tracking.client_for(cfg), tracking.model_name(cfg.for_market(DEFAULT_MARKET))
     versions = client.search_model_versions(f"name='{name}'")
     return {
-        "models": {p.name: _sha(p) for p in cfg.paths.models_dir.iterdir()},
+        # the registry's download cache aside (the fit reads the champion from it to warm-start)
+        "models": {p.name: _sha(p) for p in cfg.paths.models_dir.iterdir() if p.name != ".registry"},
         "versions": sorted((v.version, tuple(sorted(v.tags.items()))) for v in versions),
         "champion": tracking.champion(client, cfg.for_market(DEFAULT_MARKET)).version,
     }
@@ -385,7 +386,7 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_model_and_champion(
     from mmm_assets.core import model
 
     path, cfg, before = tiny
-    fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"), 500)
+    fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"), 500, 500)
     monkeypatch.setattr(model, "fit", lambda *args, **kwargs: fitted)
     monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)  # retries, without the wait
     result = execute_market(
@@ -399,3 +400,14 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_model_and_champion(
     ((cls_name, message),) = set(errors([failure]))
     assert cls_name == "OSError" and "No space left on device" in message and str(cfg.paths.models_dir) in message
     assert _kept_state(cfg) == before  # no new file (the temporary one is gone), no new version, same champion
+
+
+def test_an_unreadable_champion_posterior_means_a_cold_fit_not_a_failed_one(tiny) -> None:
+    from mmm_assets.defs.model import _champion_posterior
+
+    _, cfg, _ = tiny
+    messages: list[str] = []
+    assert _champion_posterior(cfg.for_market(DEFAULT_MARKET), messages.append) is None
+    (message,) = messages
+    assert message.startswith("the champion's posterior ") and message.endswith(": the fit starts cold")
+    assert "cannot be read (" in message

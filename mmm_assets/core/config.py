@@ -414,6 +414,12 @@ class SamplerConfig(_Strict):
         description="When a fit's smallest bulk or tail ESS falls short of the ESS gates (or its R-hat is above the "
         "R-hat gate), sample again with the draws that should reach them, at most this many per chain; null = never.",
     )
+    warm_start: bool = Field(
+        default=True,
+        description="numpyro only: start the chains at the champion's posterior draws, with its covariance as a fixed "
+        "dense mass matrix and warm_tune tuning steps; a fit that then misses the gates samples again cold.",
+    )
+    warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
 
     @model_validator(mode="after")
     def _ceiling(self) -> SamplerConfig:

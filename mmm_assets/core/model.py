@@ -38,6 +38,7 @@ from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig, SamplerConfig
 from mmm_assets.core.priors import NoControlCoefficients, RoleTerms, add_roi_priors, role_terms
 from mmm_assets.core.roles import term_specs
+from mmm_assets.core.warmstart import PreviousPosterior, WarmStart, warm_start
 
 Reporter = Callable[[str], None]
 
@@ -85,6 +86,8 @@ class FitResult:
     wall_seconds: float
     diagnostics: Diagnostics
     draws: int  # per chain, after any top-up to reach the ESS target
+    tune: int  # tuning steps per chain of the kept sample
+    warm_start: str | None = None  # the posterior the kept sample was warm-started from, None when cold
 
 
 def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -301,12 +304,14 @@ def fit(
     in_sample_predictive: bool = True,
     scales: ModelScales | None = None,
     lift_tests: pd.DataFrame | None = None,
+    warm_from: PreviousPosterior | None = None,
 ) -> FitResult:
     """Fit the configured MMM to a validated feature frame, reporting progress as it samples.
 
     ``scales`` fixes the model's scales (see :class:`ModelScales`; over ``model.scaling``). ``lift_tests``: validated
     experiments (:func:`mmm_assets.core.calibration.read_lift_tests`); None reads ``model.lift_tests`` when set.
-    The ROI priors of ``model.roi_priors`` are always added.
+    The ROI priors of ``model.roi_priors`` are always added. ``warm_from``: a previous posterior (the champion's) to
+    warm-start numpyro from when ``sampler.warm_start`` is on (:mod:`mmm_assets.core.warmstart`).
     """
     from mmm_assets.core.calibration import add_lift_tests, load_lift_tests
 
@@ -338,13 +343,36 @@ def fit(
             report(f"lift tests: {note}")
         report(f"lift tests: {added} of {len(tests)} experiments calibrate the model ({method})")
     parameters = free_parameters(mmm)
+    warm = _warm_start(mmm, s, sampler, warm_from, report)
     report(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
-        f"{s.chains} chains x ({s.tune} tune + {s.draws} draws); parameters {', '.join(parameters)}"
+        f"{s.chains} chains x ({s.warm_tune if warm else s.tune} tune + {s.draws} draws); "
+        f"parameters {', '.join(parameters)}"
     )
     t = cfg.validation.thresholds
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
-                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max)
+                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm)
+
+
+def _warm_start(
+    mmm: MMM, s: SamplerConfig, sampler: str, previous: PreviousPosterior | None, report: Reporter
+) -> WarmStart | None:
+    """The warm start of a built model from ``previous``, when the settings allow it and the posterior fits."""
+    if previous is None or not s.warm_start:
+        return None
+    if sampler != "numpyro":
+        report(f"no warm start: it is built for numpyro, not {sampler}")
+        return None
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    # the model PyMC-Marketing hands the sampler (MMM._get_sampling_model), whose parameter order the sampler uses
+    warm, why = warm_start(freeze_dims_and_data(mmm.model), previous, s.chains, s.seed)
+    if warm is None:
+        report(f"no warm start from {previous.label}: {why}")
+    else:
+        report(f"warm start from {previous.label}: each chain starts at one of its draws and moves with its "
+               f"covariance as a fixed dense mass matrix; {s.warm_tune} tuning steps for the step size")
+    return warm
 
 
 def sample(
@@ -359,6 +387,7 @@ def sample(
     label: str = "fit",
     ess_target: float | None = None,
     rhat_target: float | None = None,
+    warm: WarmStart | None = None,
 ) -> FitResult:
     """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
     target units when asked, and diagnose ``parameters``.
@@ -366,27 +395,31 @@ def sample(
     Draws are sized to the ESS target rather than fixed: when ``ess_target`` is given and the smallest bulk or tail
     ESS falls short of it, the model is sampled again with the draws that should reach it (times ESS_MARGIN), at
     most ``s.max_draws`` per chain; when the worst R-hat is above ``rhat_target``, with at least twice the draws.
-    The first run's draws are dropped, not mixed with the second's.
+    The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) that falls short of
+    a target or diverges is dropped first: the model is sampled again cold, with the same draws and ``s.tune``.
     """
     started = time.monotonic()
     draws, attempt = s.draws, 0
     if sampler == "numpyro":
         persistent_jax_cache()
     while True:
+        tune = s.warm_tune if warm else s.tune
         # numpyro samples with JAX whatever PyTensor's mode is; what PyMC compiles around it (the initial point, the
         # deterministics recomputed after sampling) runs once: 15.3 -> 8.3 s fit on an empty PyTensor cache
         around = quick_compile() if sampler == "numpyro" else contextlib.nullcontext()
-        with _sampler_progress(sampler, report, s.chains * (s.tune + draws)) as extra, around:
+        placed = warm.starting_points() if warm else contextlib.nullcontext()
+        with _sampler_progress(sampler, report, s.chains * (tune + draws)) as extra, around, placed:
             mmm.fit(
                 X,
                 y,
                 nuts_sampler=sampler,
                 draws=draws,
-                tune=s.tune,
+                tune=tune,
                 chains=s.chains,
                 target_accept=s.target_accept,
                 random_seed=s.seed + attempt,
                 progressbar=False,
+                **({"nuts_sampler_kwargs": warm.nuts_kwargs()} if warm else {}),
                 **extra,
             )
         diagnostics = diagnose(mmm.idata, parameters)
@@ -398,6 +431,12 @@ def sample(
         if rhat_target is not None and diagnostics.max_rhat > rhat_target:
             reasons.append(f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}")
             wanted = max(wanted, 2 * draws)
+        if warm and (reasons or diagnostics.divergences):
+            reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
+            report(f"{label}: warm start from {warm.label}: {' and '.join(reasons)} after "
+                   f"{time.monotonic() - started:.1f} s; sampling again cold ({s.tune} tune + {draws} draws)")
+            warm, attempt = None, attempt + 1
+            continue
         if not reasons or s.max_draws is None or draws >= s.max_draws:
             break
         draws, attempt = min(s.max_draws, int(np.ceil(wanted))), attempt + 1
@@ -410,10 +449,12 @@ def sample(
             )
     wall = time.monotonic() - started
     report(
-        f"{label} done in {wall:.1f} s ({s.chains} x {draws} draws): divergences {diagnostics.divergences}, max R-hat "
-        f"{diagnostics.max_rhat:.4f} ({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
+        f"{label} done in {wall:.1f} s ({s.chains} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
+        f"divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
+        f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )
-    return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics, draws=draws)
+    return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics, draws=draws, tune=tune,
+                     warm_start=warm.label if warm else None)
 
 
 def free_parameters(mmm: MMM) -> list[str]:

@@ -105,7 +105,8 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
     wall = fitted[0].wall_seconds if fitted else 0.0
     sampler = fitted[0].sampler if fitted else cfg.sampler.name
     draws = int(view.idata.posterior.sizes["draw"])
-    return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view)), draws), path
+    tune = fitted[0].tune if fitted else cfg.sampler.tune
+    return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view)), draws, tune), path
 
 
 def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
@@ -127,6 +128,25 @@ def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.D
     return stored[stored[MARKET_COLUMN] == cfg.market].drop(columns=MARKET_COLUMN).reset_index(drop=True)
 
 
+def _champion_posterior(cfg, report):
+    """The champion's posterior to warm-start the fit from; None when warm starts are off or there is no champion."""
+    from mmm_assets.core import tracking
+    from mmm_assets.core.warmstart import read_posterior
+
+    if not cfg.sampler.warm_start:
+        return None
+    try:
+        version, path = tracking.champion_model_file(tracking.client_for(cfg), cfg)
+    except LookupError:
+        report("no champion yet: the fit starts cold")
+        return None
+    try:
+        return read_posterior(path, f"champion v{version.version}")
+    except Exception as err:  # a warm start only saves time: an unreadable champion never stops the refresh
+        report(f"the champion's posterior {path} cannot be read ({type(err).__name__}: {err}): the fit starts cold")
+        return None
+
+
 @asset(
     group_name="model",
     kinds={"pymc", "mlflow"},
@@ -142,7 +162,8 @@ def mmm_posterior(
 ) -> FittedModel:
     """The fitted PyMC-Marketing MMM (geometric adstock + logistic saturation), saved as netCDF.
 
-    Sampled with the configured NUTS backend (numpyro by default); progress is written to the run log. Every
+    Sampled with the configured NUTS backend (numpyro by default), warm-started from the champion's posterior when
+    there is one (`sampler.warm_start`); progress is written to the run log. Every
     materialisation writes a new file under the models directory, so the last good model is never overwritten.
     The fit is an MLflow run (params, tags with the Dagster run, code and data versions, diagnostics, the posterior,
     the scenario file and the feature table as input dataset) and a new version of the registered model.
@@ -156,7 +177,7 @@ def mmm_posterior(
     if cfg.pooled:
         result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
     else:
-        result = fit(cfg, features, report=context.log.info)
+        result = fit(cfg, features, report=context.log.info, warm_from=_champion_posterior(cfg, context.log.info))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
     path = save_model(result.mmm, cfg.paths.models_dir / name)
@@ -172,6 +193,7 @@ def mmm_posterior(
         "scenario": cfg.scenario,
         "market": cfg.market,
         "pooling": f"pooled ({pooled_file})" if pooled_file else "separate",
+        "warm_start": result.warm_start or "none (cold)",
     }
     tracking.log_fit(
         client, run.info.run_id, cfg, tags=lineage,
@@ -188,7 +210,7 @@ def mmm_posterior(
         sampler=result.sampler,
         chains=s.chains,
         draws=result.draws,
-        tune=s.tune,
+        tune=result.tune,
         wall_seconds=result.wall_seconds,
         diagnostics=result.diagnostics.as_dict(),
         data_version=data_version,
@@ -199,7 +221,8 @@ def mmm_posterior(
     context.add_output_metadata(
         {
             "sampler": result.sampler,
-            "draws_x_chains": f"{result.draws} x {s.chains} (after {s.tune} tuning steps)",
+            "draws_x_chains": f"{result.draws} x {s.chains} (after {result.tune} tuning steps)",
+            "warm_start": result.warm_start or "none (cold)",
             "fit_wall_seconds": round(result.wall_seconds, 1),
             "divergences": d.divergences,
             "max_rhat": round(d.max_rhat, 4),

@@ -1,0 +1,108 @@
+"""Warm starts: from a previous posterior to the sampler's starting points and mass matrix, and back to a cold fit
+when a warm one misses the gates."""
+
+import numpy as np
+import numpyro.infer
+import pymc.sampling.jax as pymc_jax
+import pytest
+from pymc.model.transform.optimization import freeze_dims_and_data
+
+from mmm_assets.core import model as model_core
+from mmm_assets.core.config import SamplerConfig
+from mmm_assets.core.warmstart import PreviousPosterior, WarmStart, read_posterior, warm_start
+
+pytestmark = pytest.mark.slow
+
+
+def _sampling_model(small_fit):
+    return freeze_dims_and_data(small_fit.mmm.model)
+
+
+def test_the_chains_start_at_previous_draws_and_move_with_their_covariance(small_fit):
+    model = _sampling_model(small_fit)
+    posterior = small_fit.mmm.idata.posterior.to_dataset()
+    warm, why = warm_start(model, PreviousPosterior("the small fit", posterior), chains=3, seed=1)
+    assert why == "" and warm.order == tuple(v.name for v in model.value_vars) and warm.chains == 3
+    lam = posterior["saturation_lam"].stack(s=("chain", "draw")).transpose("s", "channel").values
+    alpha = posterior["adstock_alpha"].stack(s=("chain", "draw")).transpose("s", "channel").values
+    # each chain's start is one previous draw, in the sampler's unconstrained space (log, log-odds)
+    starts = np.exp(warm.starts["saturation_lam_log__"])
+    assert all(np.isclose(lam, row, rtol=1e-12).all(axis=1).any() for row in starts)
+    odds = np.log(alpha / (1 - alpha))
+    assert all(np.isclose(odds, row, rtol=1e-12).all(axis=1).any() for row in warm.starts["adstock_alpha_logodds__"])
+    assert len({tuple(row) for row in starts}) == 3
+    # the mass matrix is the covariance of every unconstrained draw, flattened in the sampler's order
+    columns = {"saturation_lam_log__": np.log(lam), "adstock_alpha_logodds__": odds}
+    size = {v.name: int(np.prod(warm.starts[v.name].shape[1:])) for v in model.value_vars}
+    offset = {name: sum(size[n] for n in warm.order[: warm.order.index(name)]) for name in warm.order}
+    for name, values in columns.items():
+        block = slice(offset[name], offset[name] + size[name])
+        np.testing.assert_allclose(warm.inverse_mass_matrix[block, block], np.cov(values, rowvar=False), rtol=1e-9)
+
+
+def test_no_warm_start_from_a_posterior_of_other_channels(small_fit):
+    posterior = small_fit.mmm.idata.posterior.to_dataset()
+    renamed = posterior.assign_coords(channel=[f"{c}_old" for c in posterior["channel"].values])
+    warm, why = warm_start(_sampling_model(small_fit), PreviousPosterior("champion v7", renamed), 2, 0)
+    assert warm is None and why.startswith("channel is [") and "in champion v7" in why
+    fewer = posterior.isel(draw=slice(0, 10), chain=slice(0, 1))
+    warm, why = warm_start(_sampling_model(small_fit), PreviousPosterior("champion v7", fewer), 2, 0)
+    assert warm is None and why == "champion v7 has 10 draws, fewer than 10 per parameter"
+
+
+def test_a_warm_fit_takes_far_fewer_steps_and_leaves_pymc_and_numpyro_as_they_were(small_fit, tmp_path):
+    path = model_core.save_model(small_fit.mmm, tmp_path / "previous.nc")
+    previous = read_posterior(path, "champion v1")
+    messages: list[str] = []
+    result = model_core.fit(small_fit.cfg, small_fit.features, report=messages.append, in_sample_predictive=False,
+                            warm_from=previous)
+    s = small_fit.cfg.sampler
+    assert result.warm_start == "champion v1" and result.tune == s.warm_tune
+    assert messages[0].startswith("warm start from champion v1: each chain starts at one of its draws")
+    assert messages[1].startswith(f"fitting {len(small_fit.features)} weeks x 3 channels with numpyro: "
+                                  f"2 chains x ({s.warm_tune} tune + {s.draws} draws)")
+    d = result.diagnostics
+    assert d.divergences == 0 and d.max_rhat < 1.05 and d.min_ess_bulk >= 100
+    warm_steps = float(result.mmm.idata.sample_stats["n_steps"].mean())
+    cold_steps = float(small_fit.mmm.idata.sample_stats["n_steps"].mean())
+    assert warm_steps < cold_steps / 4, (warm_steps, cold_steps)
+    # the same parameters as the cold fit, within its uncertainty
+    cold, warm = (r.idata.posterior["saturation_lam"] for r in (small_fit.mmm, result.mmm))
+    sd = cold.std(("chain", "draw"))
+    assert (abs(warm.mean(("chain", "draw")) - cold.mean(("chain", "draw"))) < sd).all()
+    assert pymc_jax._get_batched_jittered_initial_points.__module__ == "pymc.sampling.jax"
+    assert numpyro.infer.NUTS.__module__ == "numpyro.infer.hmc"
+
+
+def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
+    previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
+    messages: list[str] = []
+    off = small_fit.cfg.sampler.model_copy(update={"warm_start": False})
+    assert model_core._warm_start(small_fit.mmm, off, "numpyro", previous, messages.append) is None and not messages
+    assert model_core._warm_start(small_fit.mmm, small_fit.cfg.sampler, "nutpie", previous, messages.append) is None
+    assert messages == ["no warm start: it is built for numpyro, not nutpie"]
+
+
+def test_a_warm_fit_that_misses_the_gates_samples_again_cold(monkeypatch):
+    class Fake:
+        idata = None
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int, bool]] = []
+
+        def fit(self, X, y, draws, tune, random_seed, **kwargs) -> None:
+            self.calls.append((tune, draws, "nuts_sampler_kwargs" in kwargs))
+
+    found = iter([model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), model_core.Diagnostics(0, 1.001, 900.0, 900.0, "a")])
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
+    monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
+    s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=1000,
+                      warm_tune=40)
+    warm = WarmStart("champion v3", ("a",), {"a": np.zeros((2, 1))}, np.eye(1))
+    fake, messages = Fake(), []
+    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+                               ess_target=400, rhat_target=1.01, warm=warm)
+    assert fake.calls == [(40, 100, True), (300, 100, False)]
+    assert messages[0].startswith("fit: warm start from champion v3: 2 divergences after ")
+    assert messages[0].endswith("sampling again cold (300 tune + 100 draws)")
+    assert result.warm_start is None and result.tune == 300 and result.diagnostics.divergences == 0
