@@ -12,6 +12,9 @@ share the machine's noise, each a whole process measured by measure.py (wall tim
 5. ours warm, one more week - the real weekly refresh: the same scenario with data.synthetic.end_date 7 days later
    (scenario_next_week.yaml), on the same caches, instance, DuckDB file and MLflow store.
 
+Repeat i samples ours with the scenario's sampler.seed + i, so the repeats show the spread of the sampler's luck too
+(e.g. a warm-started fit that misses the R-hat gate by chance and samples again); the baseline keeps its own seed.
+
 Every process gets the parent's environment without MLFLOW_TRACKING_URI, MMM_CONFIG, MMM_DUCKDB_PATH, PYTENSOR_FLAGS
 and JAX_*CACHE* variables, plus PYTENSOR_FLAGS=base_compiledir=<its PyTensor cache>,
 JAX_COMPILATION_CACHE_DIR=<its JAX cache> (the baseline's: <work>/baseline_jax_cache, unused by PyMC's sampler) and
@@ -83,17 +86,19 @@ def _measure(command: list[str], env: dict[str, str]) -> dict:
     return json.loads(out)
 
 
-def _scenarios(config: Path, work: Path) -> tuple[Path, Path]:
+def _scenarios(config: Path, work: Path, repeat: int = 0) -> tuple[Path, Path]:
     """The benchmarked scenario and the same one with its data a week longer, every output of both inside ``work``
-    (one DuckDB file, MLflow store and model folder)."""
+    (one DuckDB file, MLflow store and model folder), sampled with the scenario's seed + ``repeat``."""
     work.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(config)
     base = {
         "extends": str(config.resolve()),
+        "sampler": {"seed": cfg.sampler.seed + repeat},
         "paths": {"duckdb": str(work / "mmm.duckdb"), "models_dir": str(work / "models"),
                   "reports_dir": str(work / "reports"), "alerts_log": str(work / "alerts.jsonl"),
                   "mlflow_dir": str(work / "mlruns")},
     }
-    end_date = load_config(config).data.synthetic.end_date + dt.timedelta(days=7)
+    end_date = cfg.data.synthetic.end_date + dt.timedelta(days=7)
     now, next_week = work / "scenario.yaml", work / "scenario_next_week.yaml"
     now.write_text(yaml.safe_dump(base))
     next_week.write_text(yaml.safe_dump({**base, "data": {"synthetic": {"end_date": end_date}}}))
@@ -164,9 +169,9 @@ def _baseline(config: Path, work: Path) -> dict:
             "ess_per_second": result["min_ess_bulk"] / result["fit_seconds"], "quality_ok": quality}
 
 
-def _repeat(config: Path, work: Path, label: str) -> dict:
+def _repeat(config: Path, work: Path, label: str, index: int) -> dict:
     """One repeat's five measurements, in order, keyed by kind."""
-    scenario, next_week = _scenarios(config, work)
+    scenario, next_week = _scenarios(config, work, index)
     steps = [("baseline_cold", _baseline, config), ("baseline_warm", _baseline, config), ("cold", _ours, scenario),
              ("warm", _ours, scenario), ("warm_next_week", _ours, next_week)]
     results = {}
@@ -227,7 +232,7 @@ def main() -> None:
     args = parser.parse_args()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     work_root = HERE / ".work" / stamp
-    repeats = [_repeat(args.config, work_root / f"repeat{i}", f"repeat {i + 1}/{args.repeats}")
+    repeats = [_repeat(args.config, work_root / f"repeat{i}", f"repeat {i + 1}/{args.repeats}", i)
                for i in range(args.repeats)]
     summary = summarise(repeats)
     machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"

@@ -103,6 +103,18 @@ def test_a_warm_fit_that_misses_the_gates_samples_again_cold(monkeypatch):
     result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
                                ess_target=400, rhat_target=1.01, warm=warm)
     assert fake.calls == [(40, 100, True), (300, 100, False)]
-    assert messages[0].startswith("fit: warm start from champion v3: 2 divergences after ")
+    assert messages[0].startswith("fit: warm start: 2 divergences after ")
     assert messages[0].endswith("sampling again cold (300 tune + 100 draws)")
     assert result.warm_start is None and result.tune == 300 and result.diagnostics.divergences == 0
+    # short of the ESS target: more warm draws first; still short at the ceiling: cold, with the configured draws
+    found = iter([model_core.Diagnostics(0, 1.001, 300.0, 900.0, "a"), model_core.Diagnostics(0, 1.02, 900.0, 900.0, "a"),
+                  model_core.Diagnostics(0, 1.001, 900.0, 900.0, "a")])
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
+    fake, messages = Fake(), []
+    s = s.model_copy(update={"max_draws": 150})
+    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+                               ess_target=400, rhat_target=1.01, warm=warm)
+    assert fake.calls == [(40, 100, True), (40, 150, True), (300, 100, False)]
+    assert messages[0].startswith("fit: smallest ESS 300 < 400 after ") and messages[0].endswith("with 150 draws per chain")
+    assert messages[1].startswith("fit: warm start: max R-hat 1.0200 > 1.01 after ")
+    assert result.warm_start is None and result.draws == 100

@@ -395,8 +395,9 @@ def sample(
     Draws are sized to the ESS target rather than fixed: when ``ess_target`` is given and the smallest bulk or tail
     ESS falls short of it, the model is sampled again with the draws that should reach it (times ESS_MARGIN), at
     most ``s.max_draws`` per chain; when the worst R-hat is above ``rhat_target``, with at least twice the draws.
-    The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) that falls short of
-    a target or diverges is dropped first: the model is sampled again cold, with the same draws and ``s.tune``.
+    The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) is sampled again the
+    same way (warm draws are cheap); it is dropped when it diverges, or still falls short at ``s.max_draws``: the
+    model is then sampled again cold, with ``s.tune`` and ``s.draws``.
     """
     started = time.monotonic()
     draws, attempt = s.draws, 0
@@ -431,13 +432,14 @@ def sample(
         if rhat_target is not None and diagnostics.max_rhat > rhat_target:
             reasons.append(f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}")
             wanted = max(wanted, 2 * draws)
-        if warm and (reasons or diagnostics.divergences):
+        at_ceiling = s.max_draws is None or draws >= s.max_draws
+        if warm and (diagnostics.divergences or (reasons and at_ceiling)):
             reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
-            report(f"{label}: warm start from {warm.label}: {' and '.join(reasons)} after "
-                   f"{time.monotonic() - started:.1f} s; sampling again cold ({s.tune} tune + {draws} draws)")
-            warm, attempt = None, attempt + 1
+            draws, warm, attempt = s.draws, None, attempt + 1
+            report(f"{label}: warm start: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
+                   f"sampling again cold ({s.tune} tune + {draws} draws)")
             continue
-        if not reasons or s.max_draws is None or draws >= s.max_draws:
+        if not reasons or at_ceiling:
             break
         draws, attempt = min(s.max_draws, int(np.ceil(wanted))), attempt + 1
         report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
