@@ -1,10 +1,13 @@
 """Warm starts: from a previous posterior to the sampler's starting points and mass matrix, and back to a cold fit
 when a warm one misses the gates."""
 
+import dataclasses
+
 import numpy as np
 import numpyro.infer
 import pymc.sampling.jax as pymc_jax
 import pytest
+import xarray as xr
 from pymc.model.transform.optimization import freeze_dims_and_data
 
 from mmm_assets.core import model as model_core
@@ -83,38 +86,85 @@ def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
     assert messages == ["no warm start: it is built for numpyro, not nutpie"]
 
 
-def test_a_warm_fit_that_misses_the_gates_samples_again_cold(monkeypatch):
-    class Fake:
-        idata = None
+class _Fake:
+    """An MMM whose fits record their settings and return a posterior of ``chains`` x ``draws`` call numbers."""
 
-        def __init__(self) -> None:
-            self.calls: list[tuple[int, int, bool]] = []
+    idata = None
 
-        def fit(self, X, y, draws, tune, random_seed, **kwargs) -> None:
-            self.calls.append((tune, draws, "nuts_sampler_kwargs" in kwargs))
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, bool]] = []
 
-    found = iter([model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), model_core.Diagnostics(0, 1.001, 900.0, 900.0, "a")])
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
+    def fit(self, X, y, draws, tune, chains, random_seed, **kwargs) -> None:
+        self.calls.append((tune, draws, "nuts_sampler_kwargs" in kwargs))
+        values = np.full((chains, draws), len(self.calls))
+        posterior = xr.Dataset({"a": (("chain", "draw"), values)}, coords={"chain": range(chains), "draw": range(draws)})
+        stats = xr.Dataset({"diverging": (("chain", "draw"), values == 0)}, coords=posterior.coords)
+        self.idata = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+
+def _sample(monkeypatch, found: list, s: SamplerConfig) -> tuple[_Fake, list[str], model_core.FitResult]:
+    found_in_turn = iter(found)
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found_in_turn))
     monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
-    s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=1000,
-                      warm_tune=40)
+    monkeypatch.setattr(model_core, "_continued", lambda mmm, warm, chains, seed: warm)
     warm = WarmStart("champion v3", ("a",), {"a": np.zeros((2, 1))}, np.eye(1))
-    fake, messages = Fake(), []
+    fake, messages = _Fake(), []
     result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
                                ess_target=400, rhat_target=1.01, warm=warm)
+    return fake, messages, result
+
+
+def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold(monkeypatch):
+    ok, short, high = (model_core.Diagnostics(0, rhat, ess, 900.0, "a") for rhat, ess in
+                       ((1.001, 900.0), (1.001, 300.0), (1.02, 900.0)))
+    s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=200,
+                      warm_tune=40)
+    fake, messages, result = _sample(monkeypatch, [model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
     assert fake.calls == [(40, 100, True), (300, 100, False)]
     assert messages[0].startswith("fit: warm start: 2 divergences after ")
     assert messages[0].endswith("sampling again cold (300 tune + 100 draws)")
-    assert result.warm_start is None and result.tune == 300 and result.diagnostics.divergences == 0
-    # short of the ESS target: more warm draws first; still short at the ceiling: cold, with the configured draws
-    found = iter([model_core.Diagnostics(0, 1.001, 300.0, 900.0, "a"), model_core.Diagnostics(0, 1.02, 900.0, 900.0, "a"),
-                  model_core.Diagnostics(0, 1.001, 900.0, 900.0, "a")])
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
-    fake, messages = Fake(), []
-    s = s.model_copy(update={"max_draws": 150})
-    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
-                               ess_target=400, rhat_target=1.01, warm=warm)
-    assert fake.calls == [(40, 100, True), (40, 150, True), (300, 100, False)]
-    assert messages[0].startswith("fit: smallest ESS 300 < 400 after ") and messages[0].endswith("with 150 draws per chain")
+    assert result.warm_start is None and result.tune == 300 and result.chains == 2
+    # short of the ESS target: two more warm chains of the same length, kept with the first two
+    fake, messages, result = _sample(monkeypatch, [short, ok], s)
+    assert fake.calls == [(40, 100, True), (40, 100, True)]
+    assert messages[0].startswith("fit: smallest ESS 300 < 400 after ")
+    assert messages[0].endswith("2 more warm chains of 100 draws, started from these 2 chains' draws and covariance")
+    assert result.warm_start == "champion v3" and result.draws == 100 and result.chains == 4
+    posterior = result.mmm.idata.posterior
+    assert list(posterior["chain"].values) == [0, 1, 2, 3] and result.mmm.idata.sample_stats.sizes["chain"] == 4
+    assert posterior["a"].isel(draw=0).values.tolist() == [1, 1, 2, 2]
+    # still short when more chains would pass 2 x max_draws draws: cold, with the configured draws and chains
+    fake, messages, result = _sample(monkeypatch, [short, high, ok], s)
+    assert fake.calls == [(40, 100, True), (40, 100, True), (300, 100, False)]
     assert messages[1].startswith("fit: warm start: max R-hat 1.0200 > 1.01 after ")
-    assert result.warm_start is None and result.draws == 100
+    assert result.warm_start is None and result.chains == 2
+
+
+def test_more_warm_chains_start_from_the_fit_and_are_kept_with_it(small_fit, monkeypatch):
+    s = small_fit.cfg.sampler.model_copy(update={"max_draws": 2 * small_fit.cfg.sampler.draws})
+    cfg = small_fit.cfg.model_copy(update={"sampler": s})
+    diagnose, chains = model_core.diagnose, []
+
+    def first_short(idata, parameters):
+        chains.append(idata.posterior.sizes["chain"])
+        found = diagnose(idata, parameters)
+        return dataclasses.replace(found, min_ess_bulk=1.0) if len(chains) == 1 else found
+
+    monkeypatch.setattr(model_core, "diagnose", first_short)
+    previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
+    messages: list[str] = []
+    result = model_core.fit(cfg, small_fit.features, report=messages.append, warm_from=previous)
+    assert chains == [2, 4] and result.chains == 4 and result.warm_start == "champion v1"
+    assert any(m.endswith(f"2 more warm chains of {s.draws} draws, started from these 2 chains' draws and covariance")
+               for m in messages)
+    assert messages[-1].startswith("fit done in ") and f"(4 x {s.draws} draws, warm from champion v1)" in messages[-1]
+    idata = result.mmm.idata
+    assert idata.sample_stats.sizes["chain"] == 4
+    assert idata.posterior_predictive[model_core.PREDICTED].sizes["chain"] == 4
+    lam = idata.posterior["saturation_lam"]
+    assert not np.allclose(lam.sel(chain=[0, 1]).values, lam.sel(chain=[2, 3]).values)
+    # the extra chains' warm start comes from the fit itself, under the champion's label
+    warm, _ = warm_start(_sampling_model(small_fit), PreviousPosterior("x", idata.posterior.to_dataset()), 2, 0)
+    again = model_core._continued(result.mmm, WarmStart("champion v1", (), {}, np.eye(1)), 2, 0)
+    assert again.label == "champion v1"
+    np.testing.assert_allclose(again.inverse_mass_matrix, warm.inverse_mass_matrix)

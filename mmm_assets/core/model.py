@@ -89,6 +89,11 @@ class FitResult:
     tune: int  # tuning steps per chain of the kept sample
     warm_start: str | None = None  # the posterior the kept sample was warm-started from, None when cold
 
+    @property
+    def chains(self) -> int:
+        """Chains of the kept sample: ``sampler.chains``, more when a warm fit sampled more chains."""
+        return int(self.mmm.idata.posterior.sizes["chain"])
+
 
 def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Model inputs (date, channels, controls) and the target series."""
@@ -395,12 +400,16 @@ def sample(
     Draws are sized to the ESS target rather than fixed: when ``ess_target`` is given and the smallest bulk or tail
     ESS falls short of it, the model is sampled again with the draws that should reach it (times ESS_MARGIN), at
     most ``s.max_draws`` per chain; when the worst R-hat is above ``rhat_target``, with at least twice the draws.
-    The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) is sampled again the
-    same way (warm draws are cheap); it is dropped when it diverges, or still falls short at ``s.max_draws``: the
-    model is then sampled again cold, with ``s.tune`` and ``s.draws``.
+    The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) that falls short
+    samples ``s.chains`` more chains of the same length instead, started from its own draws and moving with their
+    covariance, and keeps them all: the compiled sampler is the same (a new draw count would compile it again),
+    and its chains started from the posterior they are now part of. A warm fit is dropped when it diverges, or
+    still falls short when more chains would take it past ``s.chains * s.max_draws`` draws: the model is then
+    sampled again cold, with ``s.tune`` and ``s.draws``.
     """
     started = time.monotonic()
     draws, attempt = s.draws, 0
+    kept: xr.DataTree | None = None  # the warm chains so far, when more are sampled
     if sampler == "numpyro":
         persistent_jax_cache()
     while True:
@@ -423,6 +432,8 @@ def sample(
                 **({"nuts_sampler_kwargs": warm.nuts_kwargs()} if warm else {}),
                 **extra,
             )
+        if kept is not None:
+            mmm.idata = _with_chains_of(kept, mmm.idata)
         diagnostics = diagnose(mmm.idata, parameters)
         ess = min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail)
         reasons, wanted = [], 0.0
@@ -433,11 +444,21 @@ def sample(
             reasons.append(f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}")
             wanted = max(wanted, 2 * draws)
         at_ceiling = s.max_draws is None or draws >= s.max_draws
-        if warm and (diagnostics.divergences or (reasons and at_ceiling)):
-            reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
-            draws, warm, attempt = s.draws, None, attempt + 1
-            report(f"{label}: warm start: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
-                   f"sampling again cold ({s.tune} tune + {draws} draws)")
+        if warm:
+            chains = mmm.idata.posterior.sizes["chain"]
+            room = s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
+            if diagnostics.divergences or (reasons and not room):
+                reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
+                draws, warm, kept, attempt = s.draws, None, None, attempt + 1
+                report(f"{label}: warm start: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
+                       f"sampling again cold ({s.tune} tune + {draws} draws)")
+                continue
+            if not reasons:
+                break
+            kept, attempt = mmm.idata, attempt + 1
+            warm = _continued(mmm, warm, s.chains, s.seed + attempt)
+            report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; {s.chains} more "
+                   f"warm chains of {draws} draws, started from these {chains} chains' draws and covariance")
             continue
         if not reasons or at_ceiling:
             break
@@ -451,12 +472,32 @@ def sample(
             )
     wall = time.monotonic() - started
     report(
-        f"{label} done in {wall:.1f} s ({s.chains} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
+        f"{label} done in {wall:.1f} s ({mmm.idata.posterior.sizes['chain']} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
         f"divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
         f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )
     return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics, draws=draws, tune=tune,
                      warm_start=warm.label if warm else None)
+
+
+def _with_chains_of(first: xr.DataTree, second: xr.DataTree) -> xr.DataTree:
+    """``second`` (a fit of the same model and data) with the chains of ``first`` before its own."""
+    merged = second.copy()
+    for group in ("posterior", "sample_stats"):
+        before, after = first[group].to_dataset(), second[group].to_dataset()
+        after = after.assign_coords(chain=after["chain"] + before.sizes["chain"])
+        merged[group] = xr.DataTree(xr.concat([before, after], dim="chain"))
+    return merged
+
+
+def _continued(mmm: MMM, warm: WarmStart, chains: int, seed: int) -> WarmStart:
+    """The warm start of more chains from a warm fit's own draws (still labelled by the posterior it came from);
+    ``warm`` itself when the fit's draws do not make one."""
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    own = PreviousPosterior(warm.label, mmm.idata.posterior.to_dataset())
+    continued, _ = warm_start(freeze_dims_and_data(mmm.model), own, chains, seed)
+    return continued or warm
 
 
 def free_parameters(mmm: MMM) -> list[str]:

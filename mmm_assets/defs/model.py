@@ -203,12 +203,11 @@ def mmm_posterior(
     version = tracking.register_version(client, cfg, run.info.run_id, {**lineage, "data_version": data_version})
     url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
     context.log.info(f"MLflow run {run.info.run_id}, model {tracking.model_name(cfg)} version {version}")
-    s = cfg.sampler
     fitted = FittedModel(
         path=str(path),
         scenario=cfg.scenario,
         sampler=result.sampler,
-        chains=s.chains,
+        chains=result.chains,
         draws=result.draws,
         tune=result.tune,
         wall_seconds=result.wall_seconds,
@@ -221,7 +220,7 @@ def mmm_posterior(
     context.add_output_metadata(
         {
             "sampler": result.sampler,
-            "draws_x_chains": f"{result.draws} x {s.chains} (after {result.tune} tuning steps)",
+            "draws_x_chains": f"{result.draws} x {result.chains} (after {result.tune} tuning steps)",
             "warm_start": result.warm_start or "none (cold)",
             "fit_wall_seconds": round(result.wall_seconds, 1),
             "divergences": d.divergences,
