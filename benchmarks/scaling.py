@@ -16,7 +16,7 @@ each cell once. Per cell: fit and process seconds, peak memory, min bulk ESS, ma
 draws_x_chains, the posterior draws the fit kept (draws per chain x chains). With --warm-refit (the default) the
 cell's process then fits the same data again warm-started from that posterior (what a weekly refresh does from the
 champion, sampler.warm_start) and reports its fit seconds, min bulk ESS, max R-hat, divergences and whether it
-stayed warm (a warm fit short of a gate samples again cold).
+stayed warm, with the draws it kept (a warm fit short of a gate samples more warm chains, or again cold).
 """
 
 import argparse
@@ -57,7 +57,7 @@ if sys.argv[2] == "warm":
                warm_from=PreviousPosterior("the first fit", posterior.to_dataset()))
     out.update(warm_fit_seconds=warm.wall_seconds, warm_min_ess_bulk=warm.diagnostics.min_ess_bulk,
                warm_max_rhat=warm.diagnostics.max_rhat, warm_divergences=warm.diagnostics.divergences,
-               stayed_warm=warm.warm_start is not None)
+               stayed_warm=warm.warm_start is not None, warm_draws_x_chains=warm.draws * warm.chains)
 print(json.dumps(out))
 """
 
@@ -111,16 +111,16 @@ def table(rows: list[dict]) -> str:
     """The markdown table of the cells (a cell that timed out shows "> N" and nothing else)."""
     lines = ["| weeks | channels | fit, s | first run fit, s | process, s | peak memory, MiB | min bulk ESS | "
              "max R-hat | divergences | draws x chains | warm refit, s | warm min bulk ESS | warm max R-hat | "
-             "warm divergences |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "warm divergences | warm draws x chains |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "timed_out_after_seconds" in r:
             lines.append(f"| {r['weeks']} | {r['channels']} | > {r['timed_out_after_seconds']:.0f} (stopped) |"
-                         + " - |" * 11)
+                         + " - |" * 12)
             continue
         warm = (f"{r['warm_fit_seconds']:.1f}{'' if r['stayed_warm'] else ' (fell back cold)'} | "
-                f"{r['warm_min_ess_bulk']:.0f} | {r['warm_max_rhat']:.3f} | {r['warm_divergences']} |"
-                if "warm_fit_seconds" in r else " - |" * 4)
+                f"{r['warm_min_ess_bulk']:.0f} | {r['warm_max_rhat']:.3f} | {r['warm_divergences']} | "
+                f"{r['warm_draws_x_chains']} |" if "warm_fit_seconds" in r else " - |" * 5)
         lines.append(f"| {r['weeks']} | {r['channels']} | {r['fit_seconds']:.1f} | {r['cold_fit_seconds']:.1f} | "
                      f"{r['process_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['min_ess_bulk']:.0f} | "
                      f"{r['max_rhat']:.3f} | {r['divergences']} | {r['draws_x_chains']} | {warm}")
