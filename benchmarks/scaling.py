@@ -48,7 +48,7 @@ frame, _ = generate(cfg.data.synthetic)
 features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "scaling")
 result = fit(cfg, features, in_sample_predictive=False)
 posterior = result.mmm.idata.posterior
-out = {"fit_seconds": result.wall_seconds, "min_ess_bulk": result.diagnostics.min_ess_bulk,
+out = {"sampler": result.sampler, "fit_seconds": result.wall_seconds, "min_ess_bulk": result.diagnostics.min_ess_bulk,
        "max_rhat": result.diagnostics.max_rhat, "divergences": result.diagnostics.divergences,
        "draws_x_chains": posterior.sizes["draw"] * posterior.sizes["chain"]}
 if sys.argv[2] == "warm":
@@ -62,11 +62,16 @@ print(json.dumps(out))
 """
 
 
-def scenario(weeks: int, channels: int, folder: Path, sampler: str | None = None) -> Path:
-    """The default scenario stretched to ``weeks`` weeks and ``channels`` channels (with another sampler if given)."""
+def scenario(
+    weeks: int, channels: int, folder: Path, sampler: str | None = None, cold_sampler: str | None = None
+) -> Path:
+    """The default scenario stretched to ``weeks`` weeks and ``channels`` channels (with other samplers if given:
+    ``sampler.name`` and ``sampler.cold_name``)."""
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
     if sampler:
         raw["sampler"]["name"] = sampler
+    if cold_sampler:
+        raw["sampler"]["cold_name"] = cold_sampler
     synthetic = raw["data"]["synthetic"]
     base = list(synthetic["channels"].values())
     synthetic["channels"] = {
@@ -135,6 +140,8 @@ def main() -> None:
     parser.add_argument("--repeat-warm", action=argparse.BooleanOptionalAction, default=True,
                         help="run every cell twice and report the second, warm-cache run (default: on)")
     parser.add_argument("--sampler", choices=["numpyro", "nutpie", "pymc"], help="instead of the default scenario's")
+    parser.add_argument("--cold-sampler", choices=["numpyro", "nutpie", "pymc"],
+                        help="sampler.cold_name: the backend of the first fit (the warm refit keeps --sampler's)")
     parser.add_argument("--warm-refit", action=argparse.BooleanOptionalAction, default=True,
                         help="after each fit, fit again warm-started from its posterior (default: on)")
     parser.add_argument("--timeout", type=float, default=900.0,
@@ -145,14 +152,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for weeks in args.weeks:
             for channels in args.channels:
-                config = scenario(weeks, channels, Path(tmp), args.sampler)
+                config = scenario(weeks, channels, Path(tmp), args.sampler, args.cold_sampler)
                 runs = [measure_cell(config, env, args.timeout, args.warm_refit)]
                 if args.repeat_warm and "fit_seconds" in runs[0]:
                     runs.append(measure_cell(config, env, args.timeout, args.warm_refit))
                 rows.append({"weeks": weeks, "channels": channels, **runs[-1],
                              "cold_fit_seconds": runs[0].get("fit_seconds")})
                 print(json.dumps(rows[-1]), flush=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + (f"-{args.sampler}" if args.sampler else "")
+    samplers = [name for name in (args.sampler, args.cold_sampler and f"cold-{args.cold_sampler}") if name]
+    stamp = "-".join([dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), *samplers])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scaling-{stamp}.json").write_text(json.dumps(rows, indent=1))
     (args.out / f"scaling-{stamp}.md").write_text(table(rows) + "\n")

@@ -202,8 +202,10 @@ def test_numpyro_fits_keep_their_compiled_code(fitted):
 
 def test_unavailable_sampler_falls_back_to_pymc(monkeypatch):
     monkeypatch.setattr(model_core.importlib.util, "find_spec", lambda name: None)
-    assert model_core.available_sampler("nutpie") == "pymc"
+    messages: list[str] = []
+    assert model_core.available_sampler("nutpie", messages.append) == "pymc"
     assert model_core.available_sampler("numpyro") == "pymc"
+    assert messages == ["sampler 'nutpie' is not installed; using PyMC's own NUTS sampler instead"]
 
 
 @pytest.mark.parametrize("sampler", ["pymc", "nutpie"])

@@ -81,9 +81,24 @@ def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
     previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
     messages: list[str] = []
     off = small_fit.cfg.sampler.model_copy(update={"warm_start": False})
-    assert model_core._warm_start(small_fit.mmm, off, "numpyro", previous, messages.append) is None and not messages
-    assert model_core._warm_start(small_fit.mmm, small_fit.cfg.sampler, "nutpie", previous, messages.append) is None
+    assert model_core._warm_start(small_fit.mmm, off, previous, messages.append) is None and not messages
+    nutpie = small_fit.cfg.sampler.model_copy(update={"name": "nutpie"})
+    assert model_core._warm_start(small_fit.mmm, nutpie, previous, messages.append) is None
     assert messages == ["no warm start: it is built for numpyro, not nutpie"]
+
+
+def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeypatch):
+    chosen = []
+    monkeypatch.setattr(model_core, "sample", lambda mmm, X, y, s, sampler, *args, warm=None, cold_sampler=None, **kw:
+                        chosen.append((sampler, warm is not None, cold_sampler)))
+    s = small_fit.cfg.sampler.model_copy(update={"cold_name": "nutpie"})
+    assert (s.name, s.cold, small_fit.cfg.sampler.cold) == ("numpyro", "nutpie", "numpyro")
+    cfg = small_fit.cfg.model_copy(update={"sampler": s})
+    previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
+    model_core.fit(cfg, small_fit.features)
+    model_core.fit(cfg, small_fit.features, warm_from=previous)
+    # the first fit is nutpie's; the warm one numpyro's, with nutpie for a cold fallback
+    assert chosen == [("nutpie", False, "nutpie"), ("numpyro", True, "nutpie")]
 
 
 class _Fake:
@@ -93,16 +108,20 @@ class _Fake:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, bool]] = []
+        self.samplers: list[str] = []
 
-    def fit(self, X, y, draws, tune, chains, random_seed, **kwargs) -> None:
+    def fit(self, X, y, draws, tune, chains, random_seed, nuts_sampler, **kwargs) -> None:
         self.calls.append((tune, draws, "nuts_sampler_kwargs" in kwargs))
+        self.samplers.append(nuts_sampler)
         values = np.full((chains, draws), len(self.calls))
         posterior = xr.Dataset({"a": (("chain", "draw"), values)}, coords={"chain": range(chains), "draw": range(draws)})
         stats = xr.Dataset({"diverging": (("chain", "draw"), values == 0)}, coords=posterior.coords)
         self.idata = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
 
 
-def _sample(monkeypatch, found: list, s: SamplerConfig) -> tuple[_Fake, list[str], model_core.FitResult]:
+def _sample(
+    monkeypatch, found: list, s: SamplerConfig, cold_sampler: str | None = None
+) -> tuple[_Fake, list[str], model_core.FitResult]:
     found_in_turn = iter(found)
     monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found_in_turn))
     monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
@@ -110,7 +129,7 @@ def _sample(monkeypatch, found: list, s: SamplerConfig) -> tuple[_Fake, list[str
     warm = WarmStart("champion v3", ("a",), {"a": np.zeros((2, 1))}, np.eye(1))
     fake, messages = _Fake(), []
     result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
-                               ess_target=400, rhat_target=1.01, warm=warm)
+                               ess_target=400, rhat_target=1.01, warm=warm, cold_sampler=cold_sampler)
     return fake, messages, result
 
 
@@ -122,8 +141,9 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
     fake, messages, result = _sample(monkeypatch, [model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
     assert fake.calls == [(40, 100, True), (300, 100, False)]
     assert messages[0].startswith("fit: warm start: 2 divergences after ")
-    assert messages[0].endswith("sampling again cold (300 tune + 100 draws)")
+    assert messages[0].endswith("sampling again cold with numpyro (300 tune + 100 draws)")
     assert result.warm_start is None and result.tune == 300 and result.chains == 2
+    assert result.sampler == "numpyro" and fake.samplers == ["numpyro", "numpyro"]
     # short of the ESS target: two more warm chains of the same length, kept with the first two
     fake, messages, result = _sample(monkeypatch, [short, ok], s)
     assert fake.calls == [(40, 100, True), (40, 100, True)]
@@ -134,10 +154,12 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
     assert list(posterior["chain"].values) == [0, 1, 2, 3] and result.mmm.idata.sample_stats.sizes["chain"] == 4
     assert posterior["a"].isel(draw=0).values.tolist() == [1, 1, 2, 2]
     # still short when more chains would pass 2 x max_draws draws: cold, with the configured draws and chains
-    fake, messages, result = _sample(monkeypatch, [short, high, ok], s)
+    fake, messages, result = _sample(monkeypatch, [short, high, ok], s, cold_sampler="nutpie")
     assert fake.calls == [(40, 100, True), (40, 100, True), (300, 100, False)]
     assert messages[1].startswith("fit: warm start: max R-hat 1.0200 > 1.01 after ")
+    assert messages[1].endswith("sampling again cold with nutpie (300 tune + 100 draws)")
     assert result.warm_start is None and result.chains == 2
+    assert fake.samplers == ["numpyro", "numpyro", "nutpie"] and result.sampler == "nutpie"
 
 
 def test_more_warm_chains_start_from_the_fit_and_are_kept_with_it(small_fit, monkeypatch):

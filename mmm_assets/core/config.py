@@ -417,9 +417,21 @@ class SamplerConfig(_Strict):
     warm_start: bool = Field(
         default=True,
         description="numpyro only: start the chains at the champion's posterior draws, with its covariance as a fixed "
-        "dense mass matrix and warm_tune tuning steps; a fit that then misses the gates samples again cold.",
+        "dense mass matrix and warm_tune tuning steps; a fit that then misses the gates samples more warm chains, "
+        "or again cold.",
     )
     warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
+    cold_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(
+        default=None,
+        description="The backend of every fit that is not warm-started (the first fit, holdout refits, cross-"
+        "validation folds, the pooled model, a warm fit's cold fallback); null = name. E.g. nutpie, for brands too "
+        "big for a cold numpyro fit, with numpyro's warm refreshes after it.",
+    )
+
+    @property
+    def cold(self) -> str:
+        """The backend of a fit that is not warm-started."""
+        return self.cold_name or self.name
 
     @model_validator(mode="after")
     def _ceiling(self) -> SamplerConfig:

@@ -201,10 +201,13 @@ def fitted_scales(mmm: MMM) -> ModelScales:
     )
 
 
-def available_sampler(requested: str) -> str:
-    """The requested NUTS backend when its package is installed, PyMC's own sampler otherwise."""
+def available_sampler(requested: str, report: Reporter = _silent) -> str:
+    """The requested NUTS backend when its package is installed, PyMC's own sampler otherwise (said to ``report``)."""
     needs = {"nutpie": ["nutpie"], "numpyro": ["numpyro", "jax"], "pymc": []}[requested]
-    return requested if all(importlib.util.find_spec(name) for name in needs) else "pymc"
+    if all(importlib.util.find_spec(name) for name in needs):
+        return requested
+    report(f"sampler {requested!r} is not installed; using PyMC's own NUTS sampler instead")
+    return "pymc"
 
 
 class _Throttled:
@@ -321,9 +324,6 @@ def fit(
     from mmm_assets.core.calibration import add_lift_tests, load_lift_tests
 
     s = sampler_cfg or cfg.sampler
-    sampler = available_sampler(s.name)
-    if sampler != s.name:
-        report(f"sampler {s.name!r} is not installed; using PyMC's own NUTS sampler instead")
     absent = [c for c in (*cfg.channels, *cfg.controls) if c not in features.columns]
     if absent:
         raise ValueError(
@@ -348,7 +348,8 @@ def fit(
             report(f"lift tests: {note}")
         report(f"lift tests: {added} of {len(tests)} experiments calibrate the model ({method})")
     parameters = free_parameters(mmm)
-    warm = _warm_start(mmm, s, sampler, warm_from, report)
+    warm = _warm_start(mmm, s, warm_from, report)
+    sampler = "numpyro" if warm else available_sampler(s.cold, report)
     report(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
         f"{s.chains} chains x ({s.warm_tune if warm else s.tune} tune + {s.draws} draws); "
@@ -356,17 +357,19 @@ def fit(
     )
     t = cfg.validation.thresholds
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
-                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm)
+                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
+                  cold_sampler=s.cold)
 
 
-def _warm_start(
-    mmm: MMM, s: SamplerConfig, sampler: str, previous: PreviousPosterior | None, report: Reporter
-) -> WarmStart | None:
+def _warm_start(mmm: MMM, s: SamplerConfig, previous: PreviousPosterior | None, report: Reporter) -> WarmStart | None:
     """The warm start of a built model from ``previous``, when the settings allow it and the posterior fits."""
     if previous is None or not s.warm_start:
         return None
-    if sampler != "numpyro":
-        report(f"no warm start: it is built for numpyro, not {sampler}")
+    if s.name != "numpyro":
+        report(f"no warm start: it is built for numpyro, not {s.name}")
+        return None
+    if available_sampler("numpyro") != "numpyro":
+        report("no warm start: numpyro is not installed")
         return None
     from pymc.model.transform.optimization import freeze_dims_and_data
 
@@ -393,6 +396,7 @@ def sample(
     ess_target: float | None = None,
     rhat_target: float | None = None,
     warm: WarmStart | None = None,
+    cold_sampler: str | None = None,
 ) -> FitResult:
     """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
     target units when asked, and diagnose ``parameters``.
@@ -405,10 +409,10 @@ def sample(
     covariance, and keeps them all: the compiled sampler is the same (a new draw count would compile it again),
     and its chains started from the posterior they are now part of. A warm fit is dropped when it diverges, or
     still falls short when more chains would take it past ``s.chains * s.max_draws`` draws: the model is then
-    sampled again cold, with ``s.tune`` and ``s.draws``.
+    sampled again cold, with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.cold_name``).
     """
     started = time.monotonic()
-    draws, attempt = s.draws, 0
+    draws, chains, attempt = s.draws, s.chains, 0
     kept: xr.DataTree | None = None  # the warm chains so far, when more are sampled
     if sampler == "numpyro":
         persistent_jax_cache()
@@ -449,9 +453,10 @@ def sample(
             room = s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
             if diagnostics.divergences or (reasons and not room):
                 reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
-                draws, warm, kept, attempt = s.draws, None, None, attempt + 1
+                draws, chains, warm, kept, attempt = s.draws, s.chains, None, None, attempt + 1
+                sampler = available_sampler(cold_sampler, report) if cold_sampler else sampler
                 report(f"{label}: warm start: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
-                       f"sampling again cold ({s.tune} tune + {draws} draws)")
+                       f"sampling again cold with {sampler} ({s.tune} tune + {draws} draws)")
                 continue
             if not reasons:
                 break
@@ -472,7 +477,7 @@ def sample(
             )
     wall = time.monotonic() - started
     report(
-        f"{label} done in {wall:.1f} s ({mmm.idata.posterior.sizes['chain']} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
+        f"{label} done in {wall:.1f} s ({chains} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
         f"divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
         f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )

@@ -237,9 +237,7 @@ def fit_pooled(
     pooled model, hyper-parameters included; ``diagnose(market_view(...).idata, ...)`` gives one market's own.
     """
     s = sampler_cfg or cfg.sampler
-    sampler = available_sampler(s.name)
-    if sampler != s.name:
-        report(f"sampler {s.name!r} is not installed; using PyMC's own NUTS sampler instead")
+    sampler = available_sampler(s.cold, report)
     mmm = build_pooled_mmm(cfg, priors)
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
     X, y = split_xy(stack_markets(frames, columns))

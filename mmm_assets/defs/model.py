@@ -103,7 +103,7 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
     _build_once(path, report, build)
     view = market_view(load_model(path), cfg.market)
     wall = fitted[0].wall_seconds if fitted else 0.0
-    sampler = fitted[0].sampler if fitted else cfg.sampler.name
+    sampler = fitted[0].sampler if fitted else cfg.sampler.cold
     draws = int(view.idata.posterior.sizes["draw"])
     tune = fitted[0].tune if fitted else cfg.sampler.tune
     return FitResult(view, sampler, wall, diagnose(view.idata, free_parameters(view)), draws, tune), path
