@@ -50,7 +50,7 @@ result = fit(cfg, features, in_sample_predictive=False)
 posterior = result.mmm.idata.posterior
 out = {"sampler": result.sampler, "fit_seconds": result.wall_seconds, "min_ess_bulk": result.diagnostics.min_ess_bulk,
        "max_rhat": result.diagnostics.max_rhat, "divergences": result.diagnostics.divergences,
-       "draws_x_chains": posterior.sizes["draw"] * posterior.sizes["chain"]}
+       "draws_x_chains": result.draws * result.chains}
 if sys.argv[2] == "warm":
     from mmm_assets.core.warmstart import PreviousPosterior
     warm = fit(cfg, features, in_sample_predictive=False,

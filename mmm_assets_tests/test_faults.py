@@ -406,8 +406,9 @@ def test_an_unreadable_champion_posterior_means_a_cold_fit_not_a_failed_one(tiny
     from mmm_assets.defs.model import _champion_posterior
 
     _, cfg, _ = tiny
+    market = cfg.for_market(DEFAULT_MARKET)
     messages: list[str] = []
-    assert _champion_posterior(cfg.for_market(DEFAULT_MARKET), messages.append) is None
+    assert _champion_posterior(market, tracking.client_for(market), messages.append) is None
     (message,) = messages
     assert message.startswith("the champion's posterior ") and message.endswith(": the fit starts cold")
     assert "cannot be read (" in message

@@ -371,16 +371,20 @@ def _warm_start(mmm: MMM, s: SamplerConfig, previous: PreviousPosterior | None, 
     if available_sampler("numpyro") != "numpyro":
         report("no warm start: numpyro is not installed")
         return None
-    from pymc.model.transform.optimization import freeze_dims_and_data
-
-    # the model PyMC-Marketing hands the sampler (MMM._get_sampling_model), whose parameter order the sampler uses
-    warm, why = warm_start(freeze_dims_and_data(mmm.model), previous, s.chains, s.seed)
+    warm, why = warm_start(_sampling_model(mmm), previous, s.chains, s.seed)
     if warm is None:
         report(f"no warm start from {previous.label}: {why}")
     else:
         report(f"warm start from {previous.label}: each chain starts at one of its draws and moves with its "
                f"covariance as a fixed dense mass matrix; {s.warm_tune} tuning steps for the step size")
     return warm
+
+
+def _sampling_model(mmm: MMM):
+    """The model PyMC-Marketing hands the sampler (``MMM._get_sampling_model``): its parameter order is the sampler's."""
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    return freeze_dims_and_data(mmm.model)
 
 
 def sample(
@@ -447,7 +451,6 @@ def sample(
         if rhat_target is not None and diagnostics.max_rhat > rhat_target:
             reasons.append(f"max R-hat {diagnostics.max_rhat:.4f} > {rhat_target}")
             wanted = max(wanted, 2 * draws)
-        at_ceiling = s.max_draws is None or draws >= s.max_draws
         if warm:
             chains = mmm.idata.posterior.sizes["chain"]
             room = s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
@@ -465,7 +468,7 @@ def sample(
             report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; {s.chains} more "
                    f"warm chains of {draws} draws, started from these {chains} chains' draws and covariance")
             continue
-        if not reasons or at_ceiling:
+        if not reasons or s.max_draws is None or draws >= s.max_draws:
             break
         draws, attempt = min(s.max_draws, int(np.ceil(wanted))), attempt + 1
         report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
@@ -498,10 +501,8 @@ def _with_chains_of(first: xr.DataTree, second: xr.DataTree) -> xr.DataTree:
 def _continued(mmm: MMM, warm: WarmStart, chains: int, seed: int) -> WarmStart:
     """The warm start of more chains from a warm fit's own draws (still labelled by the posterior it came from);
     ``warm`` itself when the fit's draws do not make one."""
-    from pymc.model.transform.optimization import freeze_dims_and_data
-
     own = PreviousPosterior(warm.label, mmm.idata.posterior.to_dataset())
-    continued, _ = warm_start(freeze_dims_and_data(mmm.model), own, chains, seed)
+    continued, _ = warm_start(_sampling_model(mmm), own, chains, seed)
     return continued or warm
 
 

@@ -112,7 +112,8 @@ def warm_start(model, previous: PreviousPosterior, chains: int, seed: int) -> tu
     ``previous``; or None and why not (a parameter missing or shaped differently, other coordinates, too few draws).
     The chains start at ``chains`` different previous draws, chosen with ``seed``."""
     posterior = previous.posterior
-    draws, values, outputs = [], {}, []
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    values, outputs = {}, []
     for vv in model.value_vars:
         rv = model.values_to_rvs[vv]
         name = rv.name
@@ -127,7 +128,6 @@ def warm_start(model, previous: PreviousPosterior, chains: int, seed: int) -> tu
             if theirs != ours:
                 return None, f"{dim} is {theirs} in {previous.label}, {ours} in this model"
         sample = stored.stack({_SAMPLE_DIM: ("chain", "draw")}).transpose(_SAMPLE_DIM, *dims).values
-        draws.append(sample.shape[0])
         transform = model.rvs_to_transforms.get(rv)
         if transform is None:
             values[vv.name] = sample
@@ -140,7 +140,6 @@ def warm_start(model, previous: PreviousPosterior, chains: int, seed: int) -> tu
     if outputs:
         computed = pytensor.function([], [out for _, out in outputs], mode=QUICK_MODE)()
         values.update({name: np.asarray(v) for (name, _), v in zip(outputs, computed, strict=True)})
-    n = draws[0]
     flat = np.concatenate([values[vv.name].reshape(n, -1) for vv in model.value_vars], axis=1)
     if n < MIN_DRAWS_PER_DIMENSION * flat.shape[1]:
         return None, f"{previous.label} has {n} draws, fewer than {MIN_DRAWS_PER_DIMENSION} per parameter"

@@ -128,7 +128,7 @@ def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.D
     return stored[stored[MARKET_COLUMN] == cfg.market].drop(columns=MARKET_COLUMN).reset_index(drop=True)
 
 
-def _champion_posterior(cfg, report):
+def _champion_posterior(cfg, client, report):
     """The champion's posterior to warm-start the fit from; None when warm starts are off or there is no champion."""
     from mmm_assets.core import tracking
     from mmm_assets.core.warmstart import read_posterior
@@ -136,7 +136,7 @@ def _champion_posterior(cfg, report):
     if not cfg.sampler.warm_start:
         return None
     try:
-        version, path = tracking.champion_model_file(tracking.client_for(cfg), cfg)
+        version, path = tracking.champion_model_file(client, cfg)
     except LookupError:
         report("no champion yet: the fit starts cold")
         return None
@@ -173,18 +173,19 @@ def mmm_posterior(
 
     cfg = scenario.load()
     features = _features(scenario, cfg)
+    client = tracking.client_for(cfg)
     pooled_file = None
     if cfg.pooled:
         result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
     else:
-        result = fit(cfg, features, report=context.log.info, warm_from=_champion_posterior(cfg, context.log.info))
+        warm_from = _champion_posterior(cfg, client, context.log.info)
+        result = fit(cfg, features, report=context.log.info, warm_from=warm_from)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
     path = save_model(result.mmm, cfg.paths.models_dir / name)
     context.log.info(f"saved the posterior to {path}")
     data_version = content_hash(features)
     run = mlflow.active_run()
-    client = tracking.client_for(cfg)
     lineage = {
         "dagster_run_id": context.run_id,
         "dagster_asset_key": context.asset_key.to_user_string(),
