@@ -44,7 +44,7 @@ from pymc_marketing.mmm.utility import (
 )
 from scipy.optimize import brentq
 
-from mmm_assets.core.compiling import QUICK_MODE
+from mmm_assets.core.compiling import QUICK_MODE, quick_compile
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.model import HDI_PROB
@@ -133,9 +133,13 @@ def _optimizer(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, r
     if key not in _OPTIMIZERS:
         while len(_OPTIMIZERS) >= OPTIMIZERS_KEPT:
             _OPTIMIZERS.pop(next(iter(_OPTIMIZERS)))
-        _OPTIMIZERS[key] = (mmm, mmm.budget_optimizer(
-            start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": QUICK_MODE}
-        ))
+        # the objective in QUICK_MODE (compile_kwargs, also for what the optimiser compiles later), and the helpers
+        # it compiles while building (shape evaluations, ...) too: in the default mode numba compiled them for ~6 s
+        # on an empty cache
+        with quick_compile():
+            _OPTIMIZERS[key] = (mmm, mmm.budget_optimizer(
+                start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": QUICK_MODE}
+            ))
     return _OPTIMIZERS[key][1]
 
 

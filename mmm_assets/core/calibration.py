@@ -60,7 +60,7 @@ import pandas as pd
 
 from mmm_assets.core.config import DATE_COLUMN, MMMConfig
 from mmm_assets.core.errors import InputError, examples, raise_if_problems
-from mmm_assets.core.generator import GroundTruth
+from mmm_assets.core.generator import GroundTruth, logistic_saturation
 
 #: Columns of the experiments file, in the order :func:`sample_lift_tests` writes them.
 COLUMNS = ["channel", "start_date", "end_date", "delta_spend", "lift", "lift_sd"]
@@ -269,10 +269,6 @@ def _adstock(x: np.ndarray, alpha: np.ndarray, l_max: int) -> np.ndarray:
     return out
 
 
-def _logistic(x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    return (1.0 - np.exp(-lam * x)) / (1.0 + np.exp(-lam * x))
-
-
 def implied_lift(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
     """The model's exact lift of each experiment row, per posterior draw: (draws, rows), in target units."""
     from pymc_marketing.mmm import GeometricAdstock, LogisticSaturation
@@ -291,8 +287,8 @@ def implied_lift(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
         scale = float(data["channel_scale"].sel(channel=row.channel))
         alpha, lam, beta = (draws[name].sel(channel=row.channel).to_numpy()[:, None] for name in draws)
         spend, changed = _counterfactual_spend(features, row)
-        base = _logistic(_adstock(spend / scale, alpha[:, 0], mmm.adstock.l_max), lam)
-        moved = _logistic(_adstock(changed / scale, alpha[:, 0], mmm.adstock.l_max), lam)
+        base = logistic_saturation(_adstock(spend / scale, alpha[:, 0], mmm.adstock.l_max), lam)
+        moved = logistic_saturation(_adstock(changed / scale, alpha[:, 0], mmm.adstock.l_max), lam)
         out.append((beta * (moved - base))[:, row.first :].sum(axis=1) * target_scale)
     return np.stack(out, axis=1) if out else np.empty((posterior.sizes["chain"] * posterior.sizes["draw"], 0))
 

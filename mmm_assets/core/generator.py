@@ -51,9 +51,10 @@ ROLES_STREAM = 1
 SEASONALITY = "seasonality"
 
 
-def logistic_saturation(x: np.ndarray, lam: float) -> np.ndarray:
-    """(1 - e^(-lam x)) / (1 + e^(-lam x)), the saturation PyMC-Marketing's ``LogisticSaturation`` uses."""
-    return (1.0 - np.exp(-lam * x)) / (1.0 + np.exp(-lam * x))
+def logistic_saturation(x, lam):
+    """(1 - e^(-lam x)) / (1 + e^(-lam x)) = tanh(lam x / 2), the saturation PyMC-Marketing's ``LogisticSaturation``
+    uses (without its beta); numpy arrays or xarray objects, broadcast against each other."""
+    return np.tanh(lam * x / 2.0)
 
 
 def geometric_adstock(x: np.ndarray, alpha: float, l_max: int) -> np.ndarray:

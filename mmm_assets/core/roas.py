@@ -30,6 +30,7 @@ from scipy.optimize import brentq
 
 from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN
+from mmm_assets.core.generator import logistic_saturation
 from mmm_assets.core.model import mean_hdi
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
@@ -37,11 +38,6 @@ MARGINAL_STEP = 0.01
 #: Break-even search range, as multiples of the channel's current spend.
 SEARCH_MULTIPLES = (1e-3, 100.0)
 SAMPLE_DIMS = ("chain", "draw")
-
-
-def _logistic(x: xr.DataArray, lam: xr.DataArray) -> xr.DataArray:
-    """LogisticSaturation without its beta: (1 - e^(-lam x)) / (1 + e^(-lam x))."""
-    return (1.0 - np.exp(-lam * x)) / (1.0 + np.exp(-lam * x))
 
 
 def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
@@ -72,11 +68,15 @@ def _breakeven_multiple(adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.D
     ``channel_roas``'s ``mroas``; it decreases with ``k`` (concave saturation). Returns 0.0 when it is below 1
     already at the low end of ``SEARCH_MULTIPLES`` and ``inf`` when it is still above 1 at the high end.
     ``effect`` is ``saturation_beta * target_scale`` per draw; ``spend`` the channel's total over the window.
+    The search evaluates the curve a few dozen times over every draw and week, so on plain arrays (draws x weeks).
     """
+    weeks = adstocked.transpose(*SAMPLE_DIMS, DATE_COLUMN).to_numpy().reshape(-1, adstocked.sizes[DATE_COLUMN])
+    lam_draws = lam.transpose(*SAMPLE_DIMS).to_numpy().reshape(-1, 1)
+    effect_draws = effect.transpose(*SAMPLE_DIMS).to_numpy().reshape(-1)
 
     def excess(k: float) -> float:
-        gain = _logistic((1.0 + MARGINAL_STEP) * k * adstocked, lam) - _logistic(k * adstocked, lam)
-        return float((effect * gain.sum(DATE_COLUMN)).mean()) / (MARGINAL_STEP * k * spend) - 1.0
+        gain = logistic_saturation((1.0 + MARGINAL_STEP) * k * weeks, lam_draws) - logistic_saturation(k * weeks, lam_draws)
+        return float(effect_draws @ gain.sum(axis=1)) / effect_draws.size / (MARGINAL_STEP * k * spend) - 1.0
 
     low, high = SEARCH_MULTIPLES
     if excess(low) <= 0:
@@ -168,7 +168,7 @@ def response_curves(
         scaled = xr.DataArray(levels, dims="level") / data["channel_scale"].sel(channel=channel)
         curve = (
             posterior["saturation_beta"].sel(channel=channel)
-            * _logistic(scaled, posterior["saturation_lam"].sel(channel=channel))
+            * logistic_saturation(scaled, posterior["saturation_lam"].sel(channel=channel))
             * data["target_scale"]
         )
         part = mean_hdi(curve.transpose(*SAMPLE_DIMS, "level"), "contribution_")
