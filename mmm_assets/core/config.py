@@ -421,6 +421,12 @@ class SamplerConfig(_Strict):
         "or again cold.",
     )
     warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
+    dense_mass: bool = Field(
+        default=True,
+        description="numpyro, fits that start cold: adapt a dense mass matrix, regularised towards its own diagonal "
+        "(mmm_assets.core.adaptation) instead of numpyro's diagonal one. Not for the pooled (hierarchical) model, "
+        "where it diverged.",
+    )
     cold_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(
         default=None,
         description="The backend of every fit that is not warm-started (the first fit, holdout refits, cross-"
