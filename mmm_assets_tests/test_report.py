@@ -88,3 +88,23 @@ def test_every_plot_is_a_png():
     ]
     assert all(p.startswith(PNG) and len(p) > 5000 for p in pictures)
     assert plots.markdown_image(PNG, "alt").startswith("![alt](data:image/png;base64,iVBORw0KGgo")
+
+
+def test_a_plot_is_drawn_once_per_process_for_the_same_inputs(monkeypatch):
+    """The report reuses the plots its assets drew in the same run; any other input draws anew."""
+    frame = _weekly().assign(actual=np.arange(10.0), predicted_mean=np.arange(10.0), predicted_hdi_low=0.0,
+                             predicted_hdi_high=10.0)
+    drawn, subplots = [], plots.plt.subplots
+    monkeypatch.setattr(plots.plt, "subplots", lambda *a, **k: drawn.append(1) or subplots(*a, **k))
+    monkeypatch.setattr(plots, "_RENDERED", {})
+    first = plots.fit_plot(frame, frame.tail(3), "fit")
+    assert plots.fit_plot(frame.copy(), frame.tail(3).copy(), "fit") is first and len(drawn) == 1
+    assert plots.fit_plot(frame.assign(actual=frame["actual"] + 1), frame.tail(3), "fit") != first
+    assert plots.fit_plot(frame, None, "fit") != first
+    plots.fit_plot(frame, frame.tail(3), "another title")
+    plots.fit_plot(frame.rename(columns={"actual": "actual_"}).rename(columns={"actual_": "actual"}), frame.tail(3),
+                   "fit")  # the same frame again: no drawing
+    assert len(drawn) == 4
+    for i in range(plots.RENDERED_KEPT + 1):  # a bounded memory
+        plots.fit_plot(frame, None, f"title {i}")
+    assert len(plots._RENDERED) == plots.RENDERED_KEPT

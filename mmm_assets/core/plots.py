@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import io
+from collections.abc import Callable
 
 import matplotlib
 
@@ -15,6 +18,35 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from mmm_assets.core.config import DATE_COLUMN  # noqa: E402
 
 DPI = 110
+#: Plots kept per process (see ``_remembered``).
+RENDERED_KEPT = 16
+_RENDERED: dict[tuple, bytes] = {}
+
+
+def _fingerprint(value: object) -> object:
+    """A hashable stand-in for a plot argument: a data frame by its columns and a hash of its values and index."""
+    if isinstance(value, pd.DataFrame):
+        hashed = hashlib.sha256(pd.util.hash_pandas_object(value).to_numpy().tobytes()).hexdigest()
+        return ("frame", tuple(map(str, value.columns)), tuple(map(str, value.dtypes)), hashed)
+    if isinstance(value, list | tuple):
+        return tuple(_fingerprint(v) for v in value)
+    return value
+
+
+def _remembered(render: Callable[..., bytes]) -> Callable[..., bytes]:
+    """Renders a plot once per process for the same arguments: the report draws the plots the assets before it in
+    the same run drew (one process per run), ~1 s of matplotlib otherwise."""
+
+    @functools.wraps(render)
+    def drawn(*args: object) -> bytes:
+        key = (render.__name__, *(_fingerprint(a) for a in args))
+        if key not in _RENDERED:
+            while len(_RENDERED) >= RENDERED_KEPT:
+                _RENDERED.pop(next(iter(_RENDERED)))
+            _RENDERED[key] = render(*args)
+        return _RENDERED[key]
+
+    return drawn
 
 
 def _compact(value: float, _position: object = None) -> str:
@@ -45,6 +77,7 @@ def markdown_image(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
+@_remembered
 def fit_plot(in_sample: pd.DataFrame, holdout: pd.DataFrame | None, title: str) -> bytes:
     """Actual vs posterior-predictive mean with its 94 % HDI band; the holdout forecast in its own colour."""
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -69,6 +102,7 @@ def fit_plot(in_sample: pd.DataFrame, holdout: pd.DataFrame | None, title: str) 
     return _png(fig)
 
 
+@_remembered
 def recovery_plot(table: pd.DataFrame) -> bytes:
     """Posterior estimate with 94 % HDI against the true value, one panel per parameter."""
     parameters = list(dict.fromkeys(table["parameter"]))
@@ -89,6 +123,7 @@ def recovery_plot(table: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+@_remembered
 def contributions_plot(contributions: pd.DataFrame, components: list[str], title: str) -> bytes:
     """Stacked weekly contributions (posterior means) of the baseline and each channel."""
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -118,6 +153,7 @@ def _interval_bars(ax: plt.Axes, table: pd.DataFrame, prefix: str, title: str) -
     ax.grid(alpha=0.3)
 
 
+@_remembered
 def roas_plot(roas: pd.DataFrame) -> bytes:
     """Average and marginal ROAS per channel with 94 % HDIs."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(roas) + 2.2), sharey=True)
@@ -128,6 +164,7 @@ def roas_plot(roas: pd.DataFrame) -> bytes:
     return _png(fig, rect=(0, 0.07, 1, 1))
 
 
+@_remembered
 def response_curves_plot(curves: pd.DataFrame) -> bytes:
     """Expected weekly contribution against weekly spend per channel, with the current spend marked."""
     channels = list(dict.fromkeys(curves["channel"]))
@@ -149,6 +186,7 @@ def response_curves_plot(curves: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+@_remembered
 def allocation_plot(allocation: pd.DataFrame, title: str) -> bytes:
     """Current vs optimised spend per channel over the horizon, with each channel's allowed range."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -167,6 +205,7 @@ def allocation_plot(allocation: pd.DataFrame, title: str) -> bytes:
     return _png(fig)
 
 
+@_remembered
 def scenarios_plot(levels: pd.DataFrame) -> bytes:
     """Expected incremental response against the total budget: the return curve of the whole budget."""
     fig, ax = plt.subplots(figsize=(7, 3.6))

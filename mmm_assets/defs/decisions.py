@@ -22,7 +22,7 @@ from dagster import (
 from mmm_assets.core.records import FittedModel, ValidationReport
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS
-from mmm_assets.defs.model import FRESHNESS, mmm_validation
+from mmm_assets.defs.model import FRESHNESS, fit_title, mmm_validation
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
@@ -140,6 +140,13 @@ def response_curves(
     return curves
 
 
+def _allocation_png(result) -> bytes:
+    """Current vs optimised allocation, in the budget's metadata and in the report (one rendering for both)."""
+    from mmm_assets.core.plots import allocation_plot
+
+    return allocation_plot(result.allocation, f"current vs optimised, next {result.horizon_weeks} weeks")
+
+
 def _budget_metadata(result) -> dict:
     return {
         "total_budget": MetadataValue.float(float(round(result.total_budget))),
@@ -165,7 +172,6 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     with the current allocation (expected incremental response, 94 % HDI, uplift). DuckDB `optimized_budget`.
     """
     from mmm_assets.core.budget import optimize_budget
-    from mmm_assets.core.plots import allocation_plot
 
     cfg = scenario.load()
     mmm, features, _ = _model(context, scenario, mmm_posterior)
@@ -174,7 +180,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
         context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
     _publish(
         context, scenario, "optimized_budget", result.allocation,
-        allocation_plot(result.allocation, f"next {result.horizon_weeks} weeks"),
+        _allocation_png(result),
         **_budget_metadata(result), allocation=md.table_md(result.allocation),
     )
     return result
@@ -296,6 +302,7 @@ def mmm_report(
     scenario: ScenarioResource,
     mmm_posterior: FittedModel,
     mmm_validation: ValidationReport,
+    channel_contributions: pd.DataFrame,
     channel_roas: pd.DataFrame,
     response_curves: pd.DataFrame,
     optimized_budget,
@@ -311,14 +318,13 @@ def mmm_report(
     from mmm_assets.core.report import Section, executive_summary, write_report
 
     cfg = scenario.load()
-    contributions = scenario.read("channel_contributions")
-    wide = wide_means(contributions)
+    wide = wide_means(channel_contributions)
     v = mmm_validation
     gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
     sections = [
         Section("Fit", [f"Model {mmm_posterior.path} ({mmm_posterior.sampler}, {mmm_posterior.chains} chains x "
                         f"{mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
-                {"fit": plots.fit_plot(v.in_sample, v.holdout, "actual vs fitted")}),
+                {"fit": plots.fit_plot(v.in_sample, v.holdout, fit_title(cfg))}),
         Section("Where sales came from", plots={"contributions": plots.contributions_plot(
             wide, [BASELINE, *cfg.channels], "weekly contributions")},
             tables={"contribution_totals": _totals(wide, [*cfg.channels, BASELINE])}, exports={"contributions": wide}),
@@ -327,7 +333,7 @@ def mmm_report(
                 tables={"current_spend": response_curves[response_curves["is_current"]].drop(columns="is_current")},
                 exports={"response_curves": response_curves}),
         Section("Budget: current vs optimised", [optimized_budget.method],
-                {"allocation": plots.allocation_plot(optimized_budget.allocation, "current vs optimised")},
+                {"allocation": _allocation_png(optimized_budget)},
                 {"allocation": optimized_budget.allocation, "recommendations": budget_recommendations}),
         Section("Budget scenarios", plots={"scenarios": plots.scenarios_plot(_levels(budget_scenarios))},
                 tables={"scenario_levels": _levels(budget_scenarios)}, exports={"budget_scenarios": budget_scenarios}),

@@ -241,6 +241,11 @@ def mmm_posterior(
     return fitted
 
 
+def fit_title(cfg) -> str:
+    """The actual-vs-fitted plot's title, in the validation's metadata and in the report (one rendering for both)."""
+    return f"{cfg.scenario}/{cfg.market}: actual vs fitted (holdout: last {cfg.validation.holdout_weeks} weeks)"
+
+
 def _shown(value: float) -> float:
     """A metric rounded to 4 significant digits for the UI (full precision stays in the history table and MLflow)."""
     return float(f"{float(value):.4g}")
@@ -345,7 +350,7 @@ def mmm_validation(
         "failed_gates": ", ".join(failed) or "none",
         "holdout_method": holdout_method,
         "fit_plot": md.image(
-            fit_plot(in_sample, holdout, f"{cfg.scenario}/{cfg.market}: actual vs fitted (holdout: last {weeks} weeks)"),
+            fit_plot(in_sample, holdout, fit_title(cfg)),
             "actual vs fitted",
         ),
         "history_table": MetadataValue.text(HISTORY_TABLE),
