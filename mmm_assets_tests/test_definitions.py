@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, Definitions, job, op
 
 from mmm_assets.definitions import defs
 from mmm_assets.defs.model import FIT_POOL
@@ -86,6 +86,30 @@ def test_embedded_instance_config(tmp_path, monkeypatch):
     assert not instance.telemetry_enabled
     assert Path(instance.storage_directory()).is_relative_to(home)
     assert instance.code_server_process_startup_timeout >= 300
+
+
+def test_debug_messages_stay_out_of_the_event_log_and_events_are_kept(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    @op
+    def chatty(context) -> int:
+        context.log.debug("a debug line")
+        context.log.info("an info line")
+        return 1
+
+    @job
+    def talk():
+        chatty()
+
+    result = talk.execute_in_process(instance=DagsterInstance.get())
+    logs = DagsterInstance.get().all_logs(result.run_id)
+    messages = [r.user_message for r in logs if r.dagster_event is None]
+    assert "an info line" in messages and "a debug line" not in messages
+    events = {r.dagster_event.event_type_value for r in logs if r.dagster_event is not None}
+    assert {"STEP_START", "STEP_OUTPUT", "STEP_SUCCESS"} <= events  # DEBUG-level events, stored all the same
 
 
 def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
