@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
+from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
 
 from mmm_assets.core.budget import (
     BOUND_SLACK,
@@ -110,7 +111,7 @@ def test_scenarios_hold_budget_and_bounds_at_every_level(fitted, default_result)
     assert response[1.5] - response[1.0] < response[0.5]
 
 
-def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser(fitted, monkeypatch):
+def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser_and_its_answers(fitted, monkeypatch):
     from mmm_assets.core import budget
 
     features, _, mmm = fitted
@@ -118,9 +119,17 @@ def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser(fi
     built = []
     real = type(mmm).budget_optimizer
     monkeypatch.setattr(type(mmm), "budget_optimizer", lambda self, *a, **k: built.append(1) or real(self, *a, **k))
-    budget_scenarios(mmm, features, BudgetSettings(scenario_levels=[1.0]))
-    optimize_budget(mmm, features, BudgetSettings())
+    table = budget_scenarios(mmm, features, BudgetSettings(scenario_levels=[1.0]))
+    searches = []
+    real_allocate = BudgetOptimizer.allocate_budget
+    monkeypatch.setattr(BudgetOptimizer, "allocate_budget", lambda *a, **k: searches.append(1) or real_allocate(*a, **k))
+    result = optimize_budget(mmm, features, BudgetSettings())
     assert len(built) == 1
+    # ... and the budget is the scenarios' 1.0 level, found once
+    assert not searches
+    assert result.allocation["optimized_spend"].tolist() == table["optimized_spend"].tolist()
+    optimize_budget(mmm, features, BudgetSettings(relative_bound=0.3))  # other bounds: searched anew
+    assert searches
     optimize_budget(mmm, features, BudgetSettings(utility="cvar"))  # another utility is another optimiser
     assert len(built) == 2
 

@@ -120,15 +120,16 @@ def _utility(utility: str, risk_level: float) -> UtilityFunctionType:
     return average_response
 
 
-#: Compiled optimisers kept per process, by (model id, window, utility); the model is kept with its optimiser so its
-#: id cannot be reused while the entry lives.
-_OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer]] = {}
+#: Compiled optimisers kept per process, by (model id, window, utility), each with the allocations it has found (see
+#: ``_allocate``); the model is kept with its optimiser so its id cannot be reused while the entry lives.
+_OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer, dict]] = {}
 OPTIMIZERS_KEPT = 2
 
 
-def _optimizer(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, risk_level: float) -> BudgetOptimizer:
-    """The library's optimiser of a model over a window, compiled once per process: the budget and the scenarios
-    of one refresh share it (models are loaded once per process too, see ``model.load_model``)."""
+def _compiled(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, risk_level: float) -> tuple:
+    """The library's optimiser of a model over a window, compiled once per process, and the allocations found with
+    it: the budget and the scenarios of one refresh share both (models are loaded once per process too, see
+    ``model.load_model``)."""
     key = (id(mmm), start, end, utility, risk_level)
     if key not in _OPTIMIZERS:
         while len(_OPTIMIZERS) >= OPTIMIZERS_KEPT:
@@ -137,10 +138,11 @@ def _optimizer(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, r
         # it compiles while building (shape evaluations, ...) too: in the default mode numba compiled them for ~6 s
         # on an empty cache
         with quick_compile():
-            _OPTIMIZERS[key] = (mmm, mmm.budget_optimizer(
+            optimizer = mmm.budget_optimizer(
                 start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": QUICK_MODE}
-            ))
-    return _OPTIMIZERS[key][1]
+            )
+        _OPTIMIZERS[key] = (mmm, optimizer, {})
+    return _OPTIMIZERS[key][1:]
 
 
 @dataclass
@@ -183,9 +185,18 @@ class _Planner:
         return self.settings.horizon_weeks
 
     @cached_property
+    def _compiled(self) -> tuple[BudgetOptimizer, dict]:
+        return _compiled(self.mmm, self.start, self.end, self.settings.utility, self.settings.risk_level)
+
+    @property
     def optimizer(self) -> BudgetOptimizer:
         """Built (and compiled) on first use, so settings that cannot be met fail before compiling."""
-        return _optimizer(self.mmm, self.start, self.end, self.settings.utility, self.settings.risk_level)
+        return self._compiled[0]
+
+    @property
+    def allocations(self) -> dict:
+        """What ``_allocate`` found with this optimiser, by everything that decides it."""
+        return self._compiled[1]
 
     def weekly(self, totals: np.ndarray) -> xr.DataArray:
         """A labelled weekly plan (what the library takes) from horizon totals."""
@@ -328,7 +339,12 @@ def _solve(
 ) -> BudgetResult:
     started = time.monotonic()
     lower, upper = _bounds(planner, settings, total)
-    spend, method, reasons = _allocate(planner, settings, total, (lower, upper), attempts)
+    # the answer is kept with the optimiser: the budget asks again for the scenarios' 1.0 level (~1 s per search)
+    key = (total, lower.tobytes(), upper.tobytes(), planner.current.tobytes(), settings.total_tolerance,
+           repr(tuple(attempts)))
+    if key not in planner.allocations:
+        planner.allocations[key] = _allocate(planner, settings, total, (lower, upper), attempts)
+    spend, method, reasons = planner.allocations[key]
     optimized, current = planner.response(spend), planner.response(planner.current)
     uplift = optimized - current
     true_responses = {}
