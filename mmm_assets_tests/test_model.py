@@ -141,6 +141,33 @@ def test_pointwise_log_likelihood_is_pymcs(fitted):
     np.testing.assert_allclose(ours.transpose(*theirs.dims).to_numpy(), theirs.to_numpy(), rtol=1e-9, atol=1e-9)
 
 
+def test_numpyro_deterministics_come_from_the_sampler_and_are_pymcs(fitted):
+    """A numpyro fit takes the deterministics from PyMC's vectorised JAX post-processing, not from PyMC-Marketing's
+    recompute (one draw at a time in Python): those of the parameters are the values PyMC computes from their draws;
+    the target's (``y_original_scale``) is the observed target, as PyMC's own sampler gives it (the recompute drew
+    it afresh; predictions come from the posterior predictive either way)."""
+    import pymc as pm
+    from pytensor.graph.traversal import ancestors
+
+    _, features, _, result, _ = fitted
+    mmm = result.mmm
+    assert mmm._recompute_deterministics is False
+    posterior = mmm.idata.posterior
+    observed = set(mmm.model.observed_RVs)
+    of_target = [d.name for d in mmm.model.deterministics if observed & set(ancestors([d]))]
+    of_parameters = [d.name for d in mmm.model.deterministics if d.name not in of_target]
+    assert of_target == [model_core.PREDICTED] and "channel_contribution" in of_parameters
+    assert set(of_parameters) <= set(posterior.data_vars)
+    recomputed = pm.compute_deterministics(
+        posterior.to_dataset()[[rv.name for rv in mmm.model.free_RVs]], var_names=of_parameters, model=mmm.model,
+        progressbar=False,
+    )
+    for name in of_parameters:
+        np.testing.assert_allclose(posterior[name].to_numpy(), recomputed[name].to_numpy(), rtol=1e-9, atol=1e-12)
+    target = posterior[model_core.PREDICTED].transpose("chain", "draw", "date").to_numpy()
+    np.testing.assert_allclose(target, np.broadcast_to(features["y"].to_numpy(), target.shape), rtol=1e-9)
+
+
 def test_fit_samples_again_until_the_ess_target(tmp_path):
     cfg = load_config(write_scenario(tmp_path, merge(SMALL, {"sampler": {"draws": 20, "tune": 150, "max_draws": 400}})))
     frame, _ = generate(cfg.data.synthetic)

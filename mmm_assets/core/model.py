@@ -432,6 +432,10 @@ def sample(
             placed, nuts = scale_free_adaptation(), {"nuts_sampler_kwargs": cold_nuts_kwargs()}
         else:
             placed, nuts = contextlib.nullcontext(), {}
+        # numpyro: the deterministics (contributions, mu, ...) come out of PyMC's vectorised JAX post-processing of
+        # the draws, not PyMC-Marketing's recompute afterwards, which evaluates them one draw at a time in Python
+        # (1,400 calls; ~0.5 s more per fit): the same values (to 2e-16)
+        mmm._recompute_deterministics = sampler != "numpyro"
         with _sampler_progress(sampler, report, s.chains * (tune + draws)) as extra, around, placed:
             mmm.fit(
                 X,
