@@ -153,6 +153,7 @@ def test_numpyro_deterministics_come_from_the_sampler_and_are_pymcs(fitted):
     mmm = result.mmm
     assert mmm._recompute_deterministics is False
     posterior = mmm.idata.posterior
+    assert {type(v.variable._data) for v in posterior.data_vars.values()} == {np.ndarray}  # not JAX's arrays
     observed = set(mmm.model.observed_RVs)
     of_target = [d.name for d in mmm.model.deterministics if observed & set(ancestors([d]))]
     of_parameters = [d.name for d in mmm.model.deterministics if d.name not in of_target]

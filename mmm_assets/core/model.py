@@ -450,6 +450,8 @@ def sample(
                 **nuts,
                 **extra,
             )
+        if sampler == "numpyro":  # PyMC leaves numpyro's draws as JAX arrays: numpy, as in a model loaded from disk
+            mmm.idata = mmm.idata.map_over_datasets(lambda group: group.as_numpy())
         if kept is not None:
             mmm.idata = _with_chains_of(kept, mmm.idata)
         diagnostics = diagnose(mmm.idata, parameters)
