@@ -1,6 +1,6 @@
 """How the PyTensor functions a refresh builds outside the sampler are compiled.
 
-The deterministics PyMC-Marketing recomputes after a numpyro fit, the posterior predictive, the ROAS counterfactuals
+What PyMC compiles around a numpyro fit (its starting point), the posterior predictive, the ROAS counterfactuals
 and the budget optimiser's objective are evaluated once or a few hundred times per refresh. PyTensor's default backend
 (numba) compiles each of them for seconds (the optimiser's objective for ~18 s on an empty cache, and again after
 every fit, since it holds the posterior), so they compile in ``QUICK_MODE``: PyTensor's FAST_COMPILE (Python

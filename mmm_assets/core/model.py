@@ -423,8 +423,9 @@ def sample(
         persistent_jax_cache()
     while True:
         tune = s.warm_tune if warm else s.tune
-        # numpyro samples with JAX whatever PyTensor's mode is; what PyMC compiles around it (the initial point, the
-        # deterministics recomputed after sampling) runs once: 15.3 -> 8.3 s fit on an empty PyTensor cache
+        # numpyro samples with JAX whatever PyTensor's mode is; what PyMC compiles around it (the initial point, and
+        # the deterministics when they were recomputed after sampling) runs once: 15.3 -> 8.3 s fit on an empty
+        # PyTensor cache
         around = quick_compile() if sampler == "numpyro" else contextlib.nullcontext()
         if warm:
             placed, nuts = warm.starting_points(), {"nuts_sampler_kwargs": warm.nuts_kwargs()}
