@@ -120,8 +120,8 @@ def _utility(utility: str, risk_level: float) -> UtilityFunctionType:
     return average_response
 
 
-#: Compiled optimisers kept per process, by (model id, window, utility), each with the allocations it has found (see
-#: ``_allocate``); the model is kept with its optimiser so its id cannot be reused while the entry lives.
+#: Compiled optimisers kept per process, by (model id, window, utility), each with the allocations found with it (see
+#: ``_solve``); the model is kept with its optimiser so its id cannot be reused while the entry lives.
 _OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer, dict]] = {}
 OPTIMIZERS_KEPT = 2
 
@@ -185,18 +185,18 @@ class _Planner:
         return self.settings.horizon_weeks
 
     @cached_property
-    def _compiled(self) -> tuple[BudgetOptimizer, dict]:
+    def _kept(self) -> tuple[BudgetOptimizer, dict]:
         return _compiled(self.mmm, self.start, self.end, self.settings.utility, self.settings.risk_level)
 
     @property
     def optimizer(self) -> BudgetOptimizer:
         """Built (and compiled) on first use, so settings that cannot be met fail before compiling."""
-        return self._compiled[0]
+        return self._kept[0]
 
     @property
     def allocations(self) -> dict:
         """What ``_allocate`` found with this optimiser, by everything that decides it."""
-        return self._compiled[1]
+        return self._kept[1]
 
     def weekly(self, totals: np.ndarray) -> xr.DataArray:
         """A labelled weekly plan (what the library takes) from horizon totals."""
