@@ -126,7 +126,9 @@ _OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer, dict]] = {}
 OPTIMIZERS_KEPT = 2
 
 
-def _compiled(mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, risk_level: float) -> tuple:
+def _compiled(
+    mmm: MMM, start: pd.Timestamp, end: pd.Timestamp, utility: str, risk_level: float
+) -> tuple[BudgetOptimizer, dict]:
     """The library's optimiser of a model over a window, compiled once per process, and the allocations found with
     it: the budget and the scenarios of one refresh share both (models are loaded once per process too, see
     ``model.load_model``)."""
