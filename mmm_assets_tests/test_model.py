@@ -31,7 +31,8 @@ def test_fit_reports_progress_and_diagnostics(fitted):
     cfg, features, _, result, messages = fitted
     assert result.sampler == "numpyro"
     assert messages[0].startswith(f"fitting {len(features)} weeks x 3 channels with numpyro")
-    assert messages[-1].startswith(f"fit done in {result.wall_seconds:.1f} s ({cfg.sampler.chains} x 250 draws)")
+    assert messages[-1].startswith(f"fit done in {result.wall_seconds:.1f} s ({cfg.sampler.chains} x 250 draws, "
+                                   "from the Laplace approximation at the mode)")
     d = result.diagnostics
     assert d.divergences == 0 and 1.0 <= d.max_rhat < 1.05 and d.min_ess_bulk > 50
     assert result.mmm.idata.posterior.sizes["draw"] == cfg.sampler.draws

@@ -67,10 +67,9 @@ def test_a_warm_fit_moves_with_the_given_matrix_and_leaves_pymc_and_numpyro_as_t
     d = result.diagnostics
     assert d.divergences == 0 and d.max_rhat < 1.05 and d.min_ess_bulk >= 100
     # it moves with the given matrix from its first step (not adapted: with numpyro's identity it would take
-    # hundreds of steps), as well as the cold fit does with the dense matrix it adapted over 2.5x the tuning
+    # hundreds of steps), as well as the cold fit does with the Laplace approximation's
     warm_steps = float(result.mmm.idata.sample_stats["n_steps"].mean())
     cold_steps = float(small_fit.mmm.idata.sample_stats["n_steps"].mean())
-    assert small_fit.cfg.sampler.dense_mass and small_fit.result.tune >= 2.5 * result.tune
     assert warm_steps < 2 * cold_steps, (warm_steps, cold_steps)
     # the same parameters as the cold fit, within its uncertainty
     cold, warm = (r.idata.posterior["saturation_lam"] for r in (small_fit.mmm, result.mmm))
@@ -93,7 +92,7 @@ def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
 def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeypatch):
     chosen = []
     monkeypatch.setattr(model_core, "sample", lambda mmm, X, y, s, sampler, *args, warm=None, cold_sampler=None, **kw:
-                        chosen.append((sampler, warm is not None, cold_sampler)))
+                        chosen.append((sampler, type(warm).__name__, cold_sampler)))
     s = small_fit.cfg.sampler.model_copy(update={"cold_name": "nutpie"})
     assert (s.name, s.cold, small_fit.cfg.sampler.cold) == ("numpyro", "nutpie", "numpyro")
     cfg = small_fit.cfg.model_copy(update={"sampler": s})
@@ -101,7 +100,13 @@ def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeyp
     model_core.fit(cfg, small_fit.features)
     model_core.fit(cfg, small_fit.features, warm_from=previous)
     # the first fit is nutpie's; the warm one numpyro's, with nutpie for a cold fallback
-    assert chosen == [("nutpie", False, "nutpie"), ("numpyro", True, "nutpie")]
+    assert chosen == [("nutpie", "NoneType", "nutpie"), ("numpyro", "WarmStart", "nutpie")]
+    # a cold numpyro fit starts from the Laplace approximation, unless told to adapt its mass matrix
+    chosen.clear()
+    model_core.fit(small_fit.cfg, small_fit.features)
+    adapt = small_fit.cfg.sampler.model_copy(update={"cold_start": "adapt"})
+    model_core.fit(small_fit.cfg.model_copy(update={"sampler": adapt}), small_fit.features)
+    assert chosen == [("numpyro", "LaplaceStart", "numpyro"), ("numpyro", "NoneType", "numpyro")]
 
 
 class _Fake:
@@ -144,7 +149,7 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
                       warm_tune=40)
     fake, messages, result = _sample(monkeypatch, [model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
     assert fake.calls == [(40, 100, True), (300, 100, False)]
-    assert messages[0].startswith("fit: warm start: 2 divergences after ")
+    assert messages[0].startswith("fit: started from champion v3: 2 divergences after ")
     assert messages[0].endswith("sampling again cold with numpyro (300 tune + 100 draws)")
     assert result.warm_start is None and result.tune == 300 and result.chains == 2
     assert result.sampler == "numpyro" and fake.samplers == ["numpyro", "numpyro"]
@@ -160,7 +165,7 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
     # still short when more chains would pass 2 x max_draws draws: cold, with the configured draws and chains
     fake, messages, result = _sample(monkeypatch, [short, high, ok], s, cold_sampler="nutpie")
     assert fake.calls == [(40, 100, True), (40, 100, True), (300, 100, False)]
-    assert messages[1].startswith("fit: warm start: max R-hat 1.0200 > 1.01 after ")
+    assert messages[1].startswith("fit: started from champion v3: max R-hat 1.0200 > 1.01 after ")
     assert messages[1].endswith("sampling again cold with nutpie (300 tune + 100 draws)")
     assert result.warm_start is None and result.chains == 2
     assert fake.samplers == ["numpyro", "numpyro", "nutpie"] and result.sampler == "nutpie"
@@ -183,7 +188,7 @@ def test_more_warm_chains_start_from_the_fit_and_are_kept_with_it(small_fit, mon
     assert chains == [2, 4] and result.chains == 4 and result.warm_start == "champion v1"
     assert any(m.endswith(f"2 more warm chains of {s.draws} draws, started from these 2 chains' draws and covariance")
                for m in messages)
-    assert messages[-1].startswith("fit done in ") and f"(4 x {s.draws} draws, warm from champion v1)" in messages[-1]
+    assert messages[-1].startswith("fit done in ") and f"(4 x {s.draws} draws, from champion v1)" in messages[-1]
     idata = result.mmm.idata
     assert idata.sample_stats.sizes["chain"] == 4
     assert idata.posterior_predictive[model_core.PREDICTED].sizes["chain"] == 4

@@ -421,9 +421,16 @@ class SamplerConfig(_Strict):
         "or again cold.",
     )
     warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
+    cold_start: Literal["laplace", "adapt"] = Field(
+        default="laplace",
+        description="numpyro, fits that are not warm-started: laplace = start from the Laplace approximation at the "
+        "posterior's mode (mmm_assets.core.laplace): the chains at its draws, its covariance as a fixed dense mass "
+        "matrix, warm_tune tuning steps, and like a warm fit more chains or again cold (adapt) when it misses a gate; "
+        "adapt = tune steps adapting the mass matrix (dense_mass), also when no mode is found.",
+    )
     dense_mass: bool = Field(
         default=True,
-        description="numpyro, fits that start cold: adapt a dense mass matrix, regularised towards its own diagonal "
+        description="numpyro, fits that adapt their mass matrix: a dense one, regularised towards its own diagonal "
         "(mmm_assets.core.adaptation) instead of numpyro's diagonal one. Not for the pooled (hierarchical) model, "
         "where it diverged.",
     )

@@ -37,6 +37,7 @@ from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 from mmm_assets.core.adaptation import cold_nuts_kwargs, scale_free_adaptation
 from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig, SamplerConfig
+from mmm_assets.core.laplace import LaplaceFailed, LaplaceStart
 from mmm_assets.core.priors import NoControlCoefficients, RoleTerms, add_roi_priors, role_terms
 from mmm_assets.core.roles import term_specs
 from mmm_assets.core.warmstart import PreviousPosterior, WarmStart, warm_start
@@ -349,12 +350,14 @@ def fit(
             report(f"lift tests: {note}")
         report(f"lift tests: {added} of {len(tests)} experiments calibrate the model ({method})")
     parameters = free_parameters(mmm)
-    warm = _warm_start(mmm, s, warm_from, report)
+    warm: WarmStart | LaplaceStart | None = _warm_start(mmm, s, warm_from, report)
     sampler = "numpyro" if warm else available_sampler(s.cold, report)
+    if warm is None and sampler == "numpyro" and s.cold_start == "laplace":
+        warm = LaplaceStart(s.chains, s.seed, report)
     report(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
-        f"{s.chains} chains x ({s.warm_tune if warm else s.tune} tune + {s.draws} draws); "
-        f"parameters {', '.join(parameters)}"
+        f"{s.chains} chains x ({s.warm_tune if warm else s.tune} tune + {s.draws} draws)"
+        f"{f', from {warm.label}' if isinstance(warm, LaplaceStart) else ''}; parameters {', '.join(parameters)}"
     )
     t = cfg.validation.thresholds
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
@@ -400,7 +403,7 @@ def sample(
     label: str = "fit",
     ess_target: float | None = None,
     rhat_target: float | None = None,
-    warm: WarmStart | None = None,
+    warm: WarmStart | LaplaceStart | None = None,
     cold_sampler: str | None = None,
 ) -> FitResult:
     """Sample a built model with ``sampler`` (progress to ``report``), add its in-sample posterior predictive in
@@ -415,6 +418,8 @@ def sample(
     and its chains started from the posterior they are now part of. A warm fit is dropped when it diverges, or
     still falls short when more chains would take it past ``s.chains * s.max_draws`` draws: the model is then
     sampled again cold, with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.cold_name``).
+    A start from the Laplace approximation (:class:`LaplaceStart`) is a warm start in all of this; when it finds no
+    mode the model is sampled cold at once, adapting its mass matrix.
     """
     started = time.monotonic()
     draws, chains, attempt = s.draws, s.chains, 0
@@ -437,20 +442,25 @@ def sample(
         # the draws, not PyMC-Marketing's recompute afterwards, which evaluates them one draw at a time in Python
         # (1,400 calls): the same values (to 2e-16); cold reference fit on warm caches 6.4 -> 4.8-5.1 s
         mmm._recompute_deterministics = sampler != "numpyro"
-        with _sampler_progress(sampler, report, s.chains * (tune + draws)) as extra, around, placed:
-            mmm.fit(
-                X,
-                y,
-                nuts_sampler=sampler,
-                draws=draws,
-                tune=tune,
-                chains=s.chains,
-                target_accept=s.target_accept,
-                random_seed=s.seed + attempt,
-                progressbar=False,
-                **nuts,
-                **extra,
-            )
+        try:
+            with _sampler_progress(sampler, report, s.chains * (tune + draws)) as extra, around, placed:
+                mmm.fit(
+                    X,
+                    y,
+                    nuts_sampler=sampler,
+                    draws=draws,
+                    tune=tune,
+                    chains=s.chains,
+                    target_accept=s.target_accept,
+                    random_seed=s.seed + attempt,
+                    progressbar=False,
+                    **nuts,
+                    **extra,
+                )
+        except LaplaceFailed as failed:
+            warm = None
+            report(f"{label}: no Laplace start ({failed}); adapting the mass matrix over {s.tune} tuning steps")
+            continue
         if sampler == "numpyro":  # PyMC leaves numpyro's draws as JAX arrays: numpy, as in a model loaded from disk
             mmm.idata = mmm.idata.map_over_datasets(lambda group: group.as_numpy())
         if kept is not None:
@@ -469,9 +479,11 @@ def sample(
             room = s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
             if diagnostics.divergences or (reasons and not room):
                 reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
+                start = warm.label
                 draws, chains, warm, kept, attempt = s.draws, s.chains, None, None, attempt + 1
                 sampler = available_sampler(cold_sampler, report) if cold_sampler else sampler
-                report(f"{label}: warm start: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; "
+                report(f"{label}: started from {start}: {' and '.join(reasons)} after "
+                       f"{time.monotonic() - started:.1f} s; "
                        f"sampling again cold with {sampler} ({s.tune} tune + {draws} draws)")
                 continue
             if not reasons:
@@ -493,7 +505,7 @@ def sample(
             )
     wall = time.monotonic() - started
     report(
-        f"{label} done in {wall:.1f} s ({chains} x {draws} draws{f', warm from {warm.label}' if warm else ''}): "
+        f"{label} done in {wall:.1f} s ({chains} x {draws} draws{f', from {warm.label}' if warm else ''}): "
         f"divergences {diagnostics.divergences}, max R-hat {diagnostics.max_rhat:.4f} "
         f"({diagnostics.worst_rhat_parameter}), min bulk ESS {diagnostics.min_ess_bulk:.0f}"
     )
@@ -511,7 +523,7 @@ def _with_chains_of(first: xr.DataTree, second: xr.DataTree) -> xr.DataTree:
     return merged
 
 
-def _continued(mmm: MMM, warm: WarmStart, chains: int, seed: int) -> WarmStart:
+def _continued(mmm: MMM, warm: WarmStart | LaplaceStart, chains: int, seed: int) -> WarmStart | LaplaceStart:
     """The warm start of more chains from a warm fit's own draws (still labelled by the posterior it came from);
     ``warm`` itself when the fit's draws do not make one."""
     own = PreviousPosterior(warm.label, mmm.idata.posterior.to_dataset())

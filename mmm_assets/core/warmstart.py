@@ -21,7 +21,7 @@ the same data loads its sampler from JAX's cache whatever the previous posterior
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,39 +73,55 @@ class WarmStart:
         """numpyro NUTS arguments: a dense mass matrix (:attr:`inverse_mass_matrix`), kept as it is during tuning."""
         return {"dense_mass": True, "adapt_mass_matrix": False}
 
-    @contextlib.contextmanager
-    def starting_points(self) -> Iterator[None]:
+    def starting_points(self) -> contextlib.AbstractContextManager[None]:
         """Inside the block, PyMC's numpyro sampler starts its chains at :attr:`starts` and moves with
         :attr:`inverse_mass_matrix`."""
-        import numpyro.infer
-        import pymc.sampling.jax as pymc_jax
+        return placed(self._given)
 
-        made_by_pymc, nuts = pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS
+    def _given(self, *, model, chains: int, **_) -> tuple[list[np.ndarray], np.ndarray]:
+        names = tuple(v.name for v in model.value_vars)
+        if names != self.order or chains != self.chains:
+            raise RuntimeError(
+                f"the sampler's parameters {names} x {chains} chains are not those the warm start from "
+                f"{self.label} was made for ({self.order} x {self.chains} chains)"
+            )
+        return [self.starts[name] for name in names], self.inverse_mass_matrix
 
-        def given(*, model, chains: int, **_) -> tuple[list[np.ndarray], np.ndarray]:
-            names = tuple(v.name for v in model.value_vars)
-            if names != self.order or chains != self.chains:
-                raise RuntimeError(
-                    f"the sampler's parameters {names} x {chains} chains are not those the warm start from "
-                    f"{self.label} was made for ({self.order} x {self.chains} chains)"
-                )
-            points = [self.starts[name] for name in names]
-            if chains == 1:
-                return [p[0] for p in points], self.inverse_mass_matrix
-            return points, np.broadcast_to(self.inverse_mass_matrix, (chains, *self.inverse_mass_matrix.shape))
 
-        class MassFromStart(nuts):  # type: ignore[misc, valid-type]
-            """NUTS whose initial parameters are (positions, inverse mass matrix): both arguments of the sampler."""
+#: ``(model=, chains=, logp_fn=, pymc_points=, **PyMC's other arguments) -> (starts, inverse mass matrix)``: one
+#: ``(chains, *shape)`` array per value variable of ``model`` in its order, and a (d, d) matrix in the same order.
+Placement = Callable[..., tuple[list[np.ndarray], np.ndarray]]
 
-            def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
-                positions, self._inverse_mass_matrix = init_params
-                return super().init(rng_key, num_warmup, positions, model_args, model_kwargs or {})
 
-        pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS = given, MassFromStart
-        try:
-            yield
-        finally:
-            pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS = made_by_pymc, nuts
+@contextlib.contextmanager
+def placed(placement: Placement) -> Iterator[None]:
+    """Inside the block, PyMC's numpyro sampler starts its chains where ``placement`` says and moves with the dense
+    inverse mass matrix it returns, an argument of the compiled sampler. ``placement`` gets what PyMC gives its
+    function of initial points (``model``, ``chains``, ``logp_fn``: the sampler's potential energy, ...) and that
+    function itself as ``pymc_points``."""
+    import numpyro.infer
+    import pymc.sampling.jax as pymc_jax
+
+    made_by_pymc, nuts = pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS
+
+    def given(*, chains: int, **kwargs) -> tuple[list[np.ndarray], np.ndarray]:
+        points, matrix = placement(chains=chains, pymc_points=made_by_pymc, **kwargs)
+        if chains == 1:
+            return [p[0] for p in points], matrix
+        return points, np.broadcast_to(matrix, (chains, *matrix.shape))
+
+    class MassFromStart(nuts):  # type: ignore[misc, valid-type]
+        """NUTS whose initial parameters are (positions, inverse mass matrix): both arguments of the sampler."""
+
+        def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
+            positions, self._inverse_mass_matrix = init_params
+            return super().init(rng_key, num_warmup, positions, model_args, model_kwargs or {})
+
+    pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS = given, MassFromStart
+    try:
+        yield
+    finally:
+        pymc_jax._get_batched_jittered_initial_points, numpyro.infer.NUTS = made_by_pymc, nuts
 
 
 def warm_start(model, previous: PreviousPosterior, chains: int, seed: int) -> tuple[WarmStart | None, str]:

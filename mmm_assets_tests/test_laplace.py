@@ -1,0 +1,128 @@
+"""Cold fits started from the Laplace approximation: the mode and covariance, the fit from them, and what happens
+when there is no mode."""
+
+import numpy as np
+import numpyro.infer
+import pymc.sampling.jax as pymc_jax
+import pytest
+import xarray as xr
+
+from mmm_assets.core import model as model_core
+from mmm_assets.core.config import SamplerConfig
+from mmm_assets.core.laplace import LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
+from mmm_assets.core.warmstart import PreviousPosterior, warm_start
+
+# a correlated Gaussian potential energy, as narrow as the reference posterior in places
+PRECISION = np.linalg.inv(np.array([[1e-4, -0.96e-4 * 0.5, 0.0], [-0.96e-4 * 0.5, 25e-4, 1e-4], [0.0, 1e-4, 1.0]]))
+MODE = np.array([1.5, -2.0, 0.3])
+
+
+def _gaussian(x):
+    d = x - MODE
+    return 0.5 * d @ PRECISION @ d, PRECISION @ d
+
+
+def test_the_mode_and_covariance_of_a_gaussian_are_found_from_far_away():
+    mode, hessian, steps = find_mode(_gaussian, lambda x: PRECISION, np.array([10.0, 10.0, -10.0]))
+    np.testing.assert_allclose(mode, MODE, atol=1e-6)
+    covariance, root = laplace_covariance(hessian)
+    np.testing.assert_allclose(covariance, np.linalg.inv(PRECISION), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(root @ root.T, covariance, rtol=1e-9, atol=1e-15)
+    assert steps < 50
+
+
+def test_no_mode_no_laplace_start():
+    # a potential energy falling without end (an improper posterior): the search does not converge
+    with pytest.raises(LaplaceFailed, match=r"^no mode found in \d+ Newton steps"):
+        find_mode(lambda x: (-float(x.sum()), -np.ones_like(x)), lambda x: np.zeros((x.size, x.size)), np.zeros(2),
+                  max_steps=20)
+    # a saddle is not a mode
+    with pytest.raises(LaplaceFailed, match=r"not positive definite \(smallest eigenvalue -2\)"):
+        laplace_covariance(np.diag([1.0, -2.0]))
+
+
+class _Failing:
+    """An MMM whose first fit finds no Laplace start, the next ones a posterior of ones."""
+
+    idata = None
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+
+    def fit(self, X, y, draws, tune, chains, nuts_sampler, **kwargs) -> None:
+        given = kwargs.get("nuts_sampler_kwargs", {}).get("adapt_mass_matrix") is False
+        self.calls.append((tune, given))
+        if len(self.calls) == 1:
+            raise LaplaceFailed("no mode found in 500 Newton steps (test)")
+        ones = np.ones((chains, draws))
+        posterior = xr.Dataset({"a": (("chain", "draw"), ones)}, coords={"chain": range(chains), "draw": range(draws)})
+        stats = xr.Dataset({"diverging": (("chain", "draw"), ones == 0)}, coords=posterior.coords)
+        self.idata = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+
+def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix(monkeypatch):
+    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: model_core.Diagnostics(0, 1.0, 900.0,
+                                                                                               900.0, "a"))
+    monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
+    s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, warm_tune=40)
+    fake, messages = _Failing(), []
+    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+                               ess_target=400, warm=LaplaceStart(2, 7, messages.append))
+    assert fake.calls == [(40, True), (300, False)]
+    assert messages[0] == ("fit: no Laplace start (no mode found in 500 Newton steps (test)); adapting the mass "
+                           "matrix over 300 tuning steps")
+    assert result.warm_start is None and result.tune == 300
+
+
+@pytest.mark.slow
+def test_a_cold_fit_starts_from_the_laplace_approximation(small_fit):
+    s = small_fit.cfg.sampler
+    assert s.name == "numpyro" and s.cold_start == "laplace"
+    result = small_fit.result
+    assert result.warm_start == "the Laplace approximation at the mode" and result.tune == s.warm_tune
+    found = [m for m in small_fit.messages if m.startswith("Laplace start: mode found in ")]
+    assert len(found) == 1 and "11 unconstrained parameters" in found[0], small_fit.messages
+    d = result.diagnostics
+    assert d.divergences == 0 and d.max_rhat < 1.05 and d.min_ess_bulk >= 100
+    # it moves with a matrix fitted to the posterior from the first step: few leapfrog steps per draw, and the
+    # chains did not all start at the same point
+    assert float(small_fit.mmm.idata.sample_stats["n_steps"].mean()) < 20
+    starts = small_fit.mmm.idata.posterior["saturation_lam"].isel(draw=0).values
+    assert not np.allclose(starts[0], starts[1])
+    assert pymc_jax._get_batched_jittered_initial_points.__module__ == "pymc.sampling.jax"
+    assert numpyro.infer.NUTS.__module__ == "numpyro.infer.hmc"
+
+
+@pytest.mark.slow
+def test_the_laplace_approximation_is_close_to_the_posterior_it_starts(small_fit, monkeypatch):
+    found = {}
+
+    def kept(hessian):
+        found["covariance"], root = laplace_covariance(hessian)
+        return found["covariance"], root
+
+    monkeypatch.setattr("mmm_assets.core.laplace.laplace_covariance", kept)
+    with LaplaceStart(2, 0, lambda _: None).starting_points():
+        model = model_core._sampling_model(small_fit.mmm)
+        points, _ = pymc_jax._get_batched_jittered_initial_points(
+            model=model, chains=2, initvals=None, random_seed=1, logp_fn=_potential(model))
+    # the posterior's own covariance (its draws in the sampler's space): the approximation's variances within a
+    # factor of two of it, the strongest correlation (saturation_lam and saturation_beta of a channel) found too
+    drawn, _ = warm_start(model, PreviousPosterior("fit", small_fit.mmm.idata.posterior.to_dataset()), 2, 0)
+    posterior, laplace = drawn.inverse_mass_matrix, found["covariance"]
+    ratio = np.diag(laplace) / np.diag(posterior)
+    assert ((ratio > 0.5) & (ratio < 2)).all(), ratio
+
+    def correlation(c):
+        sd = np.sqrt(np.diag(c))
+        return c / np.outer(sd, sd)
+
+    strongest = np.unravel_index(np.argmin(correlation(posterior)), posterior.shape)
+    assert correlation(posterior)[strongest] < -0.8 and correlation(laplace)[strongest] < -0.8
+    assert len(points) == len(model.value_vars) and all(p.shape[0] == 2 for p in points)
+
+
+def _potential(model):
+    from pymc.sampling.jax import get_jaxified_logp
+
+    return get_jaxified_logp(model, negative_logp=False)
