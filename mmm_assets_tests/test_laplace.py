@@ -9,7 +9,7 @@ import xarray as xr
 
 from mmm_assets.core import model as model_core
 from mmm_assets.core.config import SamplerConfig
-from mmm_assets.core.laplace import LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
+from mmm_assets.core.laplace import Derivatives, LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
 from mmm_assets.core.warmstart import PreviousPosterior, warm_start
 
 # a correlated Gaussian potential energy, as narrow as the reference posterior in places
@@ -23,7 +23,7 @@ def _gaussian(x):
 
 
 def test_the_mode_and_covariance_of_a_gaussian_are_found_from_far_away():
-    mode, hessian, steps = find_mode(_gaussian, lambda x: PRECISION, np.array([10.0, 10.0, -10.0]))
+    mode, hessian, steps = find_mode(lambda x: (*_gaussian(x), PRECISION), np.array([10.0, 10.0, -10.0]))
     np.testing.assert_allclose(mode, MODE, atol=1e-6)
     covariance, root = laplace_covariance(hessian)
     np.testing.assert_allclose(covariance, np.linalg.inv(PRECISION), rtol=1e-9, atol=1e-15)
@@ -31,10 +31,30 @@ def test_the_mode_and_covariance_of_a_gaussian_are_found_from_far_away():
     assert steps < 50
 
 
+def test_the_hessian_comes_from_central_differences_of_one_batched_gradient():
+    calls = []
+
+    def value_and_grad(points):  # E(x) = sum(x^4) / 4 + x0 * x1, batched over rows
+        calls.append(len(points))
+        values = (points**4).sum(axis=1) / 4 + points[:, 0] * points[:, 1]
+        grads = points**3 + points[:, [1, 0, 2]] * np.array([1.0, 1.0, 0.0])
+        return values, grads
+
+    derivatives, x = Derivatives(value_and_grad), np.array([0.5, -2.0, 300.0])
+    value, grad, hessian = derivatives(x)
+    assert value == pytest.approx((x**4).sum() / 4 - 1.0)
+    np.testing.assert_allclose(grad, [0.125 - 2.0, -8.0 + 0.5, 300.0**3])
+    exact = np.diag(3 * x**2) + np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    np.testing.assert_allclose(hessian, exact, rtol=1e-6, atol=1e-6)
+    # one call of 2d + 1 points, and the same point is not evaluated again
+    derivatives(x.copy())
+    assert calls == [7]
+
+
 def test_no_mode_no_laplace_start():
     # a potential energy falling without end (an improper posterior): the search does not converge
     with pytest.raises(LaplaceFailed, match=r"^no mode found in \d+ Newton steps"):
-        find_mode(lambda x: (-float(x.sum()), -np.ones_like(x)), lambda x: np.zeros((x.size, x.size)), np.zeros(2),
+        find_mode(lambda x: (-float(x.sum()), -np.ones_like(x), np.zeros((x.size, x.size))), np.zeros(2),
                   max_steps=20)
     # a saddle is not a mode
     with pytest.raises(LaplaceFailed, match=r"not positive definite \(smallest eigenvalue -2\)"):
