@@ -8,10 +8,11 @@ numpyro's maximum of 1,023 leapfrog steps, and 2 x (300 + 700) did not finish in
 
 The Laplace approximation knows that shape before the first step: the posterior's mode in the unconstrained space,
 found by Newton's method with a trust region (scipy's ``trust-exact``) on the sampler's own JAX potential energy, its
-exact gradient and a Hessian from central differences of it, and the inverse of that Hessian as the covariance. :class:`LaplaceStart` places each chain
-at a different draw of that Gaussian and has it move with the covariance as a fixed dense mass matrix, the way a warm
-start moves with the champion's: ``warm_tune`` tuning steps find a step size, and a fit that then falls short of a gate
-samples more chains from its own draws or again cold with an adapted matrix (:func:`mmm_assets.core.model.sample`).
+exact gradient and a Hessian from central differences of it, and the inverse of that Hessian as the covariance.
+:class:`LaplaceStart` places each chain at a different draw of that Gaussian and has it move with the covariance as a
+fixed dense mass matrix, the way a warm start moves with the champion's: ``warm_tune`` tuning steps find a step size,
+and a fit that then falls short of a gate samples more chains from its own draws or again cold with an adapted matrix
+(:func:`mmm_assets.core.model.sample`).
 
 The mode is searched from the first of PyMC's own jittered starting points, inside the sampler's call (so the
 log-density PyMC builds for JAX is built once). When no mode is found (no convergence, a Hessian that is not positive
@@ -50,7 +51,7 @@ class LaplaceStart:
 
     chains: int
     seed: int
-    report: Callable[[str], None] = print
+    report: Callable[[str], None]
     label: str = field(default="the Laplace approximation at the mode", init=False)
 
     nuts_kwargs = staticmethod(WarmStart.nuts_kwargs)
@@ -67,7 +68,7 @@ class LaplaceStart:
 
         started = time.monotonic()
         initial = model.initial_point()
-        x0, unravel = ravel_pytree([jnp.asarray(initial[v.name]) for v in model.value_vars])
+        _, unravel = ravel_pytree([jnp.asarray(initial[v.name]) for v in model.value_vars])
         derivatives = Derivatives(jax.jit(jax.vmap(jax.value_and_grad(lambda x: logp_fn(unravel(x))))))
 
         def energy(values: list) -> float:
@@ -103,11 +104,11 @@ class Derivatives:
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         if self._last is not None and self._last[0] == x.tobytes():
             return self._last[1]
-        steps = np.diag(FD_STEP * np.maximum(1.0, np.abs(x)))
-        values, grads = self._value_and_grad(np.concatenate([x[None], x + steps, x - steps]))
+        h = FD_STEP * np.maximum(1.0, np.abs(x))
+        values, grads = self._value_and_grad(np.concatenate([x[None], x + np.diag(h), x - np.diag(h)]))
         grads = np.asarray(grads, dtype=float)
         d = x.size
-        hessian = (grads[1 : d + 1] - grads[d + 1 :]) / (2 * np.diag(steps))[:, None]
+        hessian = (grads[1 : d + 1] - grads[d + 1 :]) / (2 * h)[:, None]
         found = float(values[0]), grads[0], (hessian + hessian.T) / 2
         self._last = x.tobytes(), found
         return found
