@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.generator import logistic_saturation
+from mmm_assets.core.model import mean_hdi
 from mmm_assets.core.roas import MARGINAL_STEP, channel_roas, response_curves
 
 pytestmark = pytest.mark.slow
@@ -58,6 +60,15 @@ def test_one_row_per_channel_with_consistent_totals(fitted, table):
     for metric in ("contribution", "roas", "mroas"):
         assert (table[f"{metric}_hdi_low"] <= table[f"{metric}_mean"]).all()
         assert (table[f"{metric}_mean"] <= table[f"{metric}_hdi_high"]).all()
+
+
+def test_roas_is_the_library_contribution_over_spend(fitted, table):
+    """The ROAS is computed from the incremental contribution instead of asking the library again: same numbers."""
+    _, _, mmm = fitted
+    with quick_compile():
+        library = mmm.incrementality.contribution_over_spend(frequency="all_time").sel(channel=list(table.index))
+    expected = mean_hdi(library, "roas_").set_index(table.index)
+    pd.testing.assert_frame_equal(table[expected.columns], expected, rtol=1e-12)
 
 
 def test_true_roas_within_the_interval(table, true_returns):

@@ -112,12 +112,15 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     incrementality = mmm.incrementality
     with quick_compile():
         contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
-        roas = incrementality.contribution_over_spend(frequency="all_time").sel(channel=channels)
         mroas = incrementality.marginal_contribution_over_spend(
             frequency="all_time", spend_increase_pct=MARGINAL_STEP
         ).sel(channel=channels)
         adstocked = _adstocked(mmm)
 
+    # the library's contribution_over_spend is this same counterfactual divided by the spend: computed once here
+    # (~0.3 s per call on the reference model), with its convention that zero spend gives NaN
+    totals = xr.DataArray(spend.sum().to_numpy(dtype=float), dims=["channel"], coords={"channel": channels})
+    roas = contribution / totals.where(totals != 0)
     posterior = mmm.idata.posterior
     effect = posterior["saturation_beta"] * mmm.idata.constant_data["target_scale"]
     multiples = [
