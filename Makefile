@@ -12,7 +12,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
-.PHONY: install run test lint dev mlflow bench bench-scaling bench-samplers home landing-sample clean
+.PHONY: install run test lint dev mlflow bench bench-scaling bench-samplers bench-floor home landing-sample clean
 
 # A Python >= 3.12: python3.12 (the version the stack is pinned and tested on), python3.13, python3 on the PATH,
 # then pyenv's installed versions, oldest first (a pyenv shim with no version selected fails the check and is skipped).
@@ -62,6 +62,11 @@ bench-scaling: install
 # numpyro, nutpie and PyMC's own NUTS on the reference scenario, each cold then warm on caches of its own.
 bench-samplers: install
 	$(PY) benchmarks/samplers.py --config $(CONFIG)
+
+# What every refresh pays before any work, each part in a fresh process (benchmarks/floor.py): the interpreter, the
+# refresh's imports, and a Dagster run of the refresh's shape whose steps do nothing; about 1 min.
+bench-floor: install
+	$(PY) benchmarks/floor.py --repeats $(REPEATS)
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000
