@@ -64,7 +64,7 @@ bench-samplers: install
 	$(PY) benchmarks/samplers.py --config $(CONFIG)
 
 # What every refresh pays before any work, each part in a fresh process (benchmarks/floor.py): the interpreter, the
-# refresh's imports, and a Dagster run of the refresh's shape whose steps do nothing; about 1 min.
+# refresh's imports, and a Dagster run of the refresh's shape whose steps do nothing; 1-2 min.
 bench-floor: install
 	$(PY) benchmarks/floor.py --repeats $(REPEATS)
 
