@@ -1,10 +1,13 @@
 """The model core on one small fit: progress, diagnostics, predictions, persistence, contributions, holdout."""
 
+import errno
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from mmm_assets.core import model as model_core
 from mmm_assets.core.config import SamplerConfig, load_config
@@ -17,6 +20,7 @@ from mmm_assets.core.contributions import (
 from mmm_assets.core.features import validate_features
 from mmm_assets.core.generator import generate
 from mmm_assets.core.metrics import r2
+from mmm_assets.core.storage import DiskSpaceError
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 pytestmark = pytest.mark.slow
@@ -70,16 +74,25 @@ def test_save_is_atomic_and_never_overwrites(fitted, tmp_path):
 def test_failed_save_leaves_no_file(fitted, tmp_path, monkeypatch):
     _, _, _, result, _ = fitted
 
-    def broken_save(fname, **kwargs):
-        with open(fname, "wb") as handle:
-            handle.write(b"half a netCDF")
-        raise OSError("No space left on device")
+    def disk_fills(fd, data):
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(result.mmm, "save", broken_save)
+    monkeypatch.setattr(model_core, "_write_all", disk_fills)
     models = tmp_path / "models"
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskSpaceError, match=r"models directory .* had no room .*\[Errno 28\] No space left"):
         model_core.save_model(result.mmm, models / "m.nc")
     assert list(models.iterdir()) == []
+
+
+def test_saved_file_is_the_librarys_own(fitted, tmp_path):
+    """save_model builds the netCDF in memory instead of calling ``mmm.save``: the file must be the one the
+    library writes (same groups, variables, attributes), or ``MMM.load`` would rebuild another model."""
+    _, _, _, result, _ = fitted
+    ours = model_core.save_model(result.mmm, tmp_path / "ours.nc")
+    result.mmm.save(str(tmp_path / "library.nc"))
+    with xr.open_datatree(ours) as got, xr.open_datatree(tmp_path / "library.nc") as expected:
+        assert got.identical(expected)
 
 
 def test_load_missing_model_says_which_file(tmp_path):

@@ -9,6 +9,7 @@ a run checks that the disks of its outputs have room before it starts writing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -32,6 +33,19 @@ _LOCKED = "Could not set lock on file"
 _HOLDER = re.compile(r"lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 #: Seconds between two attempts to open a locked database.
 LOCK_POLL_S = 0.25
+#: Bytes in the megabytes (MiB) that free-space messages and `operations.min_free_disk_mb` count.
+MB = 2**20
+#: Below this many MB a free-space figure is shown with two significant digits (0.14 MB), above it as a whole number.
+WHOLE_MB_FROM = 10
+#: How messages name the folder of the model files (as the scenario resource's free-space check names it).
+MODELS_ROLE = "models directory (paths.models_dir)"
+#: What a write gets when there is no room for it: the disk is full, the user's quota is used up, or the file would
+#: pass the size limit of the process (`ulimit -f`) or of the file system. Each is a disk-space failure, not a bug.
+NO_ROOM = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file would pass the size limit of the process (ulimit -f) or of the file system",
+}
 
 
 class DatabaseLockedError(RuntimeError):
@@ -39,7 +53,10 @@ class DatabaseLockedError(RuntimeError):
 
 
 class DiskSpaceError(RuntimeError):
-    """A disk the run writes to has less free space than the configured minimum."""
+    """A disk the run writes to has less free space than the configured minimum, or ran out of room during a write.
+
+    Waiting does not cure it (a retry soon after fails the same way): someone has to free space or move the path.
+    """
 
 
 def connect(path: Path, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -85,17 +102,60 @@ def exclusive(path: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
         os.close(fd)
 
 
-def ensure_free_space(folders: Mapping[str, Path], min_free_mb: float) -> None:
-    """Raise :class:`DiskSpaceError` naming the first folder (by its role) whose disk has under ``min_free_mb``."""
+def free_mb(folder: Path) -> float:
+    """Free space, in MB, of the disk that holds ``folder`` (or its nearest existing parent, before it is created)."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    return shutil.disk_usage(existing).free / MB
+
+
+def shown_mb(value: float) -> str:
+    """A size in MB as messages show it: whole MB from 10 MB up, two significant digits below (a small disk's
+    0.14 MB must not read as 0)."""
+    return f"{value:.0f}" if value >= WHOLE_MB_FROM else f"{value:.2g}"
+
+
+def ensure_free_space(folders: Mapping[str, Path], min_free_mb: float, new_file_bytes: int = 0) -> None:
+    """Raise :class:`DiskSpaceError` naming the first folder (by its role) whose disk has under ``min_free_mb``.
+
+    With ``new_file_bytes`` (a file about to be written there), the disk must hold the file and still keep
+    ``min_free_mb`` free afterwards: checked before the write, so a file that cannot fit is never started.
+    """
     for role, folder in folders.items():
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        free_mb = shutil.disk_usage(existing).free / 2**20
-        if free_mb < min_free_mb:
-            raise DiskSpaceError(
-                f"the disk of the {role} {folder} has {free_mb:.0f} MB free, under the {min_free_mb:g} MB a run "
-                "needs (operations.min_free_disk_mb); free some space or point the path at a bigger disk. "
-                "Nothing was written: the previous outputs are as they were"
+        free = free_mb(folder)
+        file_mb = new_file_bytes / MB
+        if free >= min_free_mb + file_mb:
+            continue
+        if new_file_bytes:
+            needed = (
+                f"under the {shown_mb(min_free_mb + file_mb)} MB needed to write a {shown_mb(file_mb)} MB file and "
+                f"keep {min_free_mb:g} MB free (operations.min_free_disk_mb)"
             )
+        else:
+            needed = f"under the {min_free_mb:g} MB a run needs (operations.min_free_disk_mb)"
+        raise DiskSpaceError(
+            f"the disk of the {role} {folder} has {shown_mb(free)} MB free, {needed}; free some space or point "
+            "the path at a bigger disk. Nothing was written: the previous outputs are as they were"
+        )
+
+
+@contextlib.contextmanager
+def no_room_is_disk_space_error(role: str, folder: Path, min_free_mb: float) -> Iterator[None]:
+    """Within the block, a write into ``folder`` that fails for lack of room (an ``OSError`` whose errno is in
+    :data:`NO_ROOM`) raises :class:`DiskSpaceError` instead, naming the folder, its free space now and the setting;
+    other errors pass unchanged. The block is expected to have removed its partial file already."""
+    try:
+        yield
+    except OSError as err:
+        reason = NO_ROOM.get(err.errno)
+        if reason is None:
+            raise
+        raise DiskSpaceError(
+            f"the disk of the {role} {folder} had no room for a file being written ({reason}: [Errno {err.errno}] "
+            f"{err.strerror}); it has {shown_mb(free_mb(folder))} MB free now. Free some space, point the path at "
+            f"a bigger disk, or keep more free beside the largest file (operations.min_free_disk_mb, now "
+            f"{min_free_mb:g} MB). Nothing was written under a final name: the partial file was removed and the "
+            "previous outputs are as they were"
+        ) from None  # the message carries the errno; the OSError's frames add nothing for a person
 
 
 def quote_ident(name: str) -> str:

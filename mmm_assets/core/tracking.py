@@ -17,6 +17,7 @@ retries, which take minutes and quote the full URI in their errors.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -33,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.time import get_current_time_millis
 
 from mmm_assets.core.config import MMMConfig
+from mmm_assets.core.storage import MODELS_ROLE, exclusive, no_room_is_disk_space_error
 
 CHAMPION = "champion"
 #: Connection attempts to a remote tracking server, the wait for each, and the pause before the next (doubling).
@@ -48,6 +50,10 @@ CREDENTIAL_ENVS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 POSTERIOR_ARTIFACT = "posterior"
+#: The folder, under the models directory, where champions' posteriors are downloaded once and kept.
+REGISTRY_CACHE = ".registry"
+#: Suffix of a download in progress (renamed to the version's folder once complete).
+PARTIAL = ".partial"
 
 
 def tracking_uri(cfg: MMMConfig) -> str:
@@ -243,17 +249,45 @@ def champion_model_file(client: MlflowClient, cfg: MMMConfig) -> tuple[ModelVers
             f"the registry has no {CHAMPION!r} version of model {model_name(cfg)!r} yet: "
             "a refresh whose gates all pass promotes one"
         )
-    cache = cfg.paths.models_dir / ".registry" / f"{version.name}-v{version.version}"
+    registry = cfg.paths.models_dir / REGISTRY_CACHE
+    cache = registry / f"{version.name}-v{version.version}"
     if not cache.exists():
-        staging = cache.with_name(cache.name + ".partial")
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(staging), tracking_uri=tracking_uri(cfg)
-        )
-        os.replace(staging, cache)
+        registry.mkdir(parents=True, exist_ok=True)
+        # one download of this model's versions at a time, so a .partial found under the lock is a dead one's
+        with (no_room_is_disk_space_error(MODELS_ROLE, registry, cfg.operations.min_free_disk_mb),
+              exclusive(registry / f"{version.name}.lock", on_wait=lambda pid: None)):
+            if not cache.exists():
+                _download(version, cache, tracking_uri(cfg))
     files = sorted(cache.rglob("*.nc"))
     if len(files) != 1:
         raise FileNotFoundError(f"expected one netCDF posterior in {cache}, found {len(files)}")
     return version, files[0]
+
+
+def _download(version: ModelVersion, cache: Path, uri: str) -> None:
+    """Download ``version``'s artifacts to ``cache`` all or nothing: into ``<cache>.partial``, renamed when complete.
+
+    A partial download takes disk space nothing ever reads (a full models disk stayed full because of one), so it
+    is removed when the download fails, and partial downloads of this model left by a killed process are removed
+    before a new one starts. The caller holds the model's download lock.
+    """
+    for stale in cache.parent.glob(f"{version.name}-v*{PARTIAL}"):
+        _remove(stale)
+    staging = cache.with_name(cache.name + PARTIAL)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(staging), tracking_uri=uri)
+        os.replace(staging, cache)
+    except BaseException:
+        _remove(staging)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path``, a folder or a file, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def run_url(cfg: MMMConfig, experiment_id: str, run_id: str) -> str:

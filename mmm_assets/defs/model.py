@@ -4,8 +4,10 @@ PyMC-Marketing is imported inside the asset bodies, not at module level, so the 
 """
 
 
+import contextlib
 import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +18,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Backoff,
+    Failure,
     FreshnessPolicy,
     MetadataValue,
     Output,
@@ -32,7 +35,7 @@ from mmm_assets.core.errors import InputError
 from mmm_assets.core.generator import GroundTruth
 from mmm_assets.core.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
 from mmm_assets.core.records import FittedModel, ValidationReport
-from mmm_assets.core.storage import content_hash, exclusive
+from mmm_assets.core.storage import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
@@ -98,7 +101,7 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
 
     def build(target: Path) -> None:
         fitted.append(fit_pooled(cfg, frames, report))
-        save_model(fitted[0].mmm, target)
+        save_model(fitted[0].mmm, target, cfg.operations.min_free_disk_mb)
 
     _build_once(path, report, build)
     view = market_view(load_model(path), cfg.market)
@@ -147,6 +150,36 @@ def _champion_posterior(cfg, client, report):
         return None
 
 
+@contextlib.contextmanager
+def _disk_errors_not_retried() -> Iterator[None]:
+    """Turn a :class:`DiskSpaceError` into a ``dagster.Failure`` that the step's retry policy does not retry.
+
+    The retries are there for failures that can pass by themselves (an MLflow hiccup, a lock, a sampler that starts
+    badly); a full disk stays full through the back-off, and every retry would fit the posterior again (minutes)
+    only to fail at the same save. The error stays the failure's cause, so the run's outcome names it.
+    """
+    try:
+        yield
+    except DiskSpaceError as err:
+        raise Failure(description=str(err), allow_retries=False) from err
+
+
+def _newest_model_bytes(cfg) -> int:
+    """The size of the newest model file of the scenario and market in the models folder (0 when there is none):
+    what the next fit's file is expected to take, its draws and weeks being much the same."""
+    previous = list(cfg.paths.models_dir.glob(f"mmm_{cfg.scenario}_{cfg.market}_*.nc"))
+    return max(previous, key=lambda p: p.stat().st_mtime).stat().st_size if previous else 0
+
+
+def _ensure_room_for_the_model(cfg) -> None:
+    """Before the fit: the models disk must hold another model file like the newest one and still keep
+    `operations.min_free_disk_mb` free, or the fit's minutes would be lost at the save. (The save checks again with
+    the exact size.)"""
+    ensure_free_space(
+        {MODELS_ROLE: cfg.paths.models_dir}, cfg.operations.min_free_disk_mb, new_file_bytes=_newest_model_bytes(cfg)
+    )
+
+
 @asset(
     group_name="model",
     kinds={"pymc", "mlflow"},
@@ -175,14 +208,16 @@ def mmm_posterior(
     features = _features(scenario, cfg)
     client = tracking.client_for(cfg)
     pooled_file = None
-    if cfg.pooled:
-        result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
-    else:
-        warm_from = _champion_posterior(cfg, client, context.log.info)
-        result = fit(cfg, features, report=context.log.info, warm_from=warm_from)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
-    path = save_model(result.mmm, cfg.paths.models_dir / name)
+    with _disk_errors_not_retried():
+        _ensure_room_for_the_model(cfg)
+        if cfg.pooled:
+            result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
+        else:
+            warm_from = _champion_posterior(cfg, client, context.log.info)
+            result = fit(cfg, features, report=context.log.info, warm_from=warm_from)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
+        path = save_model(result.mmm, cfg.paths.models_dir / name, cfg.operations.min_free_disk_mb)
     context.log.info(f"saved the posterior to {path}")
     data_version = content_hash(features)
     run = mlflow.active_run()
