@@ -128,6 +128,41 @@ def future_dates() -> pd.DatetimeIndex:
     return pd.date_range(end=TODAY + pd.Timedelta(days=14), periods=len(GOOD), freq="7D")
 
 
+def csv_bytes(data: pd.DataFrame = GOOD) -> bytes:
+    """``data`` as the CSV text pandas writes (every line, the last included, ends with a line break)."""
+    return data.to_csv(index=False).encode()
+
+
+def cut_off(keep: int) -> Writer:
+    """The good file as an export that stopped ``keep`` characters into its last line (no final line break)."""
+    text = csv_bytes().removesuffix(b"\n")
+    last = text.rindex(b"\n") + 1
+    return content(text[: last + keep])
+
+
+def last_value_cut_to(kept: int) -> Writer:
+    """The good file stopped ``kept`` characters into the last value of its last line (no final line break)."""
+    text = csv_bytes().removesuffix(b"\n")
+    return content(text[: text.rindex(b",") + 1 + kept])
+
+
+def with_line(number: int, line: str) -> Writer:
+    """The good file with line ``number`` (1-based, the header is line 1) replaced by ``line``."""
+    lines = csv_bytes().decode().split("\n")
+    lines[number - 1] = line
+    return content("\n".join(lines).encode())
+
+
+def nested(depth: int) -> Callable[[str], str]:
+    """The scenario YAML with a mapping nested ``depth`` levels deep under ``model`` (block style)."""
+
+    def edit(text: str) -> str:
+        deep = "".join(f"{'  ' * level}k{level}:\n" for level in range(1, depth)) + f"{'  ' * depth}leaf: 1\n"
+        return text.replace("\nmodel:\n", "\nmodel:\n" + deep, 1)
+
+    return edit
+
+
 def with_duplicate_key(text: str) -> str:
     """The scenario YAML with the linkedin channel mapped a second time, to another column."""
     return re.sub(r"(\n( +)linkedin: LinkedIn\n)", r"\1\2linkedin: Facebook\n", text, count=1)
@@ -169,6 +204,23 @@ CATALOGUE = [
     file_case("semicolon-delimiter", lambda p: GOOD.to_csv(p, index=False, sep=";"),
               r"looks semicolon-separated; a comma-separated file is expected \(export as CSV with ',' as"),
     file_case("header-only", frame(lambda f: f.iloc[:0]), r"has a header but no data rows; export the weekly data"),
+    file_case("file-too-large", frame(),
+              r"the file is 0\.011 MB, over the 0\.01 MB limit \(data\.files\.max_file_mb\); export only the "
+              r"columns and weeks the model needs, or raise data\.files\.max_file_mb", max_file_mb=0.01),
+    # -- lines: fields missing or too many, a file cut off at the end
+    file_case("cut-off-mid-line", cut_off(keep=25),
+              r"the file seems cut off: its last line \(line 209\) has 2 of the header's 5 fields and no line break "
+              r"at the end; export the file again"),
+    file_case("cut-off-inside-last-value", last_value_cut_to(2),
+              r"the file seems cut off: its last line \(line 209\) has no line break at the end, and both the line and "
+              r"its last value are shorter than on every other line, as if the export stopped inside that value; "
+              r"export the file again \(if that line is complete, end the file with a line break\)"),
+    file_case("short-line", with_line(31, f"{W[29]},1000,20,30"),
+              r"cannot be read as CSV: fewer fields than the header's 5 at line 31 \(4 fields\); every line needs a "
+              r"field \(empty or not\) for every column"),
+    file_case("unquoted-comma", with_line(12, f"{W[10]},1,234.5,20,30,40"),
+              r"cannot be read as CSV: more fields than the header's 5 at line 12 \(6 fields\); values that contain "
+              r"commas \(e\.g\. thousands separators\) must be quoted or written without them"),
     # -- columns
     file_case("missing-date-column", frame(lambda f: f.drop(columns=["Week Start"])),
               r"not in the file: 'Week Start' \(date\).*Fix data\.files\.columns in the scenario config or the export"),
@@ -220,15 +272,16 @@ CATALOGUE = [
               r"export's units and digits, or raise data\.files\.max_abs_value"),
     # -- values that parse but cannot be modelled
     file_case("negative-spend", cell(20, "Facebook", "-150"),
-              rf"column 'facebook' \(channel\): negative spend on {W[20]} \(-150\); spend cannot be negative, "
-              r"correct those weeks"),
+              rf"column 'Facebook' \(channel 'facebook'\): negative spend on {W[20]} \(-150\); spend cannot be "
+              r"negative, correct those weeks"),
     file_case("all-zero-channel", frame(lambda f: f.assign(LinkedIn=0.0)),
-              r"channel 'linkedin' has no spend in any week; remove it from the column mapping"),
+              r"column 'LinkedIn' \(channel 'linkedin'\) has no spend in any week; remove it from the column mapping"),
     file_case("constant-target", frame(lambda f: f.assign(**{"Revenue (EUR)": 1000.0})),
-              r"column 'y' \(target\): the target is constant \(1000 in every week\).*check that the target is mapped"),
+              r"column 'Revenue \(EUR\)' \(target\): the target is constant \(1000 in every week\).*check that the "
+              r"target is mapped"),
     file_case("non-positive-target", frame(lambda f: f.assign(**{"Revenue (EUR)": np.r_[0.0, -5.0, f["Revenue (EUR)"].to_numpy()[2:]]})),
-              rf"column 'y' \(target\): zero or negative on {W[0]} \(0\), {W[1]} \(-5\); the target must be "
-              r"positive in every week \(MAPE is undefined otherwise\)"),
+              rf"column 'Revenue \(EUR\)' \(target\): zero or negative on {W[0]} \(0\), {W[1]} \(-5\); the target "
+              r"must be positive in every week \(MAPE is undefined otherwise\)"),
     file_case("too-few-weeks", frame(lambda f: f.iloc[:30]),
               r"found 30 weeks, at least 52 are needed; export a longer history \(validation\.min_weeks"),
     # -- daily files with aggregate_daily: true that cannot be summed into whole weeks
@@ -255,6 +308,9 @@ CATALOGUE = [
                 r"validation\.thresholds\.rhat_max: Input should be greater than or equal to 1",
                 r"validation\.thresholds\.mape_max_pct: Input should be less than or equal to 100"),
     config_case("value-limit-out-of-range", _files(max_abs_value=0), r"data\.files\.max_abs_value: .*greater than 0"),
+    config_case("file-limit-out-of-range", _files(max_file_mb=0), r"data\.files\.max_file_mb: .*greater than 0"),
+    config_case("nested-too-deep", {}, r"line \d+, column \d+: the settings are nested more than 50 levels deep "
+                r"\(a scenario needs fewer than 10\); check the indentation", edit_yaml=nested(500)),
     config_case("unsafe-canonical-name", _files(columns={"channels": {'tv"; DROP TABLE mmm_features; --': "LinkedIn"}}),
                 r"channel name 'tv\"; DROP TABLE mmm_features; --' is not allowed: use lower-case letters, digits"),
     config_case("canonical-name-with-space", _files(columns={"channels": {"linked in": "LinkedIn"}}),
@@ -314,10 +370,11 @@ def test_the_catalogue_is_complete() -> None:
 # --- inputs that look odd but are fine -----------------------------------------------------------------------
 
 
-def _ingested(tmp_path: Path, data: pd.DataFrame, overrides: dict) -> pd.DataFrame:
-    """Materialise the two assets on ``data`` as the landing file; the stored feature table."""
+def _ingested(tmp_path: Path, data: pd.DataFrame, overrides: dict, write: Writer | None = None) -> pd.DataFrame:
+    """Materialise the two assets on ``data`` as the landing file (written by ``write`` when given, else by
+    pandas); the stored feature table."""
     (tmp_path / "landing").mkdir()
-    data.to_csv(tmp_path / "landing" / "spend.csv", index=False)
+    (write or (lambda path: data.to_csv(path, index=False)))(tmp_path / "landing" / "spend.csv")
     config = _scenario(tmp_path, overrides)
     result = _ingest(config)
     assert result.success, errors(result.all_events)
@@ -354,6 +411,12 @@ def test_aggregate_daily_sums_days_into_the_same_weeks(tmp_path: Path) -> None:
     days["price"] = np.repeat(data["price"].to_numpy(), 7) + np.tile(np.arange(-3.0, 4.0), len(GOOD))  # mean = week
     stored = _ingested(tmp_path, days, _files(aggregate_daily=True, columns={**COLUMNS, "controls": {"price": "price"}}))
     pd.testing.assert_frame_equal(stored, _canonical(data), check_dtype=False)
+
+
+def test_a_complete_last_line_without_a_line_break_is_accepted(tmp_path: Path) -> None:
+    """RFC 4180 lets the last line go without a line break; only a last line that looks cut off is refused."""
+    stored = _ingested(tmp_path, GOOD, {}, write=content(csv_bytes().removesuffix(b"\n")))
+    pd.testing.assert_frame_equal(stored, _canonical(GOOD), check_dtype=False)
 
 
 def test_the_value_limit_is_configurable(tmp_path: Path) -> None:

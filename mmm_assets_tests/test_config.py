@@ -1,6 +1,8 @@
+import sys
+
 import pytest
 
-from mmm_assets.core.config import ConfigError, load_config, parse_config
+from mmm_assets.core.config import MAX_YAML_DEPTH, ConfigError, load_config, parse_config
 from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 
@@ -133,3 +135,43 @@ def test_extends_cycle_is_reported(tmp_path):
 def test_shipped_configs_load():
     for name in ("default", "undersampled", "landing_example"):
         assert load_config(PROJECT_DIR / "config" / f"{name}.yaml").scenario
+
+
+def _nested_yaml(depth: int) -> str:
+    """Mappings in mappings, one a line, down to a value ``depth`` levels deep (the top-level mapping is level 1, the
+    keys and values in a mapping of level n are at level n + 1)."""
+    keys = depth - 2
+    return "".join(f"{'  ' * level}k{level}:\n" for level in range(keys)) + f"{'  ' * keys}leaf: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [(_nested_yaml(500), "line 50, column 99"), ("scenario: " + "[" * 500 + "]" * 500 + "\n", "line 1, column 60")],
+    ids=["block", "flow"],
+)
+def test_nesting_beyond_the_limit_names_the_file_and_line(tmp_path, text, where):
+    """500 levels used to crash load_config with an uncaught RecursionError inside PyYAML."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: {where}: the settings are nested more than {MAX_YAML_DEPTH} levels")
+
+
+def test_nesting_up_to_the_limit_is_only_validated(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text(_nested_yaml(MAX_YAML_DEPTH))
+    with pytest.raises(ConfigError, match="k0: unknown key") as err:
+        load_config(path)
+    assert "nested" not in str(err.value)
+
+
+def test_a_recursion_error_never_escapes(tmp_path):
+    """Nesting the depth count cannot see (here a chain of 'extends' longer than Python's stack) still ends in a
+    ConfigError naming the file."""
+    depth = sys.getrecursionlimit() + 10
+    for i in range(depth):
+        (tmp_path / f"s{i}.yaml").write_text(f"extends: s{i + 1}.yaml\n")
+    (tmp_path / f"s{depth}.yaml").write_text("scenario: end\n")
+    with pytest.raises(ConfigError, match=r"s0\.yaml: nested too deeply to read \(Python's recursion limit"):
+        load_config(tmp_path / "s0.yaml")

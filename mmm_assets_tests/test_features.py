@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.features import validate_features
+from mmm_assets.core.features import SOURCE_COLUMNS_ATTR, validate_features
 
 CHANNELS = ["tv", "search"]
 CONTROLS = ["price"]
@@ -150,6 +150,36 @@ def test_target_not_positive(value: float) -> None:
     message = problems(with_value("y", 1, value))
     assert f"column 'y' (target): zero or negative on 2021-01-11 ({value:g})" in message
     assert "MAPE" in message
+
+
+#: How a landing file named the columns of ``weekly()`` (what core/ingest.py records in the frame's attrs).
+OWN_NAMES = {"date": "Week Start", "y": "Revenue (EUR)", "tv": "TV Spend", "search": "Search", "price": "Avg Price"}
+
+
+def with_own_names(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.attrs[SOURCE_COLUMNS_ATTR] = OWN_NAMES
+    return frame
+
+
+def test_target_problems_name_the_files_own_column() -> None:
+    frame = with_own_names(weekly())
+    frame["y"] = 500.0
+    assert "column 'Revenue (EUR)' (target): the target is constant (500 in every week)" in problems(frame)
+    message = problems(with_own_names(with_value("y", 1, -3.0)))
+    assert "column 'Revenue (EUR)' (target): zero or negative on 2021-01-11 (-3)" in message
+    assert "'y'" not in message
+
+
+def test_every_column_is_named_as_the_file_names_it() -> None:
+    frame = with_own_names(with_value("tv", 2, -1.0))
+    frame.loc[3, "price"] = np.nan
+    frame["search"] = 0.0
+    message = problems(frame)
+    assert "column 'TV Spend' (channel 'tv'): negative spend on 2021-01-18 (-1)" in message
+    assert "column 'Avg Price' (control 'price'): missing or non-finite value on 2021-01-25" in message
+    assert "column 'Search' (channel 'search') has no spend in any week" in message
+    message = problems(with_own_names(with_value("date", 9, pd.NaT)))
+    assert "column 'Week Start' (date): missing date in row 10" in message
 
 
 def test_long_lists_are_cut_with_and_more() -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mmm_assets.core import ingest, landing_csv
 from mmm_assets.core.config import ColumnMapping, FilesSource
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.ingest import read_landing_file, resolve_landing_file
+from mmm_assets.core.features import SOURCE_COLUMNS_ATTR
+from mmm_assets.core.ingest import LandingFile, read_landing_file, resolve_landing_file
 
 MAPPING = ColumnMapping(
     date="Week Start",
@@ -87,6 +89,24 @@ def test_csv_round_trip_maps_team_columns_to_canonical_names(tmp_path: Path) -> 
     assert frame["y"].tolist() == [1100.0, 1000.5, 1200.0]
     assert frame["tv"].tolist() == [310.25, 300.0, 0.0]
     assert frame["price"].tolist() == [9.99, 9.99, 10.49]
+
+
+def test_the_frame_carries_the_files_own_column_names(tmp_path: Path) -> None:
+    frame = read_landing_file(write_csv(tmp_path), MAPPING)
+    assert frame.attrs[SOURCE_COLUMNS_ATTR] == dict(zip(CANONICAL, HEADER))
+
+
+def test_csv_keeps_only_the_wanted_columns_as_arrow_text_by_line(tmp_path: Path) -> None:
+    """Memory: unmapped columns are never kept, and kept cells are Arrow strings (no Python object per cell)."""
+    text = csv_text([[*row, "note"] for row in ROWS], [*HEADER, "Comment"])
+    path = tmp_path / "spend.csv"
+    path.write_text(text.replace("\n", "\n\n,,,,,\n", 1))  # a blank line and a line of commas after the header
+    header, cells = landing_csv.read_csv_columns(path, {"TV Spend", "Week Start", "not in the file"})
+    assert header == [*HEADER, "Comment"]
+    assert list(cells.columns) == ["Week Start", "TV Spend"]
+    assert all(isinstance(dtype, pd.ArrowDtype) for dtype in cells.dtypes)
+    assert list(cells.index) == [4, 5, 6]
+    assert cells["TV Spend"].tolist() == ["310.25", "300", "0"]
 
 
 def test_csv_ignores_extra_columns_bom_and_blank_lines(tmp_path: Path) -> None:
@@ -245,6 +265,14 @@ def test_wrong_delimiter(tmp_path: Path, sep: str, name: str) -> None:
     assert f"looks {name}-separated" in message and "comma-separated file is expected" in message
 
 
+def test_non_utf8_byte_is_found_across_scan_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The byte scan reads blocks: a character split between two blocks is fine, the bad byte's line is exact."""
+    monkeypatch.setattr(landing_csv, "SCAN_BLOCK_BYTES", 5)
+    path = tmp_path / "spend.csv"
+    path.write_bytes(csv_text(with_cells({(0, 3): "é€"})).encode() + "2021-01-25,1,2,3,4\n".encode() + b"x\xff\n")
+    assert "not a UTF-8 text file (byte 0xff on line 6)" in read_error(path)
+
+
 def test_unreadable_parquet(tmp_path: Path) -> None:
     path = tmp_path / "spend.parquet"
     path.write_bytes(b"PAR1 this is not really parquet PAR1")
@@ -256,6 +284,60 @@ def test_unquoted_comma_in_csv(tmp_path: Path) -> None:
     path.write_text(csv_text(ROWS) + "2021-01-25,1,234.5,2,3,4\n")
     message = read_error(path)
     assert "cannot be read as CSV" in message and "line 5" in message and "must be quoted" in message
+
+
+def test_lines_with_too_few_or_too_many_fields_are_named(tmp_path: Path) -> None:
+    text = csv_text(ROWS) + "2021-01-25,1,2\n" + "2021-02-01,1,2,3,4,5,6\n" + "2021-02-08,1,2,3\n"
+    path = tmp_path / "spend.csv"
+    path.write_text(text)
+    message = read_error(path)
+    assert "fewer fields than the header's 5 at line 5 (3 fields), line 7 (4 fields)" in message
+    assert "more fields than the header's 5 at line 6 (7 fields)" in message
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""], ids=["lf", "crlf", "no-final-line-break"])
+def test_a_complete_last_line_is_accepted_with_or_without_a_line_break(tmp_path: Path, ending: str) -> None:
+    """ROWS' last line is its shortest (a 0 in it), but its last value is not: not taken for a cut."""
+    path = tmp_path / "spend.csv"
+    path.write_bytes("\r\n".join(",".join(row) for row in [HEADER, *ROWS]).encode() + ending.encode())
+    assert read_landing_file(path, MAPPING)["price"].tolist() == [9.99, 9.99, 10.49]
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        ("2021-01-25,1300,2", "its last line (line 5) has 3 of the header's 5 fields and no line break at the end"),
+        ("2021-01-25,1300,220,5,1", "its last line (line 5) has no line break at the end, and both the line and "
+         "its last value are shorter than on every other line, as if the export stopped inside that value"),
+    ],
+    ids=["inside-a-line", "inside-the-last-value"],
+)
+def test_a_file_cut_off_at_the_end_is_refused(tmp_path: Path, last: str, expected: str) -> None:
+    path = tmp_path / "spend.csv"
+    path.write_text(csv_text(ROWS) + last)
+    message = read_error(path)
+    assert "the file seems cut off: " + expected in message and "export the file again" in message
+
+
+def test_the_same_short_last_line_with_a_line_break_is_only_checked_as_data(tmp_path: Path) -> None:
+    """A line break at the end says the export finished: a short last value is then data, not a cut."""
+    path = tmp_path / "spend.csv"
+    path.write_text(csv_text(ROWS) + "2021-01-25,1300,220,5,1\n")
+    assert read_landing_file(path, MAPPING)["price"].tolist() == [9.99, 9.99, 10.49, 1.0]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(
+    tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / f"spend{suffix}"
+    path.write_bytes(b"x" * 3000)  # not even a valid file: the size is checked first
+    monkeypatch.setattr(ingest, "read_csv_columns", lambda *_: pytest.fail("read despite the size limit"))
+    monkeypatch.setattr(ingest, "_read_parquet", lambda *_: pytest.fail("read despite the size limit"))
+    limited = LandingFile(path, source(tmp_path, path.name).model_copy(update={"max_file_mb": 0.001}))
+    message = read_error(limited)
+    assert "the file is 0.0029 MB, over the 0.001 MB limit (data.files.max_file_mb)" in message
+    assert "raise data.files.max_file_mb if a file this large is expected" in message
 
 
 def test_missing_mapped_columns(tmp_path: Path) -> None:

@@ -44,6 +44,17 @@ DEFAULT_MARKET = "national"
 PROJECT_MARKERS = ("pyproject.toml", "workspace.yaml")
 #: Largest absolute value a landing file may hold by default: above it a number is a units or export mistake.
 DEFAULT_MAX_ABS_VALUE = 1e12
+#: Largest landing file read by default, in MB (MiB). A weekly export is small: 500 markets x 10 years of weeks x 40
+#: columns of 10-character numbers is ~110 MB, so 200 MB leaves room above the largest plausible file, while a
+#: runaway export (every campaign, every day) is stopped before it is read. Reading a 200 MB CSV takes at most
+#: ~450 MiB above the imports, when every column is mapped, ~110 MiB when most are not (benchmarks/ingest_memory.py;
+#: the whole-file reader it replaced took 2.1-2.6 GiB).
+DEFAULT_MAX_FILE_MB = 200.0
+#: Deepest nesting of a scenario file (mappings and lists inside each other, the top-level mapping being level 1).
+#: The deepest shipped setting is 6 levels down (data.synthetic.channels.<name>.spend_min's value); PyYAML builds
+#: nodes recursively and overflows Python's stack (an uncaught RecursionError) a few hundred levels down, so the
+#: limit sits well above any real layout and far below the crash.
+MAX_YAML_DEPTH = 50
 #: Default bounds of the refresh-stability check (StabilityConfig), from measured refreshes of the synthetic
 #: scenarios (one more clean week; 104 weeks x 2x250 draws and 208 weeks x 2x1500 draws): mean ROAS and marginal
 #: ROAS moved at most 0.41 % and 0.56 %, budget shares at most 1.4 pp, no advice reversed. One corrupted new week
@@ -255,6 +266,10 @@ class FilesSource(_Strict):
     )
     max_abs_value: float = Field(
         default=DEFAULT_MAX_ABS_VALUE, gt=0, description="A number beyond ±this is rejected as a units mistake."
+    )
+    max_file_mb: float = Field(
+        default=DEFAULT_MAX_FILE_MB, gt=0,
+        description="A landing file larger than this many MB (MiB) is rejected before it is read.",
     )
     columns: ColumnMapping
     market_column: str | None = Field(
@@ -648,6 +663,14 @@ class OperationsConfig(_Strict):
     min_free_disk_mb: float = Field(
         default=256, ge=0, description="A run stops before fitting when a disk of the outputs has less free space."
     )
+    pool_wait_timeout_s: float = Field(
+        default=3600, gt=0, le=7 * 24 * 3600,
+        description=(
+            "`python -m mmm_assets run`: how long a fit step waits for a slot of the mmm_fit pool held by another "
+            "live run before the refresh fails (runs whose process died are released at once, whatever this is). "
+            "An hour covers the queue of a dozen markets' fits one after another on a laptop."
+        ),
+    )
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -923,8 +946,28 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
     return cfg.model_copy(update=update)
 
 
+class _TooDeep(yaml.composer.ComposerError):
+    """A node nested deeper than :data:`MAX_YAML_DEPTH`; its ``problem_mark`` is where the limit is crossed."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error instead of "the last one wins"."""
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error instead of "the last one wins",
+    and that nesting deeper than :data:`MAX_YAML_DEPTH` is an error instead of a stack overflow."""
+
+    def __init__(self, stream: object) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        """PyYAML's composer recurses once per level: count the levels and stop before Python's stack runs out."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooDeep(problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
+                               problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[object] = set()
@@ -961,6 +1004,12 @@ def _read_raw(file: Path, seen: tuple[Path, ...] = ()) -> object:
     try:
         with file.open(encoding="utf-8") as stream:  # error marks then name the file
             raw = yaml.load(stream, Loader=_UniqueKeyLoader)
+    except _TooDeep as err:
+        mark = err.problem_mark
+        raise ConfigError(
+            f"{file}: line {mark.line + 1}, column {mark.column + 1}: the settings are nested more than "
+            f"{MAX_YAML_DEPTH} levels deep (a scenario needs fewer than 10); check the indentation and the brackets"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{file} is not valid YAML: {err}") from None
     if not isinstance(raw, dict) or "extends" not in raw:
@@ -974,4 +1023,10 @@ def _read_raw(file: Path, seen: tuple[Path, ...] = ()) -> object:
 def load_config(path: str | os.PathLike[str]) -> MMMConfig:
     """Load and validate one scenario file; relative paths in it are relative to the project folder."""
     file = Path(path)
-    return parse_config(_read_raw(file), source=str(file), root=project_root_for(file))
+    try:
+        return parse_config(_read_raw(file), source=str(file), root=project_root_for(file))
+    except RecursionError:  # nesting built without deep indentation (aliases of aliases, long `extends` chains)
+        raise ConfigError(
+            f"{file}: nested too deeply to read (Python's recursion limit was reached); keep the settings within "
+            f"{MAX_YAML_DEPTH} levels, without aliases (*name) nested into each other or a long chain of 'extends'"
+        ) from None

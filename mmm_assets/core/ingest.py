@@ -4,12 +4,14 @@ Nothing is coerced silently: every cell that is not an ISO-8601 date or a plain 
 every number beyond the files source's ``max_abs_value`` is reported with its line (CSV, 1-based, the header is
 line 1) or row (Parquet, 1-based), all in one :class:`InputError`. Daily rows are summed into weeks only when the
 files source asks for it (``aggregate_daily``), and only whole, gap-free weeks.
+
+Memory is bounded: a file larger than ``max_file_mb`` is refused before it is read, and only the mapped columns
+are kept (CSV: core/landing_csv.py; Parquet: its column selection).
 """
 
 from __future__ import annotations
 
 import difflib
-import io
 import os
 import re
 import warnings
@@ -26,12 +28,16 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 from mmm_assets.core.config import (
     DATE_COLUMN,
     DEFAULT_MAX_ABS_VALUE,
+    DEFAULT_MAX_FILE_MB,
     IDENTIFIER,
     TARGET_COLUMN,
     ColumnMapping,
     FilesSource,
 )
 from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
+from mmm_assets.core.features import SOURCE_COLUMNS_ATTR
+from mmm_assets.core.landing_csv import NO_ROWS, read_csv_columns
+from mmm_assets.core.storage import MB, shown_mb
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -40,17 +46,15 @@ _PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _MISSING = {"", "nan", "na", "n/a", "#n/a", "null", "none", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 #: Thousands separators, currency symbols and percent signs: formatting a spreadsheet adds and we do not parse.
 _FORMATTING = re.compile(r"[,'’\s$€£¥%]")
-_DELIMITERS = {";": "semicolon", "\t": "tab"}
-_MAGIC = {b"PAR1": "a Parquet file (give it the .parquet extension)", b"PK\x03\x04": "an Excel workbook or zip archive"}
-_NO_ROWS = "has a header but no data rows; export the weekly data again"
 WEEK_DAYS = 7
 
 
 class LandingFile(Path):
     """A landing file resolved from a files source: its path, carrying the source's reading rules.
 
-    The rules (``max_abs_value``, ``aggregate_daily``) travel with the path, so every reader of a resolved file (the
-    ingest asset, the landing sensor) applies the same ones; a plain :class:`Path` is read with the defaults.
+    The rules (``max_abs_value``, ``max_file_mb``, ``aggregate_daily``) travel with the path, so every reader of a
+    resolved file (the ingest asset, the landing sensor) applies the same ones; a plain :class:`Path` is read with
+    the defaults.
     """
 
     def __init__(self, path: Path, source: FilesSource) -> None:
@@ -116,14 +120,32 @@ def _market_column(path: Path) -> str | None:
     return path.source.market_column if isinstance(path, LandingFile) else None
 
 
+def _check_size(path: Path) -> None:
+    """Refuse an empty file, and one over the size limit before reading it: the limit bounds the memory a read
+    takes."""
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); export the weekly data again")
+    limit = path.source.max_file_mb if isinstance(path, LandingFile) else DEFAULT_MAX_FILE_MB
+    if size > limit * MB:
+        raise InputError(
+            f"{path}: the file is {shown_mb(size / MB)} MB, over the {limit:g} MB limit (data.files.max_file_mb); "
+            "export only the columns and weeks the model needs, or raise data.files.max_file_mb if a file this "
+            "large is expected"
+        )
+
+
 def _read_table(path: Path, columns: ColumnMapping) -> _Table:
     suffix = _check_suffix(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes); export the weekly data again")
-    table = _read_csv(path) if suffix == ".csv" else _read_parquet(path, columns, _market_column(path))
+    _check_size(path)
     column = _market_column(path)
+    wanted = {source for _, source, _ in _roles(columns)} | ({column} if column else set())
+    if suffix == ".csv":
+        table = _Table(*read_csv_columns(path, wanted), "line")
+    else:
+        table = _read_parquet(path, wanted)
     if column is not None and column not in table.cells:
         close = difflib.get_close_matches(column, table.header, n=1)
         raise InputError(
@@ -139,10 +161,11 @@ def landing_markets(path: Path, columns: ColumnMapping) -> list[str]:
     if column is None:
         raise ValueError(f"{path}: the files source has no market_column")
     table = _read_table(path, columns)
-    names = sorted(set(_text(table.cells[column])))
+    texts = _market_text(table.cells[column])
+    names = sorted(set(texts.unique()))
     bad = [name for name in names if not IDENTIFIER.match(name)]
     if bad:
-        lines = table.cells.index[_text(table.cells[column]).isin(bad)]
+        lines = table.cells.index[texts.isin(bad).to_numpy(dtype=bool)]
         raise InputError(
             f"{path}: column {column!r} (market): {examples([repr(b) for b in bad])} at {table.unit} "
             f"{examples([str(i) for i in lines])} are not market names; use lower-case letters, digits and '_', "
@@ -156,15 +179,18 @@ def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = N
 
     With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
     With a ``market_column`` (a :class:`LandingFile` of such a source), only ``market``'s rows.
+    The frame's ``attrs[SOURCE_COLUMNS_ATTR]`` maps each canonical column to the file's own name, so that later
+    checks (core/features.py) name the user's columns.
     """
     table = _read_table(path, columns)
     column = _market_column(path)
     if column is not None:
         if market is None:
             raise ValueError(f"{path}: the file holds several markets; say which one to read")
-        keep = _text(table.cells[column]) == market
+        texts = _market_text(table.cells[column])
+        keep = (texts == market).to_numpy(dtype=bool)
         if not keep.any():
-            found = sorted(set(_text(table.cells[column])))
+            found = sorted(set(texts.unique()))
             raise InputError(
                 f"{path}: column {column!r} (market) has no row for market {market!r}; it has {examples(found)}"
             )
@@ -172,71 +198,22 @@ def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = N
     limit = path.source.max_abs_value if isinstance(path, LandingFile) else DEFAULT_MAX_ABS_VALUE
     frame = _canonical(path, table, columns, limit)
     if isinstance(path, LandingFile) and path.source.aggregate_daily:
-        return _weekly_sums(path, frame, columns)
+        frame = _weekly_sums(path, frame, columns)
+    frame.attrs[SOURCE_COLUMNS_ATTR] = {canonical: source for canonical, source, _ in _roles(columns)}
     return frame
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    for magic, what in _MAGIC.items():
-        if raw.startswith(magic):
-            raise InputError(f"{path}: not a CSV file, it looks like {what}; export the data as comma-separated text")
-    if b"\x00" in raw:
-        raise InputError(f"{path}: not a CSV file (binary content); export the data as comma-separated UTF-8 text")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(
-            f"{path}: not a UTF-8 text file (byte 0x{raw[err.start]:02x} on line {line}); export it as CSV UTF-8"
-        ) from None
-
-
-def _check_delimiter(path: Path, header: list[str]) -> None:
-    if len(header) != 1:
-        return
-    found = [(header[0].count(sep), name) for sep, name in _DELIMITERS.items() if sep in header[0]]
-    if found:
-        raise InputError(
-            f"{path}: the header {header[0]!r} is a single column that looks {max(found)[1]}-separated; "
-            "a comma-separated file is expected (export as CSV with ',' as the separator)"
-        )
-
-
-def _read_csv(path: Path) -> _Table:
-    text = _decode(path, path.read_bytes())
-    try:
-        grid = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file holds only blank lines; export the weekly data again") from None
-    except pd.errors.ParserError as err:
-        raise InputError(
-            f"{path}: cannot be read as CSV ({err}); values that contain commas (e.g. thousands separators) "
-            "must be quoted or written without them"
-        ) from None
-    grid = grid.fillna("")  # short lines are padded with NaN
-    grid.index = grid.index + 1  # grid row r is line r + 1
-    header = list(grid.iloc[0])
-    _check_delimiter(path, header)
-    data = grid.iloc[1:]
-    data = data[(data != "").any(axis=1)]  # blank lines
-    if data.empty:
-        raise InputError(f"{path}: {_NO_ROWS}")
-    counts = Counter(header)
-    unique = [i for i, name in enumerate(header) if counts[name] == 1]
-    return _Table(header, data.iloc[:, unique].set_axis([header[i] for i in unique], axis=1), "line")
-
-
-def _read_parquet(path: Path, mapping: ColumnMapping, market_column: str | None) -> _Table:
+def _read_parquet(path: Path, sources: set[str]) -> _Table:
+    """The ``sources`` columns that occur once in the file's schema, indexed by 1-based row number."""
     try:
         header = pq.read_schema(path).names
         counts = Counter(header)
-        sources = [source for _, source, _ in _roles(mapping)] + ([market_column] if market_column else [])
-        wanted = [source for source in sources if counts[source] == 1]
+        wanted = [name for name in header if counts[name] == 1 and name in sources]
         table = pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({err}); export it again") from None
     if table.num_rows == 0:
-        raise InputError(f"{path}: {_NO_ROWS}")
+        raise InputError(f"{path}: {NO_ROWS}")
     cells = pd.DataFrame({name: table.column(name).to_pandas() for name in wanted})
     cells.index = cells.index + 1
     return _Table(header, cells, "row")
@@ -273,6 +250,14 @@ def _header_problems(header: list[str], roles: list[tuple[str, str, str]]) -> li
 def _text(cells: pd.Series) -> pd.Series:
     """Cells as stripped strings, empty where there is no value."""
     return cells.astype(object).where(cells.notna(), "").astype(str).str.strip()
+
+
+def _market_text(cells: pd.Series) -> pd.Series:
+    """A market column as stripped strings; Arrow text (a CSV's) stays in Arrow, so the many rows of a file of many
+    markets cost no Python string each."""
+    if isinstance(cells.dtype, pd.ArrowDtype):
+        return cells.str.strip()
+    return _text(cells)
 
 
 def _at(mask: pd.Series, unit: str, values: pd.Series | None = None) -> str:
