@@ -19,13 +19,16 @@ from dagster import (
 )
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from mmm_assets.defs import pool_wait
 from mmm_assets.defs.automation import (
+    dead_run_sensor,
     landing_file_sensor,
     market_partitions_sensor,
     nonblocking_check_alert_sensor,
     run_failure_alert_sensor,
     weekly_refresh_schedule,
 )
+from mmm_assets.defs.console import console_logger
 from mmm_assets.defs.decisions import (
     budget_recommendations,
     budget_scenarios,
@@ -46,6 +49,9 @@ from mmm_assets.defs.model import (
     mmm_validation,
 )
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
+
+# A step waiting for a pool slot sleeps, logs, frees dead runs' slots and answers Ctrl-C (see the module for why)
+pool_wait.install()
 
 ASSETS = [
     marketing_spend,
@@ -78,7 +84,11 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[weekly_refresh],
     schedules=[weekly_refresh_schedule],
-    sensors=[market_partitions_sensor, landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor],
+    sensors=[
+        market_partitions_sensor, landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor,
+        dead_run_sensor,
+    ],
+    loggers={"console": console_logger},
     resources={
         "scenario": ScenarioResource(),
         "mlflow": mlflow_tracking_for_scenario,

@@ -45,6 +45,7 @@ from mmm_assets.core.features import validate_features
 from mmm_assets.core.ingest import SUPPORTED_SUFFIXES, landing_markets, read_landing_file, resolve_landing_file
 from mmm_assets.core.roles import with_calendar
 from mmm_assets.defs.partitions import MARKETS, register_markets, unknown_markets
+from mmm_assets.defs.recovery import release_dead_runs
 from mmm_assets.defs.resources import PARTITION_TAG, default_config_path, default_operations
 
 if TYPE_CHECKING:
@@ -119,6 +120,24 @@ def market_partitions_sensor(context: SensorEvaluationContext) -> SensorResult |
     return SensorResult(dynamic_partitions_requests=[MARKETS.build_add_request(new)])
 
 
+@sensor(
+    name="dead_run_sensor",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Marks runs whose process died (kill -9, out of memory, reboot) as failed and frees the pool slots they held, "
+        "so the queue and the mmm_fit pool never wait for a run that will not finish (the local run launcher cannot "
+        "tell; see mmm_assets/defs/recovery.py)."
+    ),
+)
+def dead_run_sensor(context: SensorEvaluationContext) -> SkipReason:
+    """Release runs whose worker is gone; the skip reason says which."""
+    released = release_dead_runs(context.instance, context.log.warning)
+    if not released:
+        return SkipReason("no run with a dead worker, no slot held by a finished run")
+    return SkipReason("; ".join(entry.line() for entry in released))
+
+
 # --- landing folder ---------------------------------------------------------------------------------------------
 
 
@@ -132,8 +151,9 @@ def _read_cursor(cursor: str | None) -> dict[str, str]:
 
 
 def _sha256(path: Path) -> str:
-    """The SHA-256 of the file's bytes, hex."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The SHA-256 of the file's bytes, hex, read block by block (a landing file may be hundreds of MB)."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _markets_of(cfg: MMMConfig, name: str) -> list[str]:
