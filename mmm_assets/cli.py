@@ -1,13 +1,16 @@
 """`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
 
 One Dagster run per market (partition), recorded in the instance under $DAGSTER_HOME, so `make dev` shows them
-afterwards; several markets run at once, each in its own process. The exit status is non-zero when a market's run
-fails, which includes any failed blocking check. Refreshes of one market take turns: a second one started while
-another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.<market>.lock).
+afterwards; several markets run at once, each in its own process. The exit status says how a run ended
+(`defs.outcome.Exit`: 0 refreshed, 1 a blocking gate failed, 2 input rejected, 3 infrastructure, 4 unexpected,
+130 interrupted), and the last lines on stdout say why. Refreshes of one market take turns: a second one started
+while another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.<market>.lock). Before a refresh starts,
+runs whose process died (kill -9, out of memory, reboot) are marked failed and their pool slots freed.
 """
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +25,7 @@ from mmm_assets.core.records import ValidationReport
 from mmm_assets.core.storage import exclusive
 
 
-def _summary(result, cfg, config_path: Path, seconds: float) -> str:
+def _summary(result, verdict, cfg, config_path: Path, seconds: float) -> str:
     lines = [
         f"scenario {cfg.scenario} ({config_path}), market {cfg.market} - run {result.run_id} - {seconds:.0f} s"
     ]
@@ -58,6 +61,7 @@ def _summary(result, cfg, config_path: Path, seconds: float) -> str:
     lines.append(f"outputs: DuckDB {cfg.paths.duckdb}, models {cfg.paths.models_dir}")
     lines.append(f"browse: make dev (Dagster UI on 127.0.0.1, instance {os.environ.get('DAGSTER_HOME')})")
     lines.append("RESULT: " + ("success" if result.success else "FAILED"))
+    lines.extend(verdict.lines())
     return "\n".join(lines)
 
 
@@ -84,23 +88,28 @@ def _markets(cfg: MMMConfig) -> list[str]:
 
 
 def run(config_path: Path, market: str | None = None) -> int:
-    """Refresh every market of the scenario (or only ``market``): one Dagster run per market."""
+    """Refresh every market of the scenario (or only ``market``): one Dagster run per market; returns an `Exit`."""
     from dagster import DagsterInstance
 
+    from mmm_assets.defs.outcome import Exit
     from mmm_assets.defs.partitions import register_markets
+    from mmm_assets.defs.recovery import release_dead_runs
 
     try:
         cfg = load_config(config_path)
         markets = [cfg.for_market(market).market] if market else _markets(cfg)
     except (ConfigError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"input rejected: {err}")
+        return Exit.INPUT_REJECTED
     if not os.environ.get("DAGSTER_HOME"):
         print("error: DAGSTER_HOME is not set (`make run` sets it to .dagster_home in the project)", file=sys.stderr)
-        return 2
+        return Exit.INPUT_REJECTED
     home = Path(os.environ["DAGSTER_HOME"])
     with refresh_lock(home / "instance.lock", "another process setting up the Dagster instance"):
-        register_markets(DagsterInstance.get(), markets)
+        instance = DagsterInstance.get()
+        release_dead_runs(instance, _say)
+        register_markets(instance, markets)
     if len(markets) == 1:
         return _run_market(config_path, cfg.for_market(markets[0]))
     from mmm_assets.core import tracking
@@ -110,6 +119,10 @@ def run(config_path: Path, market: str | None = None) -> int:
     if cfg.pooled:
         _features_first(config_path, cfg, markets)
     return _run_markets(config_path, markets)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 #: What a pooled model needs of every market before any market's fit starts.
@@ -123,6 +136,7 @@ def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> No
     from dagster import AssetKey, DagsterInstance
 
     from mmm_assets.definitions import defs
+    from mmm_assets.defs.recovery import worker_tags
 
     job = defs.resolve_job_def("weekly_refresh")
     for market in markets:
@@ -135,19 +149,24 @@ def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> No
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
             raise_on_error=False,
-            tags={"scenario": cfg.scenario, "launched_by": "make run (pooled model: every market's inputs first)"},
+            tags={"scenario": cfg.scenario, "launched_by": "make run (pooled model: every market's inputs first)",
+                  **worker_tags()},
         )
         print(f"inputs of market {market}: {'ready' if result.success else 'FAILED'} (run {result.run_id})",
               file=sys.stderr, flush=True)
 
 
 def _run_market(config_path: Path, cfg: MMMConfig) -> int:
-    """One market's refresh in this process: job weekly_refresh for the market's partition."""
+    """One market's refresh in this process: job weekly_refresh for the market's partition; returns an `Exit`."""
     from dagster import DagsterInstance
 
     from mmm_assets.definitions import defs
+    from mmm_assets.defs import pool_wait
+    from mmm_assets.defs.outcome import outcome
+    from mmm_assets.defs.recovery import worker_tags
 
     job = defs.resolve_job_def("weekly_refresh")
+    pool_wait.configure(cfg.operations.pool_wait_timeout_s, _say)
     with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / lock_file(cfg.market)):
         started = time.monotonic()
         result = job.execute_in_process(
@@ -158,10 +177,11 @@ def _run_market(config_path: Path, cfg: MMMConfig) -> int:
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
             raise_on_error=False,
-            tags={"scenario": cfg.scenario, "launched_by": "make run"},
+            tags={"scenario": cfg.scenario, "launched_by": "make run", **worker_tags()},
         )
-    print(_summary(result, cfg, config_path, time.monotonic() - started))
-    return 0 if result.success else 1
+    verdict = outcome(result)
+    print(_summary(result, verdict, cfg, config_path, time.monotonic() - started))
+    return verdict.code
 
 
 def _prefixed(stream, prefix: str) -> None:
@@ -191,15 +211,40 @@ def _run_markets(config_path: Path, markets: list[str]) -> int:
     ]
     for copier in copiers:
         copier.start()
-    outputs = {market: child.communicate()[0] for market, child in children.items()}
+    try:
+        outputs = {market: child.communicate()[0] for market, child in children.items()}
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each market's run stops the same way and is marked failed
+        for child in children.values():
+            child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            child.wait()
+        raise
     for copier in copiers:
         copier.join()
-    codes = {market: child.returncode for market, child in children.items()}
+    codes = {market: _exit(child.returncode) for market, child in children.items()}
     for market in markets:
         print(f"===== market {market} =====\n{outputs[market].rstrip()}")
-    verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else 'FAILED'}" for m in markets)
+    verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else f'FAILED (exit {int(codes[m])})'}" for m in markets)
     print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s")
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    return worst(codes.values())
+
+
+def _exit(returncode: int):
+    """A child's return code as an `Exit` (a child killed by a signal failed for reasons outside its control)."""
+    from mmm_assets.defs.outcome import Exit
+
+    if returncode < 0:
+        return Exit.INTERRUPTED if -returncode in (signal.SIGINT, signal.SIGTERM) else Exit.INFRASTRUCTURE
+    return Exit(returncode) if returncode in iter(Exit) else Exit.UNEXPECTED
+
+
+def worst(codes) -> int:
+    """The exit status of several markets' runs: the most serious of theirs (interrupted, unexpected, infrastructure,
+    input, gates, success, in that order)."""
+    from mmm_assets.defs.outcome import Exit
+
+    order = [Exit.SUCCESS, Exit.GATES_FAILED, Exit.INPUT_REJECTED, Exit.INFRASTRUCTURE, Exit.UNEXPECTED, Exit.INTERRUPTED]
+    return max(codes, key=order.index, default=Exit.SUCCESS)
 
 
 def sample_landing(config_path: Path, source_path: Path) -> int:
@@ -231,7 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sample-landing":
         return sample_landing(args.config, args.source)
-    return run(args.config, args.market)
+    # SIGTERM (systemd, Kubernetes, `kill`) stops a refresh the way Ctrl-C does: the run is marked failed, not left
+    # STARTED with its pool slot held
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return int(run(args.config, args.market))
+    except KeyboardInterrupt:  # outside a run's steps, e.g. while waiting for another refresh's lock
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,10 +17,13 @@ from dagster import (
     AssetCheckSeverity,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
+    SkipReason,
     asset,
     asset_check,
     build_run_status_sensor_context,
@@ -128,12 +132,35 @@ def test_schedule_reads_cron_and_time_zone_from_the_default_scenario(write_confi
 
 def test_sensors_are_registered_and_on_by_default():
     names = {"market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
-             "nonblocking_check_alert_sensor"}
+             "nonblocking_check_alert_sensor", "dead_run_sensor"}
     sensors: dict[str, SensorDefinition] = {s.name: s for s in defs.sensors}
     assert set(sensors) == names
     assert all(s.default_status == DefaultSensorStatus.RUNNING and s.description for s in sensors.values())
     assert sensors["landing_file_sensor"].minimum_interval_seconds == 60
     assert sensors["landing_file_sensor"].job_name == "weekly_refresh"
+
+
+def test_the_dead_run_sensor_releases_a_run_whose_process_died():
+    """Under `make dev` nothing else notices a run whose process was killed: the sensor fails it, frees its slot."""
+    from mmm_assets.defs.automation import dead_run_sensor
+    from mmm_assets.defs.model import FIT_POOL
+    from mmm_assets.defs.recovery import WORKER_HOST_TAG, WORKER_PID_TAG, worker_tags
+
+    instance = DagsterInstance.get()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = DagsterRun(job_name="weekly_refresh", status=DagsterRunStatus.STARTED,
+                     tags={WORKER_HOST_TAG: worker_tags()[WORKER_HOST_TAG], WORKER_PID_TAG: str(gone.pid)})
+    instance.add_run(run)
+    instance.event_log_storage.initialize_concurrency_limit_to_default(FIT_POOL)
+    assert instance.event_log_storage.claim_concurrency_slot(FIT_POOL, run.run_id, "mmm_posterior").is_claimed
+
+    result = dead_run_sensor(build_sensor_context(instance=instance))
+    assert isinstance(result, SkipReason) and f"released run {run.run_id}" in result.skip_message
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    assert not instance.event_log_storage.get_concurrency_info(FIT_POOL).claimed_slots
+    again = dead_run_sensor(build_sensor_context(instance=instance))
+    assert again.skip_message.startswith("no run with a dead worker")
 
 
 # --- landing folder ---------------------------------------------------------------------------------------------
@@ -272,7 +299,10 @@ def test_failed_gates_raise_one_alert_per_failed_check(write_config, webhook, mo
     path = write_config(UNDERSAMPLED)
     monkeypatch.setenv("MMM_CONFIG", str(path))
     monkeypatch.setenv("MMM_ALERT_WEBHOOK_URL", webhook.url)
-    assert cli.main(["run", "--config", str(path)]) == 1
+    assert cli.main(["run", "--config", str(path)]) == 1  # a blocking gate failed
+    out = capsys.readouterr().out
+    assert "EXIT 1 (gates failed)" in out
+    assert re.search(r"failed gate\(s\): .*mmm_validation:min_ess_bulk [0-9.e+]+ \(threshold 400\)", out), out
     run_id = _last_run_id()
     evaluations = [e.dagster_event.event_specific_data for e in
                    DagsterInstance.get().all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)]
@@ -300,7 +330,9 @@ def test_failed_gates_raise_one_alert_per_failed_check(write_config, webhook, mo
 def test_a_run_failing_for_another_reason_raises_one_run_alert(landing, webhook, monkeypatch, capsys):
     config, _ = landing  # an empty landing folder: marketing_spend fails
     monkeypatch.setenv("MMM_ALERT_WEBHOOK_URL", webhook.url)
-    assert cli.main(["run", "--config", str(config)]) == 1
+    assert cli.main(["run", "--config", str(config)]) == 2  # input rejected
+    out = capsys.readouterr().out
+    assert "EXIT 2 (input rejected)" in out and "step marketing_spend: InputError: " in out and "holds no .csv" in out
     run_id = _last_run_id()
 
     _evaluate(run_failure_alert_sensor, run_id, DagsterEventType.RUN_FAILURE)

@@ -6,15 +6,17 @@ is caught by the gates: test_graph.py::test_a_failing_refresh_is_blocked_and_kee
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
+import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from mmm_assets.definitions import defs
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
-from mmm_assets_tests.conftest import execute_market, materialize_market
+from mmm_assets_tests.conftest import execute_market, materialize_market, merge
 from mmm_assets_tests.test_bad_inputs import errors
 
 #: One year of the reference scenario, the default sampler (numpyro, its compiled sampler cached across processes)
@@ -130,29 +132,29 @@ def test_a_table_replace_killed_mid_write_leaves_the_old_or_the_new_table(tmp_pa
 
 
 WRITE_FILES_FOREVER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 import pandas as pd
-from mmm_assets.core.model import save_model
+from mmm_assets.core import model
 from mmm_assets.core.report import Section, write_report
 
 models, reports, life = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-CHUNK, CHUNKS = b"m" * 2**20, 40
+CHUNK, CHUNKS = 2**20, 40
 TABLE = pd.DataFrame({"week": range(100_000), "spend": 1.5})
+model.netcdf_bytes = lambda mmm: b"m" * (CHUNK * CHUNKS) + b"END"  # the netCDF, as the save builds it in memory
+disk_write = os.write
 
 
-class SlowModel:
-    def save(self, fname):
-        with open(fname, "wb") as out:
-            for _ in range(CHUNKS):
-                out.write(CHUNK)
-                time.sleep(0.005)
-            out.write(b"END")
+def slow_disk(fd, data):
+    # a slow disk: at most a chunk per call, 5 ms each (only the model save writes through os.write)
+    time.sleep(0.005)
+    return disk_write(fd, data[:CHUNK])
 
 
+os.write = slow_disk
 for i in range(1, 10**6):
     print(f"writing:{i}", flush=True)
-    save_model(SlowModel(), models / f"mmm_{life}_{i}.nc")
+    model.save_model(None, models / f"mmm_{life}_{i}.nc")
     write_report(reports / f"report_{life}_{i}", "t", "s", ["x"], [Section("s", tables={"table": TABLE})])
     print(f"committed:{i}", flush=True)
 """
@@ -228,8 +230,10 @@ def test_unreachable_mlflow_fails_fast_and_clearly_and_moves_nothing(tiny, mlflo
     port = _closed_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://mmm:t0ken@127.0.0.1:{port}/mlflow?key=t0ken")
     started = time.monotonic()
-    assert cli.main(["run", "--config", str(path)]) == 1
+    assert cli.main(["run", "--config", str(path)]) == 3  # infrastructure
     elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert "EXIT 3 (infrastructure)" in out and f"MLflow is unreachable at http://127.0.0.1:{port}/mlflow" in out
 
     message = _run_errors(_last_run_id())
     assert f"MLflow is unreachable at http://127.0.0.1:{port}/mlflow (Connection refused, 3 attempts)" in message
@@ -366,7 +370,8 @@ def test_a_full_models_disk_stops_the_run_before_the_fit(tiny, monkeypatch, caps
         return usage._replace(free=10 * 2**20) if Path(folder) == cfg.paths.models_dir else usage
 
     monkeypatch.setattr(storage.shutil, "disk_usage", models_disk_full)
-    assert cli.main(["run", "--config", str(path)]) == 1
+    assert cli.main(["run", "--config", str(path)]) == 3  # infrastructure
+    assert "EXIT 3 (infrastructure)" in capsys.readouterr().out
     message = _run_errors(_last_run_id())
     assert f"the disk of the models directory (paths.models_dir) {cfg.paths.models_dir} has 10 MB free" in message
     assert "under the 256 MB a run needs (operations.min_free_disk_mb); free some space" in message
@@ -374,33 +379,218 @@ def test_a_full_models_disk_stops_the_run_before_the_fit(tiny, monkeypatch, caps
     assert _kept_state(cfg) == before
 
 
-class _FullDiskModel:
-    """A fitted model whose netCDF write runs out of space half-way, as it would on a full models disk."""
+#: Size of the small real disk (a tmpfs) the disk-full tests mount: room for a TINY model file and the registry.
+SMALL_DISK = "8m"
+#: operations.min_free_disk_mb on the small disk: the margin a run keeps beside its files.
+MARGIN_MB = 1
+#: What a full disk leaves free in these tests: less than any model file, so a save cannot fit.
+LEFT_BYTES = 64 * 1024
+#: The child's file-size limit (RLIMIT_FSIZE) in the write-fault test: below any model file (the SMALL fit's is 3.7 MB).
+FILE_LIMIT_BYTES = 64 * 1024
 
-    def save(self, fname: str) -> None:
-        Path(fname).write_bytes(b"\x89HDF\r\n half a posterior")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), fname)
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path | None]:
+    """A real small disk: a tmpfs of SMALL_DISK mounted under ``tmp_path`` (unmounted afterwards) when this process
+    may mount one (root); None when it may not, and the tests fall back to another real fault or say why not."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    try:
+        yield folder if mounted else None
+    finally:
+        if mounted and subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def test_disk_full_while_saving_the_model_keeps_the_previous_model_and_champion(tiny, monkeypatch) -> None:
-    """The real refresh, save_model and registry; the fit is skipped and the model's write hits ENOSPC."""
-    from mmm_assets.core import model
+def _fill(disk: Path, leave_bytes: int) -> None:
+    """Another writer takes the disk's space: a filler file at the disk's root grows until ``leave_bytes`` are free."""
+    grow = shutil.disk_usage(disk).free - leave_bytes
+    with open(disk / "filler", "ab") as filler:
+        filler.write(b"\0" * max(grow, 0))
 
-    path, cfg, before = tiny
-    fitted = model.FitResult(_FullDiskModel(), "pymc", 0.0, model.Diagnostics(0, 1.0, 400.0, 400.0, "none"), 500, 500)
-    monkeypatch.setattr(model, "fit", lambda *args, **kwargs: fitted)
-    monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)  # retries, without the wait
-    result = execute_market(
+
+def _unrelated_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, hidden ones included, except the filler."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "filler")
+
+
+WRITE_FAULTS = """
+import gc, json, resource, shutil, signal, sys
+from pathlib import Path
+from mmm_assets.core import model
+from mmm_assets.core.storage import DiskSpaceError
+
+saved, folders, small_disk, limit, left = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+mmm = model.load_model(saved)
+
+
+def attempt(fault, folder):
+    try:
+        model.save_model(mmm, folder / "mmm_fault.nc")
+        print(json.dumps([fault, "saved", ""]), flush=True)
+    except DiskSpaceError as err:
+        print(json.dumps([fault, type(err).__name__, str(err)]), flush=True)
+
+
+# EFBIG: a file-size limit below the model's size; SIGXFSZ ignored, so the write fails instead of killing
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+attempt("EFBIG", folders / "efbig")
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+if small_disk:
+    # ENOSPC: the free-space check passes, then another writer fills the disk before the write
+    disk, checked = Path(small_disk), model.ensure_free_space
+
+    def check_then_the_disk_fills(*args, **kwargs):
+        checked(*args, **kwargs)
+        with open(disk / "filler", "wb") as filler:
+            filler.write(b"\\0" * (shutil.disk_usage(disk).free - left))
+
+    model.ensure_free_space = check_then_the_disk_fills
+    attempt("ENOSPC", disk / "models")
+    model.ensure_free_space = checked
+gc.collect()  # the library's failed save crashed here, freeing HDF5's half-closed file
+attempt("none", folders / "roomy")
+"""
+
+
+def test_a_disk_that_fills_while_saving_the_model_fails_cleanly_without_a_crash(small_fit, small_disk,
+                                                                                 tmp_path) -> None:
+    """Real write faults in a child process that saves a real fitted model: EFBIG (a file-size limit, always) and
+    ENOSPC (a tmpfs filled between the free-space check and the write, when a tmpfs can be mounted). The process
+    survives (the library's own save segfaulted after ENOSPC), the error names the disk, no file is left behind, and
+    the next save on a disk with room succeeds."""
+    from mmm_assets.core.model import load_model, save_model
+
+    saved = save_model(small_fit.mmm, tmp_path / "fitted" / "mmm_small.nc")
+    child = subprocess.run(
+        [sys.executable, "-c", WRITE_FAULTS, str(saved), str(tmp_path), str(small_disk or ""),
+         str(FILE_LIMIT_BYTES), str(LEFT_BYTES)],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-3000:]}"  # no signal, no crash
+    outcomes = {fault: (cls_name, message) for fault, cls_name, message in map(json.loads, child.stdout.splitlines())}
+    faults = {"EFBIG": (tmp_path / "efbig", "[Errno 27] File too large")}
+    if small_disk:
+        faults["ENOSPC"] = (small_disk / "models", "[Errno 28] No space left on device")
+    else:
+        warnings.warn("no tmpfs could be mounted here (root is needed): ENOSPC was not tried, EFBIG was", stacklevel=1)
+    assert set(outcomes) == {*faults, "none"}
+    for fault, (folder, errno_text) in faults.items():
+        cls_name, message = outcomes[fault]
+        assert cls_name == "DiskSpaceError", f"{fault}: {cls_name} {message}"
+        assert f"the disk of the models directory (paths.models_dir) {folder} had no room" in message
+        assert errno_text in message and "MB free now" in message and "operations.min_free_disk_mb" in message
+        assert _unrelated_files(folder) == [], fault  # no temporary, no final-named partial model file
+    assert outcomes["none"][0] == "saved"
+    after = load_model(tmp_path / "roomy" / "mmm_fault.nc")
+    assert after.idata.posterior.identical(small_fit.mmm.idata.posterior)
+
+
+def _run_refresh(path: Path):
+    """The weekly refresh of the scenario at ``path``, in this process, its failure returned rather than raised."""
+    return execute_market(
         defs.resolve_job_def("weekly_refresh"), {"resources": {"scenario": {"config": {"config_path": str(path)}}}},
         raise_on_error=False,
     )
+
+
+def _fails_with_disk_space_error(result) -> str:
+    """The message of the refresh's only failure: a DiskSpaceError in mmm_posterior, not retried."""
     assert not result.success
-    retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     (failure,) = [e for e in result.all_events if e.is_step_failure]
-    assert failure.step_key == "mmm_posterior" and len(retries) == 2  # three attempts, each out of space
     ((cls_name, message),) = set(errors([failure]))
-    assert cls_name == "OSError" and "No space left on device" in message and str(cfg.paths.models_dir) in message
-    assert _kept_state(cfg) == before  # no new file (the temporary one is gone), no new version, same champion
+    assert failure.step_key == "mmm_posterior" and cls_name == "DiskSpaceError", (cls_name, message)
+    return message
+
+
+def _models_disk_full(monkeypatch: pytest.MonkeyPatch, disk: Path | None, models_dir: Path, leave_bytes: int) -> None:
+    """Leave ``leave_bytes`` free on the models disk: filled for real on the small disk, else (no tmpfs here) its
+    free space as the checks see it."""
+    if disk is not None:
+        _fill(disk, leave_bytes)
+        return
+    real = storage.shutil.disk_usage
+
+    def full(folder):
+        usage = real(folder)
+        return usage._replace(free=leave_bytes) if Path(folder) == models_dir else usage
+
+    monkeypatch.setattr(storage.shutil, "disk_usage", full)
+
+
+def test_a_disk_that_fills_during_the_fit_stops_the_save_then_a_refresh_succeeds(write_config, small_disk, small_fit,
+                                                                                  tmp_path, monkeypatch) -> None:
+    """The models disk fills up while the posterior is fitted: the save refuses before writing, with the disk, its
+    free space and the setting; the step is not retried; nothing changes. Once there is room, an ordinary refresh
+    succeeds; and when the disk cannot hold another model like the last one, the next refresh stops before its fit."""
+    from mmm_assets.core import model
+
+    models_dir = (small_disk or tmp_path) / "models"
+    path = write_config(merge(TINY, {"operations": {"min_free_disk_mb": MARGIN_MB},
+                                     "paths": {"models_dir": str(models_dir)}}))
+    cfg = load_config(path)
+    _seed_champion(cfg)
+    before = _kept_state(cfg)
+    margin = MARGIN_MB * storage.MB
+    monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)  # a retry would not wait
+
+    with monkeypatch.context() as patch:
+        def fit_while_the_disk_fills(*args, **kwargs):
+            _models_disk_full(patch, small_disk, models_dir, margin + LEFT_BYTES)
+            return small_fit.result  # a real fitted model (of another scenario: it is never saved)
+
+        patch.setattr(model, "fit", fit_while_the_disk_fills)
+        message = _fails_with_disk_space_error(_run_refresh(path))
+    assert f"the disk of the models directory (paths.models_dir) {models_dir} has 1.1 MB free, under the " in message
+    assert f"MB file and keep {MARGIN_MB} MB free (operations.min_free_disk_mb); free some space" in message
+    assert _kept_state(cfg) == before
+    assert [p.name for p in _unrelated_files(models_dir) if p.suffix in (".tmp", ".partial")] == []
+
+    if small_disk:
+        (small_disk / "filler").unlink()
+    assert _run_refresh(path).success
+    (saved,) = models_dir.glob(f"mmm_{cfg.scenario}_{DEFAULT_MARKET}_*.nc")
+    assert str(tracking.champion(tracking.client_for(cfg), cfg.for_market(DEFAULT_MARKET)).version) == "2"
+
+    with monkeypatch.context() as patch:
+        _models_disk_full(patch, small_disk, models_dir, margin + saved.stat().st_size // 2)
+        patch.setattr(model, "fit", lambda *args, **kwargs: pytest.fail("fitted although the model cannot be saved"))
+        message = _fails_with_disk_space_error(_run_refresh(path))
+    assert f"needed to write a {storage.shown_mb(saved.stat().st_size / storage.MB)} MB file" in message
+
+
+def test_a_failed_champion_download_leaves_no_partial_copy(tiny) -> None:
+    """A download of the champion that fails part-way (here its artifacts hold a dangling link) leaves no
+    ``.partial`` copy in the registry cache, and removes one left by a process killed mid-download; the next
+    download of a good champion works."""
+    _, cfg, _ = tiny
+    market = cfg.for_market(DEFAULT_MARKET)
+    client, name = tracking.client_for(market), tracking.model_name(market)
+    broken = cfg.paths.models_dir.parent / "broken_artifacts"
+    broken.mkdir()
+    (broken / "posterior.nc").write_bytes(os.urandom(2**20))
+    (broken / "zz_missing.nc").symlink_to(broken / "gone.nc")
+    version = client.create_model_version(name, source=broken.as_uri())
+    client.set_registered_model_alias(name, tracking.CHAMPION, version.version)
+    registry = cfg.paths.models_dir / tracking.REGISTRY_CACHE
+    registry.mkdir()
+    killed = registry / f"{name}-v1{tracking.PARTIAL}"  # a download whose process was killed
+    killed.mkdir()
+    (killed / "posterior.nc").write_bytes(b"half")
+
+    with pytest.raises(FileNotFoundError, match="zz_missing.nc"):
+        tracking.champion_model_file(client, market)
+    assert list(registry.glob(f"*{tracking.PARTIAL}")) == []
+
+    client.set_registered_model_alias(name, tracking.CHAMPION, "1")
+    got, posterior = tracking.champion_model_file(client, market)
+    assert str(got.version) == "1" and posterior.read_bytes() == (cfg.paths.models_dir / "mmm_tiny_previous.nc").read_bytes()
+    assert list(registry.glob(f"*{tracking.PARTIAL}")) == []
 
 
 def test_an_unreadable_champion_posterior_means_a_cold_fit_not_a_failed_one(tiny) -> None:

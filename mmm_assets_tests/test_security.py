@@ -180,7 +180,7 @@ def test_planted_secrets_appear_nowhere(write_config, tmp_path: Path, monkeypatc
 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://mmm:{SECRET}@127.0.0.1:{port}/")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        assert cli.main(["run", "--config", str(path)]) == 1
+        assert cli.main(["run", "--config", str(path)]) == 3  # infrastructure
         failed = instance.get_runs(limit=1)[0].run_id
         _evaluate(run_failure_alert_sensor, failed, DagsterEventType.RUN_FAILURE)
         monkeypatch.delenv("MLFLOW_TRACKING_URI")

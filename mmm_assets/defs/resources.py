@@ -4,7 +4,7 @@
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,13 +139,44 @@ class ScenarioResource(ConfigurableResource):
             return read_market(conn, table, cfg.market, columns)
 
 
+class LazyMlflow:
+    """dagster-mlflow's tracking resource, started on first use: a run that stops before the fit (input rejected, a
+    full disk) leaves no MLflow run behind. Ending a run that never started does nothing."""
+
+    def __init__(self, start: Callable[[], MlFlow]):
+        self._start = start
+        self._tracking: MlFlow | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._tracking is not None
+
+    def end_run(self, *args, **kwargs) -> None:
+        """What dagster-mlflow's `end_mlflow_on_run_finished` hook calls after every step: a no-op before the start."""
+        if self._tracking is not None:
+            self._tracking.end_run(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if self._tracking is None:
+            self._tracking = self._start()
+        return getattr(self._tracking, name)
+
+
 @resource(required_resource_keys={"scenario"})
-def mlflow_tracking_for_scenario(context: InitResourceContext) -> MlFlow:
-    """dagster-mlflow's tracking resource, configured from the run's scenario: one MLflow run per Dagster run.
+def mlflow_tracking_for_scenario(context: InitResourceContext) -> LazyMlflow:
+    """dagster-mlflow's tracking resource, configured from the run's scenario: one MLflow run per Dagster run that
+    reaches a step using it (see `LazyMlflow`).
 
     The experiment is created with the project's artifact folder first (embedded store), and the tracking URI,
     which may hold credentials, is read from the environment here rather than put in run config.
     """
+    from mmm_assets.core import tracking
+
+    tracking.client_for(context.resources.scenario.load())  # an unreachable server stops the run before its first step
+    return LazyMlflow(functools.partial(_start_tracking, context))
+
+
+def _start_tracking(context: InitResourceContext) -> MlFlow:
     from mmm_assets.core import tracking
 
     cfg = context.resources.scenario.load()
