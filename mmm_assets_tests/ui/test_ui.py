@@ -24,7 +24,7 @@ JOB = "weekly_refresh"
 GROUPS = {"ingest", "features", "model", "decisions"}
 ASSET_NAMES = sorted(a.key.to_user_string() for a in ASSETS)
 AUTOMATIONS = ["weekly_refresh_schedule", "market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
-               "nonblocking_check_alert_sensor"]
+               "nonblocking_check_alert_sensor", "dead_run_sensor"]
 FEATURE_CHECKS = ["enough_weeks", "weekly_contiguous", "complete_non_negative"]
 #: The SMALL refresh takes ~30 s in the run; the queue, a cold PyTensor cache and a slow machine get the rest.
 RUN_TIMEOUT_S = 300
@@ -316,7 +316,7 @@ def test_budget_page_shows_the_allocation_numbers_table_and_plot(server, launche
 
 
 def test_automation_page_shows_the_schedule_and_sensors_running(server, page, screenshots):
-    """Automation: the weekly schedule and the four sensors, each switched on; the schedule's page says Running."""
+    """Automation: the weekly schedule and the five sensors, each switched on; the schedule's page says Running."""
     expect = _expect()
     page.goto(f"{server.url}/automation")
     for name in AUTOMATIONS:
