@@ -12,9 +12,10 @@ import arviz as az
 from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
 
 from mmm_assets.core.config import load_config
-from mmm_assets.core.generator import generate
-from mmm_assets.core.metrics import recovery
-from mmm_assets.core.model import diagnose, posterior_parameters
+from mmm_assets.core.evaluation.metrics import recovery
+from mmm_assets.core.inference.sampling import diagnose
+from mmm_assets.core.modelling.posterior import posterior_parameters
+from mmm_assets.core.synthetic.generator import generate
 
 
 def main(config_path: str) -> None:

@@ -1,4 +1,4 @@
-"""Peak memory and time of reading one large landing CSV (`core/ingest.py::read_landing_file`), in a child process.
+"""Peak memory and time of reading one large landing CSV (`core/data/ingest.py::read_landing_file`), in a child process.
 
 Two generated files of about --mb MB each (kept under benchmarks/.work/ingest, reused when present):
 
@@ -34,7 +34,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from mmm_assets.core.config import FilesSource
-from mmm_assets.core.ingest import LandingFile, read_landing_file
+from mmm_assets.core.data.ingest import LandingFile, read_landing_file
 
 path, columns, market = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 files = FilesSource(landing_dir=path.parent, file=path.name, columns=columns, market_column="Market",

@@ -1,7 +1,7 @@
 """Separate vs pooled: parameter recovery, fit time and diagnostics per market on a multi-market synthetic scenario.
 
 For every market of the scenario (default config/markets_pooled.yaml, whose market `west` is data-poor) this fits
-the market alone (`model.fit` on `cfg.for_market(m)`'s generated data), then one pooled hierarchical model over all
+the market alone (`fitting_core.fit` on `cfg.for_market(m)`'s generated data), then one pooled hierarchical model over all
 markets (`pooling.fit_pooled`) and reads each market's estimates from its view (`pooling.market_view`). Recovery
 is `metrics.recovery` against the generator's truth: saturation lambda as relative error, adstock alpha as absolute
 error. Every fit runs in this one process, separate fits first; each model compiles once (PyTensor cache under
@@ -26,10 +26,15 @@ HERE = Path(__file__).resolve().parent
 os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'pytensor'}")
 sys.path.insert(0, str(ROOT))
 
-from mmm_assets.core import metrics, model, pooling  # noqa: E402
 from mmm_assets.core.config import MMMConfig, load_config  # noqa: E402
-from mmm_assets.core.features import validate_features  # noqa: E402
-from mmm_assets.core.generator import GroundTruth, generate  # noqa: E402
+from mmm_assets.core.data.features import validate_features  # noqa: E402
+from mmm_assets.core.evaluation import metrics  # noqa: E402
+from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling import fitting as fitting_core
+from mmm_assets.core.modelling import pooling  # noqa: E402
+from mmm_assets.core.modelling import posterior as posterior_core
+from mmm_assets.core.synthetic.generator import GroundTruth, generate  # noqa: E402
 
 WEEK = dt.timedelta(weeks=1)
 
@@ -48,9 +53,9 @@ def market_data(cfg: MMMConfig, market: str, weeks: int | None) -> tuple[pd.Data
 
 def summarise(mmm, truth: GroundTruth) -> dict:
     """Recovery of lambda and alpha against the truth, and the model's own diagnostics."""
-    table = metrics.recovery(model.posterior_parameters(mmm), truth.parameters)
+    table = metrics.recovery(posterior_core.posterior_parameters(mmm), truth.parameters)
     lam, alpha = (table[table["parameter"] == p].set_index("channel") for p in ("saturation_lam", "adstock_alpha"))
-    diag = model.diagnose(mmm.idata, model.free_parameters(mmm))
+    diag = sampling_core.diagnose(mmm.idata, build_core.free_parameters(mmm))
     return {
         "lam_rel_error": {c: float(e) for c, e in lam["error"].items()},
         "alpha_abs_error": {c: float(e) for c, e in alpha["error"].items()},
@@ -139,7 +144,7 @@ def main() -> None:
     separate_wall = 0.0
     for m in markets:
         features, truth = data[m]
-        result = model.fit(cfg.for_market(m), features)
+        result = fitting_core.fit(cfg.for_market(m), features)
         separate_wall += result.wall_seconds
         per_market[m]["separate"] = {**summarise(result.mmm, truth), "wall_seconds": result.wall_seconds}
         print(m, "separate", json.dumps(per_market[m]["separate"]["lam_rel_error"]), flush=True)

@@ -40,9 +40,9 @@ CACHE = HERE / ".work" / "scaling-cache"
 CELL = """
 import json, sys, time
 from mmm_assets.core.config import load_config
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import generate
-from mmm_assets.core.model import fit
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.synthetic.generator import generate
+from mmm_assets.core.modelling.fitting import fit
 cfg = load_config(sys.argv[1])
 frame, _ = generate(cfg.data.synthetic)
 features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "scaling")
@@ -52,7 +52,7 @@ out = {"sampler": result.sampler, "fit_seconds": result.wall_seconds, "min_ess_b
        "max_rhat": result.diagnostics.max_rhat, "divergences": result.diagnostics.divergences,
        "draws_x_chains": result.draws * result.chains}
 if sys.argv[2] == "warm":
-    from mmm_assets.core.warmstart import PreviousPosterior
+    from mmm_assets.core.inference.warmstart import PreviousPosterior
     warm = fit(cfg, features, in_sample_predictive=False,
                warm_from=PreviousPosterior("the first fit", posterior.to_dataset()))
     out.update(warm_fit_seconds=warm.wall_seconds, warm_min_ess_bulk=warm.diagnostics.min_ess_bulk,

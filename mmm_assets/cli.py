@@ -22,7 +22,7 @@ import pandas as pd
 from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.records import ValidationReport
-from mmm_assets.core.storage import exclusive
+from mmm_assets.core.stores.duckdb_store import exclusive
 
 
 def _summary(result, verdict, cfg, config_path: Path, seconds: float) -> str:
@@ -81,7 +81,7 @@ def _markets(cfg: MMMConfig) -> list[str]:
     """The scenario's markets: listed in the config, or found in the landing file's market column."""
     if cfg.market_names is not None:
         return cfg.market_names
-    from mmm_assets.core.ingest import landing_markets, resolve_landing_file
+    from mmm_assets.core.data.ingest import landing_markets, resolve_landing_file
 
     assert cfg.data.files is not None
     return landing_markets(resolve_landing_file(cfg.data.files), cfg.data.files.columns)
@@ -112,7 +112,7 @@ def run(config_path: Path, market: str | None = None) -> int:
         register_markets(instance, markets)
     if len(markets) == 1:
         return _run_market(config_path, cfg.for_market(markets[0]))
-    from mmm_assets.core import tracking
+    from mmm_assets.core.stores import tracking
 
     # the stores the market runs share are set up once, here, not by several processes racing to create them
     tracking.ensure_experiment(tracking.client_for(cfg), cfg)
@@ -249,7 +249,7 @@ def worst(codes) -> int:
 
 def sample_landing(config_path: Path, source_path: Path) -> int:
     """Write the synthetic scenario of ``source_path`` as a landing file in the columns ``config_path`` maps."""
-    from mmm_assets.core.generator import generate, landing_export
+    from mmm_assets.core.synthetic.generator import generate, landing_export
 
     cfg, origin = load_config(config_path), load_config(source_path)
     source = origin.data.synthetic

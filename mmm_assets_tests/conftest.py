@@ -13,13 +13,13 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
 from mmm_assets.core.config import merged as merge  # the tests' name for the config's own deep merge
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import GroundTruth, generate
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.synthetic.generator import GroundTruth, generate
 from mmm_assets.defs.partitions import register_markets
 from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 if TYPE_CHECKING:
-    from mmm_assets.core.model import FitResult
+    from mmm_assets.core.inference.sampling import FitResult
 
 
 #: Two years of the reference scenario with few draws: enough to wire and recover, quick to sample (never sampled
@@ -124,7 +124,7 @@ class SmallFit:
 
 @pytest.fixture(scope="session")
 def small_fit(tmp_path_factory: pytest.TempPathFactory) -> SmallFit:
-    from mmm_assets.core.model import fit
+    from mmm_assets.core.modelling.fitting import fit
 
     cfg = load_config(write_scenario(tmp_path_factory.mktemp("small_fit"), SMALL))
     frame, truth = generate(cfg.data.synthetic)

@@ -7,8 +7,7 @@ import numpyro.infer.hmc_util as hmc_util
 import pymc.sampling.jax as pymc_jax
 import pytest
 
-from mmm_assets.core import model as model_core
-from mmm_assets.core.adaptation import (
+from mmm_assets.core.inference.adaptation import (
     DIAGONAL_FLOOR,
     PSEUDO_DRAWS,
     SMALL_WINDOW_EXTRA,
@@ -16,6 +15,7 @@ from mmm_assets.core.adaptation import (
     _regularised,
     scale_free_adaptation,
 )
+from mmm_assets.core.modelling import fitting as fitting_core
 
 
 def _state(draws: np.ndarray):
@@ -83,11 +83,11 @@ def test_numpyro_and_pymc_are_restored_after_the_block():
 def test_the_dense_mass_matrix_takes_far_fewer_steps_than_numpyros_default(small_fit):
     s = small_fit.cfg.sampler.model_copy(update={"cold_start": "adapt"})
     assert s.name == "numpyro" and s.dense_mass
-    adapted = model_core.fit(small_fit.cfg.model_copy(update={"sampler": s}), small_fit.features,
+    adapted = fitting_core.fit(small_fit.cfg.model_copy(update={"sampler": s}), small_fit.features,
                              in_sample_predictive=False)
     assert adapted.warm_start is None and adapted.tune == s.tune
     default = small_fit.cfg.model_copy(update={"sampler": s.model_copy(update={"dense_mass": False})})
-    plain = model_core.fit(default, small_fit.features, in_sample_predictive=False)
+    plain = fitting_core.fit(default, small_fit.features, in_sample_predictive=False)
     dense_steps = float(adapted.mmm.idata.sample_stats["n_steps"].mean())
     plain_steps = float(plain.mmm.idata.sample_stats["n_steps"].mean())
     assert dense_steps < plain_steps / 4, (dense_steps, plain_steps)

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mmm_assets.core.alerts import Alert, WebhookError, append_jsonl, post_webhook, send, slack_payload
+from mmm_assets.core.stores.alerts import Alert, WebhookError, append_jsonl, post_webhook, send, slack_payload
 
 #: Planted in every webhook URL; it must show up nowhere but in the request itself.
 SECRET = "T0K3N-s3cr3t-do-not-leak"

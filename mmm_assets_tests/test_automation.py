@@ -34,9 +34,9 @@ from dagster import (
 )
 
 from mmm_assets import cli
-from mmm_assets.core.alerts import WebhookError, fmt_number
 from mmm_assets.core.config import DEFAULT_MARKET, load_config
-from mmm_assets.core.generator import generate, landing_export
+from mmm_assets.core.stores.alerts import WebhookError, fmt_number
+from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.definitions import defs
 from mmm_assets.defs import automation
 from mmm_assets.defs.automation import (

@@ -24,8 +24,8 @@ from dagster import DagsterEvent, ExecuteInProcessResult
 
 from mmm_assets.core.config import DEFAULT_MARKET, ColumnMapping, load_config
 from mmm_assets.core.errors import day
-from mmm_assets.core.generator import generate, landing_export
-from mmm_assets.core.storage import read_market, read_table
+from mmm_assets.core.stores.duckdb_store import read_market, read_table
+from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import DEFAULT_CONFIG, ScenarioResource

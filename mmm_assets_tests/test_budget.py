@@ -7,7 +7,8 @@ import yaml
 from pydantic import ValidationError
 from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
 
-from mmm_assets.core.budget import (
+from mmm_assets.core.config import BudgetSettings, ConfigError, parse_config
+from mmm_assets.core.decisions.budget import (
     BOUND_SLACK,
     DEFAULT_ATTEMPTS,
     Attempt,
@@ -16,7 +17,6 @@ from mmm_assets.core.budget import (
     optimize_budget,
     recommendations,
 )
-from mmm_assets.core.config import BudgetSettings, ConfigError, parse_config
 from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -112,7 +112,7 @@ def test_scenarios_hold_budget_and_bounds_at_every_level(fitted, default_result)
 
 
 def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser_and_its_answers(fitted, monkeypatch):
-    from mmm_assets.core import budget
+    from mmm_assets.core.decisions import budget
 
     features, _, mmm = fitted
     monkeypatch.setattr(budget, "_OPTIMIZERS", {})
@@ -139,8 +139,8 @@ def test_the_optimiser_compiles_in_its_mode_and_agrees_with_pytensors_default(fi
     an empty cache); the objective and gradient must be those of PyTensor's default (numba) compile of the graph."""
     from pytensor.compile.maker import FunctionMaker
 
-    from mmm_assets.core import budget
-    from mmm_assets.core.compiling import QUICK_MODE
+    from mmm_assets.core.decisions import budget
+    from mmm_assets.core.inference.compiling import QUICK_MODE
 
     features, _, mmm = fitted
     settings = BudgetSettings()

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_assets.core import model as model_core
-from mmm_assets.core.calibration import (
+from mmm_assets.core.config import ConfigError, load_config
+from mmm_assets.core.errors import InputError
+from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.modelling.calibration import (
     COLUMNS,
     LIFT_TESTS,
     Experiment,
@@ -21,9 +24,7 @@ from mmm_assets.core.calibration import (
     validate_lift_tests,
     write_sample_lift_tests,
 )
-from mmm_assets.core.config import ConfigError, load_config
-from mmm_assets.core.errors import InputError
-from mmm_assets.core.priors import posterior_roas
+from mmm_assets.core.modelling.priors import posterior_roas
 from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.role_scenarios import EXPERIMENTS, TESTED, collinear_fit, scenario
@@ -135,8 +136,8 @@ def test_rows_become_weekly_library_measurements():
                                                   ("library", "lift_measurements_model_estimated_lift")])
 def test_both_methods_add_the_experiments_to_a_built_model(method, variable):
     plain = scenario("calibration_rows", SMALL)
-    mmm = model_core.build_mmm(plain.cfg)
-    X, y = model_core.split_xy(plain.features)
+    mmm = build_core.build_mmm(plain.cfg)
+    X, y = build_core.split_xy(plain.features)
     mmm.build_model(X, y)
     tests = validate_lift_tests(GOOD, CHANNELS, "x.csv")
     assert add_lift_tests(mmm, tests, plain.features, method) == (2, [])
@@ -200,6 +201,6 @@ def test_the_report_shows_the_calibrated_model_reproduces_the_experiments():
 @pytest.mark.slow
 def test_a_calibrated_model_survives_save_and_load(tmp_path):
     calibrated = collinear_fit("lift")
-    loaded = model_core.load_model(model_core.save_model(calibrated.mmm, tmp_path / "calibrated.nc"))
+    loaded = persistence_core.load_model(persistence_core.save_model(calibrated.mmm, tmp_path / "calibrated.nc"))
     tests = load_lift_tests(calibrated.cfg)
     pd.testing.assert_frame_equal(lift_test_report(loaded, tests), lift_test_report(calibrated.mmm, tests))

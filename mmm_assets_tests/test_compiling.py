@@ -7,7 +7,7 @@ import pytest
 from pytensor.tensor.signal import convolve1d
 from pytensor.tensor.signal.conv import Convolve1d
 
-from mmm_assets.core.compiling import QUICK_MODE
+from mmm_assets.core.inference.compiling import QUICK_MODE
 
 
 def _convolutions(f) -> int:

@@ -7,11 +7,11 @@ import pytest
 from scipy.stats import norm
 
 from mmm_assets.core.config import ConfigError
-from mmm_assets.core.cv import cross_validate, cv_gates, fold_origins
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import generate
-from mmm_assets.core.metrics import crps
-from mmm_assets.core.plots import cv_plot
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.evaluation.cv import cross_validate, cv_gates, fold_origins
+from mmm_assets.core.evaluation.metrics import crps
+from mmm_assets.core.presentation.plots import cv_plot
+from mmm_assets.core.synthetic.generator import generate
 
 
 def normal_crps(mu: float, sigma: float, y: np.ndarray) -> np.ndarray:

@@ -27,9 +27,10 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy
 
 from mmm_assets import cli
-from mmm_assets.core import storage, tracking
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
-from mmm_assets.core.storage import read_table, replace_market
+from mmm_assets.core.stores import duckdb_store as storage
+from mmm_assets.core.stores import tracking
+from mmm_assets.core.stores.duckdb_store import read_table, replace_market
 from mmm_assets.definitions import defs
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
@@ -92,7 +93,7 @@ def _last_run_id() -> str:
 REPLACE_FOREVER = """
 import sys
 import duckdb, numpy as np, pandas as pd
-from mmm_assets.core.storage import replace_market
+from mmm_assets.core.stores.duckdb_store import replace_market
 conn, rows = duckdb.connect(sys.argv[1]), int(sys.argv[2])
 ((version,),) = conn.execute("SELECT max(version) FROM big").fetchall()
 while True:
@@ -135,13 +136,13 @@ WRITE_FILES_FOREVER = """
 import os, sys, time
 from pathlib import Path
 import pandas as pd
-from mmm_assets.core import model
-from mmm_assets.core.report import Section, write_report
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.presentation.report import Section, write_report
 
 models, reports, life = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 CHUNK, CHUNKS = 2**20, 40
 TABLE = pd.DataFrame({"week": range(100_000), "spend": 1.5})
-model.netcdf_bytes = lambda mmm: b"m" * (CHUNK * CHUNKS) + b"END"  # the netCDF, as the save builds it in memory
+persistence_core.netcdf_bytes = lambda mmm: b"m" * (CHUNK * CHUNKS) + b"END"  # the netCDF, as the save builds it in memory
 disk_write = os.write
 
 
@@ -154,7 +155,7 @@ def slow_disk(fd, data):
 os.write = slow_disk
 for i in range(1, 10**6):
     print(f"writing:{i}", flush=True)
-    model.save_model(None, models / f"mmm_{life}_{i}.nc")
+    persistence_core.save_model(None, models / f"mmm_{life}_{i}.nc")
     write_report(reports / f"report_{life}_{i}", "t", "s", ["x"], [Section("s", tables={"table": TABLE})])
     print(f"committed:{i}", flush=True)
 """
@@ -419,16 +420,16 @@ def _unrelated_files(folder: Path) -> list[Path]:
 WRITE_FAULTS = """
 import gc, json, resource, shutil, signal, sys
 from pathlib import Path
-from mmm_assets.core import model
-from mmm_assets.core.storage import DiskSpaceError
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.stores.duckdb_store import DiskSpaceError
 
 saved, folders, small_disk, limit, left = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-mmm = model.load_model(saved)
+mmm = persistence_core.load_model(saved)
 
 
 def attempt(fault, folder):
     try:
-        model.save_model(mmm, folder / "mmm_fault.nc")
+        persistence_core.save_model(mmm, folder / "mmm_fault.nc")
         print(json.dumps([fault, "saved", ""]), flush=True)
     except DiskSpaceError as err:
         print(json.dumps([fault, type(err).__name__, str(err)]), flush=True)
@@ -442,16 +443,16 @@ attempt("EFBIG", folders / "efbig")
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 if small_disk:
     # ENOSPC: the free-space check passes, then another writer fills the disk before the write
-    disk, checked = Path(small_disk), model.ensure_free_space
+    disk, checked = Path(small_disk), persistence_core.ensure_free_space
 
     def check_then_the_disk_fills(*args, **kwargs):
         checked(*args, **kwargs)
         with open(disk / "filler", "wb") as filler:
             filler.write(b"\\0" * (shutil.disk_usage(disk).free - left))
 
-    model.ensure_free_space = check_then_the_disk_fills
+    persistence_core.ensure_free_space = check_then_the_disk_fills
     attempt("ENOSPC", disk / "models")
-    model.ensure_free_space = checked
+    persistence_core.ensure_free_space = checked
 gc.collect()  # the library's failed save crashed here, freeing HDF5's half-closed file
 attempt("none", folders / "roomy")
 """
@@ -463,7 +464,7 @@ def test_a_disk_that_fills_while_saving_the_model_fails_cleanly_without_a_crash(
     ENOSPC (a tmpfs filled between the free-space check and the write, when a tmpfs can be mounted). The process
     survives (the library's own save segfaulted after ENOSPC), the error names the disk, no file is left behind, and
     the next save on a disk with room succeeds."""
-    from mmm_assets.core.model import load_model, save_model
+    from mmm_assets.core.modelling.persistence import load_model, save_model
 
     saved = save_model(small_fit.mmm, tmp_path / "fitted" / "mmm_small.nc")
     child = subprocess.run(
@@ -528,7 +529,7 @@ def test_a_disk_that_fills_during_the_fit_stops_the_save_then_a_refresh_succeeds
     """The models disk fills up while the posterior is fitted: the save refuses before writing, with the disk, its
     free space and the setting; the step is not retried; nothing changes. Once there is room, an ordinary refresh
     succeeds; and when the disk cannot hold another model like the last one, the next refresh stops before its fit."""
-    from mmm_assets.core import model
+    from mmm_assets.core.modelling import fitting as fitting_core
 
     models_dir = (small_disk or tmp_path) / "models"
     path = write_config(merge(TINY, {"operations": {"min_free_disk_mb": MARGIN_MB},
@@ -544,7 +545,7 @@ def test_a_disk_that_fills_during_the_fit_stops_the_save_then_a_refresh_succeeds
             _models_disk_full(patch, small_disk, models_dir, margin + LEFT_BYTES)
             return small_fit.result  # a real fitted model (of another scenario: it is never saved)
 
-        patch.setattr(model, "fit", fit_while_the_disk_fills)
+        patch.setattr(fitting_core, "fit", fit_while_the_disk_fills)
         message = _fails_with_disk_space_error(_run_refresh(path))
     assert f"the disk of the models directory (paths.models_dir) {models_dir} has 1.1 MB free, under the " in message
     assert f"MB file and keep {MARGIN_MB} MB free (operations.min_free_disk_mb); free some space" in message
@@ -559,7 +560,7 @@ def test_a_disk_that_fills_during_the_fit_stops_the_save_then_a_refresh_succeeds
 
     with monkeypatch.context() as patch:
         _models_disk_full(patch, small_disk, models_dir, margin + saved.stat().st_size // 2)
-        patch.setattr(model, "fit", lambda *args, **kwargs: pytest.fail("fitted although the model cannot be saved"))
+        patch.setattr(fitting_core, "fit", lambda *args, **kwargs: pytest.fail("fitted although the model cannot be saved"))
         message = _fails_with_disk_space_error(_run_refresh(path))
     assert f"needed to write a {storage.shown_mb(saved.stat().st_size / storage.MB)} MB file" in message
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmm_assets.core.data.features import SOURCE_COLUMNS_ATTR, validate_features
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.features import SOURCE_COLUMNS_ATTR, validate_features
 
 CHANNELS = ["tv", "search"]
 CONTROLS = ["price"]
@@ -152,7 +152,7 @@ def test_target_not_positive(value: float) -> None:
     assert "MAPE" in message
 
 
-#: How a landing file named the columns of ``weekly()`` (what core/ingest.py records in the frame's attrs).
+#: How a landing file named the columns of ``weekly()`` (what core/data/ingest.py records in the frame's attrs).
 OWN_NAMES = {"date": "Week Start", "y": "Revenue (EUR)", "tv": "TV Spend", "search": "Search", "price": "Avg Price"}
 
 

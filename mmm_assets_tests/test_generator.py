@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from mmm_assets.core.config import load_config
-from mmm_assets.core.generator import generate, geometric_adstock, logistic_saturation
+from mmm_assets.core.synthetic.generator import generate, geometric_adstock, logistic_saturation
 from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 

@@ -14,10 +14,10 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from mmm_assets import cli
-from mmm_assets.core import tracking
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
-from mmm_assets.core.generator import generate, landing_export
-from mmm_assets.core.storage import content_hash
+from mmm_assets.core.stores import tracking
+from mmm_assets.core.stores.duckdb_store import content_hash
+from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.definitions import ASSETS
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend

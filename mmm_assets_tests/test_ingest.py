@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmm_assets.core import ingest, landing_csv
 from mmm_assets.core.config import ColumnMapping, FilesSource
+from mmm_assets.core.data import ingest, landing_csv
+from mmm_assets.core.data.features import SOURCE_COLUMNS_ATTR
+from mmm_assets.core.data.ingest import LandingFile, read_landing_file, resolve_landing_file
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.features import SOURCE_COLUMNS_ATTR
-from mmm_assets.core.ingest import LandingFile, read_landing_file, resolve_landing_file
 
 MAPPING = ColumnMapping(
     date="Week Start",

@@ -7,10 +7,10 @@ import pymc.sampling.jax as pymc_jax
 import pytest
 import xarray as xr
 
-from mmm_assets.core import model as model_core
 from mmm_assets.core.config import SamplerConfig
-from mmm_assets.core.laplace import Derivatives, LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
-from mmm_assets.core.warmstart import PreviousPosterior, warm_start
+from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.inference.laplace import Derivatives, LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
+from mmm_assets.core.inference.warmstart import PreviousPosterior, warm_start
 
 # a correlated Gaussian potential energy, as narrow as the reference posterior in places
 PRECISION = np.linalg.inv(np.array([[1e-4, -0.96e-4 * 0.5, 0.0], [-0.96e-4 * 0.5, 25e-4, 1e-4], [0.0, 1e-4, 1.0]]))
@@ -81,12 +81,12 @@ class _Failing:
 
 
 def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix(monkeypatch):
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: model_core.Diagnostics(0, 1.0, 900.0,
+    monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: sampling_core.Diagnostics(0, 1.0, 900.0,
                                                                                                900.0, "a"))
-    monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
+    monkeypatch.setattr(sampling_core, "persistent_jax_cache", lambda: None)
     s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, warm_tune=40)
     fake, messages = _Failing(), []
-    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+    result = sampling_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
                                ess_target=400, warm=LaplaceStart(2, 7, messages.append))
     assert fake.calls == [(40, True), (300, False)]
     assert messages[0] == ("fit: no Laplace start (no mode found in 500 Newton steps (test)); adapting the mass "
@@ -121,9 +121,9 @@ def test_the_laplace_approximation_is_close_to_the_posterior_it_starts(small_fit
         found["covariance"], root = laplace_covariance(hessian)
         return found["covariance"], root
 
-    monkeypatch.setattr("mmm_assets.core.laplace.laplace_covariance", kept)
+    monkeypatch.setattr("mmm_assets.core.inference.laplace.laplace_covariance", kept)
     with LaplaceStart(2, 0, lambda _: None).starting_points():
-        model = model_core._sampling_model(small_fit.mmm)
+        model = sampling_core.sampling_model(small_fit.mmm)
         points, _ = pymc_jax._get_batched_jittered_initial_points(
             model=model, chains=2, initvals=None, random_seed=1, logp_fn=_potential(model))
     # the posterior's own covariance (its draws in the sampler's space): the approximation's variances within a

@@ -9,18 +9,24 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mmm_assets.core import model as model_core
+from mmm_assets.core import variables
 from mmm_assets.core.config import SamplerConfig, load_config
-from mmm_assets.core.contributions import (
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.decisions.contributions import (
     BASELINE,
     PREDICTED,
     weekly_contributions,
     wide_means,
 )
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import generate
-from mmm_assets.core.metrics import r2
-from mmm_assets.core.storage import DiskSpaceError
+from mmm_assets.core.evaluation.metrics import r2
+from mmm_assets.core.inference import progress as progress_core
+from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.modelling import fitting as fitting_core
+from mmm_assets.core.modelling import forecast as forecast_core
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.modelling import posterior as posterior_core
+from mmm_assets.core.stores.duckdb_store import DiskSpaceError
+from mmm_assets.core.synthetic.generator import generate
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 pytestmark = pytest.mark.slow
@@ -44,7 +50,7 @@ def test_fit_reports_progress_and_diagnostics(fitted):
 
 def test_in_sample_prediction_fits_the_data(fitted):
     _, features, _, result, _ = fitted
-    frame = model_core.in_sample_prediction(result.mmm, features)
+    frame = forecast_core.in_sample_prediction(result.mmm, features)
     assert len(frame) == len(features)
     assert (frame["predicted_hdi_low"] <= frame["predicted_mean"]).all()
     assert (frame["predicted_mean"] <= frame["predicted_hdi_high"]).all()
@@ -53,7 +59,7 @@ def test_in_sample_prediction_fits_the_data(fitted):
 
 def test_posterior_parameters_near_the_truth(fitted):
     _, _, truth, result, _ = fitted
-    table = model_core.posterior_parameters(result.mmm).set_index(["channel", "parameter"])
+    table = posterior_core.posterior_parameters(result.mmm).set_index(["channel", "parameter"])
     for channel, row in truth.parameters.iterrows():
         assert table.loc[(channel, "saturation_lam"), "estimate"] == pytest.approx(row["saturation_lam"], rel=0.1)
         assert table.loc[(channel, "adstock_alpha"), "estimate"] == pytest.approx(row["adstock_alpha"], abs=0.05)
@@ -61,10 +67,10 @@ def test_posterior_parameters_near_the_truth(fitted):
 
 def test_save_is_atomic_and_never_overwrites(fitted, tmp_path):
     _, _, _, result, _ = fitted
-    path = model_core.save_model(result.mmm, tmp_path / "models" / "m.nc")
+    path = persistence_core.save_model(result.mmm, tmp_path / "models" / "m.nc")
     with pytest.raises(FileExistsError):
-        model_core.save_model(result.mmm, path)
-    loaded = model_core.load_model(path)
+        persistence_core.save_model(result.mmm, path)
+    loaded = persistence_core.load_model(path)
     assert np.allclose(
         loaded.idata.posterior["saturation_lam"].values, result.mmm.idata.posterior["saturation_lam"].values
     )
@@ -78,10 +84,10 @@ def test_failed_save_leaves_no_file(fitted, tmp_path, monkeypatch):
         os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(model_core, "_write_all", disk_fills)
+    monkeypatch.setattr(persistence_core, "_write_all", disk_fills)
     models = tmp_path / "models"
     with pytest.raises(DiskSpaceError, match=r"models directory .* had no room .*\[Errno 28\] No space left"):
-        model_core.save_model(result.mmm, models / "m.nc")
+        persistence_core.save_model(result.mmm, models / "m.nc")
     assert list(models.iterdir()) == []
 
 
@@ -89,7 +95,7 @@ def test_saved_file_is_the_librarys_own(fitted, tmp_path):
     """save_model builds the netCDF in memory instead of calling ``mmm.save``: the file must be the one the
     library writes (same groups, variables, attributes), or ``MMM.load`` would rebuild another model."""
     _, _, _, result, _ = fitted
-    ours = model_core.save_model(result.mmm, tmp_path / "ours.nc")
+    ours = persistence_core.save_model(result.mmm, tmp_path / "ours.nc")
     result.mmm.save(str(tmp_path / "library.nc"))
     with xr.open_datatree(ours) as got, xr.open_datatree(tmp_path / "library.nc") as expected:
         assert got.identical(expected)
@@ -97,7 +103,7 @@ def test_saved_file_is_the_librarys_own(fitted, tmp_path):
 
 def test_load_missing_model_says_which_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.nc does not exist"):
-        model_core.load_model(tmp_path / "nope.nc")
+        persistence_core.load_model(tmp_path / "nope.nc")
 
 
 def test_contributions_add_up_to_the_prediction(fitted):
@@ -107,7 +113,7 @@ def test_contributions_add_up_to_the_prediction(fitted):
     assert (long["hdi_low"] <= long["mean"] + 1e-9).all() and (long["mean"] <= long["hdi_high"] + 1e-9).all()
     wide = wide_means(long)
     assert np.allclose(wide[[*cfg.channels, BASELINE]].sum(axis=1), wide[PREDICTED], rtol=1e-9)
-    prediction = model_core.in_sample_prediction(result.mmm, features)
+    prediction = forecast_core.in_sample_prediction(result.mmm, features)
     assert np.allclose(wide[PREDICTED], prediction["predicted_mean"], rtol=0.01)
     # the recovered baseline is the true intercept, within 5 %
     assert wide[BASELINE].mean() == pytest.approx(truth.intercept * truth.outcome_scale, rel=0.05)
@@ -116,8 +122,8 @@ def test_contributions_add_up_to_the_prediction(fitted):
 def test_holdout_reweights_the_fit_and_agrees_with_a_refit(fitted):
     cfg, features, _, result, _ = fitted
     messages: list[str] = []
-    psis = model_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
-    refit = model_core.holdout_forecast(cfg, features, 6)
+    psis = forecast_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
+    refit = forecast_core.holdout_forecast(cfg, features, 6)
     assert psis.method == "psis" and psis.fit is None and psis.pareto_k <= cfg.validation.holdout_pareto_k_max
     assert "no refit" in messages[0]
     assert refit.method == "refit" and refit.pareto_k is None
@@ -134,10 +140,10 @@ def test_holdout_reweights_the_fit_and_agrees_with_a_refit(fitted):
 
 def test_holdout_refits_when_the_pareto_k_is_too_high(fitted, monkeypatch):
     cfg, features, _, result, _ = fitted
-    uneven = model_core.Reweighted(frame=features.iloc[-6:], pareto_k=0.93, ess=3.0)
-    monkeypatch.setattr(model_core, "leave_future_out", lambda *args: uneven)
+    uneven = forecast_core.Reweighted(frame=features.iloc[-6:], pareto_k=0.93, ess=3.0)
+    monkeypatch.setattr(forecast_core, "leave_future_out", lambda *args: uneven)
     messages: list[str] = []
-    forecast = model_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
+    forecast = forecast_core.holdout_forecast(cfg, features, 6, report=messages.append, fitted=result.mmm)
     assert forecast.method == "refit" and forecast.pareto_k == 0.93 and forecast.fit is not None
     assert messages[0] == (
         "holdout: Pareto k 0.93 > 0.7: the reweighted posterior cannot stand in for a fit without the last weeks"
@@ -148,7 +154,7 @@ def test_pointwise_log_likelihood_is_pymcs(fitted):
     import pymc as pm
 
     result = fitted[3]
-    ours = model_core.pointwise_log_likelihood(result.mmm)
+    ours = forecast_core.pointwise_log_likelihood(result.mmm)
     theirs = pm.compute_log_likelihood(
         result.mmm.idata, var_names=["y"], model=result.mmm.model, extend_inferencedata=False, progressbar=False
     )["y"]
@@ -171,7 +177,7 @@ def test_numpyro_deterministics_come_from_the_sampler_and_are_pymcs(fitted):
     observed = set(mmm.model.observed_RVs)
     of_target = [d.name for d in mmm.model.deterministics if observed & set(ancestors([d]))]
     of_parameters = [d.name for d in mmm.model.deterministics if d.name not in of_target]
-    assert of_target == [model_core.PREDICTED] and "channel_contribution" in of_parameters
+    assert of_target == [variables.PREDICTED] and "channel_contribution" in of_parameters
     assert set(of_parameters) <= set(posterior.data_vars)
     recomputed = pm.compute_deterministics(
         posterior.to_dataset()[[rv.name for rv in mmm.model.free_RVs]], var_names=of_parameters, model=mmm.model,
@@ -179,7 +185,7 @@ def test_numpyro_deterministics_come_from_the_sampler_and_are_pymcs(fitted):
     )
     for name in of_parameters:
         np.testing.assert_allclose(posterior[name].to_numpy(), recomputed[name].to_numpy(), rtol=1e-9, atol=1e-12)
-    target = posterior[model_core.PREDICTED].transpose("chain", "draw", "date").to_numpy()
+    target = posterior[variables.PREDICTED].transpose("chain", "draw", "date").to_numpy()
     np.testing.assert_allclose(target, np.broadcast_to(features["y"].to_numpy(), target.shape), rtol=1e-9)
 
 
@@ -190,7 +196,7 @@ def test_fit_samples_again_until_the_ess_target(tmp_path):
     frame, _ = generate(cfg.data.synthetic)
     features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
     messages: list[str] = []
-    result = model_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
+    result = fitting_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
     again = [m for m in messages if "sampling again with" in m]
     assert again and again[0].startswith("fit: smallest ESS")
     assert 20 < result.draws <= 400 and result.mmm.idata.posterior.sizes["draw"] == result.draws
@@ -208,28 +214,28 @@ def test_draws_grow_until_the_gates_can_pass_within_the_ceiling(monkeypatch):
         def fit(self, X, y, draws, random_seed, **kwargs) -> None:
             self.calls.append((draws, random_seed))
 
-    found = iter([model_core.Diagnostics(0, 1.03, 900.0, 900.0, "a"), model_core.Diagnostics(0, 1.005, 300.0, 500.0, "a"),
-                  model_core.Diagnostics(0, 1.004, 700.0, 650.0, "a")])
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found))
+    found = iter([sampling_core.Diagnostics(0, 1.03, 900.0, 900.0, "a"), sampling_core.Diagnostics(0, 1.005, 300.0, 500.0, "a"),
+                  sampling_core.Diagnostics(0, 1.004, 700.0, 650.0, "a")])
+    monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(found))
     s = SamplerConfig(name="pymc", chains=2, draws=100, tune=100, target_accept=0.9, seed=7, max_draws=1000)
     fake, messages = Fake(), []
-    result = model_core.sample(fake, None, None, s, "pymc", [], messages.append, in_sample_predictive=False,
+    result = sampling_core.sample(fake, None, None, s, "pymc", [], messages.append, in_sample_predictive=False,
                                ess_target=400, rhat_target=1.01)
     # R-hat too high: twice the draws; then ESS 300 of 400: 200 x 400 / 300 x 1.25 = 333.3 -> 334; each a new seed
     assert fake.calls == [(100, 7), (200, 8), (334, 9)] and result.draws == 334
     assert messages[0].startswith("fit: max R-hat 1.0300 > 1.01 after ")
     assert messages[1].startswith("fit: smallest ESS 300 < 400 after ")
-    capped = iter([model_core.Diagnostics(0, 1.0, 50.0, 50.0, "a")] * 3)
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(capped))
+    capped = iter([sampling_core.Diagnostics(0, 1.0, 50.0, 50.0, "a")] * 3)
+    monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(capped))
     fake = Fake()
-    model_core.sample(fake, None, None, s, "pymc", [], in_sample_predictive=False, ess_target=400)
+    sampling_core.sample(fake, None, None, s, "pymc", [], in_sample_predictive=False, ess_target=400)
     assert [draws for draws, _ in fake.calls] == [100, 1000]  # never beyond max_draws, and it stops there
 
 
 def test_numpyro_progress_is_a_heartbeat(monkeypatch):
-    monkeypatch.setattr(model_core, "PROGRESS_EVERY_S", 0.02)
+    monkeypatch.setattr(progress_core, "PROGRESS_EVERY_S", 0.02)
     messages: list[str] = []
-    with model_core._sampler_progress("numpyro", messages.append, 100) as extra:
+    with progress_core.sampler_progress("numpyro", messages.append, 100) as extra:
         time.sleep(0.15)
     count = len(messages)
     time.sleep(0.1)
@@ -241,14 +247,14 @@ def test_numpyro_fits_keep_their_compiled_code(fitted):
     import jax
 
     folder = Path(jax.config.jax_compilation_cache_dir)
-    assert folder == model_core.persistent_jax_cache() and any(folder.iterdir())
+    assert folder == sampling_core.persistent_jax_cache() and any(folder.iterdir())
 
 
 def test_unavailable_sampler_falls_back_to_pymc(monkeypatch):
-    monkeypatch.setattr(model_core.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sampling_core.importlib.util, "find_spec", lambda name: None)
     messages: list[str] = []
-    assert model_core.available_sampler("nutpie", messages.append) == "pymc"
-    assert model_core.available_sampler("numpyro") == "pymc"
+    assert sampling_core.available_sampler("nutpie", messages.append) == "pymc"
+    assert sampling_core.available_sampler("numpyro") == "pymc"
     assert messages == ["sampler 'nutpie' is not installed; using PyMC's own NUTS sampler instead"]
 
 
@@ -259,6 +265,6 @@ def test_sampler_reports_progress(tmp_path, sampler):
     frame, _ = generate(cfg.data.synthetic)
     features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
     messages: list[str] = []
-    result = model_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
+    result = fitting_core.fit(cfg, features, report=messages.append, in_sample_predictive=False)
     assert result.sampler == sampler
     assert "sampling: 80/80 draws" in "\n".join(messages)

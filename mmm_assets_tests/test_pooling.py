@@ -9,11 +9,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmm_assets.core import contributions, metrics, model, pooling, roas
 from mmm_assets.core.config import DATE_COLUMN, ConfigError, MMMConfig, load_config
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.decisions import contributions, roas
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.generator import GroundTruth, generate
+from mmm_assets.core.evaluation import metrics
+from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling import fitting as fitting_core
+from mmm_assets.core.modelling import forecast as forecast_core
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.modelling import pooling
+from mmm_assets.core.modelling import posterior as posterior_core
+from mmm_assets.core.synthetic.generator import GroundTruth, generate
+from mmm_assets.core.variables import CONTRIBUTIONS, PREDICTED
 from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
 
@@ -29,7 +38,7 @@ class PooledFit:
     cfg: MMMConfig
     features: dict[str, pd.DataFrame]
     truths: dict[str, GroundTruth]
-    result: model.FitResult
+    result: sampling_core.FitResult
     messages: list[str]
 
     @property
@@ -63,7 +72,7 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> PooledFit:
 
 
 def lam_errors(mmm, truth: GroundTruth) -> pd.Series:
-    table = metrics.recovery(model.posterior_parameters(mmm), truth.parameters)
+    table = metrics.recovery(posterior_core.posterior_parameters(mmm), truth.parameters)
     return table[table["parameter"] == "saturation_lam"].set_index("channel")["error"]
 
 
@@ -98,19 +107,19 @@ def test_view_reproduces_the_pooled_model_for_its_market(pooled: PooledFit, mark
         view.idata.posterior["saturation_lam"].to_numpy(),
         pooled.mmm.idata.posterior["saturation_lam"].sel(market=market).to_numpy(),
     )
-    X, _ = model.split_xy(features)
+    X, _ = build_core.split_xy(features)
     fresh = view.sample_posterior_predictive(
-        X, var_names=[model.PREDICTED, model.CONTRIBUTIONS], extend_idata=False, combined=False,
+        X, var_names=[PREDICTED, CONTRIBUTIONS], extend_idata=False, combined=False,
         progressbar=False, random_seed=7,
     )
     # The view's own graph (its scales, transforms and parameters) gives the pooled model's channel contributions.
-    pooled_contrib = pooled.mmm.idata.posterior[model.CONTRIBUTIONS].sel(market=market)
+    pooled_contrib = pooled.mmm.idata.posterior[CONTRIBUTIONS].sel(market=market)
     np.testing.assert_allclose(
-        fresh[model.CONTRIBUTIONS].transpose(*pooled_contrib.dims).to_numpy(), pooled_contrib.to_numpy(), rtol=1e-6
+        fresh[CONTRIBUTIONS].transpose(*pooled_contrib.dims).to_numpy(), pooled_contrib.to_numpy(), rtol=1e-6
     )
     # ...and its prediction equals the pooled model's for that market within the noise of two predictive samples.
-    stored = model.in_sample_prediction(view, features)
-    draws = fresh[model.PREDICTED]
+    stored = forecast_core.in_sample_prediction(view, features)
+    draws = fresh[PREDICTED]
     mean = draws.mean(("chain", "draw")).to_numpy()
     se = draws.std(("chain", "draw")).to_numpy() / np.sqrt(draws.sizes["chain"] * draws.sizes["draw"])
     assert np.all(np.abs(mean - stored["predicted_mean"].to_numpy()) <= NOISE_SE * np.sqrt(2) * se)
@@ -128,20 +137,20 @@ def test_view_feeds_the_single_market_steps_and_round_trips(pooled: PooledFit, t
     parts = weekly[[*view.channel_columns, contributions.BASELINE]].sum(axis=1)
     np.testing.assert_allclose(parts, weekly[contributions.PREDICTED], rtol=1e-9)
 
-    path = model.save_model(view, tmp_path / "west.nc")
-    loaded = model.load_model(path)
+    path = persistence_core.save_model(view, tmp_path / "west.nc")
+    loaded = persistence_core.load_model(path)
     assert pooling.view_is_pooled(loaded) == POOR and pooling.view_is_pooled(pooled.mmm) is None
-    pd.testing.assert_frame_equal(model.posterior_parameters(loaded), model.posterior_parameters(view))
+    pd.testing.assert_frame_equal(posterior_core.posterior_parameters(loaded), posterior_core.posterior_parameters(view))
     pd.testing.assert_frame_equal(
-        model.in_sample_prediction(loaded, features), model.in_sample_prediction(view, features)
+        forecast_core.in_sample_prediction(loaded, features), forecast_core.in_sample_prediction(view, features)
     )
-    pd.testing.assert_frame_equal(model.fitted_features(loaded), features[model.fitted_features(loaded).columns])
+    pd.testing.assert_frame_equal(posterior_core.fitted_features(loaded), features[posterior_core.fitted_features(loaded).columns])
     pd.testing.assert_frame_equal(roas.channel_roas(loaded, features), table)
 
     # The pooled model itself round-trips too, and a view of the reloaded one is the same view.
-    pooled_path = model.save_model(pooled.mmm, tmp_path / "pooled.nc")
-    again = pooling.market_view(model.load_model(pooled_path), POOR)
-    pd.testing.assert_frame_equal(model.posterior_parameters(again), model.posterior_parameters(view))
+    pooled_path = persistence_core.save_model(pooled.mmm, tmp_path / "pooled.nc")
+    again = pooling.market_view(persistence_core.load_model(pooled_path), POOR)
+    pd.testing.assert_frame_equal(posterior_core.posterior_parameters(again), posterior_core.posterior_parameters(view))
 
 
 def test_lambda_recovered_in_every_market(pooled: PooledFit) -> None:
@@ -156,7 +165,7 @@ def test_lambda_recovered_in_every_market(pooled: PooledFit) -> None:
 
 
 def test_pooling_recovers_the_data_poor_market_better_than_fitting_it_alone(pooled: PooledFit) -> None:
-    alone = model.fit(pooled.cfg.for_market(POOR), pooled.features[POOR])
+    alone = fitting_core.fit(pooled.cfg.for_market(POOR), pooled.features[POOR])
     alone_errors = lam_errors(alone.mmm, pooled.truths[POOR])
     pooled_errors = lam_errors(pooling.market_view(pooled.mmm, POOR), pooled.truths[POOR])
     assert pooled_errors.mean() < alone_errors.mean(), (pooled_errors.to_dict(), alone_errors.to_dict())
@@ -167,7 +176,7 @@ def test_market_view_names_the_markets(pooled: PooledFit) -> None:
     with pytest.raises(ValueError, match=r"no market 'east'.*\['north', 'south', 'west'\]"):
         pooling.market_view(pooled.mmm, "east")
     with pytest.raises(ValueError, match="not a pooled model"):
-        pooling.market_view(model.build_mmm(pooled.cfg), "north")
+        pooling.market_view(build_core.build_mmm(pooled.cfg), "north")
 
 
 def _frames() -> dict[str, pd.DataFrame]:

@@ -4,16 +4,16 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from mmm_assets.core import model as model_core
-from mmm_assets.core.generator import generate
-from mmm_assets.core.priors import (
+from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling.priors import (
     ROI_PRIOR,
     add_roi_priors,
     posterior_roas,
     roi_prior_report,
     roi_prior_table,
 )
-from mmm_assets.core.roles import with_calendar
+from mmm_assets.core.modelling.roles import with_calendar
+from mmm_assets.core.synthetic.generator import generate
 from mmm_assets_tests.role_scenarios import ROI_PRIOR_SD, TESTED, collinear_fit, roles_fit
 
 SIGNED = {
@@ -29,8 +29,8 @@ SIGNED = {
 def _built(cfg):
     frame, _ = generate(cfg.data.synthetic, cfg.model.calendar)
     features = with_calendar(frame, cfg)
-    mmm = model_core.build_mmm(cfg)
-    X, y = model_core.split_xy(features)
+    mmm = build_core.build_mmm(cfg)
+    X, y = build_core.split_xy(features)
     mmm.build_model(X, y)
     mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
     return mmm, X

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_assets.core import plots
-from mmm_assets.core.budget import BudgetResult, Interval
-from mmm_assets.core.report import Section, executive_summary, write_report
+from mmm_assets.core.decisions.budget import BudgetResult, Interval
+from mmm_assets.core.presentation import plots
+from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_assets.core.compiling import quick_compile
-from mmm_assets.core.generator import logistic_saturation
-from mmm_assets.core.model import mean_hdi
-from mmm_assets.core.roas import MARGINAL_STEP, channel_roas, response_curves
+from mmm_assets.core.decisions.roas import MARGINAL_STEP, channel_roas, response_curves
+from mmm_assets.core.inference.compiling import quick_compile
+from mmm_assets.core.modelling.posterior import mean_hdi
+from mmm_assets.core.synthetic.generator import logistic_saturation
 
 pytestmark = pytest.mark.slow
 

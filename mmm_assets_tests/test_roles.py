@@ -4,11 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_assets.core import model as model_core
 from mmm_assets.core.config import ColumnMapping, ConfigError, load_config
-from mmm_assets.core.generator import generate, landing_export
-from mmm_assets.core.priors import term_estimates
-from mmm_assets.core.roles import event_indicators, term_specs, with_calendar
+from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling import fitting as fitting_core
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.modelling import posterior as posterior_core
+from mmm_assets.core.modelling.priors import term_estimates
+from mmm_assets.core.modelling.roles import event_indicators, term_specs, with_calendar
+from mmm_assets.core.synthetic.generator import generate, landing_export
+from mmm_assets.core.variables import PREDICTED
 from mmm_assets.defs.resources import DEFAULT_CONFIG
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.role_scenarios import ROLES_EXAMPLE, roles_fit, roles_overrides, scenario
@@ -38,7 +42,7 @@ def test_default_scenario_has_no_roles_and_builds_the_same_model():
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg.paid_channels == cfg.channels and cfg.owned_channels == [] and cfg.controls == []
     assert term_specs(cfg) == []
-    mmm = model_core.build_mmm(cfg)
+    mmm = build_core.build_mmm(cfg)
     assert mmm.mu_effects == [] and mmm.control_columns is None
     assert type(mmm.scaling.channel).__name__ == "DataDerivedScaling"
 
@@ -139,7 +143,7 @@ def test_fit_names_the_missing_calendar_columns(small_config):
     cfg = small_config({"model": {"calendar": {"black_friday": BF}}})
     frame, _ = generate(cfg.data.synthetic)
     with pytest.raises(ValueError, match=r"lacks \['event_black_friday'\].*with_calendar"):
-        model_core.fit(cfg, frame)
+        fitting_core.fit(cfg, frame)
 
 
 # -- simulation ---------------------------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ def test_seasonality_is_recovered(fitted):
 @pytest.mark.slow
 def test_owned_media_recovered_like_paid(fitted):
     """Saturation and carry-over of every channel, owned email included, within test_model's tolerances."""
-    table = model_core.posterior_parameters(fitted.mmm).set_index(["channel", "parameter"])
+    table = posterior_core.posterior_parameters(fitted.mmm).set_index(["channel", "parameter"])
     for channel, row in fitted.truth.parameters.iterrows():
         assert table.loc[(channel, "saturation_lam"), "estimate"] == pytest.approx(row["saturation_lam"], rel=0.1)
         assert table.loc[(channel, "adstock_alpha"), "estimate"] == pytest.approx(row["adstock_alpha"], abs=0.05)
@@ -248,22 +252,22 @@ def test_owned_media_recovered_like_paid(fitted):
 
 @pytest.mark.slow
 def test_saved_model_keeps_its_terms_and_predicts(fitted, tmp_path):
-    path = model_core.save_model(fitted.mmm, tmp_path / "roles.nc")
-    loaded = model_core.load_model(path)
+    path = persistence_core.save_model(fitted.mmm, tmp_path / "roles.nc")
+    loaded = persistence_core.load_model(path)
     pd.testing.assert_frame_equal(term_estimates(loaded), term_estimates(fitted.mmm))
-    assert model_core.fitted_scales(loaded) == model_core.fitted_scales(fitted.mmm)
-    features = model_core.fitted_features(loaded)
+    assert build_core.fitted_scales(loaded) == build_core.fitted_scales(fitted.mmm)
+    features = posterior_core.fitted_features(loaded)
     assert list(features.columns) == list(fitted.features.columns)
     predicted = loaded.sample_posterior_predictive(
-        features.drop(columns=["y"]), var_names=[model_core.PREDICTED], extend_idata=False, progressbar=False
-    )[model_core.PREDICTED].mean("sample")
+        features.drop(columns=["y"]), var_names=[PREDICTED], extend_idata=False, progressbar=False
+    )[PREDICTED].mean("sample")
     assert np.abs(predicted.to_numpy() / features["y"].to_numpy() - 1).max() < 0.05
 
 
 # -- fixed scaling ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_fitted_scales_are_the_configured_ones(fitted):
-    scales = model_core.fitted_scales(fitted.mmm)
+    scales = build_core.fitted_scales(fitted.mmm)
     configured = fitted.cfg.model.scaling
     assert scales.target == configured.target and scales.channels == configured.channels
     assert set(scales.controls) == set(fitted.cfg.controls)
@@ -272,8 +276,8 @@ def test_fitted_scales_are_the_configured_ones(fitted):
 
 
 def _built_scales(cfg, features, scales=None):
-    mmm = model_core.build_mmm(cfg, model_core.resolve_scales(cfg, features, scales))
-    X, y = model_core.split_xy(features)
+    mmm = build_core.build_mmm(cfg, build_core.resolve_scales(cfg, features, scales))
+    X, y = build_core.split_xy(features)
     mmm.build_model(X, y)
     return float(mmm.scalers["_target"]), {c: float(mmm.scalers["_channel"].sel(channel=c)) for c in cfg.channels}
 
@@ -302,9 +306,9 @@ def test_truth_on_fixed_scales_is_what_such_a_model_estimates(small_config):
 def test_explicit_scales_win_and_a_new_channel_takes_its_maximum(small_config):
     cfg = small_config({"model": {"scaling": {"target": 500000.0}}})
     features = scenario("scaling_data", SMALL).features
-    champion = model_core.ModelScales(target=400000.0, channels={"adwords": 6e4, "facebook": 9e4})
-    resolved = model_core.resolve_scales(cfg, features, champion)
+    champion = build_core.ModelScales(target=400000.0, channels={"adwords": 6e4, "facebook": 9e4})
+    resolved = build_core.resolve_scales(cfg, features, champion)
     assert resolved.target == 400000.0
     assert resolved.channels == {"adwords": 6e4, "facebook": 9e4, "linkedin": float(features["linkedin"].max())}
     assert _built_scales(cfg, features, champion) == (400000.0, resolved.channels)
-    assert model_core.resolve_scales(small_config(), features) is None  # nothing fixed: the library's maxima
+    assert build_core.resolve_scales(small_config(), features) is None  # nothing fixed: the library's maxima

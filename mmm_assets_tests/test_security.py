@@ -23,9 +23,9 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, serialize_value
 
 from mmm_assets import cli
-from mmm_assets.core import tracking
 from mmm_assets.core.config import DEFAULT_MARKET, ConfigError, load_config
-from mmm_assets.core.storage import read_table, replace_market, table_exists
+from mmm_assets.core.stores import tracking
+from mmm_assets.core.stores.duckdb_store import read_table, replace_market, table_exists
 from mmm_assets.defs.automation import run_failure_alert_sensor
 from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.config import STABILITY_ROAS_CHANGE_PCT
-from mmm_assets.core.model import fit
-from mmm_assets.core.roas import channel_roas
-from mmm_assets.core.stability import assess_stability, compare_recommendations, compare_roas
+from mmm_assets.core.decisions.roas import channel_roas
+from mmm_assets.core.evaluation.stability import assess_stability, compare_recommendations, compare_roas
+from mmm_assets.core.modelling.fitting import fit
 
 
 def roas_table(values: dict[str, float], width: float = 0.1) -> pd.DataFrame:

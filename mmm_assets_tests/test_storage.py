@@ -2,7 +2,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mmm_assets.core.storage import (
+from mmm_assets.core.stores.duckdb_store import (
     append_rows,
     content_hash,
     quote_ident,

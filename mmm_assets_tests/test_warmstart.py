@@ -10,9 +10,12 @@ import pytest
 import xarray as xr
 from pymc.model.transform.optimization import freeze_dims_and_data
 
-from mmm_assets.core import model as model_core
 from mmm_assets.core.config import SamplerConfig
-from mmm_assets.core.warmstart import PreviousPosterior, WarmStart, read_posterior, warm_start
+from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.inference.warmstart import PreviousPosterior, WarmStart, read_posterior, warm_start
+from mmm_assets.core.modelling import fitting as fitting_core
+from mmm_assets.core.modelling import persistence as persistence_core
+from mmm_assets.core.variables import PREDICTED
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +57,10 @@ def test_no_warm_start_from_a_posterior_of_other_channels(small_fit):
 
 
 def test_a_warm_fit_moves_with_the_given_matrix_and_leaves_pymc_and_numpyro_as_they_were(small_fit, tmp_path):
-    path = model_core.save_model(small_fit.mmm, tmp_path / "previous.nc")
+    path = persistence_core.save_model(small_fit.mmm, tmp_path / "previous.nc")
     previous = read_posterior(path, "champion v1")
     messages: list[str] = []
-    result = model_core.fit(small_fit.cfg, small_fit.features, report=messages.append, in_sample_predictive=False,
+    result = fitting_core.fit(small_fit.cfg, small_fit.features, report=messages.append, in_sample_predictive=False,
                             warm_from=previous)
     s = small_fit.cfg.sampler
     assert result.warm_start == "champion v1" and result.tune == s.warm_tune
@@ -83,29 +86,29 @@ def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
     previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
     messages: list[str] = []
     off = small_fit.cfg.sampler.model_copy(update={"warm_start": False})
-    assert model_core._warm_start(small_fit.mmm, off, previous, messages.append) is None and not messages
+    assert fitting_core._warm_start(small_fit.mmm, off, previous, messages.append) is None and not messages
     nutpie = small_fit.cfg.sampler.model_copy(update={"name": "nutpie"})
-    assert model_core._warm_start(small_fit.mmm, nutpie, previous, messages.append) is None
+    assert fitting_core._warm_start(small_fit.mmm, nutpie, previous, messages.append) is None
     assert messages == ["no warm start: it is built for numpyro, not nutpie"]
 
 
 def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeypatch):
     chosen = []
-    monkeypatch.setattr(model_core, "sample", lambda mmm, X, y, s, sampler, *args, warm=None, cold_sampler=None, **kw:
+    monkeypatch.setattr(fitting_core, "sample", lambda mmm, X, y, s, sampler, *args, warm=None, cold_sampler=None, **kw:
                         chosen.append((sampler, type(warm).__name__, cold_sampler)))
     s = small_fit.cfg.sampler.model_copy(update={"cold_name": "nutpie"})
     assert (s.name, s.cold, small_fit.cfg.sampler.cold) == ("numpyro", "nutpie", "numpyro")
     cfg = small_fit.cfg.model_copy(update={"sampler": s})
     previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
-    model_core.fit(cfg, small_fit.features)
-    model_core.fit(cfg, small_fit.features, warm_from=previous)
+    fitting_core.fit(cfg, small_fit.features)
+    fitting_core.fit(cfg, small_fit.features, warm_from=previous)
     # the first fit is nutpie's; the warm one numpyro's, with nutpie for a cold fallback
     assert chosen == [("nutpie", "NoneType", "nutpie"), ("numpyro", "WarmStart", "nutpie")]
     # a cold numpyro fit starts from the Laplace approximation, unless told to adapt its mass matrix
     chosen.clear()
-    model_core.fit(small_fit.cfg, small_fit.features)
+    fitting_core.fit(small_fit.cfg, small_fit.features)
     adapt = small_fit.cfg.sampler.model_copy(update={"cold_start": "adapt"})
-    model_core.fit(small_fit.cfg.model_copy(update={"sampler": adapt}), small_fit.features)
+    fitting_core.fit(small_fit.cfg.model_copy(update={"sampler": adapt}), small_fit.features)
     assert chosen == [("numpyro", "LaplaceStart", "numpyro"), ("numpyro", "NoneType", "numpyro")]
 
 
@@ -130,24 +133,24 @@ class _Fake:
 
 def _sample(
     monkeypatch, found: list, s: SamplerConfig, cold_sampler: str | None = None
-) -> tuple[_Fake, list[str], model_core.FitResult]:
+) -> tuple[_Fake, list[str], sampling_core.FitResult]:
     found_in_turn = iter(found)
-    monkeypatch.setattr(model_core, "diagnose", lambda idata, parameters: next(found_in_turn))
-    monkeypatch.setattr(model_core, "persistent_jax_cache", lambda: None)
-    monkeypatch.setattr(model_core, "_continued", lambda mmm, warm, chains, seed: warm)
+    monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(found_in_turn))
+    monkeypatch.setattr(sampling_core, "persistent_jax_cache", lambda: None)
+    monkeypatch.setattr(sampling_core, "_continued", lambda mmm, warm, chains, seed: warm)
     warm = WarmStart("champion v3", ("a",), {"a": np.zeros((2, 1))}, np.eye(1))
     fake, messages = _Fake(), []
-    result = model_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+    result = sampling_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
                                ess_target=400, rhat_target=1.01, warm=warm, cold_sampler=cold_sampler)
     return fake, messages, result
 
 
 def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold(monkeypatch):
-    ok, short, high = (model_core.Diagnostics(0, rhat, ess, 900.0, "a") for rhat, ess in
+    ok, short, high = (sampling_core.Diagnostics(0, rhat, ess, 900.0, "a") for rhat, ess in
                        ((1.001, 900.0), (1.001, 300.0), (1.02, 900.0)))
     s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=200,
                       warm_tune=40)
-    fake, messages, result = _sample(monkeypatch, [model_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
+    fake, messages, result = _sample(monkeypatch, [sampling_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
     assert fake.calls == [(40, 100, True), (300, 100, False)]
     assert messages[0].startswith("fit: started from champion v3: 2 divergences after ")
     assert messages[0].endswith("sampling again cold with numpyro (300 tune + 100 draws)")
@@ -174,28 +177,28 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
 def test_more_warm_chains_start_from_the_fit_and_are_kept_with_it(small_fit, monkeypatch):
     s = small_fit.cfg.sampler.model_copy(update={"max_draws": 2 * small_fit.cfg.sampler.draws})
     cfg = small_fit.cfg.model_copy(update={"sampler": s})
-    diagnose, chains = model_core.diagnose, []
+    diagnose, chains = sampling_core.diagnose, []
 
     def first_short(idata, parameters):
         chains.append(idata.posterior.sizes["chain"])
         found = diagnose(idata, parameters)
         return dataclasses.replace(found, min_ess_bulk=1.0) if len(chains) == 1 else found
 
-    monkeypatch.setattr(model_core, "diagnose", first_short)
+    monkeypatch.setattr(sampling_core, "diagnose", first_short)
     previous = PreviousPosterior("champion v1", small_fit.mmm.idata.posterior.to_dataset())
     messages: list[str] = []
-    result = model_core.fit(cfg, small_fit.features, report=messages.append, warm_from=previous)
+    result = fitting_core.fit(cfg, small_fit.features, report=messages.append, warm_from=previous)
     assert chains == [2, 4] and result.chains == 4 and result.warm_start == "champion v1"
     assert any(m.endswith(f"2 more warm chains of {s.draws} draws, started from these 2 chains' draws and covariance")
                for m in messages)
     assert messages[-1].startswith("fit done in ") and f"(4 x {s.draws} draws, from champion v1)" in messages[-1]
     idata = result.mmm.idata
     assert idata.sample_stats.sizes["chain"] == 4
-    assert idata.posterior_predictive[model_core.PREDICTED].sizes["chain"] == 4
+    assert idata.posterior_predictive[PREDICTED].sizes["chain"] == 4
     lam = idata.posterior["saturation_lam"]
     assert not np.allclose(lam.sel(chain=[0, 1]).values, lam.sel(chain=[2, 3]).values)
     # the extra chains' warm start comes from the fit itself, under the champion's label
     warm, _ = warm_start(_sampling_model(small_fit), PreviousPosterior("x", idata.posterior.to_dataset()), 2, 0)
-    again = model_core._continued(result.mmm, WarmStart("champion v1", (), {}, np.eye(1)), 2, 0)
+    again = sampling_core._continued(result.mmm, WarmStart("champion v1", (), {}, np.eye(1)), 2, 0)
     assert again.label == "champion v1"
     np.testing.assert_allclose(again.inverse_mass_matrix, warm.inverse_mass_matrix)

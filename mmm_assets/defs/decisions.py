@@ -41,8 +41,9 @@ def _stamped(table: pd.DataFrame, run_id: str, **extra: str) -> pd.DataFrame:
 
 def _model(context: AssetExecutionContext, scenario: ScenarioResource, fitted: FittedModel):
     """The champion model, its training data and its version; says in the log and metadata which version is used."""
-    from mmm_assets.core import tracking
-    from mmm_assets.core.model import fitted_features, load_model
+    from mmm_assets.core.modelling.persistence import load_model
+    from mmm_assets.core.modelling.posterior import fitted_features
+    from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     version, path = tracking.champion_model_file(tracking.client_for(cfg), cfg)
@@ -81,8 +82,8 @@ def channel_contributions(
     DuckDB table `channel_contributions` (long: date, component, mean, hdi_low, hdi_high). Channels plus baseline
     (intercept, controls, seasonality) add up to the `predicted` component, the model's noise-free prediction.
     """
-    from mmm_assets.core.contributions import BASELINE, weekly_contributions, wide_means
-    from mmm_assets.core.plots import contributions_plot
+    from mmm_assets.core.decisions.contributions import BASELINE, weekly_contributions, wide_means
+    from mmm_assets.core.presentation.plots import contributions_plot
 
     cfg = scenario.load()
     mmm, _, _ = _model(context, scenario, mmm_posterior)
@@ -108,8 +109,8 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`; every refresh's
     rows are also kept in `channel_roas_history` (with the model version), for the stability check.
     """
-    from mmm_assets.core.plots import roas_plot
-    from mmm_assets.core.roas import channel_roas as compute
+    from mmm_assets.core.decisions.roas import channel_roas as compute
+    from mmm_assets.core.presentation.plots import roas_plot
 
     mmm, features, version = _model(context, scenario, mmm_posterior)
     table = compute(mmm, features)
@@ -127,8 +128,8 @@ def response_curves(
     """Expected steady-state weekly contribution of each channel over a grid of weekly spend levels (0 to at least
     2x the largest weekly spend seen), mean and 94 % HDI, with the current spend marked. DuckDB `response_curves`.
     """
-    from mmm_assets.core.plots import response_curves_plot
-    from mmm_assets.core.roas import response_curves as compute
+    from mmm_assets.core.decisions.roas import response_curves as compute
+    from mmm_assets.core.presentation.plots import response_curves_plot
 
     cfg = scenario.load()
     mmm, features, _ = _model(context, scenario, mmm_posterior)
@@ -142,7 +143,7 @@ def response_curves(
 
 def _allocation_png(result) -> bytes:
     """Current vs optimised allocation, in the budget's metadata and in the report (one rendering for both)."""
-    from mmm_assets.core.plots import allocation_plot
+    from mmm_assets.core.presentation.plots import allocation_plot
 
     return allocation_plot(result.allocation, f"current vs optimised, next {result.horizon_weeks} weeks")
 
@@ -171,7 +172,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     optimiser), within each channel's bounds and spending the total to within the configured tolerance; compared
     with the current allocation (expected incremental response, 94 % HDI, uplift). DuckDB `optimized_budget`.
     """
-    from mmm_assets.core.budget import optimize_budget
+    from mmm_assets.core.decisions.budget import optimize_budget
 
     cfg = scenario.load()
     mmm, features, _ = _model(context, scenario, mmm_posterior)
@@ -191,8 +192,8 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     """The same optimisation at several budget levels (default 50 %, 100 %, 150 % of the current budget), in one
     table: the return curve of the whole budget. DuckDB `budget_scenarios`.
     """
-    from mmm_assets.core.budget import budget_scenarios as compute
-    from mmm_assets.core.plots import scenarios_plot
+    from mmm_assets.core.decisions.budget import budget_scenarios as compute
+    from mmm_assets.core.presentation.plots import scenarios_plot
 
     cfg = scenario.load()
     mmm, features, _ = _model(context, scenario, mmm_posterior)
@@ -225,8 +226,8 @@ def budget_recommendations(
     against breakeven and its uncertainty), plus the executive summary a marketing lead reads. DuckDB
     `budget_recommendations`.
     """
-    from mmm_assets.core.budget import recommendations
-    from mmm_assets.core.report import executive_summary
+    from mmm_assets.core.decisions.budget import recommendations
+    from mmm_assets.core.presentation.report import executive_summary
 
     cfg = scenario.load()
     table = recommendations(optimized_budget, channel_roas, cfg.decisions.hold_band_pct)
@@ -274,7 +275,7 @@ def refresh_stability(
     channel_roas: pd.DataFrame,
 ) -> AssetCheckResult:
     """Compare this refresh's ROAS and advice with the previous champion's (core.stability)."""
-    from mmm_assets.core.stability import assess_stability
+    from mmm_assets.core.evaluation.stability import assess_stability
 
     cfg = scenario.load()
     previous_run, previous_roas, previous_advice = _previous_champion(scenario, context.run.run_id)
@@ -313,9 +314,9 @@ def mmm_report(
     allocation, budget scenarios, validation), the same plots as PNG files and every table as CSV and JSON, in
     one folder per run under `paths.reports_dir`.
     """
-    from mmm_assets.core import plots
-    from mmm_assets.core.contributions import BASELINE, wide_means
-    from mmm_assets.core.report import Section, executive_summary, write_report
+    from mmm_assets.core.decisions.contributions import BASELINE, wide_means
+    from mmm_assets.core.presentation import plots
+    from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
     cfg = scenario.load()
     wide = wide_means(channel_contributions)
@@ -348,7 +349,7 @@ def mmm_report(
         executive_summary(optimized_budget, budget_recommendations),
         sections,
     )
-    from mmm_assets.core import tracking
+    from mmm_assets.core.stores import tracking
 
     tracking.client_for(cfg).log_artifacts(mmm_posterior.mlflow_run_id, str(folder), artifact_path="report")
     context.log.info(f"report written to {folder / 'index.html'} and logged to MLflow run {mmm_posterior.mlflow_run_id}")

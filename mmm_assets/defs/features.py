@@ -16,9 +16,9 @@ from dagster import (
 )
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
-from mmm_assets.core.features import validate_features
-from mmm_assets.core.roles import with_calendar
-from mmm_assets.core.storage import content_hash, quote_ident
+from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.modelling.roles import with_calendar
+from mmm_assets.core.stores.duckdb_store import content_hash, quote_ident
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS, SOURCE_ATTR
 from mmm_assets.defs.partitions import MARKETS

@@ -4,8 +4,8 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from mmm_assets.core.generator import GroundTruth, generate
-from mmm_assets.core.ingest import read_landing_file, resolve_landing_file
+from mmm_assets.core.data.ingest import read_landing_file, resolve_landing_file
+from mmm_assets.core.synthetic.generator import GroundTruth, generate
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource

@@ -4,8 +4,8 @@
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from mmm_assets.core.formatting import number
-from mmm_assets.core.plots import markdown_image
+from mmm_assets.core.presentation.formatting import number
+from mmm_assets.core.presentation.plots import markdown_image
 
 
 def table_md(frame: pd.DataFrame) -> MetadataValue:

@@ -32,10 +32,10 @@ from dagster_mlflow.resources import MlFlow
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.generator import GroundTruth
-from mmm_assets.core.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
+from mmm_assets.core.evaluation.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
 from mmm_assets.core.records import FittedModel, ValidationReport
-from mmm_assets.core.storage import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
+from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
+from mmm_assets.core.synthetic.generator import GroundTruth
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
@@ -92,8 +92,10 @@ def _build_once(path: Path, report, build) -> None:
 
 def _pooled_view(scenario: ScenarioResource, cfg, report):
     """The market's slice of the pooled model over every market's current features (fitted once per data version)."""
-    from mmm_assets.core.model import FitResult, diagnose, free_parameters, load_model, save_model
-    from mmm_assets.core.pooling import fit_pooled, market_view
+    from mmm_assets.core.inference.sampling import FitResult, diagnose
+    from mmm_assets.core.modelling.build import free_parameters
+    from mmm_assets.core.modelling.persistence import load_model, save_model
+    from mmm_assets.core.modelling.pooling import fit_pooled, market_view
 
     frames = _market_frames(scenario, cfg)
     path = cfg.paths.models_dir / "pooled" / f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}.nc"
@@ -114,7 +116,7 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
 
 def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
     """The market's holdout forecast from one pooled refit without every market's last ``weeks`` weeks."""
-    from mmm_assets.core.pooling import holdout_forecast_pooled
+    from mmm_assets.core.modelling.pooling import holdout_forecast_pooled
 
     frames = _market_frames(scenario, cfg)
     name = f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}_holdout{weeks}.parquet"
@@ -133,8 +135,8 @@ def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.D
 
 def _champion_posterior(cfg, client, report):
     """The champion's posterior to warm-start the fit from; None when warm starts are off or there is no champion."""
-    from mmm_assets.core import tracking
-    from mmm_assets.core.warmstart import read_posterior
+    from mmm_assets.core.inference.warmstart import read_posterior
+    from mmm_assets.core.stores import tracking
 
     if not cfg.sampler.warm_start:
         return None
@@ -201,8 +203,9 @@ def mmm_posterior(
     The fit is an MLflow run (params, tags with the Dagster run, code and data versions, diagnostics, the posterior,
     the scenario file and the feature table as input dataset) and a new version of the registered model.
     """
-    from mmm_assets.core import tracking
-    from mmm_assets.core.model import fit, save_model
+    from mmm_assets.core.modelling.fitting import fit
+    from mmm_assets.core.modelling.persistence import save_model
+    from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     features = _features(scenario, cfg)
@@ -333,14 +336,11 @@ def mmm_validation(
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
-    from mmm_assets.core import tracking
-    from mmm_assets.core.model import (
-        holdout_forecast,
-        in_sample_prediction,
-        load_model,
-        posterior_parameters,
-    )
-    from mmm_assets.core.plots import fit_plot, recovery_plot
+    from mmm_assets.core.modelling.forecast import holdout_forecast, in_sample_prediction
+    from mmm_assets.core.modelling.persistence import load_model
+    from mmm_assets.core.modelling.posterior import posterior_parameters
+    from mmm_assets.core.presentation.plots import fit_plot, recovery_plot
+    from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     features = _features(scenario, cfg)
@@ -401,8 +401,8 @@ def mmm_validation(
 def _calibration_reports(scenario: ScenarioResource, cfg, mmm) -> dict:
     """What the analyst told the model and what it made of it: the non-media terms (sign, effect), each ROI prior
     against the posterior ROAS, each lift test against the model's lift. Stored in DuckDB and shown as tables."""
-    from mmm_assets.core.calibration import lift_test_report, load_lift_tests
-    from mmm_assets.core.priors import roi_prior_report, term_estimates
+    from mmm_assets.core.modelling.calibration import lift_test_report, load_lift_tests
+    from mmm_assets.core.modelling.priors import roi_prior_report, term_estimates
 
     reports = {
         "terms": term_estimates(mmm) if cfg.controls or cfg.model.trend else None,
@@ -431,7 +431,7 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioRes
     The same verdict moves the registry: all gates passed -> the fitted version becomes `champion`; otherwise it is
     tagged a rejected challenger with the failing gates, and the champion people use stays where it was.
     """
-    from mmm_assets.core import tracking
+    from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     failed = mmm_validation.failed_gates()
@@ -471,8 +471,8 @@ def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResou
     if not settings.enabled:
         context.log.info("time-slice cross-validation is off (validation.cross_validation.enabled: false)")
         return
-    from mmm_assets.core.cv import cross_validate
-    from mmm_assets.core.plots import cv_plot
+    from mmm_assets.core.evaluation.cv import cross_validate
+    from mmm_assets.core.presentation.plots import cv_plot
 
     features = _features(scenario, cfg)
     result = cross_validate(cfg, features, context.log.info)

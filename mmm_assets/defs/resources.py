@@ -24,7 +24,7 @@ from mmm_assets.core.config import (
     OperationsConfig,
     load_config,
 )
-from mmm_assets.core.storage import (
+from mmm_assets.core.stores.duckdb_store import (
     append_rows,
     connect,
     ensure_free_space,
@@ -170,14 +170,14 @@ def mlflow_tracking_for_scenario(context: InitResourceContext) -> LazyMlflow:
     The experiment is created with the project's artifact folder first (embedded store), and the tracking URI,
     which may hold credentials, is read from the environment here rather than put in run config.
     """
-    from mmm_assets.core import tracking
+    from mmm_assets.core.stores import tracking
 
     tracking.client_for(context.resources.scenario.load())  # an unreachable server stops the run before its first step
     return LazyMlflow(functools.partial(_start_tracking, context))
 
 
 def _start_tracking(context: InitResourceContext) -> MlFlow:
-    from mmm_assets.core import tracking
+    from mmm_assets.core.stores import tracking
 
     cfg = context.resources.scenario.load()
     tracking.ensure_experiment(tracking.client_for(cfg), cfg)

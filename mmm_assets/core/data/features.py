@@ -2,7 +2,7 @@
 
 Every problem is collected and reported in one :class:`InputError`, naming the column and the dates (YYYY-MM-DD).
 Columns are named as the user's file names them when the frame says so (``attrs[SOURCE_COLUMNS_ATTR]``, set by
-core/ingest.py): "column 'Revenue (EUR)' (target)", "column 'Facebook' (channel 'facebook')".
+core/data/ingest.py): "column 'Revenue (EUR)' (target)", "column 'Facebook' (channel 'facebook')".
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def validate_features(
     """A copy of ``frame`` sorted by date with a fresh index, after checking that it is a modellable weekly series.
 
     Messages name the columns as the landing file does when ``frame.attrs[SOURCE_COLUMNS_ATTR]`` says how (a frame
-    from core/ingest.py's ``read_landing_file``), by the pipeline's names otherwise.
+    from core/data/ingest.py's ``read_landing_file``), by the pipeline's names otherwise.
     """
     names: Mapping[str, str] = frame.attrs.get(SOURCE_COLUMNS_ATTR, {})
     roles = {DATE_COLUMN: "date", TARGET_COLUMN: "target"} | dict.fromkeys(channels, "channel")

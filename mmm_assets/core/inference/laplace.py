@@ -1,6 +1,6 @@
 """Starting a cold numpyro fit from a Laplace approximation of the posterior.
 
-A cold fit has no previous posterior to start from (:mod:`mmm_assets.core.warmstart`), so numpyro adapts a mass
+A cold fit has no previous posterior to start from (:mod:`mmm_assets.core.inference.warmstart`), so numpyro adapts a mass
 matrix while it tunes, starting from the identity. A brand's posterior is narrow and correlated in the sampler's
 unconstrained space (variances ~1e-5 to 1e-4 at 208 weeks x 3 channels; saturation_lam against saturation_beta at
 -0.96), so the early tuning steps crawl: at 520 weeks x 10 channels every draw after 2 x 100 tuning steps still took
@@ -12,7 +12,7 @@ exact gradient and a Hessian from central differences of it, and the inverse of 
 :class:`LaplaceStart` places each chain at a different draw of that Gaussian and has it move with the covariance as a
 fixed dense mass matrix, the way a warm start moves with the champion's: ``warm_tune`` tuning steps find a step size,
 and a fit that then falls short of a gate samples more chains from its own draws or again cold with an adapted matrix
-(:func:`mmm_assets.core.model.sample`).
+(:func:`mmm_assets.core.inference.sampling.sample`).
 
 The mode is searched from the first of PyMC's own jittered starting points, inside the sampler's call (so the
 log-density PyMC builds for JAX is built once). When no mode is found (no convergence, a Hessian that is not positive
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmm_assets.core.warmstart import WarmStart, placed
+from mmm_assets.core.inference.warmstart import WarmStart, placed
 
 #: Newton steps before the search for the mode gives up.
 MAX_NEWTON_STEPS = 500

@@ -44,10 +44,10 @@ from pymc_marketing.mmm.utility import (
 )
 from scipy.optimize import brentq
 
-from mmm_assets.core.compiling import QUICK_MODE, quick_compile
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
-from mmm_assets.core.generator import GroundTruth
-from mmm_assets.core.model import HDI_PROB
+from mmm_assets.core.inference.compiling import QUICK_MODE, quick_compile
+from mmm_assets.core.modelling.posterior import HDI_PROB
+from mmm_assets.core.synthetic.generator import GroundTruth
 
 CHANNEL_DIM = "channel"
 WEEK = pd.Timedelta(days=7)

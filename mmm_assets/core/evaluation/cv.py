@@ -2,7 +2,7 @@
 
 Each fold refits the model on the weeks before its *origin* and forecasts the ``horizon_weeks`` weeks from the
 origin on, with adstock carried over from the training weeks (the same refit-and-forecast as the holdout,
-:func:`mmm_assets.core.model.forecast_unseen`). Origins are anchored at the end of the data: the last fold forecasts
+:func:`mmm_assets.core.modelling.forecast.forecast_unseen`). Origins are anchored at the end of the data: the last fold forecasts
 the data's last ``horizon_weeks`` weeks, each earlier one starts ``step_weeks`` before the next, and no fold trains
 on fewer than ``initial_weeks`` weeks; ``max_folds`` keeps the most recent ones. Anchoring at the end keeps the
 folds on the weeks that matter most (the recent ones) and makes the last fold comparable across refreshes.
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mmm_assets.core.config import DATE_COLUMN, CrossValidationConfig, MMMConfig
-from mmm_assets.core.metrics import GateResult, crps, mape_pct, r2
-from mmm_assets.core.model import Reporter, forecast_unseen
+from mmm_assets.core.evaluation.metrics import GateResult, crps, mape_pct, r2
+from mmm_assets.core.inference.progress import Reporter
+from mmm_assets.core.modelling.forecast import forecast_unseen
 
 #: Sample dimensions of the posterior-predictive draws.
 SAMPLE_DIMS = ("chain", "draw")
@@ -74,7 +75,7 @@ def _day(value: object) -> str:
 
 
 def _gate(name: str, metric: str, value: float, threshold: float, description: str) -> GateResult:
-    """``value <= threshold``; NaN fails (as in :func:`mmm_assets.core.metrics.evaluate_gates`)."""
+    """``value <= threshold``; NaN fails (as in :func:`mmm_assets.core.evaluation.metrics.evaluate_gates`)."""
     if math.isnan(value):
         return GateResult(name, metric, value, threshold, "<=", False, f"metric is undefined (NaN): {description}")
     passed = value <= threshold

@@ -6,7 +6,7 @@ line 1) or row (Parquet, 1-based), all in one :class:`InputError`. Daily rows ar
 files source asks for it (``aggregate_daily``), and only whole, gap-free weeks.
 
 Memory is bounded: a file larger than ``max_file_mb`` is refused before it is read, and only the mapped columns
-are kept (CSV: core/landing_csv.py; Parquet: its column selection).
+are kept (CSV: core/data/landing_csv.py; Parquet: its column selection).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from mmm_assets.core.config import (
     FilesSource,
 )
 from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
-from mmm_assets.core.features import SOURCE_COLUMNS_ATTR
-from mmm_assets.core.landing_csv import NO_ROWS, read_csv_columns
-from mmm_assets.core.storage import MB, shown_mb
+from mmm_assets.core.data.features import SOURCE_COLUMNS_ATTR
+from mmm_assets.core.data.landing_csv import NO_ROWS, read_csv_columns
+from mmm_assets.core.stores.duckdb_store import MB, shown_mb
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -180,7 +180,7 @@ def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = N
     With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
     With a ``market_column`` (a :class:`LandingFile` of such a source), only ``market``'s rows.
     The frame's ``attrs[SOURCE_COLUMNS_ATTR]`` maps each canonical column to the file's own name, so that later
-    checks (core/features.py) name the user's columns.
+    checks (core/data/features.py) name the user's columns.
     """
     table = _read_table(path, columns)
     column = _market_column(path)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmm_assets.core.budget import BudgetResult
-from mmm_assets.core.formatting import number
+from mmm_assets.core.decisions.budget import BudgetResult
+from mmm_assets.core.presentation.formatting import number
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;

@@ -57,19 +57,13 @@ from mmm_assets.core.config import (
     SamplerConfig,
 )
 from mmm_assets.core.errors import InputError, day, examples
-from mmm_assets.core.model import (
-    FitResult,
-    Reporter,
-    _silent,
-    available_sampler,
-    build_mmm,
-    free_parameters,
-    predict_weeks,
-    refit_sampler,
-    sample,
-    split_xy,
-)
-from mmm_assets.core.roles import term_specs
+from mmm_assets.core.inference.progress import Reporter, silent
+from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
+from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
+from mmm_assets.core.modelling.fitting import refit_sampler
+from mmm_assets.core.modelling.forecast import predict_weeks
+from mmm_assets.core.modelling.roles import term_specs
+from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
 
 MARKET_DIM = MARKET_COLUMN
 #: Idata attributes of a market view saying where its posterior came from.
@@ -78,7 +72,6 @@ VIEW_MARKETS_ATTR = "pooled_markets"
 VIEW_SOURCE_ATTR = "pooled_model_id"
 #: Groups whose variables are restricted to the single-market model's own variables (hyper-parameters are dropped).
 _PARAMETER_GROUPS = ("posterior", "prior")
-_ORIGINAL_SCALE = "_original_scale"
 
 
 @dataclass(frozen=True)
@@ -225,7 +218,7 @@ def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM
 def fit_pooled(
     cfg: MMMConfig,
     frames: Mapping[str, pd.DataFrame],
-    report: Reporter = _silent,
+    report: Reporter = silent,
     sampler_cfg: SamplerConfig | None = None,
     priors: PoolingPriors | None = None,
     in_sample_predictive: bool = True,
@@ -307,7 +300,7 @@ def market_view(pooled: MMM, market: str) -> MMM:
     features = fit_data.to_dataframe().reset_index()
     X, y = features.drop(columns=[view.target_column]), features[view.target_column]
     view.build_model(X, y)  # only to learn the single-market model's variable names
-    own = set(view.model.named_vars) | {f"{name}{_ORIGINAL_SCALE}" for name in view.model.named_vars}
+    own = set(view.model.named_vars) | {f"{name}{ORIGINAL_SCALE_SUFFIX}" for name in view.model.named_vars}
 
     groups: dict[str, xr.Dataset] = {}
     for name, node in source.children.items():
@@ -317,10 +310,10 @@ def market_view(pooled: MMM, market: str) -> MMM:
         groups[name] = group
     idata = xr.DataTree.from_dict({f"/{name}": group for name, group in groups.items()})
     restored = [
-        name[: -len(_ORIGINAL_SCALE)]
+        name[: -len(ORIGINAL_SCALE_SUFFIX)]
         for name in pooled.model.named_vars
-        if name.endswith(_ORIGINAL_SCALE)
-        and (name[: -len(_ORIGINAL_SCALE)].endswith("_contribution") or name[: -len(_ORIGINAL_SCALE)] == view.output_var)
+        if name.endswith(ORIGINAL_SCALE_SUFFIX)
+        and (name[: -len(ORIGINAL_SCALE_SUFFIX)].endswith("_contribution") or name[: -len(ORIGINAL_SCALE_SUFFIX)] == view.output_var)
     ]
     idata.attrs = {
         **view.create_idata_attrs(),
@@ -342,7 +335,7 @@ def view_is_pooled(mmm: MMM) -> str | None:
 
 
 def holdout_forecast_pooled(
-    cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], weeks: int, report: Reporter = _silent
+    cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], weeks: int, report: Reporter = silent
 ) -> tuple[dict[str, pd.DataFrame], FitResult]:
     """The pooled counterpart of ``model.holdout_forecast``: one pooled refit without the last ``weeks`` weeks.
 

@@ -28,10 +28,10 @@ import xarray as xr
 from pymc_marketing.mmm import MMM, LogisticSaturation
 from scipy.optimize import brentq
 
-from mmm_assets.core.compiling import quick_compile
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.generator import logistic_saturation
-from mmm_assets.core.model import mean_hdi
+from mmm_assets.core.inference.compiling import quick_compile
+from mmm_assets.core.modelling.posterior import mean_hdi
+from mmm_assets.core.synthetic.generator import logistic_saturation
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
 MARGINAL_STEP = 0.01

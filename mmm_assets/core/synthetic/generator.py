@@ -8,7 +8,7 @@ The outcome follows the same transforms as the fitted model, so the model's scal
     adstock(x, alpha)_t = sum_{l < L} alpha^l x_{t-l} / sum_{l < L} alpha^l        (normalised geometric)
     e_t ~ Normal(0, noise_sigma)
 
-Every other role (see :mod:`mmm_assets.core.roles`) adds its own term, in outcome-scale units times
+Every other role (see :mod:`mmm_assets.core.modelling.roles`) adds its own term, in outcome-scale units times
 ``outcome_scale``, with the same transforms the model uses, so its truth can be recovered:
 
     competitor k:  effect_k * adstock(a_k / max(a_k), alpha_k)               (effect_k < 0, no saturation)
@@ -39,7 +39,7 @@ from mmm_assets.core.config import (
     ColumnMapping,
     SyntheticSource,
 )
-from mmm_assets.core.roles import event_indicators
+from mmm_assets.core.modelling.roles import event_indicators
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"

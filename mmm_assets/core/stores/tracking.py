@@ -34,7 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.time import get_current_time_millis
 
 from mmm_assets.core.config import MMMConfig
-from mmm_assets.core.storage import MODELS_ROLE, exclusive, no_room_is_disk_space_error
+from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, exclusive, no_room_is_disk_space_error
 
 CHAMPION = "champion"
 #: Connection attempts to a remote tracking server, the wait for each, and the pause before the next (doubling).

@@ -231,7 +231,7 @@ def cv_plot(
 ) -> bytes:
     """Cross-validation: each fold's forecast (mean, 94 % HDI) against the actuals, and its errors per fold.
 
-    ``forecasts`` and ``folds`` are :class:`mmm_assets.core.cv.CVResult`'s tables; ``history`` (``date`` and
+    ``forecasts`` and ``folds`` are :class:`mmm_assets.core.evaluation.cv.CVResult`'s tables; ``history`` (``date`` and
     ``actual``), when given, draws the whole actual series behind the forecasts; ``mape_max_pct`` the MAPE gate.
     """
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 2]})

@@ -3,7 +3,7 @@
 Signed non-media terms
 ----------------------
 :class:`RoleTerms` models every non-media variable (competitors, controls, calendar events, the trend; see
-:mod:`mmm_assets.core.roles`). Term ``k`` contributes, in target-scale units,
+:mod:`mmm_assets.core.modelling.roles`). Term ``k`` contributes, in target-scale units,
 
     effect_k * carry_k((x_k - center_k) / scale_k)
 
@@ -56,15 +56,15 @@ from pytensor.xtensor import as_xtensor
 from pytensor.xtensor.type import XTensorVariable
 
 from mmm_assets.core.config import DATE_COLUMN, MMMConfig
-from mmm_assets.core.roles import TermSpec
+from mmm_assets.core.modelling.posterior import mean_hdi
+from mmm_assets.core.modelling.roles import TermSpec
+from mmm_assets.core.variables import CONTRIBUTIONS
 
 #: Prefix of the term variables; the effect registers ``terms_effect_contribution`` (PyMC-Marketing's convention).
 PREFIX = "terms"
 TERM_DIM = "term"
 #: Name of the ROI-prior calibration term in the model.
 ROI_PRIOR = "roi_prior"
-#: Posterior variable holding each channel's contribution in target units (registered before fitting).
-CHANNEL_CONTRIBUTIONS = "channel_contribution_original_scale"
 #: The library's control data node, which the terms read.
 CONTROL_DATA = "control_data"
 CONTROL_DIM = "control"
@@ -236,12 +236,6 @@ def role_terms(mmm: MMM) -> RoleTerms | None:
     return next((effect for effect in mmm.mu_effects if isinstance(effect, RoleTerms)), None)
 
 
-def _mean_hdi(samples: xr.DataArray, prefix: str = "") -> pd.DataFrame:
-    from mmm_assets.core.model import mean_hdi  # model imports this module; a late import avoids the cycle
-
-    return mean_hdi(samples, prefix)
-
-
 def term_estimates(mmm: MMM) -> pd.DataFrame:
     """Per non-media term: its role, sign constraint, effect per unit of the column in target units (per year for
     the trend, per flagged week for an event), mean and 94 % HDI, the probability of a positive effect, the learned
@@ -257,7 +251,7 @@ def term_estimates(mmm: MMM) -> pd.DataFrame:
     target_scale = float(np.asarray(mmm.idata.constant_data["target_scale"]).reshape(-1)[0])
     scales = xr.DataArray([terms.scales[n] for n in terms.names], dims=TERM_DIM, coords={TERM_DIM: terms.names})
     per_unit = posterior[f"{terms.prefix}_effect"] * target_scale / scales
-    frame = _mean_hdi(per_unit).rename(columns={"mean": "effect_per_unit"})
+    frame = mean_hdi(per_unit).rename(columns={"mean": "effect_per_unit"})
     frame.insert(0, "sign", terms.signs)
     frame.insert(0, "role", terms.roles)
     frame.insert(0, "term", terms.names)
@@ -265,7 +259,7 @@ def term_estimates(mmm: MMM) -> pd.DataFrame:
     frame[["adstock_alpha", "alpha_hdi_low", "alpha_hdi_high"]] = np.nan
     name = f"{terms.prefix}_adstock_alpha"
     if name in posterior:
-        alpha = _mean_hdi(posterior[name]).to_numpy()
+        alpha = mean_hdi(posterior[name]).to_numpy()
         carried = [i for i, flag in enumerate(terms.adstock) if flag]
         frame.loc[carried, ["adstock_alpha", "alpha_hdi_low", "alpha_hdi_high"]] = alpha
     contribution = posterior[f"{terms.prefix}_contribution"] * target_scale
@@ -301,7 +295,7 @@ def add_roi_priors(mmm: MMM, cfg: MMMConfig, X: pd.DataFrame) -> list[str]:
 
 def posterior_roas(mmm: MMM) -> xr.DataArray:
     """Each channel's ROAS over the fitted weeks, per posterior draw: total contribution / total spend."""
-    contribution = mmm.idata.posterior[CHANNEL_CONTRIBUTIONS].sum(DATE_COLUMN)
+    contribution = mmm.idata.posterior[CONTRIBUTIONS].sum(DATE_COLUMN)
     spend = mmm.idata.constant_data["channel_data"].sum(DATE_COLUMN)
     return contribution / spend.where(spend > 0)
 
@@ -319,7 +313,7 @@ def roi_prior_report(mmm: MMM, cfg: MMMConfig) -> pd.DataFrame:
     if not priors:
         return pd.DataFrame(columns=columns)
     roas = posterior_roas(mmm).sel(channel=list(priors))
-    frame = _mean_hdi(roas).rename(columns={"mean": "posterior_mean"})
+    frame = mean_hdi(roas).rename(columns={"mean": "posterior_mean"})
     frame.insert(0, "channel", list(priors))
     frame["prior_mean"] = [p.mean for p in priors.values()]
     frame["prior_sd"] = [p.sd for p in priors.values()]

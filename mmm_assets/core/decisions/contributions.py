@@ -7,7 +7,7 @@ import xarray as xr
 from pymc_marketing.mmm import MMM
 
 from mmm_assets.core.config import DATE_COLUMN
-from mmm_assets.core.model import mean_hdi
+from mmm_assets.core.modelling.posterior import mean_hdi
 
 BASELINE = "baseline"
 PREDICTED = "predicted"

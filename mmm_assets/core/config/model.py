@@ -1,0 +1,185 @@
+"""The ``model`` and ``sampler`` sections: terms, priors, scaling, lift tests, calendar events and NUTS settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from mmm_assets.core.config.base import EVENT_PREFIX, Sign, _check_identifier, _Strict
+
+
+class TermSettings(_Strict):
+    """How one non-media variable (competitor, control, calendar event, trend) enters the model.
+
+    Unset fields take the role's default (see :mod:`mmm_assets.core.modelling.roles`): competitors are negative, carried over
+    and not centred; controls free, not carried over and centred; events and the trend free, neither.
+    """
+
+    sign: Sign | None = Field(default=None, description="positive | negative | free; null = the role's default.")
+    adstock: bool | None = Field(
+        default=None, description="Geometric carry-over of the variable, its rate learned; null = the role's default."
+    )
+    center: bool | None = Field(
+        default=None,
+        description="Subtract the variable's training mean (its contribution is then relative to its average "
+        "level); null = the role's default.",
+    )
+    prior_sigma: float | None = Field(
+        default=None, gt=0, description="Prior scale of the effect; null = model.term_prior_sigma."
+    )
+
+
+class BetaPrior(_Strict):
+    alpha: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=3.0, gt=0)
+
+
+class CalendarEvent(_Strict):
+    """A named event (holiday, promotion, launch): its dates become a 0/1 column ``event_<name>``."""
+
+    dates: list[dt.date] = Field(min_length=1, description="Each occurrence; the week holding a date is flagged.")
+    weeks_before: int = Field(default=0, ge=0, le=8, description="Also flag this many weeks before each date.")
+    weeks_after: int = Field(default=0, ge=0, le=8, description="Also flag this many weeks after each date.")
+    sign: Sign = Field(default="free", description="Sign of the event's effect.")
+
+
+class RoiPrior(_Strict):
+    """An analyst's belief about a channel's ROAS over the fitted window, in outcome per unit of the channel column."""
+
+    mean: float = Field(gt=0, description="Believed ROAS (outcome units per currency unit, or per activity unit).")
+    sd: float = Field(gt=0, description="Uncertainty of that belief (a standard deviation, same units).")
+
+
+class ScalingConfig(_Strict):
+    """Fixed scales, so one more week of data does not change what the model's parameters mean."""
+
+    target: float | None = Field(default=None, gt=0, description="Target scale (outcome units); null = its maximum.")
+    channels: dict[str, float] | None = Field(
+        default=None, description="Scale of every channel (column units); null = each channel's maximum."
+    )
+    controls: dict[str, float] = Field(
+        default_factory=dict,
+        description="Scale of non-media variables (column units); the ones not listed use their largest absolute "
+        "(centred) value.",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> ScalingConfig:
+        for group, values in (("channels", self.channels or {}), ("controls", self.controls)):
+            bad = {name: value for name, value in values.items() if not value > 0}
+            if bad:
+                raise ValueError(f"{group} scales must be > 0, got {bad}")
+        return self
+
+
+class LiftTestsConfig(_Strict):
+    """Where the lift-test (experiment) results are: a CSV file, see :mod:`mmm_assets.core.modelling.calibration`."""
+
+    file: str = Field(min_length=1, description="File name of the CSV inside the folder.")
+    folder: Path | None = Field(
+        default=None, description="Folder holding the file; null = data.files.landing_dir (required for synthetic)."
+    )
+    method: Literal["exact", "library"] = Field(
+        default="exact",
+        description="exact: the model's counterfactual lift of each experiment, carry-over included; library: "
+        "PyMC-Marketing's steady-state saturation-curve lift (see mmm_assets/core/modelling/calibration.py).",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if Path(value).name != value or value in {".", ".."}:
+            raise ValueError(f"file {value!r} must be a plain file name inside the folder, not a path")
+        return value
+
+
+class ModelConfig(_Strict):
+    adstock_l_max: int = Field(ge=1, le=52, description="Longest carry-over of the geometric adstock, in weeks.")
+    yearly_seasonality: int | None = Field(default=None, ge=1, le=10, description="Fourier order, or null for none.")
+    trend: bool = Field(default=False, description="Add a linear trend (per year, free sign unless terms.trend says).")
+    terms: dict[str, TermSettings] = Field(
+        default_factory=dict,
+        description="Per non-media variable (competitor, control, 'event_<name>', 'trend'): sign, carry-over, "
+        "centring, prior scale; unlisted variables take their role's defaults.",
+    )
+    term_prior_sigma: float = Field(
+        default=1.0,
+        gt=0,
+        description="Prior scale of a non-media effect, in target-scale units per the variable's own scale.",
+    )
+    term_adstock_prior: BetaPrior = Field(
+        default_factory=BetaPrior, description="Beta prior of the learned carry-over rate of non-media variables."
+    )
+    calendar: dict[str, CalendarEvent] = Field(default_factory=dict, description="Named events and their dates.")
+    roi_priors: dict[str, RoiPrior] = Field(
+        default_factory=dict, description="Prior belief about a channel's ROAS, per channel (optional)."
+    )
+    scaling: ScalingConfig | None = Field(default=None, description="Fixed scales; null = scale by the data's maxima.")
+    lift_tests: LiftTestsConfig | None = Field(default=None, description="Lift-test results to calibrate with.")
+
+    @field_validator("calendar")
+    @classmethod
+    def _event_names(cls, value: dict[str, CalendarEvent]) -> dict[str, CalendarEvent]:
+        for name in value:
+            _check_identifier(name, "calendar event")
+            _check_identifier(EVENT_PREFIX + name, "calendar event column")
+        return value
+
+
+class SamplerConfig(_Strict):
+    name: Literal["nutpie", "pymc", "numpyro"] = "numpyro"
+    chains: int = Field(ge=1, le=16)
+    draws: int = Field(ge=10)
+    tune: int = Field(ge=10)
+    target_accept: float = Field(gt=0.5, lt=1)
+    seed: int = Field(ge=0)
+    max_draws: int | None = Field(
+        default=None,
+        ge=10,
+        description="When a fit's smallest bulk or tail ESS falls short of the ESS gates (or its R-hat is above the "
+        "R-hat gate), sample again with the draws that should reach them, at most this many per chain; null = never.",
+    )
+    warm_start: bool = Field(
+        default=True,
+        description="numpyro only: start the chains at the champion's posterior draws, with its covariance as a fixed "
+        "dense mass matrix and warm_tune tuning steps; a fit that then misses the gates samples more warm chains, "
+        "or again cold.",
+    )
+    warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
+    cold_start: Literal["laplace", "adapt"] = Field(
+        default="laplace",
+        description="numpyro, fits that are not warm-started: laplace = start from the Laplace approximation at the "
+        "posterior's mode (mmm_assets.core.inference.laplace): the chains at its draws, its covariance as a fixed dense mass "
+        "matrix, warm_tune tuning steps, and like a warm fit more chains or again cold (adapt) when it misses a gate; "
+        "adapt = tune steps adapting the mass matrix (dense_mass), also when no mode is found.",
+    )
+    dense_mass: bool = Field(
+        default=True,
+        description="numpyro, fits that adapt their mass matrix: a dense one, regularised towards its own diagonal "
+        "(mmm_assets.core.inference.adaptation) instead of numpyro's diagonal one. Not for the pooled (hierarchical) model, "
+        "where it diverged.",
+    )
+    cold_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(
+        default=None,
+        description="The backend of every fit that is not warm-started (the first fit, holdout refits, cross-"
+        "validation folds, the pooled model, a warm fit's cold fallback); null = name. E.g. nutpie, for brands too "
+        "big for a cold numpyro fit, with numpyro's warm refreshes after it.",
+    )
+
+    @property
+    def cold(self) -> str:
+        """The backend of a fit that is not warm-started."""
+        return self.cold_name or self.name
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> SamplerConfig:
+        if self.max_draws is not None and self.max_draws < self.draws:
+            raise ValueError(f"sampler.max_draws ({self.max_draws}) must be at least sampler.draws ({self.draws})")
+        return self

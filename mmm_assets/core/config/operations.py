@@ -1,0 +1,97 @@
+"""The ``operations``, ``paths`` and ``markets`` sections: how the graph runs unattended, where outputs go and
+which markets a scenario covers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from mmm_assets.core.config.base import _check_identifier, _Strict
+
+
+class OperationsConfig(_Strict):
+    """How the graph runs unattended: the weekly schedule, alert destinations, MLflow, links back to the UI."""
+
+    schedule_cron: str = Field(default="0 6 * * 1", description="Weekly refresh; default Mondays 06:00.")
+    schedule_timezone: str = Field(default="UTC", description="IANA time zone of the schedule, e.g. Europe/Berlin.")
+    ui_base_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in alert links.")
+    freshness_days: int = Field(
+        default=8, ge=1, le=366, description="The posterior and the budget are stale when older than this."
+    )
+    alert_webhook_env: str = Field(
+        default="MMM_ALERT_WEBHOOK_URL",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the webhook URL (a secret: never in the YAML, never logged).",
+    )
+    mlflow_tracking_uri_env: str = Field(default="MLFLOW_TRACKING_URI", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="`make mlflow` serves the local store here.")
+    mlflow_experiment: str = Field(default="mmm_assets", min_length=1)
+    registered_model: str = Field(default="mmm_assets", min_length=1)
+    duckdb_lock_timeout_s: float = Field(
+        default=60, ge=0, le=3600, description="How long to wait for a DuckDB file another process has locked."
+    )
+    min_free_disk_mb: float = Field(
+        default=256, ge=0, description="A run stops before fitting when a disk of the outputs has less free space."
+    )
+    pool_wait_timeout_s: float = Field(
+        default=3600, gt=0, le=7 * 24 * 3600,
+        description=(
+            "`python -m mmm_assets run`: how long a fit step waits for a slot of the mmm_fit pool held by another "
+            "live run before the refresh fails (runs whose process died are released at once, whatever this is). "
+            "An hour covers the queue of a dozen markets' fits one after another on a laptop."
+        ),
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
+        return value
+
+
+class PathsConfig(_Strict):
+    duckdb: Path
+    models_dir: Path
+    reports_dir: Path = Path("data/reports")
+    alerts_log: Path = Path("data/alerts.jsonl")
+    mlflow_dir: Path = Path("mlruns")
+
+
+class MarketsConfig(_Strict):
+    """Several markets (countries, brands, business units) in one scenario: one partition of the graph each."""
+
+    names: list[str] = Field(
+        default_factory=list,
+        description="The markets; empty with data.files.market_column = every market found in the landing file.",
+    )
+    pooling: Literal["separate", "pooled"] = Field(
+        default="separate",
+        description="separate: one model per market; pooled: one hierarchical model across the markets.",
+    )
+    data: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per market, settings laid over the scenario's `data` section (e.g. another seed or truth).",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> MarketsConfig:
+        for name in self.names:
+            _check_identifier(name, "market")
+        repeated = sorted({n for n in self.names if self.names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"market(s) {repeated} listed more than once")
+        unknown = sorted(set(self.data) - set(self.names))
+        if unknown:
+            raise ValueError(f"markets.data names {unknown}, which are not in markets.names {self.names}")
+        return self

@@ -1,0 +1,2 @@
+"""What people read: the plots, the HTML report and number formatting.
+"""

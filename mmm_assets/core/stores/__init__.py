@@ -1,0 +1,3 @@
+"""Where results are kept: DuckDB tables (writes, locks, disk-space checks), MLflow tracking with the model registry,
+and alerts.
+"""
