@@ -29,6 +29,7 @@ from mmm_assets.defs.automation import (
     weekly_refresh_schedule,
 )
 from mmm_assets.defs.console import console_logger
+from mmm_assets.defs.cross_validation import cross_validation_gates, mmm_cross_validation
 from mmm_assets.defs.decisions import (
     budget_recommendations,
     budget_scenarios,
@@ -42,8 +43,6 @@ from mmm_assets.defs.decisions import (
 from mmm_assets.defs.features import mmm_features, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
 from mmm_assets.defs.model import (
-    cross_validation_gates,
-    mmm_cross_validation,
     mmm_posterior,
     mmm_quality_gates,
     mmm_validation,

@@ -4,6 +4,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
+from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.modelling import build as build_core
 from mmm_assets.core.modelling.priors import (
     ROI_PRIOR,
@@ -12,7 +13,6 @@ from mmm_assets.core.modelling.priors import (
     roi_prior_report,
     roi_prior_table,
 )
-from mmm_assets.core.modelling.roles import with_calendar
 from mmm_assets.core.synthetic.generator import generate
 from mmm_assets_tests.role_scenarios import ROI_PRIOR_SD, TESTED, collinear_fit, roles_fit
 

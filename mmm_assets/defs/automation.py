@@ -39,10 +39,10 @@ from dagster import (
 )
 
 from mmm_assets.core.config import ConfigError, MMMConfig, load_config
+from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.data.ingest import SUPPORTED_SUFFIXES, landing_markets, read_landing_file, resolve_landing_file
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.modelling.roles import with_calendar
 from mmm_assets.core.stores.alerts import Alert, AlertKind, WebhookError, fmt_number, send
 from mmm_assets.defs.partitions import MARKETS, register_markets, unknown_markets
 from mmm_assets.defs.recovery import release_dead_runs

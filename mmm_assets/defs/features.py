@@ -16,8 +16,8 @@ from dagster import (
 )
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
+from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
-from mmm_assets.core.modelling.roles import with_calendar
 from mmm_assets.core.stores.duckdb_store import content_hash, quote_ident
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS, SOURCE_ATTR

@@ -21,11 +21,9 @@ from dagster import (
     Failure,
     FreshnessPolicy,
     MetadataValue,
-    Output,
     ResourceParam,
     RetryPolicy,
     asset,
-    asset_check,
     multi_asset_check,
 )
 from dagster_mlflow.resources import MlFlow
@@ -55,7 +53,7 @@ FRESHNESS = FreshnessPolicy.time_window(
 )
 
 
-def _features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
+def stored_features(scenario: ScenarioResource, cfg) -> pd.DataFrame:
     """The run's market's feature rows, in the model's columns."""
     return scenario.read(FEATURES_TABLE, [DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls])
 
@@ -208,7 +206,7 @@ def mmm_posterior(
     from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
-    features = _features(scenario, cfg)
+    features = stored_features(scenario, cfg)
     client = tracking.client_for(cfg)
     pooled_file = None
     with _disk_errors_not_retried():
@@ -284,7 +282,7 @@ def fit_title(cfg) -> str:
     return f"{cfg.scenario}/{cfg.market}: actual vs fitted (holdout: last {cfg.validation.holdout_weeks} weeks)"
 
 
-def _shown(value: float) -> float:
+def shown(value: float) -> float:
     """A metric rounded to 4 significant digits for the UI (full precision stays in the history table and MLflow)."""
     return float(f"{float(value):.4g}")
 
@@ -343,7 +341,7 @@ def mmm_validation(
     from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
-    features = _features(scenario, cfg)
+    features = stored_features(scenario, cfg)
     mmm = load_model(mmm_posterior.path)
     in_sample = in_sample_prediction(mmm, features)
     metrics: dict[str, float] = {
@@ -380,7 +378,7 @@ def mmm_validation(
     context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
     gate_table = pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]
     meta = {
-        **{name: MetadataValue.float(_shown(value)) for name, value in metrics.items()},
+        **{name: MetadataValue.float(shown(value)) for name, value in metrics.items()},
         "gates": md.table_md(gate_table),
         "failed_gates": ", ".join(failed) or "none",
         "holdout_method": holdout_method,
@@ -445,68 +443,10 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioRes
             passed=bool(gate["passed"]),
             severity=AssetCheckSeverity.ERROR,
             metadata={
-                "value": MetadataValue.float(float("nan") if gate["value"] is None else _shown(gate["value"])),
+                "value": MetadataValue.float(float("nan") if gate["value"] is None else shown(gate["value"])),
                 "threshold": MetadataValue.float(float(gate["threshold"])),
                 "rule": f"{gate['metric']} {gate['direction']} threshold",
                 "note": gate["note"],
                 "registry": decision,
             },
         )
-
-
-CV_TABLE = "cv_folds"
-
-
-@asset(
-    group_name="model", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features], partitions_def=MARKETS,
-    pool=FIT_POOL, output_required=False,
-)
-def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResource):
-    """Optional time-slice cross-validation (`validation.cross_validation.enabled`): rolling-origin folds, each a
-    refit on the weeks before its origin that forecasts the next `horizon_weeks`; out-of-sample MAPE, CRPS, R² and
-    HDI coverage per fold in DuckDB table `cv_folds`, checked on the average. Not materialised when switched off.
-    """
-    cfg = scenario.load()
-    settings = cfg.validation.cross_validation
-    if not settings.enabled:
-        context.log.info("time-slice cross-validation is off (validation.cross_validation.enabled: false)")
-        return
-    from mmm_assets.core.evaluation.cv import cross_validate
-    from mmm_assets.core.presentation.plots import cv_plot
-
-    features = _features(scenario, cfg)
-    result = cross_validate(cfg, features, context.log.info)
-    scenario.store(CV_TABLE, result.folds)
-    history = features.rename(columns={TARGET_COLUMN: "actual"})
-    yield Output(
-        result,
-        metadata={
-            **{name: MetadataValue.float(_shown(value)) for name, value in result.summary.items()},
-            "folds": md.table_md(result.folds),
-            "cv_plot": md.image(cv_plot(result.forecasts, result.folds, history, cfg.validation.cv_mape_max_pct),
-                                "forecasts of every fold"),
-            "duckdb_table": MetadataValue.text(CV_TABLE),
-        },
-    )
-
-
-@asset_check(
-    asset=mmm_cross_validation,
-    blocking=False,
-    partitions_def=MARKETS,
-    description="The folds' mean out-of-sample MAPE (and mean relative CRPS, when configured) within its threshold.",
-)
-def cross_validation_gates(mmm_cross_validation) -> AssetCheckResult:
-    """Passes when every cross-validation gate passed; each gate's value and threshold in the metadata."""
-    gates = [g.as_dict() for g in mmm_cross_validation.gates]
-    first = gates[0]
-    return AssetCheckResult(
-        passed=mmm_cross_validation.passed,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "value": MetadataValue.float(_shown(first["value"])),
-            "threshold": MetadataValue.float(float(first["threshold"])),
-            "gates": md.table_md(pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]),
-            "failed_gates": ", ".join(mmm_cross_validation.failed_gates) or "none",
-        },
-    )

@@ -106,7 +106,8 @@ class MMMConfig(_Strict):
 
     @property
     def event_columns(self) -> list[str]:
-        """The 0/1 feature columns of the calendar events (added by :func:`mmm_assets.core.modelling.roles.with_calendar`)."""
+        """The 0/1 feature columns of the calendar events (added by
+        :func:`mmm_assets.core.data.calendar.with_calendar`)."""
         return [EVENT_PREFIX + name for name in self.model.calendar]
 
     @property

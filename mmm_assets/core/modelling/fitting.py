@@ -43,7 +43,7 @@ def fit(
     if absent:
         raise ValueError(
             f"the feature frame lacks {absent}; calendar event columns come from "
-            "mmm_assets.core.modelling.roles.with_calendar(frame, cfg), applied before validating the features"
+            "mmm_assets.core.data.calendar.with_calendar(frame, cfg), applied before validating the features"
         )
     X, y = split_xy(features)
     used_scales = resolve_scales(cfg, features, scales)

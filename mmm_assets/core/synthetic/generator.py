@@ -39,7 +39,7 @@ from mmm_assets.core.config import (
     ColumnMapping,
     SyntheticSource,
 )
-from mmm_assets.core.modelling.roles import event_indicators
+from mmm_assets.core.data.calendar import event_indicators
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"
