@@ -80,4 +80,4 @@ clean:
 # Regenerate the README's pictures (docs/screenshots/*.png) from the UI test: a real `dagster dev`, headless Chromium.
 .PHONY: screenshots
 screenshots: install
-	MMM_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest mmm_assets_tests/ui -q -m ui
+	MMM_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest mmm_assets_tests/system/ui -q -m ui

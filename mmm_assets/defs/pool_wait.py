@@ -8,7 +8,7 @@ Ctrl-C and SIGTERM are ignored while waiting. No public setting changes any of t
 `InstanceConcurrencyContext.claim`, the one call every executor makes for a pooled step; the wrapper keeps Dagster's
 claim as it is and, when it is refused, sleeps (at most `POLL_S`), says whom it waits for, frees slots of runs whose
 worker died (`recovery.release_dead_runs`), and gives up after the configured timeout. It refuses to install on
-another Dagster version than the pinned one; mmm_assets_tests/test_pool_wait.py fails when the wrapped method's
+another Dagster version than the pinned one; mmm_assets_tests/defs/test_pool_wait.py fails when the wrapped method's
 signature or the attributes it reads change.
 """
 

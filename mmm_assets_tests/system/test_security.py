@@ -29,9 +29,9 @@ from mmm_assets.core.stores.duckdb_store import read_table, replace_market, tabl
 from mmm_assets.defs.automation import run_failure_alert_sensor
 from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
-from mmm_assets_tests.test_alerts import SECRET, Webhook
-from mmm_assets_tests.test_automation import _evaluate
-from mmm_assets_tests.test_faults import mlflow_http_env  # noqa: F401  (a fixture used below)
+from mmm_assets_tests.core.stores.test_alerts import SECRET, Webhook
+from mmm_assets_tests.defs.test_automation import _evaluate
+from mmm_assets_tests.system.test_faults import mlflow_http_env  # noqa: F401  (a fixture used below)
 
 SOURCES = sorted((PROJECT_DIR / "mmm_assets").rglob("*.py"))
 #: Upper-case SQL words: text holding one of them is treated as SQL.

@@ -36,7 +36,7 @@ from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
 from mmm_assets_tests.conftest import execute_market, materialize_market, merge
-from mmm_assets_tests.test_bad_inputs import errors
+from mmm_assets_tests.system.test_bad_inputs import errors
 
 #: One year of the reference scenario, the default sampler (numpyro, its compiled sampler cached across processes)
 #: and lenient gates: a whole refresh that passes in about 17 s (26 s compiling into an empty cache; with PyMC's own

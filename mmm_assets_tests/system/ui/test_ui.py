@@ -15,7 +15,7 @@ from mmm_assets.core.config import DEFAULT_MARKET
 from mmm_assets.core.evaluation.metrics import GATES
 from mmm_assets.definitions import ASSETS
 from mmm_assets_tests.conftest import SMALL, write_scenario
-from mmm_assets_tests.ui.conftest import CodeLocationError, DagsterDev, wait_for_code_location
+from mmm_assets_tests.system.ui.conftest import CodeLocationError, DagsterDev, wait_for_code_location
 
 pytestmark = pytest.mark.ui
 

@@ -3,7 +3,7 @@
 deploy/dagster.yaml is validated against Dagster's own instance schema and each class it names is built from it;
 the Helm values are held to the same settings and to the module workspace.yaml loads; the code location image's
 command is run here and answers over gRPC; the MLflow server's manifest keeps its credentials in a Secret.
-(mmm_assets_tests/test_postgres.py runs the same instance and MLflow server against a real PostgreSQL server.)
+(mmm_assets_tests/system/test_postgres.py runs the same instance and MLflow server against a real PostgreSQL server.)
 """
 
 import importlib

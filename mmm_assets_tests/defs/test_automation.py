@@ -48,7 +48,7 @@ from mmm_assets.defs.automation import (
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import DEFAULT_CONFIG
 from mmm_assets_tests.conftest import SMALL, merge
-from mmm_assets_tests.test_alerts import SECRET, Webhook
+from mmm_assets_tests.core.stores.test_alerts import SECRET, Webhook
 
 UNDERSAMPLED = merge(SMALL, {"sampler": {"chains": 2, "draws": 15, "tune": 15},
                              "validation": {"thresholds": {"ess_bulk_min": 400, "rhat_max": 1.01}}})

@@ -1,0 +1,1 @@
+"""System tests: whole-graph runs, faults, crash recovery, markets, PostgreSQL, deployment, security, bad inputs, the UI."""
