@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
 IMPORTS = """
-import mmm_assets.definitions, mmm_assets.core.modelling.fitting, mmm_assets.core.decisions.budget, mmm_assets.core.presentation.plots
+import mmm_assets.definitions, mmm_assets.core.modelling.fitting, mmm_assets.core.decisions.budget
+import mmm_assets.core.presentation.plots
 import mmm_assets.core.decisions.roas, mmm_assets.core.presentation.report, mmm_assets.core.stores.tracking
 import numpyro, jax, pymc.sampling.jax, matplotlib.pyplot, duckdb
 """

@@ -1,8 +1,8 @@
 """Separate vs pooled: parameter recovery, fit time and diagnostics per market on a multi-market synthetic scenario.
 
 For every market of the scenario (default config/markets_pooled.yaml, whose market `west` is data-poor) this fits
-the market alone (`fitting_core.fit` on `cfg.for_market(m)`'s generated data), then one pooled hierarchical model over all
-markets (`pooling.fit_pooled`) and reads each market's estimates from its view (`pooling.market_view`). Recovery
+the market alone (`fitting_core.fit` on `cfg.for_market(m)`'s generated data), then one pooled hierarchical model over
+all markets (`pooling.fit_pooled`) and reads each market's estimates from its view (`pooling.market_view`). Recovery
 is `metrics.recovery` against the generator's truth: saturation lambda as relative error, adstock alpha as absolute
 error. Every fit runs in this one process, separate fits first; each model compiles once (PyTensor cache under
 .cache/pytensor), so the first fits carry compile time. Writes benchmarks/results/pooling-<UTC stamp>.{json,md}.

@@ -1,8 +1,8 @@
 """`make bench-samplers`: the NUTS backends side by side on the reference scenario, with our sampler settings.
 
-For each backend (numpyro, nutpie, PyMC's own) the same fit (:func:`mmm_assets.core.modelling.fitting.fit`, the scenario's
-chains / tune / draws, no ESS top-up, no posterior predictive) runs twice in its own process on an empty pair of
-compile caches of its own: the first run is cold (everything compiled), the second warm (caches kept). Fit seconds
+For each backend (numpyro, nutpie, PyMC's own) the same fit (:func:`mmm_assets.core.modelling.fitting.fit`, the
+scenario's chains / tune / draws, no ESS top-up, no posterior predictive) runs twice in its own process on an empty pair
+of compile caches of its own: the first run is cold (everything compiled), the second warm (caches kept). Fit seconds
 include compiling; the quality bar is the scenario's R-hat, bulk/tail ESS and divergence gates. Writes
 benchmarks/results/samplers-<UTC stamp>.{json,md} and prints the table.
 """

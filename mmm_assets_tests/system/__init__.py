@@ -1,1 +1,2 @@
-"""System tests: whole-graph runs, faults, crash recovery, markets, PostgreSQL, deployment, security, bad inputs, the UI."""
+"""System tests: whole-graph runs, faults, crash recovery, markets, PostgreSQL, deployment, security, bad inputs and
+the UI."""

@@ -142,7 +142,8 @@ from mmm_assets.core.presentation.report import Section, write_report
 models, reports, life = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 CHUNK, CHUNKS = 2**20, 40
 TABLE = pd.DataFrame({"week": range(100_000), "spend": 1.5})
-persistence_core.netcdf_bytes = lambda mmm: b"m" * (CHUNK * CHUNKS) + b"END"  # the netCDF, as the save builds it in memory
+# the netCDF, as the save builds it in memory
+persistence_core.netcdf_bytes = lambda mmm: b"m" * (CHUNK * CHUNKS) + b"END"
 disk_write = os.write
 
 
@@ -560,7 +561,9 @@ def test_a_disk_that_fills_during_the_fit_stops_the_save_then_a_refresh_succeeds
 
     with monkeypatch.context() as patch:
         _models_disk_full(patch, small_disk, models_dir, margin + saved.stat().st_size // 2)
-        patch.setattr(fitting_core, "fit", lambda *args, **kwargs: pytest.fail("fitted although the model cannot be saved"))
+        patch.setattr(
+            fitting_core, "fit", lambda *args, **kwargs: pytest.fail("fitted although the model cannot be saved")
+        )
         message = _fails_with_disk_space_error(_run_refresh(path))
     assert f"needed to write a {storage.shown_mb(saved.stat().st_size / storage.MB)} MB file" in message
 

@@ -18,8 +18,8 @@ from mmm_assets.core.config.base import EVENT_PREFIX, Sign, _check_identifier, _
 class TermSettings(_Strict):
     """How one non-media variable (competitor, control, calendar event, trend) enters the model.
 
-    Unset fields take the role's default (see :mod:`mmm_assets.core.modelling.roles`): competitors are negative, carried over
-    and not centred; controls free, not carried over and centred; events and the trend free, neither.
+    Unset fields take the role's default (see :mod:`mmm_assets.core.modelling.roles`): competitors are negative, carried
+    over and not centred; controls free, not carried over and centred; events and the trend free, neither.
     """
 
     sign: Sign | None = Field(default=None, description="positive | negative | free; null = the role's default.")
@@ -156,14 +156,16 @@ class SamplerConfig(_Strict):
     cold_start: Literal["laplace", "adapt"] = Field(
         default="laplace",
         description="numpyro, fits that are not warm-started: laplace = start from the Laplace approximation at the "
-        "posterior's mode (mmm_assets.core.inference.laplace): the chains at its draws, its covariance as a fixed dense mass "
+        "posterior's mode (mmm_assets.core.inference.laplace): the chains at its draws, its covariance as a fixed "
+        "dense mass "
         "matrix, warm_tune tuning steps, and like a warm fit more chains or again cold (adapt) when it misses a gate; "
         "adapt = tune steps adapting the mass matrix (dense_mass), also when no mode is found.",
     )
     dense_mass: bool = Field(
         default=True,
         description="numpyro, fits that adapt their mass matrix: a dense one, regularised towards its own diagonal "
-        "(mmm_assets.core.inference.adaptation) instead of numpyro's diagonal one. Not for the pooled (hierarchical) model, "
+        "(mmm_assets.core.inference.adaptation) instead of numpyro's diagonal one. Not for the pooled (hierarchical) "
+        "model, "
         "where it diverged.",
     )
     cold_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(

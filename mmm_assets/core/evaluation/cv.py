@@ -2,9 +2,9 @@
 
 Each fold refits the model on the weeks before its *origin* and forecasts the ``horizon_weeks`` weeks from the
 origin on, with adstock carried over from the training weeks (the same refit-and-forecast as the holdout,
-:func:`mmm_assets.core.modelling.forecast.forecast_unseen`). Origins are anchored at the end of the data: the last fold forecasts
-the data's last ``horizon_weeks`` weeks, each earlier one starts ``step_weeks`` before the next, and no fold trains
-on fewer than ``initial_weeks`` weeks; ``max_folds`` keeps the most recent ones. Anchoring at the end keeps the
+:func:`mmm_assets.core.modelling.forecast.forecast_unseen`). Origins are anchored at the end of the data: the last fold
+forecasts the data's last ``horizon_weeks`` weeks, each earlier one starts ``step_weeks`` before the next, and no fold
+trains on fewer than ``initial_weeks`` weeks; ``max_folds`` keeps the most recent ones. Anchoring at the end keeps the
 folds on the weeks that matter most (the recent ones) and makes the last fold comparable across refreshes.
 
 Per fold: MAPE (%) of the posterior-predictive mean, CRPS of the predictive draws (target units, lower is better;

@@ -1,7 +1,7 @@
 """Starting a cold numpyro fit from a Laplace approximation of the posterior.
 
-A cold fit has no previous posterior to start from (:mod:`mmm_assets.core.inference.warmstart`), so numpyro adapts a mass
-matrix while it tunes, starting from the identity. A brand's posterior is narrow and correlated in the sampler's
+A cold fit has no previous posterior to start from (:mod:`mmm_assets.core.inference.warmstart`), so numpyro adapts a
+mass matrix while it tunes, starting from the identity. A brand's posterior is narrow and correlated in the sampler's
 unconstrained space (variances ~1e-5 to 1e-4 at 208 weeks x 3 channels; saturation_lam against saturation_beta at
 -0.96), so the early tuning steps crawl: at 520 weeks x 10 channels every draw after 2 x 100 tuning steps still took
 numpyro's maximum of 1,023 leapfrog steps, and 2 x (300 + 700) did not finish in 5 minutes.

@@ -6,7 +6,8 @@ chain at a different draw of that posterior and moves with its covariance as a f
 sampler's unconstrained space), so tuning only has to find a step size: 100 tuning steps instead of the 300 a cold
 fit needs to adapt its matrix. On the reference scenario the posterior is narrow and correlated (saturation_lam
 against saturation_beta at -0.96): with numpyro's default diagonal mass matrix NUTS takes ~410 leapfrog steps per
-draw; warm, ~7, as many as a cold fit with the dense matrix of :mod:`mmm_assets.core.inference.adaptation` once it has adapted.
+draw; warm, ~7, as many as a cold fit with the dense matrix of :mod:`mmm_assets.core.inference.adaptation` once it has
+adapted.
 
 PyMC's own ``pm.sample(initvals=...)`` cannot place the chains: for PyMC-Marketing's dims (xtensor) models, PyMC
 5.x applies the xtensor transforms to a plain tensor and fails. And a mass matrix given to numpyro's ``NUTS`` is a
@@ -47,7 +48,8 @@ class PreviousPosterior:
 
 
 def read_posterior(path: Path | str, label: str) -> PreviousPosterior:
-    """The posterior group of a saved model (the netCDF :func:`mmm_assets.core.modelling.persistence.save_model` writes)."""
+    """The posterior group of a saved model (the netCDF :func:`mmm_assets.core.modelling.persistence.save_model`
+    writes)."""
     with xr.open_dataset(path, group="posterior") as stored:
         return PreviousPosterior(label, stored.load())
 

@@ -34,8 +34,8 @@ class ModelScales:
     """What a model divides its data by. The same scales make consecutive refreshes' parameters comparable.
 
     ``target`` (target units) and ``channels`` (column units, per channel) are PyMC-Marketing's scaling; ``controls``
-    and ``centers`` those of the non-media terms (:class:`mmm_assets.core.modelling.priors.RoleTerms`). None / a missing name
-    = taken from the data (its maximum; the training mean for a centred term).
+    and ``centers`` those of the non-media terms (:class:`mmm_assets.core.modelling.priors.RoleTerms`). None / a missing
+    name = taken from the data (its maximum; the training mean for a centred term).
     """
 
     target: float | None = None

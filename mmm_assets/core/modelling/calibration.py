@@ -60,7 +60,7 @@ import pandas as pd
 
 from mmm_assets.core.config import DATE_COLUMN, MMMConfig
 from mmm_assets.core.errors import InputError, examples, raise_if_problems
-from mmm_assets.core.synthetic.generator import GroundTruth, logistic_saturation
+from mmm_assets.core.synthetic.generator import GroundTruth, generate, logistic_saturation
 
 #: Columns of the experiments file, in the order :func:`sample_lift_tests` writes them.
 COLUMNS = ["channel", "start_date", "end_date", "delta_spend", "lift", "lift_sd"]
@@ -302,7 +302,7 @@ def lift_test_report(mmm, tests: pd.DataFrame) -> pd.DataFrame:
     """
     import arviz as az
 
-    from mmm_assets.core.modelling.posterior import HDI_PROB, fitted_features
+    from mmm_assets.core.modelling.posterior import HDI_PROB, fitted_features  # imports PyMC-Marketing: deferred too
 
     features = fitted_features(mmm)
     rows, _ = to_library_rows(tests, features)
@@ -389,8 +389,6 @@ def write_sample_lift_tests(
 ) -> Path:
     """Write the experiments file of a synthetic scenario (its truth's lifts, see :func:`sample_lift_tests`) where
     ``model.lift_tests`` points; the path written."""
-    from mmm_assets.core.synthetic.generator import generate
-
     if cfg.data.synthetic is None or cfg.data.source != "synthetic":
         raise ValueError(f"scenario {cfg.scenario!r} is not synthetic: there is no truth to derive lifts from")
     path = lift_tests_path(cfg)

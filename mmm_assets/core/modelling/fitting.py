@@ -34,9 +34,9 @@ def fit(
     """Fit the configured MMM to a validated feature frame, reporting progress as it samples.
 
     ``scales`` fixes the model's scales (see :class:`ModelScales`; over ``model.scaling``). ``lift_tests``: validated
-    experiments (:func:`mmm_assets.core.modelling.calibration.read_lift_tests`); None reads ``model.lift_tests`` when set.
-    The ROI priors of ``model.roi_priors`` are always added. ``warm_from``: a previous posterior (the champion's) to
-    warm-start numpyro from when ``sampler.warm_start`` is on (:mod:`mmm_assets.core.inference.warmstart`).
+    experiments (:func:`mmm_assets.core.modelling.calibration.read_lift_tests`); None reads ``model.lift_tests`` when
+    set. The ROI priors of ``model.roi_priors`` are always added. ``warm_from``: a previous posterior (the champion's)
+    to warm-start numpyro from when ``sampler.warm_start`` is on (:mod:`mmm_assets.core.inference.warmstart`).
     """
     s = sampler_cfg or cfg.sampler
     absent = [c for c in (*cfg.channels, *cfg.controls) if c not in features.columns]

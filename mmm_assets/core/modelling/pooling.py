@@ -313,7 +313,10 @@ def market_view(pooled: MMM, market: str) -> MMM:
         name[: -len(ORIGINAL_SCALE_SUFFIX)]
         for name in pooled.model.named_vars
         if name.endswith(ORIGINAL_SCALE_SUFFIX)
-        and (name[: -len(ORIGINAL_SCALE_SUFFIX)].endswith("_contribution") or name[: -len(ORIGINAL_SCALE_SUFFIX)] == view.output_var)
+        and (
+            name[: -len(ORIGINAL_SCALE_SUFFIX)].endswith("_contribution")
+            or name[: -len(ORIGINAL_SCALE_SUFFIX)] == view.output_var
+        )
     ]
     idata.attrs = {
         **view.create_idata_attrs(),

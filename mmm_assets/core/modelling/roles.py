@@ -17,8 +17,8 @@ trend       ``model.trend: true``                          no          none     
 
 Paid and owned media are the model's *channels* (PyMC-Marketing's adstock + saturation, positive ``saturation_beta``);
 only paid channels are money, so budgets and currency ROAS apply to :attr:`MMMConfig.paid_channels`. Every other
-variable is a *term*, modelled by :class:`mmm_assets.core.modelling.priors.RoleTerms`: the column divided by a fixed scale
-(and, when centred, minus its training mean), optionally carried over by a normalised geometric adstock with a
+variable is a *term*, modelled by :class:`mmm_assets.core.modelling.priors.RoleTerms`: the column divided by a fixed
+scale (and, when centred, minus its training mean), optionally carried over by a normalised geometric adstock with a
 learned rate, times a coefficient whose sign is constrained (HalfNormal for positive, minus a HalfNormal for
 negative, Normal for free). ``model.terms.<name>`` overrides a term's sign, carry-over, centring and prior scale.
 

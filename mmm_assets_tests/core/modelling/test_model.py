@@ -214,8 +214,11 @@ def test_draws_grow_until_the_gates_can_pass_within_the_ceiling(monkeypatch):
         def fit(self, X, y, draws, random_seed, **kwargs) -> None:
             self.calls.append((draws, random_seed))
 
-    found = iter([sampling_core.Diagnostics(0, 1.03, 900.0, 900.0, "a"), sampling_core.Diagnostics(0, 1.005, 300.0, 500.0, "a"),
-                  sampling_core.Diagnostics(0, 1.004, 700.0, 650.0, "a")])
+    found = iter([
+        sampling_core.Diagnostics(0, 1.03, 900.0, 900.0, "a"),
+        sampling_core.Diagnostics(0, 1.005, 300.0, 500.0, "a"),
+        sampling_core.Diagnostics(0, 1.004, 700.0, 650.0, "a"),
+    ])
     monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(found))
     s = SamplerConfig(name="pymc", chains=2, draws=100, tune=100, target_accept=0.9, seed=7, max_draws=1000)
     fake, messages = Fake(), []

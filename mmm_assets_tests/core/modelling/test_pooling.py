@@ -140,11 +140,14 @@ def test_view_feeds_the_single_market_steps_and_round_trips(pooled: PooledFit, t
     path = persistence_core.save_model(view, tmp_path / "west.nc")
     loaded = persistence_core.load_model(path)
     assert pooling.view_is_pooled(loaded) == POOR and pooling.view_is_pooled(pooled.mmm) is None
-    pd.testing.assert_frame_equal(posterior_core.posterior_parameters(loaded), posterior_core.posterior_parameters(view))
+    pd.testing.assert_frame_equal(
+        posterior_core.posterior_parameters(loaded), posterior_core.posterior_parameters(view)
+    )
     pd.testing.assert_frame_equal(
         forecast_core.in_sample_prediction(loaded, features), forecast_core.in_sample_prediction(view, features)
     )
-    pd.testing.assert_frame_equal(posterior_core.fitted_features(loaded), features[posterior_core.fitted_features(loaded).columns])
+    read_back = posterior_core.fitted_features(loaded)
+    pd.testing.assert_frame_equal(read_back, features[read_back.columns])
     pd.testing.assert_frame_equal(roas.channel_roas(loaded, features), table)
 
     # The pooled model itself round-trips too, and a view of the reloaded one is the same view.
