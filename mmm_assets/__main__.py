@@ -1,3 +1,5 @@
+"""`python -m mmm_assets`: the command line (mmm_assets.cli)."""
+
 import atexit
 import os
 import sys

@@ -27,6 +27,7 @@ class ShortFailures(logging.Formatter):
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's text, cut at the first stack trace."""
         text = self.inner.format(record)
         cut = text.find(TRACE_MARKER)
         return text if cut < 0 else text[:cut].rstrip() + "\n" + POINTER

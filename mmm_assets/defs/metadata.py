@@ -27,14 +27,17 @@ def preview(frame: pd.DataFrame, rows: int = 5) -> MetadataValue:
 
 
 def schema(frame: pd.DataFrame) -> MetadataValue:
+    """The frame's columns and dtypes as Dagster's table schema."""
     return MetadataValue.table_schema(
         TableSchema(columns=[TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()])
     )
 
 
 def image(png: bytes, alt: str) -> MetadataValue:
+    """A PNG embedded in Markdown metadata (Dagster has no image type)."""
     return MetadataValue.md(markdown_image(png, alt))
 
 
 def date_range(frame: pd.DataFrame, column: str = "date") -> str:
+    """'first .. last' of the frame's date column, as a label."""
     return f"{frame[column].min():%Y-%m-%d} .. {frame[column].max():%Y-%m-%d}"

@@ -39,7 +39,7 @@ _INPUT = {"InputError", "ConfigError"}
 _GATES = {"DagsterAssetCheckFailedError"}
 _INTERRUPT = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 _INFRASTRUCTURE = {
-    "DiskSpaceError", "TrackingUnreachableError", "DatabaseLockedError", "PoolWaitTimeout", "MlflowException",
+    "DiskSpaceError", "TrackingUnreachableError", "DatabaseLockedError", "PoolWaitTimeoutError", "MlflowException",
     "RestException", "OSError", "PermissionError", "TimeoutError", "ConnectionError", "IOException", "MemoryError",
 }
 #: The most lines of one error message shown (an input error lists one problem per line).
@@ -54,6 +54,7 @@ class Outcome:
     cause: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
+        """The exit code's head line and the cause, indented."""
         head = f"EXIT {int(self.code)} ({self.code.name.lower().replace('_', ' ')}): {ADVICE[self.code]}"
         return [head, *(f"  {line}" for line in self.cause)]
 

@@ -39,7 +39,7 @@ SWEEP_EVERY_S = 5.0
 PROGRESS_EVERY_S = 60.0
 
 
-class PoolWaitTimeout(RuntimeError):
+class PoolWaitTimeoutError(RuntimeError):
     """A step waited longer than the configured timeout for a slot of its pool."""
 
 
@@ -93,7 +93,7 @@ def _refused(context: InstanceConcurrencyContext, pool: str, step_key: str) -> N
     waited = now - wait.started
     if _settings.timeout_s is not None and waited > _settings.timeout_s:
         del _waits[key]
-        raise PoolWaitTimeout(
+        raise PoolWaitTimeoutError(
             f"step {step_key} waited {waited:.0f} s for a slot of pool {pool} ({_holders(context, pool)}), longer "
             f"than operations.pool_wait_timeout_s ({_settings.timeout_s:g} s); the holder is still running: wait for "
             "it, or stop it and refresh again"

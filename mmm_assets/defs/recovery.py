@@ -41,6 +41,7 @@ class Released:
     slots: int
 
     def line(self) -> str:
+        """The log line that says what was released and why."""
         return f"released run {self.run_id}: {self.reason}; freed {self.slots} pool slot(s)"
 
 

@@ -34,7 +34,7 @@ def _step_error(inner: SerializableErrorInfo) -> SerializableErrorInfo:
     ("DiskSpaceError", Exit.INFRASTRUCTURE),
     ("TrackingUnreachableError", Exit.INFRASTRUCTURE),
     ("DatabaseLockedError", Exit.INFRASTRUCTURE),
-    ("PoolWaitTimeout", Exit.INFRASTRUCTURE),
+    ("PoolWaitTimeoutError", Exit.INFRASTRUCTURE),
     ("DagsterExecutionInterruptedError", Exit.INTERRUPTED),
     ("ZeroDivisionError", Exit.UNEXPECTED),
 ])

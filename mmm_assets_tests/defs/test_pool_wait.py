@@ -173,7 +173,7 @@ def test_a_waiting_step_sleeps_says_whom_it_waits_for_and_times_out(instance, ch
     pool_wait.configure(3.0, lines.append)
     context = _context(instance)
     cpu, started = time.process_time(), time.monotonic()
-    with pytest.raises(pool_wait.PoolWaitTimeout, match=rf"waited \d+ s for a slot of pool {FIT_POOL} \(held by "
+    with pytest.raises(pool_wait.PoolWaitTimeoutError, match=rf"waited \d+ s for a slot of pool {FIT_POOL} \(held by "
                        rf"run\(s\) {holder.run_id}\).*operations.pool_wait_timeout_s \(3 s\)"):
         _claim_until(context, 30)
     waited, busy = time.monotonic() - started, time.process_time() - cpu

@@ -150,7 +150,7 @@ def _failing_tracking_server() -> Iterator[int]:
             self.send_response(500)
             self.end_headers()
 
-        do_POST = do_GET
+        do_POST = do_GET  # noqa: N815 -- http.server's handler name
 
         def log_message(self, *args) -> None:  # keep the test output quiet
             pass

@@ -220,6 +220,7 @@ class FilesSource(_Strict):
 
 
 class DataConfig(_Strict):
+    """Where the weekly data come from: the synthetic generator or a landing folder of files."""
     source: Literal["synthetic", "files"]
     synthetic: SyntheticSource | None = None
     files: FilesSource | None = None

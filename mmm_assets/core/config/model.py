@@ -37,6 +37,7 @@ class TermSettings(_Strict):
 
 
 class BetaPrior(_Strict):
+    """A Beta prior's two shape parameters."""
     alpha: float = Field(default=1.0, gt=0)
     beta: float = Field(default=3.0, gt=0)
 
@@ -101,6 +102,7 @@ class LiftTestsConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """The model's structure: transforms, terms, priors, scaling, lift tests, calendar events."""
     adstock_l_max: int = Field(ge=1, le=52, description="Longest carry-over of the geometric adstock, in weeks.")
     yearly_seasonality: int | None = Field(default=None, ge=1, le=10, description="Fourier order, or null for none.")
     trend: bool = Field(default=False, description="Add a linear trend (per year, free sign unless terms.trend says).")
@@ -134,6 +136,7 @@ class ModelConfig(_Strict):
 
 
 class SamplerConfig(_Strict):
+    """How the posterior is sampled: backend, chains, draws, warm and Laplace starts, the ESS target."""
     name: Literal["nutpie", "pymc", "numpyro"] = "numpyro"
     chains: int = Field(ge=1, le=16)
     draws: int = Field(ge=10)

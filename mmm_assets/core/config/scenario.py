@@ -56,6 +56,7 @@ class MMMConfig(_Strict):
 
     @property
     def pooled(self) -> bool:
+        """Whether the markets share one hierarchical model (markets.pooling: pooled)."""
         return self.markets is not None and self.markets.pooling == "pooled"
 
     def for_market(self, market: str) -> MMMConfig:
@@ -74,6 +75,7 @@ class MMMConfig(_Strict):
 
     @property
     def channels(self) -> list[str]:
+        """The media channels' canonical names, in the scenario's order."""
         if self.data.source == "synthetic":
             assert self.data.synthetic is not None
             return list(self.data.synthetic.channels)
@@ -132,7 +134,7 @@ class MMMConfig(_Strict):
         return roles | ({TREND_TERM: "trend"} if self.model.trend else {})
 
     @model_validator(mode="after")
-    def _model_names_known(self) -> MMMConfig:
+    def _model_names_known(self) -> MMMConfig:  # noqa: C901 -- a flat list of independent checks, one `if` each
         """The model section may only name variables the data section provides."""
         m, channels, roles = self.model, self.channels, self.term_roles
         media_and_data = [*channels, *(c for c in self.controls if c not in self.event_columns)]

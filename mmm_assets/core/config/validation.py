@@ -15,11 +15,12 @@ from mmm_assets.core.config.base import _Strict
 #: scenarios (one more clean week; 104 weeks x 2x250 draws and 208 weeks x 2x1500 draws): mean ROAS and marginal
 #: ROAS moved at most 0.41 % and 0.56 %, budget shares at most 1.4 pp, no advice reversed. One corrupted new week
 #: (its KPI halved or x1.5) moved ROAS 7.8-31 %, marginal ROAS 4.3-40 %, shares up to 6.6 pp. 5 % and 5 pp sit
-#: 3.5-12x above the clean moves; every injected error trips one of them (details: core/evaluation/stability.py
-#: docstring).
+#: 3.5-12x above the clean moves; every injected error trips one of them (details: docs/performance.md,
+#: "Refresh-stability bounds").
 STABILITY_ROAS_CHANGE_PCT = 5.0
 STABILITY_SHARE_CHANGE_PP = 5.0
 class Thresholds(_Strict):
+    """The blocking gates' thresholds (fit, convergence, parameter recovery)."""
     r2_min: float = Field(le=1)
     mape_max_pct: float = Field(gt=0, le=100)
     oos_r2_min: float = Field(le=1)
@@ -62,6 +63,7 @@ class CrossValidationConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
+    """How a fit is judged: holdout weeks, minimum history, thresholds, cross-validation."""
     holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
     holdout_draws: int = Field(
         default=500, ge=50, description="Draws per chain of the holdout refit: it only predicts, its diagnostics gate nothing."

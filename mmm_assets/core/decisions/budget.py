@@ -80,6 +80,7 @@ class Interval:
 
     @classmethod
     def of(cls, samples: np.ndarray) -> Interval:
+        """Mean and 94 % HDI of ``samples``."""
         hdi = az.hdi(xr.DataArray(samples, dims=["sample"]), prob=HDI_PROB, dim=["sample"])
         return cls(float(samples.mean()), float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper")))
 

@@ -48,10 +48,12 @@ class CVResult:
 
     @property
     def passed(self) -> bool:
+        """Whether every fold passed every gate."""
         return all(g.passed for g in self.gates)
 
     @property
     def failed_gates(self) -> list[str]:
+        """The names of the gates some fold failed."""
         return [g.gate for g in self.gates if not g.passed]
 
 

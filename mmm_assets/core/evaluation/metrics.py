@@ -125,6 +125,7 @@ GATES: tuple[Gate, ...] = (
 
 @dataclass(frozen=True)
 class GateResult:
+    """One gate's verdict: its value against its threshold."""
     gate: str
     metric: str
     value: float | None  # None: not applicable (e.g. no ground truth, holdout disabled)
@@ -134,6 +135,7 @@ class GateResult:
     note: str
 
     def as_dict(self) -> dict:
+        """The result as plain values (for metadata and tables)."""
         return asdict(self)
 
 

@@ -14,34 +14,12 @@ Compared per channel (the previous champion's table against the current one):
 - Budget advice (:func:`mmm_assets.core.decisions.budget.recommendations`): flagged when the action reverses
   (INCREASE <-> REDUCE) or the channel's share of the proposed budget moved by more than ``max_share_change_pp``
   percentage points. A move to or from HOLD is shown, not flagged: the advice compares the plan with the spend of
-  the last ``horizon_weeks`` weeks, a window that itself moves every week (measured: adwords went HOLD -> INCREASE,
-  +4.2 % -> +9.6 %, on one clean new week while its ROAS moved 0.04 %).
+  the last ``horizon_weeks`` weeks, a window that itself moves every week (one clean new week moved an advice from
+  HOLD to INCREASE: docs/performance.md).
 
 A channel present in only one of the two tables is always flagged.
 
-How the default bounds were chosen (synthetic reference scenario, the previous champion fitted on weeks [0, n-1),
-the refresh on [0, n); 2 chains, nutpie):
-
-==============================================  ==================  ===================  ==================
-refresh                                        max abs ROAS move   max abs mROAS move   max share move
-==============================================  ==================  ===================  ==================
-clean week, 104 weeks, 2 x 250 draws (6 fits)  0.41 %              0.56 %               (not measured)
-clean week, 208 weeks, 2 x 1500 draws (2)      0.19 %              0.30 %               1.42 pp
-same data, other sampler seed, 208 weeks       0.04 %              0.01 %               0.01 pp
-new week's KPI halved, 104 weeks (4 seeds)     24.3-27.4 %         4.3-8.5 %            (not measured)
-new week's KPI halved (partial week), 208 wk   7.8 %               12.3 %               0.65 pp
-new week's KPI x 1.5, 104 weeks (4 seeds)      27.7-30.6 %         26.6-40.3 %          (not measured)
-new week's KPI x 1.5, 208 weeks                11.6 %              21.0 %               6.57 pp
-new week's largest channel spend x 10, 104 wk  17.3-18.2 %         19.0-19.7 %          (not measured)
-==============================================  ==================  ===================  ==================
-
-No clean refresh reversed an advice or set a new maximum of the target or a channel, so the model's max-scaling
-did not move; a KPI x 1.5 week did set a new target maximum (``target_scale`` +30 %), the halved one did not and
-still moved ROAS well beyond the bound. The ROAS and marginal ROAS bounds (5 % each) are 9-12x the clean moves,
-the share bound (5 pp) 3.5x; every injected error trips at least one bound (the mildest, a halved KPI in 208 weeks,
-by 1.6x on ROAS and 2.5x on marginal ROAS). The scenario is nearly noise-free (1 % noise), so real data's
-posteriors are wider and its clean moves larger: read a few refreshes' stored changes and widen the bounds if
-clean weeks get flagged.
+How the default bounds were chosen, with the refreshes measured: docs/performance.md, "Refresh-stability bounds".
 """
 
 from __future__ import annotations
@@ -217,6 +195,7 @@ class StabilityResult:
 
     @property
     def passed(self) -> bool:
+        """Whether nothing was flagged."""
         return not self.flagged
 
 

@@ -4,21 +4,20 @@ numpyro tunes the mass matrix in windows of tuning draws (Stan's schedule) and r
 Stan does: ``n / (n + 5) * cov + 1e-3 * 5 / (n + 5) * I`` for ``n`` draws. The added 1e-3 is small for a posterior of
 unit scale; the reference scenario's posterior variances in the sampler's unconstrained space are ~1e-5 to 1e-4, so
 it swamps them, the matrix ends up near a multiple of the identity and the correlation of saturation_lam with
-saturation_beta (-0.96) is lost. Measured on the reference scenario (2 chains x (300 tune + 700 draws), two seeds,
-leapfrog steps per draw): numpyro's default (diagonal, Stan's regularisation) 290-410; dense with Stan's regularisation
-~260; diagonal without it ~150; dense without it 7.
+saturation_beta (-0.96) is lost. Dense and without it, the reference scenario's leapfrog steps per
+draw fall from hundreds to single digits (docs/performance.md, "Mass-matrix adaptation").
 
 With no regularisation at all, a window holding fewer draws than the posterior has dimensions (the first window has
 25; ten channels make 32 dimensions) gives a singular matrix. So inside :func:`scale_free_adaptation` a window's
 covariance is shrunk towards its own diagonal -- variances kept, correlations scaled by ``1 - w`` with Stan's
 ``w = 5 / (n + 5)`` -- while the window holds at most ``SMALL_WINDOW_PER_DIMENSION * d + SMALL_WINDOW_EXTRA`` draws;
-larger windows keep their estimate as it is (shrinking them as well left ~30 steps per draw). A relative floor of
+larger windows keep their estimate as it is (measured: docs/performance.md). A relative floor of
 ``DIAGONAL_FLOOR`` keeps the matrix positive definite.
 
 The swap of ``numpyro.infer.hmc_util.welford_covariance`` lasts for the block only; it is traced into the compiled
 sampler, which JAX's persistent cache keeps like any other. In the same block PyMC checks its chains' starting
-points with a jitted log-density: PyMC calls it op by op, and each JAX op compiled on its own (93 compiles on an
-empty cache, ~2.5 s of a cold fit; 30 jitted).
+points with a jitted log-density: PyMC calls it op by op, and each JAX op compiled on its own (the compile counts
+are in docs/performance.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ and a fit that then falls short of a gate samples more chains from its own draws
 
 The mode is searched from the first of PyMC's own jittered starting points, inside the sampler's call (so the
 log-density PyMC builds for JAX is built once). When no mode is found (no convergence, a Hessian that is not positive
-definite: a log-density without a proper mode, e.g. a funnel), :class:`LaplaceFailed` says why and the fit adapts its
+definite: a log-density without a proper mode, e.g. a funnel), :class:`LaplaceFailedError` says why and the fit adapts its
 matrix as before.
 """
 
@@ -39,7 +39,7 @@ MODE_DISTANCE = 0.01
 FD_STEP = 1e-5
 
 
-class LaplaceFailed(RuntimeError):
+class LaplaceFailedError(RuntimeError):
     """No usable Laplace approximation (the reason is the message); the fit adapts its mass matrix instead."""
 
 
@@ -58,7 +58,7 @@ class LaplaceStart:
 
     def starting_points(self) -> contextlib.AbstractContextManager[None]:
         """Inside the block, PyMC's numpyro sampler starts its chains at draws of the Laplace approximation and moves
-        with its covariance; :class:`LaplaceFailed` is raised from the sampler's call when there is none."""
+        with its covariance; :class:`LaplaceFailedError` is raised from the sampler's call when there is none."""
         return placed(self._placement)
 
     def _placement(self, *, model, chains: int, logp_fn, pymc_points, **pymc_kwargs):
@@ -102,6 +102,7 @@ class Derivatives:
         self._last: tuple[bytes, tuple[float, np.ndarray, np.ndarray]] | None = None
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Log-density, gradient and Hessian at ``x`` (unconstrained, flat)."""
         if self._last is not None and self._last[0] == x.tobytes():
             return self._last[1]
         h = FD_STEP * np.maximum(1.0, np.abs(x))
@@ -122,7 +123,7 @@ def find_mode(
     """The minimum of a potential energy from ``x0``: (mode, Hessian there, Newton steps), by scipy's trust-region
     Newton method with ``derivatives`` (x -> value, gradient, Hessian). The search stops at a point within
     ``MODE_DISTANCE`` of the mode as Newton's step measures it (in the sd of the Laplace approximation there), or
-    at scipy's own convergence; it raises :class:`LaplaceFailed` when it reaches neither. Points where the energy or
+    at scipy's own convergence; it raises :class:`LaplaceFailedError` when it reaches neither. Points where the energy or
     its derivatives are not finite count as infinitely high (the trust region shrinks)."""
     import scipy.optimize
 
@@ -158,18 +159,18 @@ def find_mode(
     found = scipy.optimize.minimize(energy, x0, jac=True, hess=curvature, method="trust-exact",
                                     callback=stop_near_the_mode, options={"maxiter": max_steps, "gtol": 0.0})
     if not (found.success or near(found.x)):
-        raise LaplaceFailed(f"no mode found in {found.nit} Newton steps ({found.message})")
+        raise LaplaceFailedError(f"no mode found in {found.nit} Newton steps ({found.message})")
     return found.x, curvature(found.x), int(found.nit)
 
 
 def laplace_covariance(hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The inverse of a potential energy's Hessian at its mode and a square root of it (lower triangular);
-    :class:`LaplaceFailed` when the Hessian is not positive definite (a saddle or a flat direction, not a mode)."""
+    :class:`LaplaceFailedError` when the Hessian is not positive definite (a saddle or a flat direction, not a mode)."""
     try:
         inverse_root = np.linalg.inv(np.linalg.cholesky(hessian))
     except np.linalg.LinAlgError:
         low = float(np.linalg.eigvalsh(hessian).min())
-        raise LaplaceFailed(f"the Hessian at the mode is not positive definite (smallest eigenvalue {low:.3g})") \
+        raise LaplaceFailedError(f"the Hessian at the mode is not positive definite (smallest eigenvalue {low:.3g})") \
             from None
     covariance = inverse_root.T @ inverse_root
     return covariance, np.linalg.cholesky(covariance)

@@ -20,7 +20,7 @@ from pymc_marketing.mmm import MMM
 from mmm_assets.core.config import SamplerConfig
 from mmm_assets.core.inference.adaptation import cold_nuts_kwargs, scale_free_adaptation
 from mmm_assets.core.inference.compiling import quick_compile
-from mmm_assets.core.inference.laplace import LaplaceFailed, LaplaceStart
+from mmm_assets.core.inference.laplace import LaplaceFailedError, LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, sampler_progress, silent
 from mmm_assets.core.inference.warmstart import PreviousPosterior, WarmStart, warm_start
 from mmm_assets.core.variables import PREDICTED
@@ -43,6 +43,7 @@ class Diagnostics:
     worst_rhat_parameter: str
 
     def as_dict(self) -> dict[str, float]:
+        """The diagnostics as plain numbers (for metadata, MLflow and gates)."""
         return {
             "divergences": float(self.divergences),
             "max_rhat": self.max_rhat,
@@ -52,6 +53,7 @@ class Diagnostics:
 
 @dataclass
 class FitResult:
+    """A fitted model with how it was sampled and its convergence diagnostics."""
     mmm: MMM
     sampler: str
     wall_seconds: float
@@ -104,7 +106,8 @@ def sampling_model(mmm: MMM):
 
     return freeze_dims_and_data(mmm.model)
 
-def sample(
+
+def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold refit, more draws) read top to bottom
     mmm: MMM,
     X: pd.DataFrame,
     y: pd.Series,
@@ -170,7 +173,7 @@ def sample(
                     **nuts,
                     **extra,
                 )
-        except LaplaceFailed as failed:
+        except LaplaceFailedError as failed:
             warm = None
             report(f"{label}: no Laplace start ({failed}); adapting the mass matrix over {s.tune} tuning steps")
             continue

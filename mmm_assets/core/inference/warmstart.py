@@ -68,6 +68,7 @@ class WarmStart:
 
     @property
     def chains(self) -> int:
+        """How many chains the starting points are for."""
         return next(iter(self.starts.values())).shape[0]
 
     @staticmethod

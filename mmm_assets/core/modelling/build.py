@@ -44,10 +44,12 @@ class ModelScales:
     centers: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """The scales as plain numbers (for metadata and MLflow)."""
         return {"target": self.target, "channels": self.channels, "controls": self.controls, "centers": self.centers}
 
     @property
     def fixes_media(self) -> bool:
+        """Whether the channels' scales are fixed (not derived from the data)."""
         return self.target is not None or self.channels is not None
 
 def resolve_scales(cfg: MMMConfig, features: pd.DataFrame, scales: ModelScales | None = None) -> ModelScales | None:
@@ -126,4 +128,5 @@ def fitted_scales(mmm: MMM) -> ModelScales:
     )
 
 def free_parameters(mmm: MMM) -> list[str]:
+    """The model's free random variables' names (what convergence diagnostics cover)."""
     return [rv.name for rv in mmm.model.free_RVs]

@@ -85,7 +85,9 @@ def lift_tests_path(cfg: MMMConfig) -> Path | None:
     return Path(folder) / spec.file
 
 
-def validate_lift_tests(table: pd.DataFrame, channels: Sequence[str], source: str) -> pd.DataFrame:
+def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, each collecting its problems
+    table: pd.DataFrame, channels: Sequence[str], source: str
+) -> pd.DataFrame:
     """The experiments of ``table`` as a clean frame (dates parsed, numbers as floats), or one :class:`InputError`
     naming ``source``, the line and the column of every problem."""
     missing = [c for c in COLUMNS if c not in table.columns]

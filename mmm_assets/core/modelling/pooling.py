@@ -11,12 +11,8 @@ parameters are drawn around a per-channel mean shared by the markets::
 so a market whose own data say little borrows strength from the others, and one whose data say a lot keeps its own
 values. ``spread`` is the standard deviation between markets on the log (``lam``, ``beta``) or logit (``alpha``)
 scale: 0.2 means markets are expected to differ by roughly ±20 %. It is a stated assumption, not estimated: with a
-handful of markets the data barely inform a between-market scale. Measured on config/markets_pooled.yaml (3 markets x
-104 weeks, 2 chains, seeds 42 and 7), the variants that learned it sampled worse: a HalfNormal hyper-prior per
-channel, non-centred, had a lowest bulk ESS of 8 at 2 x 250 draws (tree depth at its maximum); centred, 11
-divergences; one learned spread per parameter, centred, a lowest bulk ESS of 90 and 110 at 2 x 300 draws; this
-fixed, centred form 112-124 with no divergence. Centred suits it because most markets' data pin their parameters
-down.
+handful of markets the data barely inform a between-market scale, and the variants that learned it sampled
+worse (docs/performance.md, "Pooling: a fixed spread").
 
 Scaling is per market (``DataDerivedScaling(method="max", dims=())``: the maximum over the dates only, separately
 for every market and channel), unlike the library's default for a panel, which takes one maximum over all markets.
@@ -88,6 +84,7 @@ class HierarchicalPrior:
             raise ValueError(f"mean_sd ({self.mean_sd}) and spread ({self.spread}) must be > 0")
 
     def prior(self, transform: str) -> Prior:
+        """The prior of one media parameter across markets, drawn around its per-channel mean."""
         return Prior(
             "Normal",
             mu=Prior("Normal", mu=self.mean, sigma=self.mean_sd, dims="channel"),
@@ -114,6 +111,7 @@ class PoolingPriors:
     saturation_beta: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(math.log(0.5), 1.0, 0.3))
 
     def model_config(self) -> dict[str, Prior]:
+        """PyMC-Marketing's model_config for the pooled media parameters."""
         return {
             "saturation_lam": self.saturation_lam.prior("exp"),
             "adstock_alpha": self.adstock_alpha.prior("sigmoid"),

@@ -82,6 +82,7 @@ class NoControlCoefficients(SerializableBaseModel):
     dims: tuple[str, ...] = (CONTROL_DIM,)
 
     def create_variable(self, name: str, xdist: bool = False) -> Any:
+        """PyMC-Marketing's Prior interface: the term's coefficient, its sign enforced."""
         size = len(pm.modelcontext(None).coords[CONTROL_DIM])
         zeros = pt.zeros(size)
         return as_xtensor(zeros, dims=self.dims) if xdist else zeros
@@ -115,6 +116,7 @@ class RoleTerms(MuEffect):
         scales: dict[str, float] | None = None,
         centers: dict[str, float] | None = None,
     ) -> RoleTerms:
+        """The signed terms of ``specs``, one per role."""
         return cls(
             names=[s.name for s in specs],
             roles=[s.role for s in specs],
@@ -140,6 +142,7 @@ class RoleTerms(MuEffect):
         return ((index - pd.Timestamp(self.trend_origin)).days / DAYS_PER_YEAR).to_numpy(dtype=float)
 
     def create_data(self, mmm: Any) -> None:
+        """PyMC-Marketing's MuEffect interface: register the terms' data in the model."""
         if self.trend is None:
             return
         dates = mmm.model.coords[DATE_COLUMN]
@@ -148,6 +151,7 @@ class RoleTerms(MuEffect):
         pmd.Data(self._trend_name(), self._years(dates), dims=(DATE_COLUMN,))
 
     def set_data(self, mmm: Any, model: pm.Model, X: xr.Dataset) -> None:
+        """PyMC-Marketing's MuEffect interface: swap in new data (out-of-sample predictions)."""
         if self.trend is not None:
             pm.set_data({self._trend_name(): self._years(model.coords[DATE_COLUMN])}, model=model)
 
@@ -201,6 +205,7 @@ class RoleTerms(MuEffect):
         return stacked[np.argsort(order)]
 
     def create_effect(self, mmm: Any) -> XTensorVariable:
+        """PyMC-Marketing's MuEffect interface: the terms' contribution to the mean."""
         model: pm.Model = mmm.model
         self._fix_scales(mmm)
         model.add_coord(TERM_DIM, self.names)

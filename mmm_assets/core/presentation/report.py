@@ -97,6 +97,7 @@ def _section_html(section: Section) -> str:
 
 
 def render_html(title: str, subtitle: str, summary: list[str], sections: list[Section]) -> str:
+    """The report's HTML page: title, summary lines and the sections' tables and plots."""
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">{html.escape(subtitle)}</p>']
     if summary:
         body.append('<div class="summary">' + "".join(f"<p>{html.escape(s)}</p>" for s in summary) + "</div>")

@@ -9,7 +9,13 @@ import xarray as xr
 
 from mmm_assets.core.config import SamplerConfig
 from mmm_assets.core.inference import sampling as sampling_core
-from mmm_assets.core.inference.laplace import Derivatives, LaplaceFailed, LaplaceStart, find_mode, laplace_covariance
+from mmm_assets.core.inference.laplace import (
+    Derivatives,
+    LaplaceFailedError,
+    LaplaceStart,
+    find_mode,
+    laplace_covariance,
+)
 from mmm_assets.core.inference.warmstart import PreviousPosterior, warm_start
 
 # a correlated Gaussian potential energy, as narrow as the reference posterior in places
@@ -53,11 +59,11 @@ def test_the_hessian_comes_from_central_differences_of_one_batched_gradient():
 
 def test_no_mode_no_laplace_start():
     # a potential energy falling without end (an improper posterior): the search does not converge
-    with pytest.raises(LaplaceFailed, match=r"^no mode found in \d+ Newton steps"):
+    with pytest.raises(LaplaceFailedError, match=r"^no mode found in \d+ Newton steps"):
         find_mode(lambda x: (-float(x.sum()), -np.ones_like(x), np.zeros((x.size, x.size))), np.zeros(2),
                   max_steps=20)
     # a saddle is not a mode
-    with pytest.raises(LaplaceFailed, match=r"not positive definite \(smallest eigenvalue -2\)"):
+    with pytest.raises(LaplaceFailedError, match=r"not positive definite \(smallest eigenvalue -2\)"):
         laplace_covariance(np.diag([1.0, -2.0]))
 
 
@@ -73,7 +79,7 @@ class _Failing:
         given = kwargs.get("nuts_sampler_kwargs", {}).get("adapt_mass_matrix") is False
         self.calls.append((tune, given))
         if len(self.calls) == 1:
-            raise LaplaceFailed("no mode found in 500 Newton steps (test)")
+            raise LaplaceFailedError("no mode found in 500 Newton steps (test)")
         ones = np.ones((chains, draws))
         posterior = xr.Dataset({"a": (("chain", "draw"), ones)}, coords={"chain": range(chains), "draw": range(draws)})
         stats = xr.Dataset({"diverging": (("chain", "draw"), ones == 0)}, coords=posterior.coords)
