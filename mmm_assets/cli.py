@@ -265,6 +265,7 @@ def sample_landing(config_path: Path, source_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command; returns the process's exit status."""
     parser = argparse.ArgumentParser(prog="python -m mmm_assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="materialise the whole graph (job weekly_refresh)")

@@ -36,4 +36,5 @@ class ValidationReport:
     model_version: str | None = None
 
     def failed_gates(self) -> list[str]:
+        """The names of the gates that failed."""
         return [g["gate"] for g in self.gates if not g["passed"]]

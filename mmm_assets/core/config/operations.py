@@ -61,6 +61,7 @@ class OperationsConfig(_Strict):
 
 
 class PathsConfig(_Strict):
+    """Where the outputs are written (relative paths resolve against the project root)."""
     duckdb: Path
     models_dir: Path
     reports_dir: Path = Path("data/reports")
