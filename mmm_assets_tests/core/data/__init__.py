@@ -1,0 +1,1 @@
+"""Tests of mmm_assets.core.data."""
