@@ -77,27 +77,29 @@ def refresh_lock(path: Path, holder_is: str = "the refresh already running"):
     )
 
 
-def _markets(cfg: MMMConfig) -> list[str]:
-    """The scenario's markets: listed in the config, or found in the landing file's market column."""
-    if cfg.market_names is not None:
-        return cfg.market_names
-    from mmm_assets.core.data.ingest import landing_markets, resolve_landing_file
+def load_definitions(config_path: Path):
+    """The Dagster definitions, imported with ``config_path`` as the process's scenario: the schedule's cron and time
+    zone and the assets' freshness policy are that scenario's, not default.yaml's. They are built once per process,
+    on first import, so call this before anything imports mmm_assets.definitions."""
+    from mmm_assets.core.config.paths import serving
 
-    assert cfg.data.files is not None
-    return landing_markets(resolve_landing_file(cfg.data.files), cfg.data.files.columns)
+    with serving(config_path):
+        from mmm_assets.definitions import defs
+    return defs
 
 
 def run(config_path: Path, market: str | None = None) -> int:
     """Refresh every market of the scenario (or only ``market``): one Dagster run per market; returns an `Exit`."""
     from dagster import DagsterInstance
 
+    from mmm_assets.core.data.inputs import scenario_markets
     from mmm_assets.defs.outcome import Exit
     from mmm_assets.defs.partitions import register_markets
     from mmm_assets.defs.recovery import release_dead_runs
 
     try:
         cfg = load_config(config_path)
-        markets = [cfg.for_market(market).market] if market else _markets(cfg)
+        markets = [cfg.for_market(market).market] if market else scenario_markets(cfg)
     except (ConfigError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         print(f"input rejected: {err}")
@@ -135,10 +137,10 @@ def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> No
     the reason)."""
     from dagster import AssetKey, DagsterInstance
 
-    from mmm_assets.definitions import defs
+    from mmm_assets.defs.constants import JOB
     from mmm_assets.defs.recovery import worker_tags
 
-    job = defs.resolve_job_def("weekly_refresh")
+    job = load_definitions(config_path).resolve_job_def(JOB)
     for market in markets:
         result = job.execute_in_process(
             instance=DagsterInstance.get(),
@@ -160,12 +162,12 @@ def _run_market(config_path: Path, cfg: MMMConfig) -> int:
     """One market's refresh in this process: job weekly_refresh for the market's partition; returns an `Exit`."""
     from dagster import DagsterInstance
 
-    from mmm_assets.definitions import defs
     from mmm_assets.defs import pool_wait
+    from mmm_assets.defs.constants import JOB
     from mmm_assets.defs.outcome import outcome
     from mmm_assets.defs.recovery import worker_tags
 
-    job = defs.resolve_job_def("weekly_refresh")
+    job = load_definitions(config_path).resolve_job_def(JOB)
     pool_wait.configure(cfg.operations.pool_wait_timeout_s, _say)
     with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / lock_file(cfg.market)):
         started = time.monotonic()

@@ -20,15 +20,10 @@ from dagster import (
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from mmm_assets.defs import pool_wait
-from mmm_assets.defs.automation import (
-    dead_run_sensor,
-    landing_file_sensor,
-    market_partitions_sensor,
-    nonblocking_check_alert_sensor,
-    run_failure_alert_sensor,
-    weekly_refresh_schedule,
-)
+from mmm_assets.defs.alerts import nonblocking_check_alert_sensor, run_failure_alert_sensor
+from mmm_assets.defs.champion import mmm_champion
 from mmm_assets.defs.console import console_logger
+from mmm_assets.defs.constants import JOB
 from mmm_assets.defs.cross_validation import cross_validation_gates, mmm_cross_validation
 from mmm_assets.defs.decisions import (
     budget_recommendations,
@@ -48,6 +43,8 @@ from mmm_assets.defs.model import (
     mmm_validation,
 )
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
+from mmm_assets.defs.schedules import weekly_refresh_schedule
+from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor
 
 # A step waiting for a pool slot sleeps, logs, frees dead runs' slots and answers Ctrl-C (see the module for why)
 pool_wait.install()
@@ -58,6 +55,7 @@ ASSETS = [
     mmm_features,
     mmm_posterior,
     mmm_validation,
+    mmm_champion,
     mmm_cross_validation,
     channel_contributions,
     channel_roas,
@@ -71,11 +69,11 @@ CHECKS = [mmm_features_quality, mmm_quality_gates, cross_validation_gates, refre
 
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(
-    "weekly_refresh",
+    JOB,
     selection=AssetSelection.all(),
     executor_def=in_process_executor,
     hooks={end_mlflow_on_run_finished},
-    description="Refresh everything: spend -> features -> posterior -> validation gates -> decisions.",
+    description="Refresh everything: spend -> features -> posterior -> validation gates -> champion -> decisions.",
 )
 
 defs = Definitions(

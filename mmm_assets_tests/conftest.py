@@ -13,10 +13,10 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
 from mmm_assets.core.config import merged as merge  # the tests' name for the config's own deep merge
+from mmm_assets.core.config.paths import DEFAULT_CONFIG, PROJECT_DIR
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
 from mmm_assets.defs.partitions import register_markets
-from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
 
 if TYPE_CHECKING:
     from mmm_assets.core.inference.sampling import FitResult

@@ -20,13 +20,13 @@ import pandas as pd
 import yaml
 
 from mmm_assets.core.config import MMMConfig, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.inference.sampling import FitResult
 from mmm_assets.core.modelling.calibration import Experiment, sample_lift_tests
 from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 ROLES_EXAMPLE = PROJECT_DIR / "config" / "roles_example.yaml"

@@ -38,3 +38,15 @@ class ValidationReport:
     def failed_gates(self) -> list[str]:
         """The names of the gates that failed."""
         return [g["gate"] for g in self.gates if not g["passed"]]
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry's champion a run's decisions use: its posterior file and where it came from."""
+
+    path: str
+    model_name: str
+    version: str
+    data_version: str
+    mlflow_run_id: str
+    source: str

@@ -13,8 +13,8 @@ from dagster import (
 
 from mmm_assets.core.config import TARGET_COLUMN
 from mmm_assets.defs import metadata as md
+from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.features import mmm_features
-from mmm_assets.defs.ingest import OWNERS
 from mmm_assets.defs.model import FIT_POOL, shown, stored_features
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
@@ -23,7 +23,7 @@ CV_TABLE = "cv_folds"
 
 
 @asset(
-    group_name="model", kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features], partitions_def=MARKETS,
+    group_name=MODEL_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features], partitions_def=MARKETS,
     pool=FIT_POOL, output_required=False,
 )
 def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResource):

@@ -1,8 +1,10 @@
 """Decisions: what the marketing team reads on Monday morning. Everything here sits downstream of the blocking
-model gates (through `mmm_validation`), so nothing in this group is ever computed from a model that failed them.
+model gates (through `mmm_champion` <- `mmm_validation`), so nothing in this group is ever computed from a model that
+failed them.
 
-Every asset uses the registry's `champion` model (the last fit whose gates all passed) and reads the data it was
-fitted on from the model file itself, so a feature table refreshed later cannot be mixed with an older posterior.
+Every asset takes the registry's `champion` (the `mmm_champion` asset: the last fit whose gates all passed) as its
+input and reads the data it was fitted on from the model file itself, so a feature table refreshed later cannot be
+mixed with an older posterior.
 """
 
 import datetime as dt
@@ -19,10 +21,10 @@ from dagster import (
     asset_check,
 )
 
-from mmm_assets.core.records import FittedModel, ValidationReport
+from mmm_assets.core.records import Champion, FittedModel, ValidationReport
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.ingest import OWNERS
-from mmm_assets.defs.model import FRESHNESS, fit_title, mmm_validation
+from mmm_assets.defs.model import FRESHNESS, fit_title
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
@@ -39,21 +41,14 @@ def _stamped(table: pd.DataFrame, run_id: str, **extra: str) -> pd.DataFrame:
     return table.assign(run_id=run_id, recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None), **extra)
 
 
-def _model(context: AssetExecutionContext, scenario: ScenarioResource, fitted: FittedModel):
-    """The champion model, its training data and its version; says in the log and metadata which version is used."""
+def _model(context: AssetExecutionContext, champion: Champion):
+    """The champion model, its training data and its version; says in the metadata which version is used."""
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.modelling.posterior import fitted_features
-    from mmm_assets.core.stores import tracking
 
-    cfg = scenario.load()
-    version, path = tracking.champion_model_file(tracking.client_for(cfg), cfg)
-    if str(version.version) != fitted.model_version:
-        context.log.warning(
-            f"using champion v{version.version}, not v{fitted.model_version} fitted by the latest mmm_posterior"
-        )
-    context.add_output_metadata({"model_version": f"{version.name} v{version.version} (champion)"})
-    mmm = load_model(path)
-    return mmm, fitted_features(mmm), str(version.version)
+    context.add_output_metadata({"model_version": f"{champion.model_name} v{champion.version} (champion)"})
+    mmm = load_model(champion.path)
+    return mmm, fitted_features(mmm), champion.version
 
 
 def _publish(
@@ -73,9 +68,9 @@ def _publish(
     )
 
 
-@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS)
 def channel_contributions(
-    context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
+    context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion
 ) -> pd.DataFrame:
     """Weekly contribution of every channel and of the baseline to the target, posterior mean and 94 % HDI.
 
@@ -86,7 +81,7 @@ def channel_contributions(
     from mmm_assets.core.presentation.plots import contributions_plot
 
     cfg = scenario.load()
-    mmm, _, _ = _model(context, scenario, mmm_posterior)
+    mmm, _, _ = _model(context, mmm_champion)
     long = weekly_contributions(mmm)
     wide = wide_means(long)
     totals = _totals(wide, [*cfg.channels, BASELINE])
@@ -101,8 +96,8 @@ def channel_contributions(
     return long
 
 
-@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
-def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel) -> pd.DataFrame:
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS)
+def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion) -> pd.DataFrame:
     """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
     the average weekly spend at which marginal ROAS falls to 1 (breakeven) and the headroom to it.
 
@@ -112,7 +107,7 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     from mmm_assets.core.decisions.roas import channel_roas as compute
     from mmm_assets.core.presentation.plots import roas_plot
 
-    mmm, features, version = _model(context, scenario, mmm_posterior)
+    mmm, features, version = _model(context, mmm_champion)
     table = compute(mmm, features)
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
@@ -121,9 +116,9 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     return table
 
 
-@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS, deps=[mmm_validation])
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS)
 def response_curves(
-    context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel
+    context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion
 ) -> pd.DataFrame:
     """Expected steady-state weekly contribution of each channel over a grid of weekly spend levels (0 to at least
     2x the largest weekly spend seen), mean and 94 % HDI, with the current spend marked. DuckDB `response_curves`.
@@ -132,7 +127,7 @@ def response_curves(
     from mmm_assets.core.presentation.plots import response_curves_plot
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, scenario, mmm_posterior)
+    mmm, features, _ = _model(context, mmm_champion)
     curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
     _publish(
         context, scenario, "response_curves", curves, response_curves_plot(curves),
@@ -165,9 +160,10 @@ def _budget_metadata(result) -> dict:
 
 
 @asset(
-    group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation], freshness_policy=FRESHNESS
+    group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS,
+    freshness_policy=FRESHNESS,
 )
-def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
+def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion):
     """Next period's budget across channels that maximises the expected response (PyMC-Marketing's budget
     optimiser), within each channel's bounds and spending the total to within the configured tolerance; compared
     with the current allocation (expected incremental response, 94 % HDI, uplift). DuckDB `optimized_budget`.
@@ -175,7 +171,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.decisions.budget import optimize_budget
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, scenario, mmm_posterior)
+    mmm, features, _ = _model(context, mmm_champion)
     result = optimize_budget(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
     if result.fallback_used:
         context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
@@ -187,8 +183,8 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     return result
 
 
-@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, deps=[mmm_validation])
-def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource, mmm_posterior: FittedModel):
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS)
+def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion):
     """The same optimisation at several budget levels (default 50 %, 100 %, 150 % of the current budget), in one
     table: the return curve of the whole budget. DuckDB `budget_scenarios`.
     """
@@ -196,7 +192,7 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.presentation.plots import scenarios_plot
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, scenario, mmm_posterior)
+    mmm, features, _ = _model(context, mmm_champion)
     table = compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
     levels = _levels(table)
     _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels), levels=md.table_md(levels))

@@ -15,19 +15,19 @@ from dagster import (
     multi_asset_check,
 )
 
-from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
-from mmm_assets.core.data.calendar import with_calendar
-from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, SCENARIO_COLUMN, TARGET_COLUMN
+from mmm_assets.core.data.features import SOURCE_ATTR
+from mmm_assets.core.data.inputs import weekly_features
 from mmm_assets.core.stores.duckdb_store import content_hash, quote_ident
 from mmm_assets.defs import metadata as md
-from mmm_assets.defs.ingest import OWNERS, SOURCE_ATTR
+from mmm_assets.defs.constants import FEATURES_GROUP, OWNERS
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 TABLE = "mmm_features"
 
 
-@asset(group_name="features", kinds={"duckdb"}, owners=OWNERS, partitions_def=MARKETS)
+@asset(group_name=FEATURES_GROUP, kinds={"duckdb"}, owners=OWNERS, partitions_def=MARKETS)
 def mmm_features(
     context: AssetExecutionContext, scenario: ScenarioResource, marketing_spend: pd.DataFrame
 ) -> MaterializeResult:
@@ -38,9 +38,7 @@ def mmm_features(
     the previous table exactly as it was.
     """
     cfg = scenario.load()
-    source = marketing_spend.attrs.get(SOURCE_ATTR, "marketing_spend")
-    weekly = with_calendar(marketing_spend, cfg)  # the calendar's event flags, stored with the features
-    features = validate_features(weekly, cfg.channels, cfg.controls, cfg.validation.min_weeks, source)
+    features = weekly_features(cfg, marketing_spend)
     version = content_hash(features)
     scenario.store(TABLE, features)
     context.log.info(
@@ -53,7 +51,7 @@ def mmm_features(
             "dagster/column_schema": md.schema(features).value,
             "date_range": md.date_range(features),
             "data_version": version,
-            "source": source,
+            "source": marketing_spend.attrs.get(SOURCE_ATTR, "marketing_spend"),
             "database": MetadataValue.path(str(cfg.paths.duckdb)),
             "preview": md.preview(features),
         },
@@ -78,14 +76,14 @@ def mmm_features(
 )
 def mmm_features_quality(context: AssetCheckExecutionContext, scenario: ScenarioResource):
     """Data-quality checks run against the stored table (what the model will read), not the in-memory frame:
-    the run's market's rows and the columns that market uses."""
+    the rows of the run's scenario and market, and the columns that market uses."""
     cfg = scenario.load()
     columns = (DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls)
-    market = {"market": cfg.market}
+    key = {"scenario": cfg.scenario, "market": cfg.market}
     with scenario.duckdb(cfg) as conn:
         conn.execute(
             f"CREATE OR REPLACE TEMP TABLE market_rows AS SELECT * FROM {quote_ident(TABLE)} "
-            f"WHERE {quote_ident(MARKET_COLUMN)} = $market", market
+            f"WHERE {quote_ident(SCENARIO_COLUMN)} = $scenario AND {quote_ident(MARKET_COLUMN)} = $market", key
         )
         rows = conn.execute("SELECT count(*) FROM market_rows").fetchone()[0]
         bad_steps = conn.execute(

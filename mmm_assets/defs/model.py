@@ -30,7 +30,7 @@ from dagster_mlflow.resources import MlFlow
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.evaluation.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
+from mmm_assets.core.evaluation.metrics import GATES
 from mmm_assets.core.records import FittedModel, ValidationReport
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
 from mmm_assets.core.synthetic.generator import GroundTruth
@@ -201,27 +201,47 @@ def mmm_posterior(
     The fit is an MLflow run (params, tags with the Dagster run, code and data versions, diagnostics, the posterior,
     the scenario file and the feature table as input dataset) and a new version of the registered model.
     """
-    from mmm_assets.core.modelling.fitting import fit
-    from mmm_assets.core.modelling.persistence import save_model
     from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     features = stored_features(scenario, cfg)
     client = tracking.client_for(cfg)
-    pooled_file = None
     with _disk_errors_not_retried():
-        _ensure_room_for_the_model(cfg)
-        if cfg.pooled:
-            result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
-        else:
-            warm_from = _champion_posterior(cfg, client, context.log.info)
-            result = fit(cfg, features, report=context.log.info, warm_from=warm_from)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
-        path = save_model(result.mmm, cfg.paths.models_dir / name, cfg.operations.min_free_disk_mb)
+        result, path, pooled_file = _fit_and_save(context, scenario, cfg, features, client)
     context.log.info(f"saved the posterior to {path}")
-    data_version = content_hash(features)
     run = mlflow.active_run()
+    fitted = _track(context, scenario, cfg, client, run, result, path, features, pooled_file)
+    context.log.info(f"MLflow run {run.info.run_id}, model {tracking.model_name(cfg)} version {fitted.model_version}")
+    url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
+    context.add_output_metadata(_posterior_metadata(cfg, result, fitted, len(features), url))
+    return fitted
+
+
+def _fit_and_save(context: AssetExecutionContext, scenario: ScenarioResource, cfg, features: pd.DataFrame, client):
+    """Fit (or take the market's slice of the pooled fit) and save it as a new model file; returns the fit, the file
+    and the pooled model's file (None when the market is fitted on its own)."""
+    from mmm_assets.core.modelling.fitting import fit
+    from mmm_assets.core.modelling.persistence import save_model
+
+    pooled_file = None
+    _ensure_room_for_the_model(cfg)
+    if cfg.pooled:
+        result, pooled_file = _pooled_view(scenario, cfg, context.log.info)
+    else:
+        warm_from = _champion_posterior(cfg, client, context.log.info)
+        result = fit(cfg, features, report=context.log.info, warm_from=warm_from)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"mmm_{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}.nc"
+    return result, save_model(result.mmm, cfg.paths.models_dir / name, cfg.operations.min_free_disk_mb), pooled_file
+
+
+def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, client, run, result, path: Path,
+           features: pd.DataFrame, pooled_file) -> FittedModel:
+    """Log the fit to its MLflow run (lineage tags, params, metrics, inputs) and register the model file as a new
+    version of the market's model; returns the record the downstream assets get."""
+    from mmm_assets.core.stores import tracking
+
+    data_version = content_hash(features)
     lineage = {
         "dagster_run_id": context.run_id,
         "dagster_asset_key": context.asset_key.to_user_string(),
@@ -235,46 +255,41 @@ def mmm_posterior(
     tracking.log_fit(
         client, run.info.run_id, cfg, tags=lineage,
         metrics={**result.diagnostics.as_dict(), "fit_wall_seconds": result.wall_seconds},
-        model_file=path, config_file=Path(scenario.config_path), features=features, data_version=data_version,
+        config_file=Path(scenario.config_path), features=features, data_version=data_version,
     )
-    version = tracking.register_version(client, cfg, run.info.run_id, {**lineage, "data_version": data_version})
-    url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
-    context.log.info(f"MLflow run {run.info.run_id}, model {tracking.model_name(cfg)} version {version}")
-    fitted = FittedModel(
-        path=str(path),
-        scenario=cfg.scenario,
-        sampler=result.sampler,
-        chains=result.chains,
-        draws=result.draws,
-        tune=result.tune,
-        wall_seconds=result.wall_seconds,
-        diagnostics=result.diagnostics.as_dict(),
-        data_version=data_version,
-        mlflow_run_id=run.info.run_id,
-        model_version=version,
+    version = tracking.register_version(
+        client, cfg, run.info.run_id, {**lineage, "data_version": data_version}, model_file=path
     )
+    return FittedModel(
+        path=str(path), scenario=cfg.scenario, sampler=result.sampler, chains=result.chains, draws=result.draws,
+        tune=result.tune, wall_seconds=result.wall_seconds, diagnostics=result.diagnostics.as_dict(),
+        data_version=data_version, mlflow_run_id=run.info.run_id, model_version=version,
+    )
+
+
+def _posterior_metadata(cfg, result, fitted: FittedModel, weeks: int, url: str) -> dict:
+    """What the UI shows of a fit: sampler, draws, diagnostics, the model file, the MLflow run and version."""
+    from mmm_assets.core.stores import tracking
+
     d = result.diagnostics
-    context.add_output_metadata(
-        {
-            "sampler": result.sampler,
-            "draws_x_chains": f"{result.draws} x {result.chains} (after {result.tune} tuning steps)",
-            "warm_start": result.warm_start or "none (cold)",
-            "fit_wall_seconds": round(result.wall_seconds, 1),
-            "divergences": d.divergences,
-            "max_rhat": round(d.max_rhat, 4),
-            "worst_rhat_parameter": d.worst_rhat_parameter,
-            "min_ess_bulk": round(d.min_ess_bulk, 1),
-            "min_ess_tail": round(d.min_ess_tail, 1),
-            "weeks": len(features),
-            "data_version": fitted.data_version,
-            # not "path": the IO manager adds its own "path" (the pickled output), which would replace this one
-            "model_file": MetadataValue.path(str(path)),
-            "mlflow_run_id": run.info.run_id,
-            "mlflow_run": MetadataValue.url(url),
-            "model_version": f"{tracking.model_name(cfg)} v{version}",
-        }
-    )
-    return fitted
+    return {
+        "sampler": result.sampler,
+        "draws_x_chains": f"{result.draws} x {result.chains} (after {result.tune} tuning steps)",
+        "warm_start": result.warm_start or "none (cold)",
+        "fit_wall_seconds": round(result.wall_seconds, 1),
+        "divergences": d.divergences,
+        "max_rhat": round(d.max_rhat, 4),
+        "worst_rhat_parameter": d.worst_rhat_parameter,
+        "min_ess_bulk": round(d.min_ess_bulk, 1),
+        "min_ess_tail": round(d.min_ess_tail, 1),
+        "weeks": weeks,
+        "data_version": fitted.data_version,
+        # not "path": the IO manager adds its own "path" (the pickled output), which would replace this one
+        "model_file": MetadataValue.path(fitted.path),
+        "mlflow_run_id": fitted.mlflow_run_id,
+        "mlflow_run": MetadataValue.url(url),
+        "model_version": f"{tracking.model_name(cfg)} v{fitted.model_version}",
+    }
 
 
 def fit_title(cfg) -> str:
@@ -334,66 +349,55 @@ def mmm_validation(
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
-    from mmm_assets.core.modelling.forecast import holdout_forecast, in_sample_prediction
+    from mmm_assets.core.evaluation.validation import validate
     from mmm_assets.core.modelling.persistence import load_model
-    from mmm_assets.core.modelling.posterior import posterior_parameters
-    from mmm_assets.core.presentation.plots import fit_plot, recovery_plot
     from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
     features = stored_features(scenario, cfg)
     mmm = load_model(mmm_posterior.path)
-    in_sample = in_sample_prediction(mmm, features)
-    metrics: dict[str, float] = {
-        "in_sample_r2": r2(in_sample["actual"], in_sample["predicted_mean"]),
-        "in_sample_mape_pct": mape_pct(in_sample["actual"], in_sample["predicted_mean"]),
-        **mmm_posterior.diagnostics,
-    }
-    holdout, holdout_method = None, "switched off"
-    weeks = cfg.validation.holdout_weeks
-    if weeks:
-        if cfg.pooled:
-            holdout, holdout_method = _pooled_holdout(scenario, cfg, weeks, context.log.info), "pooled refit"
-        else:
-            forecast = holdout_forecast(cfg, features, weeks, report=context.log.info, fitted=mmm)
-            holdout = forecast.frame
-            holdout_method = forecast.method
-            if forecast.pareto_k is not None:
-                metrics["holdout_pareto_k"] = forecast.pareto_k
-        metrics["holdout_r2"] = r2(holdout["actual"], holdout["predicted_mean"])
-        metrics["holdout_mape_pct"] = mape_pct(holdout["actual"], holdout["predicted_mean"])
-    table = None
-    if ground_truth is not None:
-        table = recovery(posterior_parameters(mmm), ground_truth.parameters)
-        for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
-            metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
-    gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
-    report = ValidationReport(
-        metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=holdout,
-        model_version=mmm_posterior.model_version,
-    )
-    tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, metrics, prefix="validation.")
+    held_out = _holdout(scenario, cfg, features, mmm, context.log.info)
+    truth = ground_truth.parameters if ground_truth is not None else None
+    report = validate(cfg, features, mmm, mmm_posterior.diagnostics, held_out, truth, mmm_posterior.model_version)
+    tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, report.metrics, prefix="validation.")
     scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))
     failed = report.failed_gates()
+    if failed:  # the verdict is known here; promotion waits for mmm_champion, which the blocking gates guard
+        decision = tracking.promote_or_reject(tracking.client_for(cfg), cfg, mmm_posterior.model_version, failed)
+        context.log.info(f"model {tracking.model_name(cfg)} v{mmm_posterior.model_version}: {decision}")
     context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
-    gate_table = pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]
+    context.add_output_metadata(
+        {**_validation_metadata(cfg, report, held_out.method), **_calibration_reports(scenario, cfg, mmm)}
+    )
+    return report
+
+
+def _holdout(scenario: ScenarioResource, cfg, features: pd.DataFrame, mmm, report):
+    """The holdout forecast: one pooled refit shared by every market, or the market's own (core.evaluation)."""
+    from mmm_assets.core.evaluation.validation import HoldoutResult, holdout
+
+    if cfg.pooled and cfg.validation.holdout_weeks:
+        return HoldoutResult(_pooled_holdout(scenario, cfg, cfg.validation.holdout_weeks, report), "pooled refit")
+    return holdout(cfg, features, mmm, report)
+
+
+def _validation_metadata(cfg, report: ValidationReport, holdout_method: str) -> dict:
+    """What the UI shows of a validation: every metric, the gates, the fit and recovery plots."""
+    from mmm_assets.core.presentation.plots import fit_plot, recovery_plot
+
+    gate_table = pd.DataFrame(report.gates)[["gate", "value", "direction", "threshold", "passed"]]
     meta = {
-        **{name: MetadataValue.float(shown(value)) for name, value in metrics.items()},
+        **{name: MetadataValue.float(shown(value)) for name, value in report.metrics.items()},
         "gates": md.table_md(gate_table),
-        "failed_gates": ", ".join(failed) or "none",
+        "failed_gates": ", ".join(report.failed_gates()) or "none",
         "holdout_method": holdout_method,
-        "fit_plot": md.image(
-            fit_plot(in_sample, holdout, fit_title(cfg)),
-            "actual vs fitted",
-        ),
+        "fit_plot": md.image(fit_plot(report.in_sample, report.holdout, fit_title(cfg)), "actual vs fitted"),
         "history_table": MetadataValue.text(HISTORY_TABLE),
     }
-    if table is not None:
-        meta["recovery"] = md.table_md(table.drop(columns=["error_kind"]))
-        meta["recovery_plot"] = md.image(recovery_plot(table), "recovered vs true parameters")
-    meta.update(_calibration_reports(scenario, cfg, mmm))
-    context.add_output_metadata(meta)
-    return report
+    if report.recovery is not None:
+        meta["recovery"] = md.table_md(report.recovery.drop(columns=["error_kind"]))
+        meta["recovery_plot"] = md.image(recovery_plot(report.recovery), "recovered vs true parameters")
+    return meta
 
 
 def _calibration_reports(scenario: ScenarioResource, cfg, mmm) -> dict:
@@ -423,20 +427,12 @@ def _calibration_reports(scenario: ScenarioResource, cfg, mmm) -> dict:
         for gate in GATES
     ],
 )
-def mmm_quality_gates(context: AssetCheckExecutionContext, scenario: ScenarioResource, mmm_validation: ValidationReport):
-    """Blocking gates: a model that fails any of them stops every downstream asset in the run.
-
-    The same verdict moves the registry: all gates passed -> the fitted version becomes `champion`; otherwise it is
-    tagged a rejected challenger with the failing gates, and the champion people use stays where it was.
+def mmm_quality_gates(context: AssetCheckExecutionContext, mmm_validation: ValidationReport):
+    """Blocking gates: a model that fails any of them stops every downstream asset in the run, `mmm_champion` first,
+    so the registry's champion stays where it was (`mmm_validation` has tagged the version a rejected challenger).
+    The checks only read the report: they move nothing.
     """
-    from mmm_assets.core.stores import tracking
-
-    cfg = scenario.load()
-    failed = mmm_validation.failed_gates()
-    decision = "no model version"
-    if mmm_validation.model_version is not None:
-        decision = tracking.promote_or_reject(tracking.client_for(cfg), cfg, mmm_validation.model_version, failed)
-        context.log.info(f"model {tracking.model_name(cfg)} v{mmm_validation.model_version}: {decision}")
+    decision = "rejected_challenger" if mmm_validation.failed_gates() else "to be promoted by mmm_champion"
     for gate in mmm_validation.gates:
         yield AssetCheckResult(
             check_name=gate["gate"],

@@ -5,7 +5,6 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import duckdb
@@ -17,36 +16,24 @@ from pydantic import Field, PrivateAttr
 
 from mmm_assets.core.config import (
     ENV_CONFIG,
-    MARKET_COLUMN,
     ConfigError,
     FilesSource,
     MMMConfig,
-    OperationsConfig,
     load_config,
 )
+
+# default_operations is re-exported for defs/model.py until it imports it from the core
+from mmm_assets.core.config.paths import PROJECT_DIR, default_config_path
+from mmm_assets.core.config.paths import default_operations as default_operations
 from mmm_assets.core.stores.duckdb_store import (
     append_rows,
     connect,
     ensure_free_space,
     read_market,
-    read_table,
+    read_scenario,
     replace_market,
 )
-
-#: The run tag holding a run's partition, here its market.
-PARTITION_TAG = "dagster/partition"
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.yaml"
-
-
-def default_config_path() -> str:
-    return os.environ.get(ENV_CONFIG) or str(DEFAULT_CONFIG)
-
-
-@functools.cache
-def default_operations() -> OperationsConfig:
-    """Operations settings of the default scenario, for what Dagster fixes at load time (schedule, freshness)."""
-    return load_config(default_config_path()).operations
+from mmm_assets.defs.constants import PARTITION_TAG
 
 
 class ScenarioResource(ConfigurableResource):
@@ -115,28 +102,29 @@ class ScenarioResource(ConfigurableResource):
             yield conn
 
     def store(self, table: str, frame: pd.DataFrame) -> None:
-        """Replace the run's market's rows of ``table`` with ``frame`` (one transaction)."""
+        """Replace the rows of the run's scenario and market in ``table`` with ``frame`` (one transaction)."""
         cfg = self.load()
         with self.duckdb(cfg) as conn:
-            replace_market(conn, table, frame, cfg.market)
+            replace_market(conn, table, frame, cfg.market, scenario=cfg.scenario)
 
     def append(self, table: str, frame: pd.DataFrame) -> None:
-        """Append ``frame`` to ``table`` as rows of the run's market."""
+        """Append ``frame`` to ``table`` as rows of the run's scenario and market."""
         cfg = self.load()
         with self.duckdb(cfg) as conn:
-            append_rows(conn, table, frame.assign(**{MARKET_COLUMN: cfg.market}))
+            append_rows(conn, table, frame, scenario=cfg.scenario, market=cfg.market)
 
     def read_every_market(self, table: str) -> pd.DataFrame:
-        """Every market's rows of ``table``, with the market column (what a pooled model reads)."""
+        """Every market's rows of ``table`` in the run's scenario, with the market column (what a pooled model
+        reads)."""
         cfg = self.load()
         with self.duckdb(cfg) as conn:
-            return read_table(conn, table)
+            return read_scenario(conn, table, cfg.scenario)
 
     def read(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """The run's market's rows of ``table`` (without the market column)."""
+        """The rows of the run's scenario and market in ``table`` (without those two columns)."""
         cfg = self.load()
         with self.duckdb(cfg) as conn:
-            return read_market(conn, table, cfg.market, columns)
+            return read_market(conn, table, cfg.market, columns, scenario=cfg.scenario)
 
 
 class LazyMlflow:
@@ -149,6 +137,7 @@ class LazyMlflow:
 
     @property
     def started(self) -> bool:
+        """Whether the MLflow run was started (a step used the resource)."""
         return self._tracking is not None
 
     def end_run(self, *args, **kwargs) -> None:

@@ -1,1 +1,2 @@
-"""Tests of the Dagster layer (mmm_assets.defs and definitions): assets, checks, automation, pool waits, outcomes."""
+"""Tests of the Dagster layer (mmm_assets.defs and definitions): assets, checks, schedules, sensors, alerts, pool
+waits, outcomes."""

@@ -8,14 +8,14 @@ from pathlib import Path
 import yaml
 from dagster import AssetKey, DagsterInstance, Definitions, job, op
 
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.definitions import defs
 from mmm_assets.defs.model import FIT_POOL
 from mmm_assets.defs.partitions import MARKETS
-from mmm_assets.defs.resources import PROJECT_DIR
 
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
-    "mmm_posterior": "model", "mmm_validation": "model", "mmm_cross_validation": "model",
+    "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
     "channel_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "mmm_report": "decisions",
@@ -45,12 +45,16 @@ def test_weekly_refresh_selects_the_whole_graph_and_every_check():
             "adstock_alpha_recovery", "holdout_mape", "enough_weeks", "weekly_contiguous"} <= checks
 
 
-def test_every_decision_sits_downstream_of_the_gated_validation():
+def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validation():
     graph = defs.resolve_asset_graph()
-    validation = AssetKey("mmm_validation")
+    validation, champion = AssetKey("mmm_validation"), AssetKey("mmm_champion")
+    assert validation in graph.get(champion).parent_keys
     for name, group in EXPECTED_GROUPS.items():
         if group == "decisions":
-            assert validation in graph.get_ancestor_asset_keys(AssetKey(name)), name
+            assert {validation, champion} <= graph.get_ancestor_asset_keys(AssetKey(name)), name
+    for name in ("channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios"):
+        parents = graph.get(AssetKey(name)).parent_keys
+        assert champion in parents and AssetKey("mmm_posterior") not in parents, name
 
 
 def test_the_gates_block_and_the_advisory_checks_do_not():

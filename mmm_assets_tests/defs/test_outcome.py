@@ -1,6 +1,6 @@
 """How a failed run is told to the person and the script that started it: the cause's class decides the exit code,
 the cause's own message is shown (mmm_assets/defs/outcome.py, cli.worst). The whole-run cases (bad input 2, failed
-gates 1, MLflow unreachable 3, SIGTERM 130) are asserted on real refreshes in test_automation, test_faults and
+gates 1, MLflow unreachable 3, SIGTERM 130) are asserted on real refreshes in test_alerts, test_faults and
 test_crash_recovery."""
 
 from types import SimpleNamespace

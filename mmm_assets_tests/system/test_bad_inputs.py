@@ -23,12 +23,13 @@ import pytest
 from dagster import DagsterEvent, ExecuteInProcessResult
 
 from mmm_assets.core.config import DEFAULT_MARKET, ColumnMapping, load_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.errors import day
 from mmm_assets.core.stores.duckdb_store import read_market, read_table
 from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
-from mmm_assets.defs.resources import DEFAULT_CONFIG, ScenarioResource
+from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.conftest import materialize_market, merge, write_scenario
 
 COLUMNS = {
@@ -379,7 +380,7 @@ def _ingested(tmp_path: Path, data: pd.DataFrame, overrides: dict, write: Writer
     result = _ingest(config)
     assert result.success, errors(result.all_events)
     with duckdb.connect(str(load_config(config).paths.duckdb), read_only=True) as conn:
-        return read_market(conn, TABLE, DEFAULT_MARKET)
+        return read_market(conn, TABLE, DEFAULT_MARKET, scenario=load_config(config).scenario)
 
 
 def _canonical(data: pd.DataFrame) -> pd.DataFrame:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.defs import recovery
 from mmm_assets.defs.model import FIT_POOL
 from mmm_assets.defs.outcome import Exit
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.system.test_faults import TINY
 
 #: Where each refresh of the chain is killed: a line its log prints in that step. The fit and the validation hold

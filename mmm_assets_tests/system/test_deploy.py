@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmm_assets.defs.resources import PROJECT_DIR
+from mmm_assets.core.config.paths import PROJECT_DIR
 
 DEPLOY = PROJECT_DIR / "deploy"
 INSTANCE = DEPLOY / "dagster.yaml"

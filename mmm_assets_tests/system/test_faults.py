@@ -28,13 +28,14 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPo
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.stores import duckdb_store as storage
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.stores.duckdb_store import read_table, replace_market
 from mmm_assets.definitions import defs
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
-from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
+from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.conftest import execute_market, materialize_market, merge
 from mmm_assets_tests.system.test_bad_inputs import errors
 
@@ -100,7 +101,7 @@ while True:
     version += 1
     n = rows + version
     print(f"writing:{version}", flush=True)
-    replace_market(conn, "big", pd.DataFrame({"version": np.full(n, version), "x": np.arange(n, dtype="float64")}), "m")
+    replace_market(conn, "big", pd.DataFrame({"version": np.full(n, version), "x": np.arange(n, dtype="float64")}), "m", scenario="s")
     print(f"committed:{version}", flush=True)
 """
 
@@ -110,8 +111,8 @@ def test_a_table_replace_killed_mid_write_leaves_the_old_or_the_new_table(tmp_pa
     and the other market's rows never touched."""
     path, rows = tmp_path / "big.duckdb", 3_000_000
     with duckdb.connect(str(path)) as conn:
-        replace_market(conn, "big", pd.DataFrame({"version": np.zeros(rows, dtype="int64"), "x": np.arange(rows, dtype="float64")}), "m")
-        replace_market(conn, "big", pd.DataFrame({"version": [-1], "x": [0.0]}), "other")
+        replace_market(conn, "big", pd.DataFrame({"version": np.zeros(rows, dtype="int64"), "x": np.arange(rows, dtype="float64")}), "m", scenario="s")
+        replace_market(conn, "big", pd.DataFrame({"version": [-1], "x": [0.0]}), "other", scenario="s")
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     mid_write = 0

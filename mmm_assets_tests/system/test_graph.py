@@ -15,19 +15,21 @@ from dagster import DagsterEventType, DagsterInstance
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.stores.duckdb_store import content_hash
 from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.definitions import ASSETS
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend
-from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource
+from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.conftest import SMALL, materialize_market, merge, write_scenario
 
 ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
 #: The small scenario with the optional time-slice cross-validation on (2 folds), so every asset materialises.
 WITH_CV = merge(SMALL, {"validation": {"cross_validation": {"enabled": True, "max_folds": 2, "draws": 150}}})
-DECISIONS = ["channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
+#: What a failed gate keeps from being materialised: the champion and every decision behind it.
+DECISIONS = ["mmm_champion", "channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
              "budget_recommendations", "mmm_report"]
 
 
@@ -127,7 +129,7 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
     assert tags["dagster_run_id"] == dagster_run_id and tags["dagster_asset_key"] == "mmm_posterior"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags["code_version"])
     features = _tables(cfg.paths.duckdb)["mmm_features"]
-    assert set(features.pop("market")) == {DEFAULT_MARKET}
+    assert set(features.pop("market")) == {DEFAULT_MARKET} and set(features.pop("scenario")) == {cfg.scenario}
     assert tags["data_version"] == content_hash(features)
     assert tags["dagster_partition"] == tags["market"] == DEFAULT_MARKET
     assert run.data.params["sampler.draws"] == str(cfg.sampler.draws)
@@ -136,11 +138,12 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
         run.data.metrics
     )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"posterior", "config", "report"} <= artifacts
+    assert {"config", "report"} <= artifacts and "posterior" not in artifacts  # the posterior is the model's artifact
     (dataset,) = run.inputs.dataset_inputs
     assert (dataset.dataset.name, dataset.dataset.digest) == ("mmm_features", tags["data_version"])
     champion = tracking.champion(client, cfg.for_market(DEFAULT_MARKET))
     assert champion.run_id == run.info.run_id and champion.tags["status"] == "champion"
+    assert champion.source.startswith("models:/m-") and champion.tags["data_version"] == tags["data_version"]
 
 
 @pytest.mark.slow
@@ -245,7 +248,7 @@ def test_sample_landing_file_is_read_back_unchanged(write_config, tmp_path):
     assert cli.main(["sample-landing", "--config", resource.config_path]) == 0
     assert _ingest(resource).success
     frame, _ = generate(load_config("config/default.yaml").data.synthetic)
-    stored = _tables(cfg.paths.duckdb)["mmm_features"].drop(columns="market")
+    stored = _tables(cfg.paths.duckdb)["mmm_features"].drop(columns=["scenario", "market"])
     pd.testing.assert_frame_equal(stored, frame[stored.columns], check_dtype=False)
 
 

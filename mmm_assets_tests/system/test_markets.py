@@ -13,12 +13,12 @@ from dagster import DagsterEventType, DagsterInstance
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, ConfigError, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.ingest import landing_markets, read_landing_file, resolve_landing_file
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.defs.partitions import MARKETS
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 DECISION_TABLES = ["channel_contributions", "channel_roas", "response_curves", "optimized_budget",

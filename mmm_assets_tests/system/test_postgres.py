@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from mmm_assets.core.config import load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.stores import tracking
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 pytestmark = pytest.mark.slow

@@ -24,13 +24,13 @@ from dagster import DagsterEventType, DagsterInstance, serialize_value
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, ConfigError, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.stores.duckdb_store import read_table, replace_market, table_exists
-from mmm_assets.defs.automation import run_failure_alert_sensor
-from mmm_assets.defs.resources import PROJECT_DIR
+from mmm_assets.defs.alerts import run_failure_alert_sensor
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.core.stores.test_alerts import SECRET, Webhook
-from mmm_assets_tests.defs.test_automation import _evaluate
+from mmm_assets_tests.defs.test_alerts import _evaluate
 from mmm_assets_tests.system.test_faults import mlflow_http_env  # noqa: F401  (a fixture used below)
 
 SOURCES = sorted((PROJECT_DIR / "mmm_assets").rglob("*.py"))
@@ -79,9 +79,9 @@ def test_sql_text_is_formatted_from_quoted_identifiers_only() -> None:
 def test_values_travel_as_data_not_sql(tmp_path: Path) -> None:
     hostile = "x'); DROP TABLE t; --"
     with duckdb.connect(str(tmp_path / "t.duckdb")) as conn:
-        replace_market(conn, "t", pd.DataFrame({"note": [hostile], "value": [1.0]}), "north")
+        replace_market(conn, "t", pd.DataFrame({"note": [hostile], "value": [1.0]}), "north", scenario=hostile)
         assert not table_exists(conn, "t' OR '1'='1")  # a bound parameter, not SQL
-        assert read_table(conn, "t")["note"].tolist() == [hostile]
+        assert read_table(conn, "t")[["scenario", "note"]].values.tolist() == [[hostile, hostile]]
 
 
 def test_nothing_is_unpickled_or_evaluated() -> None:

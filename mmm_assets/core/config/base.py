@@ -25,7 +25,9 @@ DATE_COLUMN = "date"
 TARGET_COLUMN = "y"
 #: The column that says which market a row belongs to (landing files with several markets, stored tables).
 MARKET_COLUMN = "market"
-RESERVED = {DATE_COLUMN, TARGET_COLUMN, MARKET_COLUMN}
+#: The column that says which scenario a stored row belongs to: scenarios sharing a DuckDB file keep their own rows.
+SCENARIO_COLUMN = "scenario"
+RESERVED = {DATE_COLUMN, TARGET_COLUMN, MARKET_COLUMN, SCENARIO_COLUMN}
 #: The one market of a scenario that lists none.
 DEFAULT_MARKET = "national"
 

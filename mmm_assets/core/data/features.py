@@ -20,6 +20,8 @@ WEEK = pd.Timedelta(days=7)
 DAY = pd.Timedelta(days=1)
 #: The frame attribute mapping each canonical column to the landing file's own name for it (messages use it).
 SOURCE_COLUMNS_ATTR = "source_columns"
+#: The frame attribute that says where the weekly data came from (validation messages name it).
+SOURCE_ATTR = "source"
 
 
 def _column(column: str, role: str, names: Mapping[str, str]) -> str:

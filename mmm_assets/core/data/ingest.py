@@ -34,9 +34,9 @@ from mmm_assets.core.config import (
     ColumnMapping,
     FilesSource,
 )
-from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
 from mmm_assets.core.data.features import SOURCE_COLUMNS_ATTR
 from mmm_assets.core.data.landing_csv import NO_ROWS, read_csv_columns
+from mmm_assets.core.errors import InputError, day, examples, raise_if_problems
 from mmm_assets.core.stores.duckdb_store import MB, shown_mb
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")

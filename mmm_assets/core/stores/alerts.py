@@ -1,7 +1,7 @@
 """Alerts: what went wrong in an unattended run, kept in an append-only JSONL log and posted to a chat webhook.
 
-Plain Python (no Dagster): the sensors in :mod:`mmm_assets.defs.automation` build :class:`Alert` records and call
-:func:`send`. The webhook URL is a secret: it is never logged and never part of an exception or a record; messages
+Plain Python (no Dagster): the sensors in :mod:`mmm_assets.defs.alerts` and :mod:`mmm_assets.defs.sensors` build
+:class:`Alert` records and call :func:`deliver`. The webhook URL is a secret: it is never logged and never part of an exception or a record; messages
 name the environment variable that holds it instead.
 """
 
@@ -17,9 +17,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mmm_assets.core.config import MMMConfig
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +213,19 @@ def send(
     except WebhookError as err:
         return Delivery(logged_to=log_path, posted=False, webhook_error=str(err))
     return Delivery(logged_to=log_path, posted=True)
+
+
+def deliver(log: logging.Logger | logging.LoggerAdapter, cfg: MMMConfig, alerts: Sequence[Alert]) -> list[str]:
+    """Send every alert to the scenario's destinations (its JSONL log always, the webhook in the variable named by
+    ``operations.alert_webhook_env`` when it is set); log and return the webhook errors."""
+    env = cfg.operations.alert_webhook_env
+    url = os.environ.get(env) or None
+    errors = []
+    for alert in alerts:
+        done = send(alert, url, cfg.paths.alerts_log, webhook_env=env)
+        posted = f", posted to the webhook in ${env}" if done.posted else ""
+        log.info(f"alert {alert.title}: logged to {done.logged_to}{posted}")
+        if done.webhook_error:
+            log.error(done.webhook_error)
+            errors.append(done.webhook_error)
+    return errors

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from mmm_assets.core.config import MARKET_COLUMN
+from mmm_assets.core.config import MARKET_COLUMN, SCENARIO_COLUMN
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: DuckDB type names as DESCRIBE reports them: a word, optionally with a precision (DECIMAL(18,3)) or a list suffix.
@@ -171,9 +171,25 @@ def _table(name: str) -> str:
     return quote_ident(name)
 
 
-def append_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Append ``frame`` to ``table`` atomically: created on first use, new columns added (NULL in older rows)."""
-    _write(conn, table, frame, replace_market=None)
+def append_rows(
+    conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, *, scenario: str | None = None,
+    market: str | None = None,
+) -> None:
+    """Append ``frame`` to ``table`` atomically: created on first use, new columns added (NULL in older rows).
+
+    With ``scenario`` (and ``market``) the rows are stamped with them in leading columns; a table from before the
+    scenario column gets it, its older rows counted as ``scenario``'s (see :func:`replace_market`).
+    """
+    _write(conn, table, _keyed(frame, scenario, market), scenario, replace_market=None)
+
+
+def _keyed(frame: pd.DataFrame, scenario: str | None, market: str | None) -> pd.DataFrame:
+    """``frame`` with ``scenario`` and ``market`` as its first columns (those given; a column of that name is replaced)."""
+    keys = {name: value for name, value in ((SCENARIO_COLUMN, scenario), (MARKET_COLUMN, market)) if value is not None}
+    staged = frame.drop(columns=list(keys), errors="ignore")
+    for position, (name, value) in enumerate(keys.items()):
+        staged.insert(position, name, value)
+    return staged
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -188,20 +204,27 @@ def _sql_type(kind: str) -> str:
     return kind
 
 
-def replace_market(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, market: str) -> None:
-    """Replace one market's rows of ``table`` with ``frame`` atomically; other markets' rows stay as they are.
+def replace_market(
+    conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, market: str, *, scenario: str
+) -> None:
+    """Replace one scenario's market's rows of ``table`` with ``frame`` atomically; other markets' and other
+    scenarios' rows stay as they are.
 
-    The table keeps a ``market`` column. Columns only this market has (e.g. a channel other markets do not run) are
-    added to the table (NULL for the other markets). A table from before markets existed (no ``market`` column) is
-    replaced as a whole.
+    The table keeps ``scenario`` and ``market`` columns: scenarios are namespaces, so two scenarios sharing a DuckDB
+    file and a market name keep their own rows. Columns only this market has (e.g. a channel other markets do not
+    run) are added to the table (NULL for the others). A table from before markets existed (no ``market`` column) is
+    replaced as a whole; one from before scenarios (a ``market`` column but no ``scenario``) gets the column, its
+    rows counted as the writer's scenario (one scenario per file was the only safe use then), in the same
+    transaction; a read adopts them the same way (:func:`adopt_rows`).
     """
-    staged = frame.copy()
-    staged.insert(0, MARKET_COLUMN, market)
-    _write(conn, table, staged, replace_market=market)
+    _write(conn, table, _keyed(frame, scenario, market), scenario, replace_market=market)
 
 
-def _write(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, replace_market: str | None) -> None:
-    """Insert ``frame`` into ``table`` in one transaction, first deleting ``replace_market``'s rows when given."""
+def _write(
+    conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, scenario: str | None, replace_market: str | None
+) -> None:
+    """Insert ``frame`` into ``table`` in one transaction, first deleting the rows of (``scenario``,
+    ``replace_market``) when a market is given."""
     view = f"_staged_{uuid.uuid4().hex}"
     conn.register(view, frame)
     try:
@@ -211,11 +234,18 @@ def _write(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, rep
             if not existing or (replace_market is not None and MARKET_COLUMN not in existing):
                 conn.execute(f"CREATE OR REPLACE TABLE {_table(table)} AS SELECT * FROM {_table(view)}")
             else:
+                if scenario is not None:
+                    _adopt(conn, table, scenario, existing)
+                    existing = _columns(conn, table)
                 for name, kind in _columns(conn, view).items():
                     if name not in existing:
                         conn.execute(f"ALTER TABLE {_table(table)} ADD COLUMN {quote_ident(name)} {_sql_type(kind)}")
                 if replace_market is not None:
-                    conn.execute(f"DELETE FROM {_table(table)} WHERE {quote_ident(MARKET_COLUMN)} = ?", [replace_market])
+                    conn.execute(
+                        f"DELETE FROM {_table(table)} WHERE {quote_ident(SCENARIO_COLUMN)} = ? "
+                        f"AND {quote_ident(MARKET_COLUMN)} = ?",
+                        [scenario, replace_market],
+                    )
                 conn.execute(f"INSERT INTO {_table(table)} BY NAME SELECT * FROM {_table(view)}")
             conn.execute("COMMIT")
         except BaseException:
@@ -225,20 +255,53 @@ def _write(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, rep
         conn.unregister(view)
 
 
+def adopt_rows(conn: duckdb.DuckDBPyConnection, table: str, scenario: str) -> None:
+    """Give a table from before scenarios (no ``scenario`` column) the column, every existing row counted as
+    ``scenario``'s, in one transaction: the migration of an older DuckDB file, done by the first scenario that
+    writes or reads the table. Tables that have the column are left as they are."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        _adopt(conn, table, scenario, _columns(conn, table))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _adopt(conn: duckdb.DuckDBPyConnection, table: str, scenario: str, columns: Mapping[str, str]) -> None:
+    if SCENARIO_COLUMN in columns:
+        return
+    conn.execute(f"ALTER TABLE {_table(table)} ADD COLUMN {quote_ident(SCENARIO_COLUMN)} VARCHAR")
+    conn.execute(f"UPDATE {_table(table)} SET {quote_ident(SCENARIO_COLUMN)} = ?", [scenario])
+
+
 def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
-    """The whole table, every market."""
+    """The whole table, every scenario and market."""
     return conn.execute(f"SELECT * FROM {_table(table)}").df()
 
 
+def read_scenario(conn: duckdb.DuckDBPyConnection, table: str, scenario: str) -> pd.DataFrame:
+    """Every market's rows of one scenario's ``table``, with the market column and without the scenario column."""
+    adopt_rows(conn, table, scenario)
+    rows = conn.execute(f"SELECT * FROM {_table(table)} WHERE {quote_ident(SCENARIO_COLUMN)} = ?", [scenario]).df()
+    return rows.drop(columns=SCENARIO_COLUMN)
+
+
 def read_market(
-    conn: duckdb.DuckDBPyConnection, table: str, market: str, columns: list[str] | None = None
+    conn: duckdb.DuckDBPyConnection, table: str, market: str, columns: list[str] | None = None, *, scenario: str
 ) -> pd.DataFrame:
-    """One market's rows of ``table`` without the market column (only ``columns``, in that order, when given)."""
-    rows = conn.execute(f"SELECT * FROM {_table(table)} WHERE {quote_ident(MARKET_COLUMN)} = ?", [market]).df()
-    return rows[columns] if columns is not None else rows.drop(columns=MARKET_COLUMN)
+    """One scenario's market's rows of ``table`` without the scenario and market columns (only ``columns``, in that
+    order, when given)."""
+    adopt_rows(conn, table, scenario)
+    rows = conn.execute(
+        f"SELECT * FROM {_table(table)} WHERE {quote_ident(SCENARIO_COLUMN)} = ? AND {quote_ident(MARKET_COLUMN)} = ?",
+        [scenario, market],
+    ).df()
+    return rows[columns] if columns is not None else rows.drop(columns=[SCENARIO_COLUMN, MARKET_COLUMN])
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` exists in the database's main schema."""
     # fetchall, not fetchone: DuckDB refuses a later write on a connection that has an unfinished result
     ((count,),) = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [table]

@@ -2,10 +2,11 @@
 
 Every fit is an MLflow run (started by dagster-mlflow, one per Dagster run) carrying the Dagster run id, the asset,
 the code version and the data version as tags; the model and sampler settings as params; the fit's diagnostics and
-every validation metric as metrics; the posterior netCDF and the scenario YAML as artifacts; the feature table as
-the run's input dataset. Each fit registers a model version. The alias ``champion`` moves to a version only when
-all of its blocking gates passed; otherwise the version is tagged as a rejected challenger with the failing gates,
-and the champion stays where it was.
+every validation metric as metrics; the scenario YAML as an artifact; the feature table as the run's input dataset.
+Each fit logs an MLflow model (MLflow's "models from code": ``mlflow_model.py`` with the posterior netCDF as its
+artifact, loadable by ``mlflow.pyfunc.load_model`` without this package and without unpickling) and registers it as
+a new version. The alias ``champion`` moves to a version only when all of its blocking gates passed; otherwise the
+version is tagged as a rejected challenger with the failing gates, and the champion stays where it was.
 
 The tracking URI is a secret when it embeds credentials: it is read from the environment, its ``user:password``
 goes to MLflow through MLflow's own variables, and it is only ever shown with its credentials removed. A remote
@@ -16,12 +17,15 @@ retries, which take minutes and quote the full URI in their errors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -31,9 +35,12 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelSignature
+from mlflow.types import ColSpec, Schema
 from mlflow.utils.time import get_current_time_millis
 
-from mmm_assets.core.config import MMMConfig
+from mmm_assets.core.config import DATE_COLUMN, MMMConfig
+from mmm_assets.core.records import Champion
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, exclusive, no_room_is_disk_space_error
 
 CHAMPION = "champion"
@@ -49,7 +56,13 @@ CREDENTIAL_ENVS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: Local MLflow store layout under ``paths.mlflow_dir``.
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
-POSTERIOR_ARTIFACT = "posterior"
+#: The logged model's name in its run, its code (read by MLflow, not imported here: importing it sets MLflow's
+#: model-from-code global), the name under which its code finds the posterior, and what serving it needs (pinned to
+#: the versions that fitted it).
+MODEL_ARTIFACT = "model"
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+POSTERIOR_ARTIFACT = "posterior"  # = mlflow_model.POSTERIOR
+MODEL_REQUIREMENTS = ("mlflow", "pandas", "pymc-marketing")
 #: The folder, under the models directory, where champions' posteriors are downloaded once and kept.
 REGISTRY_CACHE = ".registry"
 #: Suffix of a download in progress (renamed to the version's folder once complete).
@@ -73,6 +86,7 @@ def tracking_uri(cfg: MMMConfig) -> str:
 
 
 def is_embedded(cfg: MMMConfig) -> bool:
+    """Whether the scenario uses the local store under paths.mlflow_dir (no tracking server in the environment)."""
     return not os.environ.get(cfg.operations.mlflow_tracking_uri_env)
 
 
@@ -169,6 +183,7 @@ def fit_params(cfg: MMMConfig) -> dict[str, str]:
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], prefix: str = "") -> None:
+    """Log ``metrics`` (NaN left out) to the run in one batch, each name prefixed with ``prefix``."""
     now = get_current_time_millis()
     client.log_batch(
         run_id, metrics=[Metric(f"{prefix}{k}", float(v), now, 0) for k, v in metrics.items() if v == v]
@@ -182,19 +197,18 @@ def log_fit(
     *,
     tags: Mapping[str, str],
     metrics: Mapping[str, float],
-    model_file: Path,
     config_file: Path,
     features: pd.DataFrame,
     data_version: str,
 ) -> None:
-    """Tags, params, metrics, the posterior and scenario files, and the feature table as the input dataset."""
+    """Tags, params, metrics, the scenario file, and the feature table as the input dataset (the posterior is logged
+    once, as the registered model's artifact: :func:`register_version`)."""
     client.log_batch(
         run_id,
         params=[Param(k, v) for k, v in fit_params(cfg).items()],
         tags=[RunTag(k, str(v)) for k, v in {**tags, "data_version": data_version}.items()],
     )
     log_metrics(client, run_id, metrics)
-    client.log_artifact(run_id, str(model_file), artifact_path=POSTERIOR_ARTIFACT)
     client.log_artifact(run_id, str(config_file), artifact_path="config")
     dataset = mlflow.data.from_pandas(features, name="mmm_features", digest=data_version)
     client.log_inputs(
@@ -203,23 +217,67 @@ def log_fit(
 
 
 def model_name(cfg: MMMConfig) -> str:
-    """The registered model of the configuration's market: one per market, each with its own champion."""
+    """The registered model of the configuration's scenario and market, ``<registered_model>.<scenario>.<market>``:
+    one per scenario and market, each with its own champion (scenarios are namespaces, so two scenarios naming a
+    market alike never move each other's champion). Scenario names hold no '/' or ':' (which MLflow refuses) and
+    market names no '.', so the market is always the name's last part."""
     if cfg.market is None:
         raise ValueError("the registry keeps a model per market: narrow the configuration with for_market first")
-    return f"{cfg.operations.registered_model}.{cfg.market}"
+    return f"{cfg.operations.registered_model}.{cfg.scenario}.{cfg.market}"
 
 
-def register_version(client: MlflowClient, cfg: MMMConfig, run_id: str, tags: Mapping[str, str]) -> str:
-    """Register the run's posterior as a new version of the market's model; returns the version number."""
+def register_version(
+    client: MlflowClient, cfg: MMMConfig, run_id: str, tags: Mapping[str, str], model_file: Path
+) -> str:
+    """Log ``model_file`` as the run's MLflow model and register it as a new version of the market's model; returns
+    the version number. The version's source is the logged model (``models:/m-...``), whose one ``.nc`` artifact is
+    the posterior :func:`champion_model_file` reads back."""
     name = model_name(cfg)
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="PyMC-Marketing MMM fitted by mmm_assets (netCDF posterior)")
-    run = client.get_run(run_id)
-    source = f"{run.info.artifact_uri}/{POSTERIOR_ARTIFACT}"
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags))
-    return str(version.version)
+        client.create_registered_model(
+            name, description="PyMC-Marketing MMM fitted by mmm_assets: predicts the KPI of weekly spend "
+            "(mlflow.pyfunc; the netCDF posterior is its artifact)"
+        )
+    with _tracking_uri(tracking_uri(cfg)), warnings.catch_warnings():
+        # an input example would be predicted at logging time (seconds); the signature says what the model takes
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+        info = Model.log(
+            artifact_path=None, name=MODEL_ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=str(MODEL_CODE), artifacts={POSTERIOR_ARTIFACT: str(model_file)},
+            pip_requirements=[f"{p}=={installed_version(p)}" for p in MODEL_REQUIREMENTS], signature=_signature(cfg),
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    return version
+
+
+def _signature(cfg: MMMConfig) -> ModelSignature:
+    """What the model takes (the week and the fit's spend and control columns) and gives (the week, the KPI's
+    posterior mean and 94 % interval); MLflow checks a frame against it before predicting."""
+    columns = [*cfg.channels, *cfg.controls]
+    outputs = ["predicted_mean", "predicted_low", "predicted_high"]
+    return ModelSignature(
+        inputs=Schema([ColSpec("datetime", DATE_COLUMN), *(ColSpec("double", c) for c in columns)]),
+        outputs=Schema([ColSpec("datetime", DATE_COLUMN), *(ColSpec("double", c) for c in outputs)]),
+    )
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (which logs models) pointed at ``uri`` for the block; the previous URI restored after."""
+    previous = mlflow.get_tracking_uri()
+    if previous == uri:
+        yield
+        return
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def promote_or_reject(client: MlflowClient, cfg: MMMConfig, version: str, failed: list[str]) -> str:
@@ -234,7 +292,23 @@ def promote_or_reject(client: MlflowClient, cfg: MMMConfig, version: str, failed
     return CHAMPION
 
 
+def crown(client: MlflowClient, cfg: MMMConfig, version: str, failed: list[str]) -> Champion:
+    """Promote ``version`` to ``champion`` (it passed every gate) and return the champion with its posterior file.
+
+    Refuses a version with failed gates: the blocking checks already keep such a run from getting here, and a
+    selection that leaves them out must not promote it either."""
+    if failed:
+        raise ValueError(f"model {model_name(cfg)} v{version} failed its gates ({', '.join(failed)}): not promoted")
+    promote_or_reject(client, cfg, version, [])
+    crowned, path = champion_model_file(client, cfg)
+    return Champion(
+        path=str(path), model_name=crowned.name, version=str(crowned.version),
+        data_version=crowned.tags.get("data_version", ""), mlflow_run_id=crowned.run_id or "", source=crowned.source,
+    )
+
+
 def champion(client: MlflowClient, cfg: MMMConfig) -> ModelVersion | None:
+    """The version the registry's ``champion`` alias points at; None before the first promotion."""
     try:
         return client.get_model_version_by_alias(model_name(cfg), CHAMPION)
     except MlflowException:

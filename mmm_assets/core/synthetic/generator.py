@@ -37,9 +37,11 @@ from mmm_assets.core.config import (
     TREND_TERM,
     CalendarEvent,
     ColumnMapping,
+    MMMConfig,
     SyntheticSource,
 )
 from mmm_assets.core.data.calendar import event_indicators
+from mmm_assets.core.data.features import SOURCE_ATTR
 
 #: Weeks start on Mondays.
 WEEK_FREQ = "W-MON"
@@ -235,6 +237,16 @@ def generate(
     others = components.drop(columns=[DATE_COLUMN]).sum(axis=1).to_numpy()
     frame[TARGET_COLUMN] = baseline + contributions[list(source.channels)].sum(axis=1).to_numpy() + others
     return frame, truth
+
+
+
+def synthetic_spend(cfg: MMMConfig) -> pd.DataFrame:
+    """The market's synthetic weekly frame; ``attrs[SOURCE_ATTR]`` names the scenario, the market and the seed."""
+    source = cfg.data.synthetic
+    assert source is not None
+    frame, _ = generate(source, cfg.model.calendar)
+    frame.attrs[SOURCE_ATTR] = f"synthetic generator (scenario {cfg.scenario}, market {cfg.market}, seed {source.seed})"
+    return frame
 
 
 def landing_export(frame: pd.DataFrame, columns: ColumnMapping) -> pd.DataFrame:

@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from mmm_assets.core.config import MAX_YAML_DEPTH, ConfigError, load_config, parse_config
-from mmm_assets.defs.resources import DEFAULT_CONFIG, PROJECT_DIR
+from mmm_assets.core.config.paths import DEFAULT_CONFIG, PROJECT_DIR
 
 
 def test_default_config_is_the_reference_scenario():

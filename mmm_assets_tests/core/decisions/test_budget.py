@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
 
 from mmm_assets.core.config import BudgetSettings, ConfigError, parse_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.decisions.budget import (
     BOUND_SLACK,
     DEFAULT_ATTEMPTS,
@@ -17,7 +18,6 @@ from mmm_assets.core.decisions.budget import (
     optimize_budget,
     recommendations,
 )
-from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.config import load_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.evaluation.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
-from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 THRESHOLDS = load_config(DEFAULT_CONFIG).validation.thresholds
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.config import ConfigError, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.modelling import build as build_core
 from mmm_assets.core.modelling import persistence as persistence_core
@@ -25,7 +26,6 @@ from mmm_assets.core.modelling.calibration import (
     write_sample_lift_tests,
 )
 from mmm_assets.core.modelling.priors import posterior_roas
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.role_scenarios import EXPERIMENTS, TESTED, collinear_fit, scenario
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mmm_assets.core.config import DATE_COLUMN, ConfigError, MMMConfig, load_config
+from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.decisions import contributions, roas
 from mmm_assets.core.errors import InputError
@@ -23,7 +24,6 @@ from mmm_assets.core.modelling import pooling
 from mmm_assets.core.modelling import posterior as posterior_core
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
 from mmm_assets.core.variables import CONTRIBUTIONS, PREDICTED
-from mmm_assets.defs.resources import PROJECT_DIR
 from mmm_assets_tests.conftest import SMALL
 
 SCENARIO = PROJECT_DIR / "config" / "markets_pooled.yaml"

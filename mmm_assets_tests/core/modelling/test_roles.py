@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.config import ColumnMapping, ConfigError, load_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.data.calendar import event_indicators, with_calendar
 from mmm_assets.core.modelling import build as build_core
 from mmm_assets.core.modelling import fitting as fitting_core
@@ -14,7 +15,6 @@ from mmm_assets.core.modelling.priors import term_estimates
 from mmm_assets.core.modelling.roles import term_specs
 from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.core.variables import PREDICTED
-from mmm_assets.defs.resources import DEFAULT_CONFIG
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.role_scenarios import ROLES_EXAMPLE, roles_fit, roles_overrides, scenario
 

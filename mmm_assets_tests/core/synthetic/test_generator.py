@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from mmm_assets.core.config import load_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.synthetic.generator import generate, geometric_adstock, logistic_saturation
-from mmm_assets.defs.resources import DEFAULT_CONFIG
 
 
 def _reference():

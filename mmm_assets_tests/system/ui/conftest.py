@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mmm_assets.defs.resources import PROJECT_DIR
+from mmm_assets.core.config.paths import PROJECT_DIR
 
 CHROMIUM = Path(os.environ.get("MMM_CHROMIUM", "/usr/bin/chromium"))
 #: The network is closed: without the background-networking flags Chromium hangs on refused connections.

@@ -336,7 +336,7 @@ def test_automation_page_shows_the_schedule_and_sensors_running(server, page, sc
 
 
 def test_asset_graph_shows_every_asset_in_its_group(server, page, screenshots):
-    """The global asset graph: the four groups, expanded, and all thirteen assets (in the graph and the side tree)."""
+    """The global asset graph: the four groups, expanded, and all fourteen assets (in the graph and the side tree)."""
     expect = _expect()
     page.goto(f"{server.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()

@@ -1,0 +1,72 @@
+"""One model's validation: in-sample fit, holdout forecast, convergence, parameter recovery, and the gates' verdict.
+
+What `mmm_validation` reports and the blocking checks read, computed without Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mmm_assets.core.config import MMMConfig
+from mmm_assets.core.evaluation.metrics import evaluate_gates, mape_pct, r2, recovery
+from mmm_assets.core.records import ValidationReport
+
+
+@dataclass(frozen=True)
+class HoldoutResult:
+    """The last weeks forecast by a posterior that did not see them, and how that posterior was had."""
+
+    frame: pd.DataFrame | None
+    method: str
+    pareto_k: float | None = None
+
+
+def holdout(cfg: MMMConfig, features: pd.DataFrame, mmm, report) -> HoldoutResult:
+    """The single-market holdout forecast (the fit's own posterior reweighted by PSIS, or a refit)."""
+    from mmm_assets.core.modelling.forecast import holdout_forecast
+
+    weeks = cfg.validation.holdout_weeks
+    if not weeks:
+        return HoldoutResult(None, "switched off")
+    forecast = holdout_forecast(cfg, features, weeks, report=report, fitted=mmm)
+    return HoldoutResult(forecast.frame, forecast.method, forecast.pareto_k)
+
+
+def validate(
+    cfg: MMMConfig,
+    features: pd.DataFrame,
+    mmm,
+    diagnostics: Mapping[str, float],
+    held_out: HoldoutResult,
+    truth: pd.DataFrame | None,
+    model_version: str | None,
+) -> ValidationReport:
+    """Every metric of the fitted ``mmm`` and the gates' verdict on them; ``truth``: the true parameters (synthetic
+    data) to score the recovery against, or None."""
+    from mmm_assets.core.modelling.forecast import in_sample_prediction
+    from mmm_assets.core.modelling.posterior import posterior_parameters
+
+    in_sample = in_sample_prediction(mmm, features)
+    metrics: dict[str, float] = {
+        "in_sample_r2": r2(in_sample["actual"], in_sample["predicted_mean"]),
+        "in_sample_mape_pct": mape_pct(in_sample["actual"], in_sample["predicted_mean"]),
+        **diagnostics,
+    }
+    frame = held_out.frame
+    if held_out.pareto_k is not None:
+        metrics["holdout_pareto_k"] = held_out.pareto_k
+    if frame is not None:
+        metrics["holdout_r2"] = r2(frame["actual"], frame["predicted_mean"])
+        metrics["holdout_mape_pct"] = mape_pct(frame["actual"], frame["predicted_mean"])
+    table = None
+    if truth is not None:
+        table = recovery(posterior_parameters(mmm), truth)
+        for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
+            metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
+    gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
+    return ValidationReport(
+        metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=frame, model_version=model_version,
+    )
