@@ -9,13 +9,21 @@ from pathlib import Path
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from mmm_assets.core.config import ConfigError, load_config
+from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.config.paths import default_config_path
 from mmm_assets.core.data import landing_folder
 from mmm_assets.core.stores.alerts import Alert, deliver
 from mmm_assets.defs.constants import JOB, LANDING_ASSET
 from mmm_assets.defs.partitions import MARKETS, unknown_markets
 from mmm_assets.defs.recovery import release_dead_runs
+
+
+def _default_scenario(config_path: str) -> MMMConfig | SkipReason:
+    """The default scenario the sensors follow, or the reason to skip this tick when it cannot be read."""
+    try:
+        return load_config(config_path)
+    except ConfigError as err:
+        return SkipReason(f"cannot read the default scenario: {err}")
 
 
 @sensor(
@@ -31,10 +39,9 @@ from mmm_assets.defs.recovery import release_dead_runs
 def market_partitions_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Add the default scenario's configured markets that are not partitions yet."""
     config_path = default_config_path()
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as err:
-        return SkipReason(f"cannot read the default scenario: {err}")
+    cfg = _default_scenario(config_path)
+    if isinstance(cfg, SkipReason):
+        return cfg
     if cfg.market_names is None:
         return SkipReason(f"scenario {cfg.scenario} takes its markets from the landing file (landing_file_sensor)")
     new = unknown_markets(context.instance, cfg.market_names)
@@ -89,10 +96,9 @@ def _run_request(config_path: str, name: str, sha: str, market: str) -> RunReque
 def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Launch a refresh per new or changed valid landing file; alert once per rejected one."""
     config_path = default_config_path()
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as err:
-        return SkipReason(f"cannot read the default scenario: {err}")
+    cfg = _default_scenario(config_path)
+    if isinstance(cfg, SkipReason):
+        return cfg
     if cfg.data.source != "files" or cfg.data.files is None:
         return SkipReason(f"scenario {cfg.scenario} ({config_path}) uses synthetic data: no landing folder to watch")
     folder = cfg.data.files.landing_dir
