@@ -8,12 +8,12 @@ Dagster skips this asset (and every decision behind it), so the registry's `cham
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from mmm_assets.core.records import Champion, FittedModel, ValidationReport
-from mmm_assets.defs.ingest import OWNERS
+from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 
-@asset(group_name="model", kinds={"mlflow"}, owners=OWNERS, partitions_def=MARKETS)
+@asset(group_name=MODEL_GROUP, kinds={"mlflow"}, owners=OWNERS, partitions_def=MARKETS)
 def mmm_champion(
     context: AssetExecutionContext,
     scenario: ScenarioResource,

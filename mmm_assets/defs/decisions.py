@@ -23,12 +23,12 @@ from dagster import (
 
 from mmm_assets.core.records import Champion, FittedModel, ValidationReport
 from mmm_assets.defs import metadata as md
-from mmm_assets.defs.ingest import OWNERS
+from mmm_assets.defs.constants import DECISIONS_GROUP, OWNERS
 from mmm_assets.defs.model import FRESHNESS, fit_title
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
-GROUP = "decisions"
+GROUP = DECISIONS_GROUP
 KINDS = {"pymc", "duckdb"}
 #: Every refresh's ROAS and advice, kept so the next refresh can be compared with the previous champion's.
 ROAS_HISTORY = "channel_roas_history"

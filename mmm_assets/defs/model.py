@@ -29,17 +29,18 @@ from dagster import (
 from dagster_mlflow.resources import MlFlow
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
+from mmm_assets.core.config.paths import PROJECT_DIR, default_operations
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.evaluation.metrics import GATES
 from mmm_assets.core.records import FittedModel, ValidationReport
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
 from mmm_assets.core.synthetic.generator import GroundTruth
 from mmm_assets.defs import metadata as md
+from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
-from mmm_assets.defs.ingest import OWNERS
 from mmm_assets.defs.partitions import MARKETS
-from mmm_assets.defs.resources import PROJECT_DIR, ScenarioResource, default_operations
+from mmm_assets.defs.resources import ScenarioResource
 
 HISTORY_TABLE = "validation_history"
 #: Dagster pool of the steps that sample a posterior; dagster.yaml's `concurrency: pools:` bounds how many run at once.
@@ -181,7 +182,7 @@ def _ensure_room_for_the_model(cfg) -> None:
 
 
 @asset(
-    group_name="model",
+    group_name=MODEL_GROUP,
     kinds={"pymc", "mlflow"},
     owners=OWNERS,
     deps=[mmm_features],
@@ -330,7 +331,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
 
 
 @asset(
-    group_name="model", kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features],
+    group_name=MODEL_GROUP, kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features],
     partitions_def=MARKETS, pool=FIT_POOL,
 )
 def mmm_validation(

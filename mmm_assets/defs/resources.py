@@ -21,10 +21,7 @@ from mmm_assets.core.config import (
     MMMConfig,
     load_config,
 )
-
-# default_operations is re-exported for defs/model.py until it imports it from the core
 from mmm_assets.core.config.paths import PROJECT_DIR, default_config_path
-from mmm_assets.core.config.paths import default_operations as default_operations
 from mmm_assets.core.stores.duckdb_store import (
     append_rows,
     connect,
