@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 import yaml
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
-from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
+from mmm_assets.core.config import MMMConfig, load_config
 from mmm_assets.core.config import merged as merge  # the tests' name for the config's own deep merge
 from mmm_assets.core.config.paths import DEFAULT_CONFIG, PROJECT_DIR
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
-from mmm_assets.defs.partitions import register_markets
 
 if TYPE_CHECKING:
     from mmm_assets.core.inference.sampling import FitResult
@@ -88,23 +86,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home.mkdir()
     shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-
-
-def _instance_with(market: str) -> DagsterInstance:
-    """The test's own instance (the session's in module-scoped fixtures), with ``market`` registered."""
-    instance = DagsterInstance.get()
-    register_markets(instance, [market])
-    return instance
-
-
-def materialize_market(assets: list, market: str = DEFAULT_MARKET, **kwargs) -> ExecuteInProcessResult:
-    """``dagster.materialize`` of one market's partition (the market registered first)."""
-    return materialize(assets, instance=_instance_with(market), partition_key=market, **kwargs)
-
-
-def execute_market(job, run_config: dict, market: str = DEFAULT_MARKET, **kwargs) -> ExecuteInProcessResult:
-    """One market's run of ``job`` (the market registered first)."""
-    return job.execute_in_process(run_config=run_config, instance=_instance_with(market), partition_key=market, **kwargs)
 
 
 @dataclass(frozen=True)

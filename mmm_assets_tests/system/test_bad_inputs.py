@@ -30,7 +30,8 @@ from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import ScenarioResource
-from mmm_assets_tests.conftest import materialize_market, merge, write_scenario
+from mmm_assets_tests.conftest import merge, write_scenario
+from mmm_assets_tests.system.runs import materialize_market
 
 COLUMNS = {
     "date": "Week Start",

@@ -36,7 +36,8 @@ from mmm_assets.definitions import defs
 from mmm_assets.defs.features import TABLE, mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import ScenarioResource
-from mmm_assets_tests.conftest import execute_market, materialize_market, merge
+from mmm_assets_tests.conftest import merge
+from mmm_assets_tests.system.runs import execute_market, materialize_market
 from mmm_assets_tests.system.test_bad_inputs import errors
 
 #: One year of the reference scenario, the default sampler (numpyro, its compiled sampler cached across processes)

@@ -23,7 +23,8 @@ from mmm_assets.definitions import ASSETS
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import ScenarioResource
-from mmm_assets_tests.conftest import SMALL, materialize_market, merge, write_scenario
+from mmm_assets_tests.conftest import SMALL, merge, write_scenario
+from mmm_assets_tests.system.runs import materialize_market
 
 ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
 #: The small scenario with the optional time-slice cross-validation on (2 folds), so every asset materialises.
