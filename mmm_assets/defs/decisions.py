@@ -222,7 +222,7 @@ def budget_recommendations(
     against breakeven and its uncertainty), plus the executive summary a marketing lead reads. DuckDB
     `budget_recommendations`.
     """
-    from mmm_assets.core.decisions.budget import recommendations
+    from mmm_assets.core.decisions.advice import recommendations
     from mmm_assets.core.presentation.report import executive_summary
 
     cfg = scenario.load()

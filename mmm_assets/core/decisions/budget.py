@@ -53,8 +53,6 @@ CHANNEL_DIM = "channel"
 WEEK = pd.Timedelta(days=7)
 #: Numeric slack allowed on a bound, relative to the total budget.
 BOUND_SLACK = 1e-6
-#: Marginal ROAS at which the next unit of spend exactly pays back.
-BREAKEVEN_ROAS = 1.0
 
 
 @dataclass(frozen=True)
@@ -251,7 +249,7 @@ def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[
     else:
         if planner.current.sum() <= 0:
             raise ValueError("nothing was spent over the last horizon, so relative bounds have no reference")
-        mix = planner.current * total / planner.current.sum()
+        mix = _current_mix(planner, total)
         lower, upper = mix * max(0.0, 1.0 - settings.relative_bound), mix * (1.0 + settings.relative_bound)
     for i, channel in enumerate(planner.channels):
         if channel in planner.fixed:
@@ -262,6 +260,17 @@ def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[
             f"{upper.sum():,.2f} over the {planner.weeks} weeks"
         )
     return lower, upper
+
+
+def _current_mix(planner: _Planner, total: float) -> np.ndarray:
+    """Today's mix scaled to ``total``: the fixed (owned) channels keep their current level and the others share
+    what is left in today's proportions (scaling the fixed ones too put a budget below today's out of reach)."""
+    fixed = np.array([c in planner.fixed for c in planner.channels])
+    movable = planner.current[~fixed].sum()
+    if movable <= 0:
+        return planner.current.astype(float)
+    left = max(total - planner.current[fixed].sum(), 0.0)
+    return np.where(fixed, planner.current, planner.current * left / movable).astype(float)
 
 
 def _project(spend: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float) -> np.ndarray:
@@ -440,59 +449,3 @@ def budget_scenarios(
     table = pd.concat(frames, ignore_index=True)
     leading = ["level", "total_budget", "channel"]
     return table[leading + [c for c in table.columns if c not in leading]]
-
-
-def _roas_sentence(row: pd.Series) -> str:
-    low, high = row["mroas_hdi_low"], row["mroas_hdi_high"]
-    stated = f"Marginal ROAS {row['mroas_mean']:.2f} ({100 * HDI_PROB:.0f} % HDI {low:.2f} to {high:.2f})"
-    if low <= BREAKEVEN_ROAS <= high:
-        return f"{stated} straddles breakeven ({BREAKEVEN_ROAS:.1f}): whether more spend pays back is uncertain."
-    side = "above" if row["mroas_mean"] > BREAKEVEN_ROAS else "below"
-    verdict = "pays back" if side == "above" else "does not pay back"
-    return f"{stated} is {side} breakeven ({BREAKEVEN_ROAS:.1f}): the next unit of spend {verdict}."
-
-
-def recommendations(budget: BudgetResult, roas: pd.DataFrame | None = None, hold_band_pct: float = 5.0) -> pd.DataFrame:
-    """INCREASE / HOLD / REDUCE per channel with the reason in plain words.
-
-    The action follows the optimiser's change: beyond ``+hold_band_pct`` % it is INCREASE, below
-    ``-hold_band_pct`` % REDUCE, HOLD in between. With a ``roas`` table (``channel, mroas_mean, mroas_hdi_low,
-    mroas_hdi_high``) the reason also compares the marginal ROAS with breakeven.
-    """
-    if hold_band_pct < 0:
-        raise ValueError(f"hold_band_pct must be >= 0, got {hold_band_pct}")
-    marginal = None
-    if roas is not None:
-        needed = ["channel", "mroas_mean", "mroas_hdi_low", "mroas_hdi_high"]
-        absent = [c for c in needed if c not in roas.columns]
-        if absent:
-            raise ValueError(f"roas table lacks column(s) {absent}; it needs {needed}")
-        marginal = roas.set_index("channel")
-    rows = []
-    for row in budget.allocation.itertuples(index=False):
-        change = row.change_pct
-        action = "INCREASE" if change > hold_band_pct else "REDUCE" if change < -hold_band_pct else "HOLD"
-        amounts = f"{row.current_spend:,.0f} to {row.optimized_spend:,.0f} over the next {budget.horizon_weeks} weeks"
-        size = f"{change:+.1f} %" if np.isfinite(change) else "new spend"
-        if action == "HOLD":
-            reason = f"The optimiser keeps spend within {hold_band_pct:g} % of current: {amounts} ({size})."
-        else:
-            reason = f"The optimiser moves spend {'up' if action == 'INCREASE' else 'down'} from {amounts} ({size})."
-        if np.isclose(row.optimized_spend, row.upper_bound) and action == "INCREASE":
-            reason += " It stops at the upper bound, so it would move further if allowed."
-        elif np.isclose(row.optimized_spend, row.lower_bound) and action == "REDUCE":
-            reason += " It stops at the lower bound, so it would move further if allowed."
-        if marginal is not None:
-            known = row.channel in marginal.index
-            reason += " " + (_roas_sentence(marginal.loc[row.channel]) if known else "No marginal ROAS known.")
-        rows.append(
-            {
-                "channel": row.channel,
-                "action": action,
-                "change_pct": change,
-                "current_spend": row.current_spend,
-                "optimized_spend": row.optimized_spend,
-                "reason": reason,
-            }
-        )
-    return pd.DataFrame(rows)

@@ -11,7 +11,7 @@ Compared per channel (the previous champion's table against the current one):
 - ROAS (``roas_mean`` of :func:`mmm_assets.core.decisions.roas.channel_roas`): flagged when it moved by more than
   ``max_roas_change_pct`` % of the previous value, or the marginal ROAS (``mroas_mean``, what the advice follows)
   by more than ``max_mroas_change_pct`` %.
-- Budget advice (:func:`mmm_assets.core.decisions.budget.recommendations`): flagged when the action reverses
+- Budget advice (:func:`mmm_assets.core.decisions.advice.recommendations`): flagged when the action reverses
   (INCREASE <-> REDUCE) or the channel's share of the proposed budget moved by more than ``max_share_change_pp``
   percentage points. A move to or from HOLD is shown, not flagged: the advice compares the plan with the spend of
   the last ``horizon_weeks`` weeks, a window that itself moves every week (one clean new week moved an advice from

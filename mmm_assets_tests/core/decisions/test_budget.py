@@ -9,6 +9,7 @@ from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
 
 from mmm_assets.core.config import BudgetSettings, ConfigError, parse_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG
+from mmm_assets.core.decisions.advice import recommendations
 from mmm_assets.core.decisions.budget import (
     BOUND_SLACK,
     DEFAULT_ATTEMPTS,
@@ -16,7 +17,6 @@ from mmm_assets.core.decisions.budget import (
     BudgetResult,
     budget_scenarios,
     optimize_budget,
-    recommendations,
 )
 
 pytestmark = pytest.mark.slow
@@ -250,3 +250,19 @@ def test_settings_defaults_and_clear_validation_messages():
         assert message in str(err.value)
     with pytest.raises(ValidationError, match="horizon_weks"):
         BudgetSettings(horizon_weks=4)
+
+
+@pytest.mark.parametrize("level", [0.5, 1.0, 1.5])
+def test_owned_media_keep_their_level_and_paid_channels_share_the_rest(level) -> None:
+    """A budget below today's stays reachable with owned media fixed: only the paid channels scale (the roles
+    example's 0.5x scenario failed, the fixed channel's spend pushing the lower bounds over the total)."""
+    from types import SimpleNamespace
+
+    from mmm_assets.core.decisions.budget import _current_mix
+
+    planner = SimpleNamespace(channels=["tv", "search", "email"], fixed=frozenset({"email"}),
+                              current=np.array([600.0, 200.0, 400.0]))
+    total = level * planner.current.sum()
+    mix = _current_mix(planner, total)
+    assert mix.sum() == pytest.approx(total) and mix[2] == 400.0
+    assert mix[0] / mix[1] == pytest.approx(3.0)  # today's proportions among the paid channels
