@@ -195,8 +195,11 @@ def _prefixed(stream, prefix: str) -> None:
 
 def _run_markets(config_path: Path, markets: list[str]) -> int:
     """Every market's run at once, each in its own process; Dagster's pool `mmm_fit` (dagster.yaml) decides how
-    many fits sample at the same time. A failed market does not stop the others; the exit status is 1 if any failed.
+    many fits sample at the same time. A failed market does not stop the others; the exit status is the most serious
+    of the markets' (`defs.outcome.most_serious`).
     """
+    from mmm_assets.defs.outcome import from_returncode, most_serious
+
     started = time.monotonic()
     children = {
         market: subprocess.Popen(
@@ -223,30 +226,12 @@ def _run_markets(config_path: Path, markets: list[str]) -> int:
         raise
     for copier in copiers:
         copier.join()
-    codes = {market: _exit(child.returncode) for market, child in children.items()}
+    codes = {market: from_returncode(child.returncode) for market, child in children.items()}
     for market in markets:
         print(f"===== market {market} =====\n{outputs[market].rstrip()}")
     verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else f'FAILED (exit {int(codes[m])})'}" for m in markets)
     print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s")
-    return worst(codes.values())
-
-
-def _exit(returncode: int):
-    """A child's return code as an `Exit` (a child killed by a signal failed for reasons outside its control)."""
-    from mmm_assets.defs.outcome import Exit
-
-    if returncode < 0:
-        return Exit.INTERRUPTED if -returncode in (signal.SIGINT, signal.SIGTERM) else Exit.INFRASTRUCTURE
-    return Exit(returncode) if returncode in iter(Exit) else Exit.UNEXPECTED
-
-
-def worst(codes) -> int:
-    """The exit status of several markets' runs: the most serious of theirs (interrupted, unexpected, infrastructure,
-    input, gates, success, in that order)."""
-    from mmm_assets.defs.outcome import Exit
-
-    order = [Exit.SUCCESS, Exit.GATES_FAILED, Exit.INPUT_REJECTED, Exit.INFRASTRUCTURE, Exit.UNEXPECTED, Exit.INTERRUPTED]
-    return max(codes, key=order.index, default=Exit.SUCCESS)
+    return most_serious(codes.values())
 
 
 def sample_landing(config_path: Path, source_path: Path) -> int:
@@ -286,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(run(args.config, args.market))
     except KeyboardInterrupt:  # outside a run's steps, e.g. while waiting for another refresh's lock
+        from mmm_assets.defs.outcome import Exit
+
         print("interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ error of the first failed step, classified by its class; the full trace stays in
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -15,7 +16,8 @@ from dagster import DagsterEvent, DagsterEventType
 
 
 class Exit(IntEnum):
-    """The exit codes of `python -m mmm_assets run` (the README's Reliability section lists them)."""
+    """The exit codes of `python -m mmm_assets run` (the README's Reliability section lists them), in order of
+    seriousness: several markets' runs exit with the highest of theirs."""
 
     SUCCESS = 0
     GATES_FAILED = 1
@@ -23,6 +25,19 @@ class Exit(IntEnum):
     INFRASTRUCTURE = 3
     UNEXPECTED = 4
     INTERRUPTED = 130
+
+
+def most_serious(codes: Iterable[Exit]) -> Exit:
+    """The exit code of several markets' runs: the most serious of theirs (SUCCESS when there are none)."""
+    return max(codes, default=Exit.SUCCESS)
+
+
+def from_returncode(returncode: int) -> Exit:
+    """A market child's return code as an `Exit`; a child killed by a signal other than an interrupt failed for
+    reasons outside its own code (the out-of-memory killer, kill -9)."""
+    if returncode < 0:
+        return Exit.INTERRUPTED if -returncode in (signal.SIGINT, signal.SIGTERM) else Exit.INFRASTRUCTURE
+    return Exit(returncode) if returncode in iter(Exit) else Exit.UNEXPECTED
 
 
 #: What each exit code asks of the person who reads it.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,7 +58,8 @@ class _Wait:
 
 
 _settings = _Settings()
-_waits: dict[tuple[int, str], _Wait] = {}
+#: The waits of each run's concurrency context, per step; an entry goes with its context (a run's end).
+_waits: weakref.WeakKeyDictionary[InstanceConcurrencyContext, dict[str, _Wait]] = weakref.WeakKeyDictionary()
 
 
 def configure(timeout_s: float | None, report: Callable[[str], None] | None = None) -> None:
@@ -81,10 +83,10 @@ def _interrupted(step_key: str, pool: str) -> None:
 
 def _refused(context: InstanceConcurrencyContext, pool: str, step_key: str) -> None:
     """A claim was refused: log, sweep dead runs, time out, then sleep a little (instead of Dagster's busy loop)."""
-    report, now, key = _settings.report, time.monotonic(), (id(context), step_key)
-    wait = _waits.get(key)
+    report, now, waits = _settings.report, time.monotonic(), _waits.setdefault(context, {})
+    wait = waits.get(step_key)
     if wait is None:
-        wait = _waits[key] = _Wait(now, now, now + PROGRESS_EVERY_S)
+        wait = waits[step_key] = _Wait(now, now + SWEEP_EVERY_S, now + PROGRESS_EVERY_S)
         release_dead_runs(context._instance, report)
         report(f"{step_key} waits for a slot of pool {pool} ({_holders(context, pool)}); Ctrl-C stops the wait")
     elif now >= wait.next_sweep:
@@ -92,7 +94,7 @@ def _refused(context: InstanceConcurrencyContext, pool: str, step_key: str) -> N
         wait.next_sweep = now + SWEEP_EVERY_S
     waited = now - wait.started
     if _settings.timeout_s is not None and waited > _settings.timeout_s:
-        del _waits[key]
+        del waits[step_key]
         raise PoolWaitTimeoutError(
             f"step {step_key} waited {waited:.0f} s for a slot of pool {pool} ({_holders(context, pool)}), longer "
             f"than operations.pool_wait_timeout_s ({_settings.timeout_s:g} s); the holder is still running: wait for "
@@ -121,7 +123,7 @@ def install() -> None:
     def wrapped(self, concurrency_key: str, step_key: str, step_priority: int = 0) -> bool:
         _interrupted(step_key, concurrency_key)
         if claim(self, concurrency_key, step_key, step_priority):
-            wait = _waits.pop((id(self), step_key), None)
+            wait = _waits.get(self, {}).pop(step_key, None)
             if wait is not None:
                 waited = time.monotonic() - wait.started
                 _settings.report(f"{step_key} got a slot of pool {concurrency_key} after {waited:.0f} s")

@@ -17,11 +17,11 @@ from pydantic import Field, PrivateAttr
 from mmm_assets.core.config import (
     ENV_CONFIG,
     ConfigError,
-    FilesSource,
     MMMConfig,
     load_config,
 )
 from mmm_assets.core.config.paths import PROJECT_DIR, default_config_path
+from mmm_assets.core.data.inputs import with_landing_file
 from mmm_assets.core.stores.duckdb_store import (
     append_rows,
     connect,
@@ -79,12 +79,7 @@ class ScenarioResource(ConfigurableResource):
 
     def _read(self) -> MMMConfig:
         cfg = load_config(self.config_path)
-        if self.landing_file is None:
-            return cfg
-        if cfg.data.files is None:
-            raise ConfigError(f"{self.config_path}: landing_file is set but the scenario has no data.files section")
-        files = FilesSource.model_validate({**cfg.data.files.model_dump(), "file": self.landing_file})
-        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"files": files})})
+        return cfg if self.landing_file is None else with_landing_file(cfg, self.landing_file)
 
     @contextlib.contextmanager
     def duckdb(self, cfg: MMMConfig) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -132,11 +127,6 @@ class LazyMlflow:
         self._start = start
         self._tracking: MlFlow | None = None
 
-    @property
-    def started(self) -> bool:
-        """Whether the MLflow run was started (a step used the resource)."""
-        return self._tracking is not None
-
     def end_run(self, *args, **kwargs) -> None:
         """What dagster-mlflow's `end_mlflow_on_run_finished` hook calls after every step: a no-op before the start."""
         if self._tracking is not None:
@@ -158,15 +148,15 @@ def mlflow_tracking_for_scenario(context: InitResourceContext) -> LazyMlflow:
     """
     from mmm_assets.core.stores import tracking
 
-    tracking.client_for(context.resources.scenario.load())  # an unreachable server stops the run before its first step
-    return LazyMlflow(functools.partial(_start_tracking, context))
+    client = tracking.client_for(context.resources.scenario.load())  # an unreachable server stops the run here
+    return LazyMlflow(functools.partial(_start_tracking, context, client))
 
 
-def _start_tracking(context: InitResourceContext) -> MlFlow:
+def _start_tracking(context: InitResourceContext, client) -> MlFlow:
     from mmm_assets.core.stores import tracking
 
     cfg = context.resources.scenario.load()
-    tracking.ensure_experiment(tracking.client_for(cfg), cfg)
+    tracking.ensure_experiment(client, cfg)
     config = {
         "experiment_name": cfg.operations.mlflow_experiment,
         "mlflow_tracking_uri": tracking.tracking_uri(cfg),

@@ -1,5 +1,5 @@
 """How a failed run is told to the person and the script that started it: the cause's class decides the exit code,
-the cause's own message is shown (mmm_assets/defs/outcome.py, cli.worst). The whole-run cases (bad input 2, failed
+the cause's own message is shown (mmm_assets/defs/outcome.py). The whole-run cases (bad input 2, failed
 gates 1, MLflow unreachable 3, SIGTERM 130) are asserted on real refreshes in test_alerts, test_faults and
 test_crash_recovery."""
 
@@ -9,8 +9,7 @@ import pytest
 from dagster import DagsterEventType
 from dagster._utils.error import SerializableErrorInfo
 
-from mmm_assets.cli import _exit, worst
-from mmm_assets.defs.outcome import MAX_CAUSE_LINES, Exit, outcome
+from mmm_assets.defs.outcome import MAX_CAUSE_LINES, Exit, from_returncode, most_serious, outcome
 
 
 def _error(cls: str, message: str, cause: SerializableErrorInfo | None = None) -> SerializableErrorInfo:
@@ -60,10 +59,10 @@ def test_a_long_message_is_cut_and_the_head_line_says_what_to_do() -> None:
 
 
 def test_several_markets_exit_with_the_most_serious_code() -> None:
-    assert worst([Exit.SUCCESS, Exit.GATES_FAILED, Exit.INPUT_REJECTED]) == Exit.INPUT_REJECTED
-    assert worst([Exit.GATES_FAILED, Exit.INFRASTRUCTURE, Exit.SUCCESS]) == Exit.INFRASTRUCTURE
-    assert worst([Exit.INTERRUPTED, Exit.UNEXPECTED]) == Exit.INTERRUPTED
-    assert worst([Exit.SUCCESS, Exit.SUCCESS]) == Exit.SUCCESS
-    assert [_exit(code) for code in (0, 1, 2, 3, 4, 130, 77, -9, -15, -2)] == [
+    assert most_serious([Exit.SUCCESS, Exit.GATES_FAILED, Exit.INPUT_REJECTED]) == Exit.INPUT_REJECTED
+    assert most_serious([Exit.GATES_FAILED, Exit.INFRASTRUCTURE, Exit.SUCCESS]) == Exit.INFRASTRUCTURE
+    assert most_serious([Exit.INTERRUPTED, Exit.UNEXPECTED]) == Exit.INTERRUPTED
+    assert most_serious([Exit.SUCCESS, Exit.SUCCESS]) == Exit.SUCCESS
+    assert [from_returncode(code) for code in (0, 1, 2, 3, 4, 130, 77, -9, -15, -2)] == [
         Exit.SUCCESS, Exit.GATES_FAILED, Exit.INPUT_REJECTED, Exit.INFRASTRUCTURE, Exit.UNEXPECTED,
         Exit.INTERRUPTED, Exit.UNEXPECTED, Exit.INFRASTRUCTURE, Exit.INTERRUPTED, Exit.INTERRUPTED]
