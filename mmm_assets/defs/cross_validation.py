@@ -70,7 +70,7 @@ def cross_validation_gates(mmm_cross_validation) -> AssetCheckResult:
         severity=AssetCheckSeverity.ERROR,
         metadata={
             "value": MetadataValue.float(shown(first["value"])),
-            "threshold": MetadataValue.float(float(first["threshold"])),
+            "threshold": MetadataValue.float(float("nan") if first["threshold"] is None else first["threshold"]),
             "gates": md.table_md(pd.DataFrame(gates)[["gate", "value", "direction", "threshold", "passed"]]),
             "failed_gates": ", ".join(mmm_cross_validation.failed_gates) or "none",
         },

@@ -319,7 +319,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
                     "metric": f"{r.parameter}_{r.error_kind}_error.{r.channel}",
                     "value": r.error,
                     "threshold": limit[r.parameter],
-                    "passed": r.error <= limit[r.parameter],
+                    "passed": limit[r.parameter] is None or r.error <= limit[r.parameter],
                 }
             )
     frame = pd.DataFrame(rows)
@@ -327,6 +327,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
     frame.insert(0, "recorded_at", now)
     frame.insert(0, "run_id", run_id)
     frame["value"] = frame["value"].astype(float)
+    frame["threshold"] = frame["threshold"].astype(float)
     return frame
 
 
@@ -441,8 +442,9 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, mmm_validation: Valid
             severity=AssetCheckSeverity.ERROR,
             metadata={
                 "value": MetadataValue.float(float("nan") if gate["value"] is None else shown(gate["value"])),
-                "threshold": MetadataValue.float(float(gate["threshold"])),
-                "rule": f"{gate['metric']} {gate['direction']} threshold",
+                "threshold": MetadataValue.float(float("nan") if gate["threshold"] is None else gate["threshold"]),
+                "rule": f"{gate['metric']} {gate['direction']} threshold"
+                if gate["threshold"] is not None else "reported, not gated (the validation profile sets no threshold)",
                 "note": gate["note"],
                 "registry": decision,
             },

@@ -64,16 +64,24 @@ from mmm_assets.core.config.operations import (
 from mmm_assets.core.config.scenario import (
     MMMConfig,
 )
+from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.validation import (
+    PROFILE_THRESHOLDS,
     STABILITY_ROAS_CHANGE_PCT,
     STABILITY_SHARE_CHANGE_PP,
+    AdequacyConfig,
     CrossValidationConfig,
+    PlausibilityConfig,
     StabilityConfig,
     Thresholds,
     ValidationConfig,
 )
 
 __all__ = [
+    "AdequacyConfig",
+    "KpiConfig",
+    "PROFILE_THRESHOLDS",
+    "PlausibilityConfig",
     "BetaPrior",
     "BudgetSettings",
     "CalendarEvent",

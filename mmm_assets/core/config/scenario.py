@@ -23,7 +23,13 @@ from mmm_assets.core.config.data import DataConfig
 from mmm_assets.core.config.decisions import DecisionsConfig
 from mmm_assets.core.config.model import ModelConfig, SamplerConfig
 from mmm_assets.core.config.operations import MarketsConfig, OperationsConfig, PathsConfig
-from mmm_assets.core.config.validation import StabilityConfig, ValidationConfig
+from mmm_assets.core.config.kpi import KpiConfig
+from mmm_assets.core.config.validation import (
+    PROFILE_THRESHOLDS,
+    StabilityConfig,
+    ValidationConfig,
+    resolve_thresholds,
+)
 
 
 class MMMConfig(_Strict):
@@ -34,6 +40,7 @@ class MMMConfig(_Strict):
     model: ModelConfig
     sampler: SamplerConfig
     validation: ValidationConfig
+    kpi: KpiConfig = Field(default_factory=KpiConfig)
     decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)
     operations: OperationsConfig = Field(default_factory=OperationsConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
@@ -132,6 +139,25 @@ class MMMConfig(_Strict):
             for name in self.controls
         }
         return roles | ({TREND_TERM: "trend"} if self.model.trend else {})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validation_profile(cls, raw: object) -> object:
+        """Resolve `validation.profile` (synthetic data: synthetic; files: real) and lay the scenario's own thresholds
+        over the profile's, so the rest of the code reads one complete set (their values are validated after)."""
+        if not isinstance(raw, dict):
+            return raw
+        validation, data = raw.get("validation"), raw.get("data")
+        if isinstance(validation, ValidationConfig):
+            validation = validation.model_dump(exclude_unset=True)
+        if not isinstance(validation, dict) or not isinstance(validation.get("thresholds", {}), dict):
+            return raw
+        source = data.get("source") if isinstance(data, dict) else getattr(data, "source", None)
+        profile = validation.get("profile") or ("real" if source == "files" else "synthetic")
+        if profile not in PROFILE_THRESHOLDS:
+            return raw  # the field's own validation names the allowed profiles
+        thresholds = resolve_thresholds(profile, validation.get("thresholds", {}))
+        return {**raw, "validation": {**validation, "profile": profile, "thresholds": thresholds}}
 
     @model_validator(mode="after")
     def _model_names_known(self) -> MMMConfig:  # noqa: C901 -- a flat list of independent checks, one `if` each

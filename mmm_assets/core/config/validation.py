@@ -19,18 +19,63 @@ from mmm_assets.core.config.base import _Strict
 #: "Refresh-stability bounds").
 STABILITY_ROAS_CHANGE_PCT = 5.0
 STABILITY_SHARE_CHANGE_PP = 5.0
+#: A validation profile: which gates hold a fit to which standard (see PROFILE_THRESHOLDS).
+Profile = Literal["synthetic", "real"]
+
+#: The gates every profile keeps: a fit that has not converged is not a fit, on any data.
+CONVERGENCE_THRESHOLDS = ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences_max")
+
+
 class Thresholds(_Strict):
-    """The blocking gates' thresholds (fit, convergence, parameter recovery)."""
-    r2_min: float = Field(le=1)
-    mape_max_pct: float = Field(gt=0, le=100)
-    oos_r2_min: float = Field(le=1)
-    oos_mape_max_pct: float = Field(gt=0, le=100)
-    rhat_max: float = Field(ge=1, le=2)
-    ess_bulk_min: float = Field(gt=0)
-    ess_tail_min: float = Field(gt=0)
-    divergences_max: int = Field(ge=0)
-    lam_rel_error_max: float = Field(gt=0, le=1)
-    alpha_abs_error_max: float = Field(gt=0, le=1)
+    """The blocking gates' thresholds. A threshold left unset takes its profile's value (PROFILE_THRESHOLDS); null
+    (None) after that means the metric is reported but not gated."""
+
+    r2_min: float | None = Field(default=None, le=1)
+    mape_max_pct: float | None = Field(default=None, gt=0, le=100)
+    oos_r2_min: float | None = Field(default=None, le=1)
+    oos_mape_max_pct: float | None = Field(default=None, gt=0, le=100)
+    rhat_max: float | None = Field(default=None, ge=1, le=2)
+    ess_bulk_min: float | None = Field(default=None, gt=0)
+    ess_tail_min: float | None = Field(default=None, gt=0)
+    divergences_max: int | None = Field(default=None, ge=0)
+    lam_rel_error_max: float | None = Field(default=None, gt=0, le=1)
+    alpha_abs_error_max: float | None = Field(default=None, gt=0, le=1)
+    holdout_mase_max: float | None = Field(
+        default=None, gt=0, description="Largest holdout MAE relative to the in-sample MAE of a seasonal naive forecast."
+    )
+    holdout_coverage_min: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest share of holdout weeks inside the forecast's 94 % HDI."
+    )
+    holdout_noise_ratio_max: float | None = Field(
+        default=None, gt=0, description="Largest holdout RMSE relative to the noise the model estimates (its sigma)."
+    )
+
+
+#: Each profile's thresholds; a scenario's own `validation.thresholds` are laid over them.
+#: synthetic: the project's generator, whose noise and model are known (1 % noise in the reference scenario): strict
+#: fit and parameter-recovery gates. real: data nobody here generated, judged against honest references (a seasonal
+#: naive forecast, the forecast's own uncertainty, the noise the model estimates) instead of absolute fit; how each
+#: value was chosen: README "Validating on real data" and docs/validation.md.
+PROFILE_THRESHOLDS: dict[str, dict[str, float]] = {
+    "synthetic": {
+        "r2_min": 0.95, "mape_max_pct": 2.0, "oos_r2_min": 0.90, "oos_mape_max_pct": 2.0,
+        "rhat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0,
+        "lam_rel_error_max": 0.05, "alpha_abs_error_max": 0.05,
+    },
+    "real": {
+        "rhat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0,
+        "holdout_mase_max": 1.0, "holdout_coverage_min": 0.75, "holdout_noise_ratio_max": 2.0,
+    },
+}
+
+
+def resolve_thresholds(profile: str, overrides: dict) -> dict:
+    """The profile's thresholds with the ones a scenario sets laid over them (an explicit null switches a gate off,
+    except the convergence gates, which every fit needs)."""
+    off = sorted(name for name in CONVERGENCE_THRESHOLDS if name in overrides and overrides[name] is None)
+    if off:
+        raise ValueError(f"validation.thresholds: {', '.join(off)} cannot be null: every fit is held to convergence")
+    return {**PROFILE_THRESHOLDS[profile], **overrides}
 
 
 class CrossValidationConfig(_Strict):
@@ -62,6 +107,47 @@ class CrossValidationConfig(_Strict):
     )
 
 
+class AdequacyConfig(_Strict):
+    """Identification checks on the feature table before fitting (asset checks on mmm_features): can the data tell
+    the channels apart at all? Each bound WARNs; the ``block_`` ones stop the run, where no fit could be trusted."""
+
+    max_abs_correlation: float = Field(
+        default=0.9, gt=0, le=1, description="WARN when two channels' weekly spend correlate beyond this (|r|)."
+    )
+    max_vif: float = Field(default=10.0, gt=1, description="WARN when a channel's variance inflation factor exceeds this.")
+    min_weeks_per_parameter: float = Field(
+        default=3.0, gt=0, description="WARN when the training weeks per free model parameter fall below this."
+    )
+    block_weeks_per_parameter: float = Field(
+        default=1.0, gt=0, description="Block when the training weeks per free model parameter fall below this."
+    )
+    min_spend_cv: float = Field(
+        default=0.1, ge=0, description="WARN when a channel's spend varies less than this (std / mean)."
+    )
+    max_zero_share: float = Field(
+        default=0.5, ge=0, le=1, description="WARN when a channel spends nothing in more than this share of weeks."
+    )
+
+
+class PlausibilityConfig(_Strict):
+    """Business plausibility of a fitted model (non-blocking checks that alert): what a marketer would question."""
+
+    roas_min: float = Field(default=0.05, ge=0, description="WARN when a channel's mean ROAS is below this.")
+    roas_max: float = Field(default=20.0, gt=0, description="WARN when a channel's mean ROAS is above this.")
+    max_channel_share: float = Field(
+        default=0.5, gt=0, le=1, description="WARN when one channel explains more than this share of the KPI."
+    )
+    max_media_share: float = Field(
+        default=0.8, gt=0, le=1, description="WARN when media together explain more than this share of the KPI."
+    )
+    prior_predictive_max_orders: float = Field(
+        default=2.0,
+        gt=0,
+        description="Block when the prior predictive's typical KPI is more than this many orders of magnitude "
+        "(powers of 10) off the observed KPI's.",
+    )
+
+
 class ValidationConfig(_Strict):
     """How a fit is judged: holdout weeks, minimum history, thresholds, cross-validation."""
     holdout_weeks: int = Field(ge=0, le=52, description="Weeks held out for the out-of-sample fit; 0 disables it.")
@@ -77,8 +163,17 @@ class ValidationConfig(_Strict):
         default=0.7, gt=0, le=1, description="Largest Pareto k at which the reweighted posterior stands in for a refit."
     )
     min_weeks: int = Field(ge=8)
-    thresholds: Thresholds
+    profile: Profile | None = Field(
+        default=None,
+        description="synthetic: strict fit and recovery gates; real: skill, coverage and noise gates; null = synthetic "
+        "for data.source synthetic, real for files.",
+    )
+    thresholds: Thresholds = Field(
+        default_factory=Thresholds, description="Thresholds laid over the profile's (PROFILE_THRESHOLDS)."
+    )
     cross_validation: CrossValidationConfig = Field(default_factory=CrossValidationConfig)
+    adequacy: AdequacyConfig = Field(default_factory=AdequacyConfig)
+    plausibility: PlausibilityConfig = Field(default_factory=PlausibilityConfig)
 
     @model_validator(mode="after")
     def _folds_fit(self) -> ValidationConfig:
@@ -91,7 +186,7 @@ class ValidationConfig(_Strict):
         return self
 
     @property
-    def cv_mape_max_pct(self) -> float:
+    def cv_mape_max_pct(self) -> float | None:
         """The cross-validation's mean-MAPE threshold: its own, else the holdout's."""
         own = self.cross_validation.mape_max_pct
         return own if own is not None else self.thresholds.oos_mape_max_pct

@@ -76,8 +76,11 @@ def _day(value: object) -> str:
     return f"{pd.Timestamp(value):%Y-%m-%d}"
 
 
-def _gate(name: str, metric: str, value: float, threshold: float, description: str) -> GateResult:
-    """``value <= threshold``; NaN fails (as in :func:`mmm_assets.core.evaluation.metrics.evaluate_gates`)."""
+def _gate(name: str, metric: str, value: float, threshold: float | None, description: str) -> GateResult:
+    """``value <= threshold``; NaN fails (as in :func:`mmm_assets.core.evaluation.metrics.evaluate_gates`); no
+    threshold (the validation profile does not gate it): reported, passed."""
+    if threshold is None:
+        return GateResult(name, metric, value, threshold, "<=", True, f"not gated (no threshold): {description}")
     if math.isnan(value):
         return GateResult(name, metric, value, threshold, "<=", False, f"metric is undefined (NaN): {description}")
     passed = value <= threshold

@@ -102,6 +102,27 @@ GATES: tuple[Gate, ...] = (
     Gate("in_sample_mape", "in_sample_mape_pct", "mape_max_pct", "<=", "In-sample MAPE (%)."),
     Gate("holdout_r2", "holdout_r2", "oos_r2_min", ">=", "R² on the held-out last weeks, from a fit that did not see them."),
     Gate("holdout_mape", "holdout_mape_pct", "oos_mape_max_pct", "<=", "MAPE (%) on the held-out last weeks."),
+    Gate(
+        "holdout_skill",
+        "holdout_mase",
+        "holdout_mase_max",
+        "<=",
+        "Holdout MAE relative to the in-sample MAE of a seasonal naive forecast (MASE; < 1 beats it).",
+    ),
+    Gate(
+        "holdout_coverage",
+        "holdout_hdi_coverage",
+        "holdout_coverage_min",
+        ">=",
+        "Share of the held-out weeks inside the forecast's 94 % HDI.",
+    ),
+    Gate(
+        "holdout_noise_ratio",
+        "holdout_noise_ratio",
+        "holdout_noise_ratio_max",
+        "<=",
+        "Holdout RMSE relative to the noise the model estimates (its sigma): far above 1, the model over-fits.",
+    ),
     Gate("max_rhat", "max_rhat", "rhat_max", "<=", "Worst R-hat over the model's free parameters."),
     Gate("min_ess_bulk", "min_ess_bulk", "ess_bulk_min", ">=", "Smallest bulk effective sample size."),
     Gate("min_ess_tail", "min_ess_tail", "ess_tail_min", ">=", "Smallest tail effective sample size."),
@@ -129,7 +150,7 @@ class GateResult:
     gate: str
     metric: str
     value: float | None  # None: not applicable (e.g. no ground truth, holdout disabled)
-    threshold: float
+    threshold: float | None  # None: reported, not gated (the validation profile does not hold this metric)
     direction: Direction
     passed: bool
     note: str
@@ -143,8 +164,13 @@ def evaluate_gates(metrics: dict[str, float | None], thresholds: Thresholds) -> 
     """Hold every metric to its threshold. A metric that is absent is 'not applicable' and passes; NaN fails."""
     results = []
     for gate in GATES:
-        threshold = float(getattr(thresholds, gate.threshold))
+        threshold = getattr(thresholds, gate.threshold)
         value = metrics.get(gate.metric)
+        if threshold is None:
+            shown = None if value is None else float(value)
+            results.append(GateResult(gate.name, gate.metric, shown, None, gate.direction, True, "not gated"))
+            continue
+        threshold = float(threshold)
         if value is None:
             results.append(
                 GateResult(gate.name, gate.metric, None, threshold, gate.direction, True, "not applicable")
