@@ -39,6 +39,7 @@ from mmm_assets.core.config.decisions import (
     BudgetSettings,
     DecisionsConfig,
 )
+from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.loading import (
     MAX_YAML_DEPTH,
     PROJECT_MARKERS,
@@ -64,7 +65,6 @@ from mmm_assets.core.config.operations import (
 from mmm_assets.core.config.scenario import (
     MMMConfig,
 )
-from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.validation import (
     PROFILE_THRESHOLDS,
     STABILITY_ROAS_CHANGE_PCT,

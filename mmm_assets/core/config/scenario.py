@@ -21,9 +21,9 @@ from mmm_assets.core.config.base import (
 )
 from mmm_assets.core.config.data import DataConfig
 from mmm_assets.core.config.decisions import DecisionsConfig
+from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.model import ModelConfig, SamplerConfig
 from mmm_assets.core.config.operations import MarketsConfig, OperationsConfig, PathsConfig
-from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.validation import (
     PROFILE_THRESHOLDS,
     StabilityConfig,
