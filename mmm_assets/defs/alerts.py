@@ -69,11 +69,17 @@ def _is_blocking(evaluation: AssetCheckEvaluation) -> bool:
     return bool(evaluation.blocking) and evaluation.severity == AssetCheckSeverity.ERROR
 
 
+def _embeds_image(value: object) -> bool:
+    """Whether a metadata value is an inline image (a plot): shown in the UI, not pasted into an alert's text."""
+    return isinstance(getattr(value, "value", None), str) and "](data:image/" in value.value
+
+
 def _check_alert(cfg: MMMConfig, run_id: str, evaluation: AssetCheckEvaluation) -> Alert:
     """The alert for one failed check: value vs threshold, the check's other metadata and a link to the run."""
     asset, check = evaluation.asset_key.to_user_string(), evaluation.check_name
     value, threshold = _number(evaluation, "value"), _number(evaluation, "threshold")
-    details = [f"{k}: {v.value}" for k, v in evaluation.metadata.items() if k not in {"value", "threshold"}]
+    details = [f"{k}: {v.value}" for k, v in evaluation.metadata.items()
+               if k not in {"value", "threshold"} and not _embeds_image(v)]
     kind: AlertKind = "blocking_check_failed" if _is_blocking(evaluation) else "check_failed"
     numbers = f"value {fmt_number(value)} vs threshold {fmt_number(threshold)}"
     message = f"check {check} of {asset} failed in run {run_id}{_of_market(cfg)}: {numbers}"

@@ -1,4 +1,5 @@
-"""Features: the validated weekly feature table in DuckDB, and data-quality checks on what was stored."""
+"""Features: the validated weekly feature table in DuckDB, and data-quality and identification checks on what was
+stored."""
 
 
 import pandas as pd
@@ -18,6 +19,8 @@ from dagster import (
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, SCENARIO_COLUMN, TARGET_COLUMN
 from mmm_assets.core.data.features import SOURCE_ATTR
 from mmm_assets.core.data.inputs import weekly_features
+from mmm_assets.core.evaluation import adequacy
+from mmm_assets.core.presentation.adequacy_plot import correlation_heatmap
 from mmm_assets.core.stores.duckdb_store import content_hash, quote_ident
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.constants import FEATURES_GROUP, OWNERS
@@ -25,6 +28,10 @@ from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 TABLE = "mmm_features"
+#: The identification checks' findings, one row per check and channel (or pair), per scenario and market.
+ADEQUACY_TABLE = "data_adequacy"
+#: Rows of a check's values shown in its metadata (the DuckDB table has them all).
+SHOWN_ROWS = 10
 
 
 @asset(group_name=FEATURES_GROUP, kinds={"duckdb"}, owners=OWNERS, partitions_def=MARKETS)
@@ -108,4 +115,50 @@ def mmm_features_quality(context: AssetCheckExecutionContext, scenario: Scenario
     yield AssetCheckResult(
         check_name="complete_non_negative", passed=nulls == 0 and negatives == 0, severity=error,
         metadata={"missing_values": nulls, "negative_spend_rows": negatives, "threshold": 0},
+    )
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec(name, asset=mmm_features, blocking=True, description=description, partitions_def=MARKETS)
+        for name, description in adequacy.CHECKS.items()
+    ],
+)
+def mmm_features_adequacy(context: AssetCheckExecutionContext, scenario: ScenarioResource):
+    """Identification before fitting (core.evaluation.adequacy): can the stored weekly data tell the channels apart
+    and measure each? WARN names the channels and what would help; ERROR (the run stops before the fit) only where no
+    fit could be trusted. Every finding goes to DuckDB table `data_adequacy`."""
+    cfg = scenario.load()
+    features = scenario.read(TABLE, [DATE_COLUMN, TARGET_COLUMN, *cfg.channels, *cfg.controls])
+    table = adequacy.adequacy_table(cfg, features)
+    scenario.store(ADEQUACY_TABLE, table)
+    summary = adequacy.identification_summary(table)
+    if summary:
+        context.log.warning(summary)
+    heatmap = correlation_heatmap(
+        adequacy.spend_correlations(features, cfg.channels), cfg.validation.adequacy.max_abs_correlation
+    )
+    for check in adequacy.CHECKS:
+        extra = {"heatmap": md.image(heatmap, "spend correlation heat map")} if check == adequacy.CORRELATION else {}
+        yield _adequacy_result(check, table[table["check"] == check], summary, extra)
+
+
+def _adequacy_result(check: str, rows: pd.DataFrame, summary: str, extra: dict) -> AssetCheckResult:
+    """One identification check's result: failed when any of its rows failed, ERROR when one of those is an ERROR;
+    value and threshold of its worst row (the rows come worst first)."""
+    failed = rows[~rows["passed"]]
+    severity = AssetCheckSeverity.ERROR if (failed["severity"] == adequacy.ERROR).any() else AssetCheckSeverity.WARN
+    metadata: dict = {**extra}
+    if len(rows):
+        worst = rows.iloc[0]
+        metadata |= {"value": MetadataValue.float(float(worst["value"])),
+                     "threshold": MetadataValue.float(float(worst["threshold"])),
+                     "values": md.table_md(rows[["subject", "value", "threshold", "severity"]].head(SHOWN_ROWS))}
+    if len(failed):
+        metadata |= {"findings": MetadataValue.md("\n".join(f"- {m}" for m in failed["message"])),
+                     "summary": MetadataValue.md(summary)}
+    description = (f"{len(failed)} finding(s): {'; '.join(failed['subject'])}" if len(failed)
+                   else rows["message"].iloc[0] if len(rows) else "nothing to compare")
+    return AssetCheckResult(
+        check_name=check, passed=failed.empty, severity=severity, description=description, metadata=metadata
     )

@@ -76,3 +76,26 @@ def term_specs(cfg: MMMConfig) -> list[TermSpec]:
         sigma = given.prior_sigma if given is not None and given.prior_sigma is not None else cfg.model.term_prior_sigma
         specs.append(TermSpec(name, role, sign, adstock, center, sigma))
     return specs
+
+
+#: The free parameters of each media channel: saturation ``beta`` and ``lam``, adstock ``alpha``.
+MEDIA_PARAMETERS = ("saturation_beta", "saturation_lam", "adstock_alpha")
+
+
+def parameter_counts(cfg: MMMConfig) -> dict[str, int]:
+    """The free (sampled) scalars of the market's own model, by group: what the weekly data have to pin down.
+
+    Counted from the configuration, so the feature checks can call it without building the model: per channel its
+    :data:`MEDIA_PARAMETERS`; the intercept; the noise sigma; two Fourier coefficients per order of the yearly
+    seasonality; one coefficient per non-media term, and one carry-over rate per term that is carried over. ROI priors
+    and lift tests add information, not parameters. The pooled model's hierarchy is not counted.
+    """
+    specs = term_specs(cfg)
+    return {
+        "media": len(MEDIA_PARAMETERS) * len(cfg.channels),
+        "intercept": 1,
+        "noise": 1,
+        "seasonality": 2 * (cfg.model.yearly_seasonality or 0),
+        "terms": len(specs),
+        "term_carryover": sum(spec.adstock for spec in specs),
+    }

@@ -25,7 +25,8 @@ GROUPS = {"ingest", "features", "model", "decisions"}
 ASSET_NAMES = sorted(a.key.to_user_string() for a in ASSETS)
 AUTOMATIONS = ["weekly_refresh_schedule", "market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
                "nonblocking_check_alert_sensor", "dead_run_sensor"]
-FEATURE_CHECKS = ["enough_weeks", "weekly_contiguous", "complete_non_negative"]
+FEATURE_CHECKS = ["enough_weeks", "weekly_contiguous", "complete_non_negative", "spend_correlation", "spend_vif",
+                  "weeks_per_parameter", "spend_variation", "zero_spend_weeks"]
 #: The SMALL refresh takes ~30 s in the run; the queue, a cold PyTensor cache and a slow machine get the rest.
 RUN_TIMEOUT_S = 300
 MS = 1000
@@ -279,7 +280,7 @@ def test_model_asset_pages_show_numbers_tables_and_loaded_plots(server, launched
 
 
 def test_checks_tab_shows_every_blocking_gate_passed(server, launched_run, page, screenshots):
-    """mmm_validation's checks tab: the 10 blocking gates, each Succeeded; mmm_features: its 3 checks."""
+    """mmm_validation's checks tab: the 10 blocking gates, each Succeeded; mmm_features: its 8 checks."""
     expect = _expect()
     for asset, names, shot in (("mmm_features", FEATURE_CHECKS, None),
                                ("mmm_validation", [g.name for g in GATES], "validation_checks")):
