@@ -35,13 +35,14 @@ from mmm_assets.defs.decisions import (
     refresh_stability,
     response_curves,
 )
-from mmm_assets.defs.features import mmm_features, mmm_features_quality
+from mmm_assets.defs.features import mmm_features, mmm_features_adequacy, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
 from mmm_assets.defs.model import (
     mmm_posterior,
     mmm_quality_gates,
     mmm_validation,
 )
+from mmm_assets.defs.plausibility import contribution_shares_plausible, roas_plausible
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
 from mmm_assets.defs.schedules import weekly_refresh_schedule
 from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor
@@ -65,7 +66,8 @@ ASSETS = [
     budget_recommendations,
     mmm_report,
 ]
-CHECKS = [mmm_features_quality, mmm_quality_gates, cross_validation_gates, refresh_stability]
+CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_validation_gates, refresh_stability,
+          roas_plausible, contribution_shares_plausible]
 
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(

@@ -25,6 +25,28 @@ class FittedModel:
 
 
 @dataclass(frozen=True)
+class PriorChecks:
+    """What the model believed before the data (core.evaluation.prior_checks): its prior predictive against the
+    observed KPI's scale, and per parameter how far the data moved it from its prior."""
+
+    #: The blocking check's name (on mmm_validation).
+    CHECK = "prior_predictive_scale"
+
+    prior_level: float
+    observed_level: float
+    orders_apart: float
+    max_orders: float
+    message: str
+    band: pd.DataFrame
+    prior_posterior: pd.DataFrame
+
+    @property
+    def passed(self) -> bool:
+        """Whether the prior predictive is within ``max_orders`` powers of 10 of the observed KPI."""
+        return bool(self.orders_apart <= self.max_orders)
+
+
+@dataclass(frozen=True)
 class ValidationReport:
     """Every validation metric, the gate results and (synthetic data) the parameter recovery table."""
 
@@ -34,10 +56,17 @@ class ValidationReport:
     in_sample: pd.DataFrame | None = None
     holdout: pd.DataFrame | None = None
     model_version: str | None = None
+    prior_checks: PriorChecks | None = None
+    #: What the data cannot tell apart and what would help (core.evaluation.adequacy.identification_summary); empty
+    #: when every identification check passed. Shown with a failed gate, since weak identification is the usual cause.
+    identification: str = ""
 
     def failed_gates(self) -> list[str]:
-        """The names of the gates that failed."""
-        return [g["gate"] for g in self.gates if not g["passed"]]
+        """The names of the gates that failed (the prior predictive's scale check included)."""
+        failed = [g["gate"] for g in self.gates if not g["passed"]]
+        if self.prior_checks is not None and not self.prior_checks.passed:
+            failed.append(PriorChecks.CHECK)
+        return failed
 
 
 @dataclass(frozen=True)

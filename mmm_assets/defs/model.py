@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,7 @@ from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.config.paths import PROJECT_DIR, default_operations
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.evaluation.metrics import GATES
-from mmm_assets.core.records import FittedModel, ValidationReport
+from mmm_assets.core.records import FittedModel, PriorChecks, ValidationReport
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
 from mmm_assets.core.synthetic.generator import GroundTruth
 from mmm_assets.defs import metadata as md
@@ -40,6 +41,7 @@ from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.partitions import MARKETS
+from mmm_assets.defs.prior_checks import PRIOR_SCALE_DESCRIPTION, prior_reports, prior_scale_result
 from mmm_assets.defs.resources import ScenarioResource
 
 HISTORY_TABLE = "validation_history"
@@ -351,6 +353,7 @@ def mmm_validation(
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
+    from mmm_assets.core.evaluation.prior_checks import prior_checks
     from mmm_assets.core.evaluation.validation import validate
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.stores import tracking
@@ -361,6 +364,7 @@ def mmm_validation(
     held_out = _holdout(scenario, cfg, features, mmm, context.log.info)
     truth = ground_truth.parameters if ground_truth is not None else None
     report = validate(cfg, features, mmm, mmm_posterior.diagnostics, held_out, truth, mmm_posterior.model_version)
+    report = replace(report, prior_checks=prior_checks(mmm, cfg.validation.plausibility.prior_predictive_max_orders))
     tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, report.metrics, prefix="validation.")
     scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))
     failed = report.failed_gates()
@@ -368,8 +372,11 @@ def mmm_validation(
         decision = tracking.promote_or_reject(tracking.client_for(cfg), cfg, mmm_posterior.model_version, failed)
         context.log.info(f"model {tracking.model_name(cfg)} v{mmm_posterior.model_version}: {decision}")
     context.log.info("all gates passed" if not failed else f"gates failed: {', '.join(failed)}")
+    if failed and report.identification:
+        context.log.warning(f"what the data cannot tell apart: {report.identification}")
     context.add_output_metadata(
-        {**_validation_metadata(cfg, report, held_out.method), **_calibration_reports(scenario, cfg, mmm)}
+        {**_validation_metadata(cfg, report, held_out.method), **_calibration_reports(scenario, cfg, mmm),
+         **prior_reports(scenario, cfg, report.prior_checks)}
     )
     return report
 
@@ -423,10 +430,13 @@ def _calibration_reports(scenario: ScenarioResource, cfg, mmm) -> dict:
 
 @multi_asset_check(
     specs=[
-        AssetCheckSpec(
+        *(AssetCheckSpec(
             gate.name, asset=mmm_validation, blocking=True, description=gate.description, partitions_def=MARKETS
-        )
-        for gate in GATES
+        ) for gate in GATES),
+        AssetCheckSpec(
+            PriorChecks.CHECK, asset=mmm_validation, blocking=True, description=PRIOR_SCALE_DESCRIPTION,
+            partitions_def=MARKETS,
+        ),
     ],
 )
 def mmm_quality_gates(context: AssetCheckExecutionContext, mmm_validation: ValidationReport):
@@ -447,5 +457,8 @@ def mmm_quality_gates(context: AssetCheckExecutionContext, mmm_validation: Valid
                 if gate["threshold"] is not None else "reported, not gated (the validation profile sets no threshold)",
                 "note": gate["note"],
                 "registry": decision,
+                **({"what_would_help": mmm_validation.identification}
+                   if not gate["passed"] and mmm_validation.identification else {}),
             },
         )
+    yield prior_scale_result(mmm_validation.prior_checks, decision)

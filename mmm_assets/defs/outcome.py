@@ -139,8 +139,13 @@ def outcome(result) -> Outcome:
     chain = _chain(error)
     code = _kind([e.cls_name for e in chain])
     if code == Exit.GATES_FAILED:
-        gates = _failed_gates(result.get_asset_check_evaluations())
-        return Outcome(code, (f"failed gate(s): {', '.join(gates)}",) if gates else tuple(_message(chain[-1])))
+        evaluations = result.get_asset_check_evaluations()
+        gates = _failed_gates(evaluations)
+        if not gates:
+            return Outcome(code, tuple(_message(chain[-1])))
+        helps = {e.metadata["what_would_help"].value for e in evaluations
+                 if not e.passed and "what_would_help" in e.metadata}
+        return Outcome(code, (f"failed gate(s): {', '.join(gates)}", *sorted(helps)))
     where = f"step {step}: " if step else ""
     innermost = chain[-1]
     first, *rest = _message(innermost) or [innermost.cls_name]
