@@ -14,9 +14,9 @@ import mmm_assets
 
 PACKAGE = Path(mmm_assets.__file__).resolve().parent
 #: Layers of ``mmm_assets.core``: a package imports only from its own layer or lower ones.
-#: The core-level modules (errors, records, variables) are the lowest layer, shared by all.
+#: The core-level modules (errors, formatting, records, variables) are the lowest layer, shared by all.
 LAYERS = {
-    "errors": 0, "records": 0, "variables": 0,
+    "errors": 0, "formatting": 0, "records": 0, "variables": 0,
     "config": 1,
     "data": 2, "stores": 2, "inference": 2, "synthetic": 2,
     "modelling": 3,

@@ -90,7 +90,7 @@ def channel_contributions(
     )
     _publish(
         context, scenario, "channel_contributions", long,
-        contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions"),
+        contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions", _terms(cfg)),
         totals=md.table_md(totals),
     )
     return long
@@ -99,7 +99,8 @@ def channel_contributions(
 @asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS)
 def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion) -> pd.DataFrame:
     """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
-    the average weekly spend at which marginal ROAS falls to 1 (breakeven) and the headroom to it.
+    the average weekly spend at which marginal ROAS falls to breakeven and the headroom to it. For a conversions KPI
+    (`kpi.type`) also the cost per acquisition and marginal CPA, breakeven being the value of a conversion.
 
     Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`; every refresh's
     rows are also kept in `channel_roas_history` (with the model version), for the stability check.
@@ -107,12 +108,15 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     from mmm_assets.core.decisions.roas import channel_roas as compute
     from mmm_assets.core.presentation.plots import roas_plot
 
+    cfg = scenario.load()
     mmm, features, version = _model(context, mmm_champion)
-    table = compute(mmm, features)
+    table = compute(mmm, features, cfg.kpi)
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
-    shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
+    costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if _terms(cfg).conversions else []
+    shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean", *costs,
                    "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
-    _publish(context, scenario, "channel_roas", table, roas_plot(table), roas=md.table_md(shown))
+    _publish(context, scenario, "channel_roas", table, roas_plot(table, _terms(cfg)), roas=md.table_md(shown),
+             kpi=_terms(cfg).describe())
     return table
 
 
@@ -130,7 +134,7 @@ def response_curves(
     mmm, features, _ = _model(context, mmm_champion)
     curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
     _publish(
-        context, scenario, "response_curves", curves, response_curves_plot(curves),
+        context, scenario, "response_curves", curves, response_curves_plot(curves, _terms(cfg)),
         current_spend=md.table_md(curves[curves["is_current"]].drop(columns=["is_current"])),
     )
     return curves
@@ -143,20 +147,44 @@ def _allocation_png(result) -> bytes:
     return allocation_plot(result.allocation, f"current vs optimised, next {result.horizon_weeks} weeks")
 
 
-def _budget_metadata(result) -> dict:
-    return {
-        "total_budget": MetadataValue.float(float(round(result.total_budget))),
+def _terms(cfg):
+    """The scenario's KPI terms (revenue or conversions, name, value per conversion) for tables, plots and text."""
+    from mmm_assets.core.decisions.kpi import KpiTerms
+
+    return KpiTerms.of(cfg.kpi)
+
+
+def _budget_metadata(result, terms=None) -> dict:
+    """Totals and responses to 6 significant digits (spend kept in thousands must not round to integers); the
+    response in KPI units, and its value in money for conversions of known value."""
+    from mmm_assets.core.decisions.kpi import KpiTerms, value_of
+    from mmm_assets.core.formatting import number, significant
+
+    terms = terms or KpiTerms()
+    metadata = {
+        "kpi": terms.describe(),
+        "total_budget": MetadataValue.float(significant(result.total_budget)),
         "horizon": f"{result.horizon_weeks} weeks from {result.start_date:%Y-%m-%d}",
         "utility": result.utility,
-        "expected_response_optimized": MetadataValue.float(float(round(result.optimized_response.mean))),
-        "expected_response_current": MetadataValue.float(float(round(result.current_response.mean))),
+        "expected_response_optimized": MetadataValue.float(significant(result.optimized_response.mean)),
+        "expected_response_current": MetadataValue.float(significant(result.current_response.mean)),
         "uplift_pct": MetadataValue.float(round(result.uplift_pct, 2)),
-        "uplift_hdi": f"{result.uplift.hdi_low:,.0f} .. {result.uplift.hdi_high:,.0f}",
+        "uplift_hdi": f"{number(result.uplift.hdi_low)} .. {number(result.uplift.hdi_high)}",
         "method": result.method,
         "fallback_used": result.fallback_used,
         "fallback_reason": result.fallback_reason or "none",
         "optimizer_seconds": round(result.wall_seconds, 1),
     }
+    values = {name: value_of(interval, terms) for name, interval in
+              (("optimized", result.optimized_response), ("current", result.current_response))}
+    if values["optimized"] is not None:
+        uplift = value_of(result.uplift, terms)
+        metadata |= {
+            "expected_value_optimized": MetadataValue.float(significant(values["optimized"].mean)),
+            "expected_value_current": MetadataValue.float(significant(values["current"].mean)),
+            "uplift_value_hdi": f"{number(uplift.hdi_low)} .. {number(uplift.hdi_high)}",
+        }
+    return metadata
 
 
 @asset(
@@ -178,7 +206,7 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     _publish(
         context, scenario, "optimized_budget", result.allocation,
         _allocation_png(result),
-        **_budget_metadata(result), allocation=md.table_md(result.allocation),
+        **_budget_metadata(result, _terms(cfg)), allocation=md.table_md(result.allocation),
     )
     return result
 
@@ -189,13 +217,15 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     table: the return curve of the whole budget. DuckDB `budget_scenarios`.
     """
     from mmm_assets.core.decisions.budget import budget_scenarios as compute
+    from mmm_assets.core.decisions.kpi import with_value
     from mmm_assets.core.presentation.plots import scenarios_plot
 
     cfg = scenario.load()
     mmm, features, _ = _model(context, mmm_champion)
-    table = compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
+    table = with_value(compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels), _terms(cfg))
     levels = _levels(table)
-    _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels), levels=md.table_md(levels))
+    _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels, _terms(cfg)),
+             levels=md.table_md(levels))
     return table
 
 
@@ -211,6 +241,8 @@ def _levels(scenarios: pd.DataFrame) -> pd.DataFrame:
     """One row per budget level of the scenarios table."""
     keep = ["level", "total_budget", "expected_response_mean", "expected_response_hdi_low",
             "expected_response_hdi_high"]
+    keep += [c for c in ("expected_value_mean", "expected_value_hdi_low", "expected_value_hdi_high")
+             if c in scenarios.columns]  # conversions of known value (core.decisions.kpi.with_value)
     return scenarios[keep].drop_duplicates("level").reset_index(drop=True)
 
 
@@ -226,16 +258,17 @@ def budget_recommendations(
     from mmm_assets.core.presentation.report import executive_summary
 
     cfg = scenario.load()
-    table = recommendations(optimized_budget, channel_roas, cfg.decisions.hold_band_pct)
+    table = recommendations(optimized_budget, channel_roas, cfg.decisions.hold_band_pct, cfg.kpi)
     scenario.store("budget_recommendations", table)
     scenario.append(RECOMMENDATIONS_HISTORY, _stamped(table, context.run_id))
-    summary = executive_summary(optimized_budget, table)
+    summary = executive_summary(optimized_budget, table, cfg.kpi)
     context.log.info("\n".join(summary))
+    ranked = [c for c in ("mcpa_mean", "mcpa_rank") if c in table.columns]  # conversions: marginal CPA
     context.add_output_metadata(
         {
             "executive_summary": MetadataValue.md("\n\n".join(summary)),
             "recommendations": md.table_md(table[["channel", "action", "change_pct", "current_spend",
-                                                  "optimized_spend"]]),
+                                                  "optimized_spend", *ranked]]),
             "duckdb_table": MetadataValue.text("budget_recommendations"),
         }
     )
@@ -257,25 +290,29 @@ def _previous_champion(scenario: ScenarioResource, run_id: str) -> tuple[str | N
 
 @asset_check(
     asset=budget_recommendations,
-    additional_ins={"channel_roas": AssetIn("channel_roas")},
+    additional_ins={"channel_roas": AssetIn("channel_roas"), "mmm_champion": AssetIn("mmm_champion")},
     blocking=False,
     partitions_def=MARKETS,
     description=(
-        "Refresh stability (WARN, non-blocking): each channel's ROAS and marginal ROAS, its share of the proposed "
-        "budget and its advice compared with the previous champion's; a move beyond the `stability` bounds asks a "
-        "person to look before acting. Every comparison is kept in DuckDB table `stability_history`."
+        "Refresh stability (WARN, non-blocking): each channel's ROAS and marginal ROAS, and the champion's budget "
+        "advice at the previous plan's reference spend (so a new week's move of the recent-spend window does not "
+        "count), compared with the previous champion's; a move beyond the `stability` bounds asks a person to look "
+        "before acting. Every comparison is kept in DuckDB table `stability_history`."
     ),
 )
 def refresh_stability(
     context: AssetCheckExecutionContext, scenario: ScenarioResource, budget_recommendations: pd.DataFrame,
-    channel_roas: pd.DataFrame,
+    channel_roas: pd.DataFrame, mmm_champion: Champion,
 ) -> AssetCheckResult:
     """Compare this refresh's ROAS and advice with the previous champion's (core.stability)."""
     from mmm_assets.core.evaluation.stability import assess_stability
 
     cfg = scenario.load()
     previous_run, previous_roas, previous_advice = _previous_champion(scenario, context.run.run_id)
-    result = assess_stability(cfg.stability, channel_roas, previous_roas, budget_recommendations, previous_advice)
+    replanned = _replanned(context, cfg, mmm_champion, previous_advice) if previous_roas is not None else None
+    result = assess_stability(
+        cfg.stability, channel_roas, previous_roas, budget_recommendations, previous_advice, replanned
+    )
     metadata: dict = {"previous_run_id": previous_run or "none (first champion)", "flagged": ", ".join(result.flagged)}
     if result.compared:
         scenario.append(STABILITY_HISTORY, _stamped(result.roas, context.run.run_id, previous_run_id=previous_run))
@@ -287,10 +324,31 @@ def refresh_stability(
         if result.recommendations is not None:
             metadata["advice_changes"] = md.table_md(result.recommendations[
                 ["channel", "previous_action", "current_action", "share_change_pp", "flagged"]])
+            metadata["advice_compared"] = (
+                "at the previous plan's reference spend and total" if result.replanned
+                else "as planned, each around its own last horizon_weeks' spend"
+            )
     (context.log.warning if result.flagged else context.log.info)(result.message)
     return AssetCheckResult(
         passed=result.passed, severity=AssetCheckSeverity.WARN, description=result.message, metadata=metadata
     )
+
+
+def _replanned(context: AssetCheckExecutionContext, cfg, champion: Champion, previous_advice: pd.DataFrame | None):
+    """The champion's advice at the previous advice's reference spend (core.decisions.advice.replanned_advice);
+    None when there is none to replan at or the replan fails (the check then compares the advice as planned)."""
+    from mmm_assets.core.decisions.advice import replanned_advice
+    from mmm_assets.core.modelling.persistence import load_model
+    from mmm_assets.core.modelling.posterior import fitted_features
+
+    if previous_advice is None:
+        return None
+    mmm = load_model(champion.path)
+    try:
+        return replanned_advice(mmm, fitted_features(mmm), cfg, previous_advice)
+    except ValueError as err:  # bounds that cannot hold the previous total, ...: compare as planned instead
+        context.log.warning(f"no replan at the previous plan's reference spend ({err}); advice compared as planned")
+        return None
 
 
 @asset(group_name=GROUP, partitions_def=MARKETS, kinds={"html"}, owners=OWNERS)
@@ -315,6 +373,7 @@ def mmm_report(
     from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
     cfg = scenario.load()
+    terms = _terms(cfg)
     wide = wide_means(channel_contributions)
     v = mmm_validation
     gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
@@ -322,17 +381,18 @@ def mmm_report(
         Section("Fit", [f"Model {mmm_posterior.path} ({mmm_posterior.sampler}, {mmm_posterior.chains} chains x "
                         f"{mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
                 {"fit": plots.fit_plot(v.in_sample, v.holdout, fit_title(cfg))}),
-        Section("Where sales came from", plots={"contributions": plots.contributions_plot(
-            wide, [BASELINE, *cfg.channels], "weekly contributions")},
+        Section(f"Where {terms.label if terms.conversions else 'sales'} came from", plots={
+            "contributions": plots.contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions", terms)},
             tables={"contribution_totals": _totals(wide, [*cfg.channels, BASELINE])}, exports={"contributions": wide}),
-        Section("Return on ad spend", plots={"roas": plots.roas_plot(channel_roas)}, tables={"roas": channel_roas}),
-        Section("Response curves", plots={"response_curves": plots.response_curves_plot(response_curves)},
+        Section("Cost per acquisition (CPA)" if terms.conversions else "Return on ad spend", [terms.describe()],
+                plots={"roas": plots.roas_plot(channel_roas, terms)}, tables={"roas": channel_roas}),
+        Section("Response curves", plots={"response_curves": plots.response_curves_plot(response_curves, terms)},
                 tables={"current_spend": response_curves[response_curves["is_current"]].drop(columns="is_current")},
                 exports={"response_curves": response_curves}),
         Section("Budget: current vs optimised", [optimized_budget.method],
                 {"allocation": _allocation_png(optimized_budget)},
                 {"allocation": optimized_budget.allocation, "recommendations": budget_recommendations}),
-        Section("Budget scenarios", plots={"scenarios": plots.scenarios_plot(_levels(budget_scenarios))},
+        Section("Budget scenarios", plots={"scenarios": plots.scenarios_plot(_levels(budget_scenarios), terms)},
                 tables={"scenario_levels": _levels(budget_scenarios)}, exports={"budget_scenarios": budget_scenarios}),
         Section("Validation", plots=({"recovery": plots.recovery_plot(v.recovery)} if v.recovery is not None else {}),
                 tables={"validation_gates": gates, **({"recovery": v.recovery} if v.recovery is not None else {})}),
@@ -342,7 +402,7 @@ def mmm_report(
         cfg.paths.reports_dir / f"{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}",
         f"Marketing-mix report: {cfg.scenario}, market {cfg.market}",
         f"Run {context.run_id}, data {mmm_posterior.data_version}, generated {stamp}",
-        executive_summary(optimized_budget, budget_recommendations),
+        executive_summary(optimized_budget, budget_recommendations, cfg.kpi),
         sections,
     )
     from mmm_assets.core.stores import tracking

@@ -4,7 +4,7 @@
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from mmm_assets.core.presentation.formatting import number
+from mmm_assets.core.formatting import cell
 from mmm_assets.core.presentation.plots import markdown_image
 
 
@@ -13,7 +13,7 @@ def table_md(frame: pd.DataFrame) -> MetadataValue:
     shown = frame.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].map(number)
+            shown[column] = shown[column].map(cell)
         elif pd.api.types.is_datetime64_any_dtype(shown[column]):
             shown[column] = shown[column].dt.strftime("%Y-%m-%d")
     return MetadataValue.md(shown.to_markdown(index=False))

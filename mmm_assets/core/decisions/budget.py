@@ -5,8 +5,9 @@ Money is in the units of the channel columns; every spend figure here is a total
 library works with weekly amounts, so totals are divided by the number of weeks on the way in and multiplied on the
 way out.
 
-The expected response of a plan is *incremental*: the model's media contribution (target units) with the plan
-minus the same with no spend over the horizon, draw by draw. Both include what the library includes: the spend made
+The expected response of a plan is *incremental*: the model's media contribution (target units: revenue, or
+conversions, whose value ``decisions.kpi`` adds) with the plan minus the same with no spend over the horizon, draw
+by draw. Both include what the library includes: the spend made
 before the horizon carries its adstock into it (``carry_in_periods``) and the horizon's own spend keeps paying
 during ``adstock_periods`` weeks after it, so the history's own effect cancels in the difference.
 
@@ -162,7 +163,12 @@ class _Planner:
 
     @classmethod
     def build(
-        cls, mmm: MMM, features: pd.DataFrame, settings: BudgetSettings, fixed: Sequence[str] = ()
+        cls,
+        mmm: MMM,
+        features: pd.DataFrame,
+        settings: BudgetSettings,
+        fixed: Sequence[str] = (),
+        reference: Mapping[str, float] | None = None,
     ) -> _Planner:
         channels = list(mmm.channel_columns)
         absent = [c for c in channels if c not in features.columns]
@@ -179,6 +185,11 @@ class _Planner:
                 "plan with the features the model was fitted on"
             )
         current = features[channels].tail(weeks).sum().to_numpy(dtype=float)
+        if reference is not None:
+            absent = [c for c in channels if c not in reference]
+            if absent:
+                raise ValueError(f"the reference spend lacks the model's channel(s) {absent}")
+            current = np.array([reference[c] for c in channels], dtype=float)
         return cls(mmm, settings, features, channels, last + WEEK, last + weeks * WEEK, current, frozenset(fixed))
 
     @property
@@ -408,14 +419,18 @@ def optimize_budget(
     truth: GroundTruth | None = None,
     attempts: Sequence[Attempt] = DEFAULT_ATTEMPTS,
     fixed_channels: Sequence[str] = (),
+    reference: Mapping[str, float] | None = None,
 ) -> BudgetResult:
     """Optimise the next ``horizon_weeks`` weeks' allocation of the total budget across channels.
 
     ``features`` is the canonical frame the model was fitted on. ``attempts`` are tried in turn until one answer
     converges and holds the budget and bounds (see the module docstring for the fallback). ``fixed_channels`` (owned
-    media) stay at their current level.
+    media) stay at their current level. ``reference``: horizon totals per channel to use as the "current" spend
+    (the bounds, the default total and the comparison are relative to it) instead of the last ``horizon_weeks``
+    weeks' spend; the refresh-stability check replans with the previous plan's reference
+    (:mod:`mmm_assets.core.evaluation.stability`).
     """
-    planner = _Planner.build(mmm, features, settings, fixed_channels)
+    planner = _Planner.build(mmm, features, settings, fixed_channels, reference)
     return _solve(planner, settings, _base_budget(planner, settings), attempts, truth)
 
 

@@ -1,7 +1,8 @@
 """Return on ad spend of a fitted MMM: average and marginal ROAS, break-even spend and steady-state response curves.
 
 Units: spend is in the units of the channel columns of the feature frame (money), contributions are in target
-units (``y``), so a ROAS is target units per unit of spend. Every interval is a 94 % HDI (``HDI_PROB``) over the
+units (``y``), so a ROAS is target units per unit of spend: money per money for revenue, conversions per unit of
+spend for a counted KPI, whose table also carries the cost per acquisition (``mmm_assets.core.decisions.kpi``). Every interval is a 94 % HDI (``HDI_PROB``) over the
 posterior draws; ``*_mean`` is the posterior mean.
 
 Window totals (contribution, ROAS, marginal ROAS) come from PyMC-Marketing's counterfactual incrementality
@@ -28,7 +29,8 @@ import xarray as xr
 from pymc_marketing.mmm import MMM, LogisticSaturation
 from scipy.optimize import brentq
 
-from mmm_assets.core.config import DATE_COLUMN
+from mmm_assets.core.config import DATE_COLUMN, KpiConfig
+from mmm_assets.core.decisions.kpi import KpiTerms, with_costs
 from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.synthetic.generator import logistic_saturation
@@ -61,12 +63,15 @@ def _adstocked(mmm: MMM) -> xr.DataArray:
     return xr.DataArray(out.eval(), dims=out.dims, coords=coords).transpose(*SAMPLE_DIMS, DATE_COLUMN, "channel")
 
 
-def _breakeven_multiple(adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.DataArray, spend: float) -> float:
-    """Multiple ``k`` of the historical weekly spend at which the posterior-mean marginal ROAS falls to 1.
+def _breakeven_multiple(
+    adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.DataArray, spend: float, breakeven: float = 1.0
+) -> float:
+    """Multiple ``k`` of the historical weekly spend at which the posterior-mean marginal ROAS falls to
+    ``breakeven`` (1 for revenue, 1 / value per conversion for conversions).
 
     Marginal ROAS at ``k`` is the return of a further ``MARGINAL_STEP`` proportional increase, as in
-    ``channel_roas``'s ``mroas``; it decreases with ``k`` (concave saturation). Returns 0.0 when it is below 1
-    already at the low end of ``SEARCH_MULTIPLES`` and ``inf`` when it is still above 1 at the high end.
+    ``channel_roas``'s ``mroas``; it decreases with ``k`` (concave saturation). Returns 0.0 when it is below
+    breakeven already at the low end of ``SEARCH_MULTIPLES`` and ``inf`` when it is still above at the high end.
     ``effect`` is ``saturation_beta * target_scale`` per draw; ``spend`` the channel's total over the window.
     The search evaluates the curve a few dozen times over every draw and week, so on plain arrays (draws x weeks).
     """
@@ -76,7 +81,7 @@ def _breakeven_multiple(adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.D
 
     def excess(k: float) -> float:
         gain = logistic_saturation((1.0 + MARGINAL_STEP) * k * weeks, lam_draws) - logistic_saturation(k * weeks, lam_draws)
-        return float(effect_draws @ gain.sum(axis=1)) / effect_draws.size / (MARGINAL_STEP * k * spend) - 1.0
+        return float(effect_draws @ gain.sum(axis=1)) / effect_draws.size / (MARGINAL_STEP * k * spend) / breakeven - 1
 
     low, high = SEARCH_MULTIPLES
     if excess(low) <= 0:
@@ -86,11 +91,13 @@ def _breakeven_multiple(adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.D
     return brentq(excess, low, high, rtol=1e-8)
 
 
-def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
+def channel_roas(mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None) -> pd.DataFrame:
     """Average and marginal ROAS of every channel over the fitted window, with the break-even weekly spend.
 
-    ``features`` is the canonical frame the model was fitted on (``date``, ``y``, channel columns...). One row per
-    channel:
+    ``features`` is the canonical frame the model was fitted on (``date``, ``y``, channel columns...); ``kpi``
+    the config's ``kpi`` section (revenue when None). "Breakeven" below is a marginal ROAS of 1 for revenue and
+    of 1 / ``value_per_unit`` for conversions (a marginal CPA equal to the value of a conversion); for
+    conversions of unknown value there is none and the break-even columns are NaN. One row per channel:
 
     - ``channel``; ``spend``: total spend over the window (spend units).
     - ``contribution_mean/_hdi_low/_hdi_high``: incremental contribution of the channel's spend over the window
@@ -99,16 +106,21 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     - ``mroas_mean/_hdi_low/_hdi_high``: marginal ROAS at the current spend: the extra contribution (incl.
       carry-over) of a 1 % increase of this channel's spend in every week, divided by the extra spend.
     - ``current_weekly_spend``: mean weekly spend over the window (spend units).
-    - ``breakeven_weekly_spend``: the mean weekly spend at which the posterior-mean marginal ROAS falls to 1 when
-      the historical weekly pattern is scaled up or down proportionally (spend units). Searched between 0.1 % and
-      100x the current spend: 0.0 when the marginal ROAS is below 1 even at 0.1 % of the current spend, ``inf``
-      when it is still above 1 at 100x. Above ``current_weekly_spend`` exactly when ``mroas_mean`` > 1.
+    - for conversions, ``cpa_mean/_hdi_low/_hdi_high`` and ``mcpa_*`` after the returns they invert: cost per
+      acquisition (spend / incremental conversions) and marginal CPA (see ``kpi.reciprocal_interval``).
+    - ``breakeven_weekly_spend``: the mean weekly spend at which the posterior-mean marginal ROAS falls to
+      breakeven when the historical weekly pattern is scaled up or down proportionally (spend units). Searched
+      between 0.1 % and 100x the current spend: 0.0 when the marginal ROAS is below breakeven even at 0.1 % of the
+      current spend, ``inf`` when it is still above at 100x. Above ``current_weekly_spend`` exactly when
+      ``mroas_mean`` > breakeven.
     - ``headroom_pct``: (breakeven / current - 1) x 100: how much the spend could grow (positive) or should shrink
       (negative) before the next unit of spend stops paying for itself; -100 for a break-even of 0, ``inf`` for
-      an infinite one.
+      an infinite one, NaN without a breakeven.
     """
     spend = _checked_spend(mmm, features)
     channels = mmm.channel_columns
+    terms = KpiTerms.of(kpi)
+    breakeven = terms.breakeven_return
     incrementality = mmm.incrementality
     with quick_compile():
         contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
@@ -129,7 +141,10 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
             effect.sel(channel=c),
             posterior["saturation_lam"].sel(channel=c),
             float(spend[c].sum()),
+            breakeven,
         )
+        if breakeven is not None
+        else math.nan
         for c in channels
     ]
     current = spend.mean().to_numpy()
@@ -145,7 +160,7 @@ def channel_roas(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     frame["breakeven_weekly_spend"] = np.array(multiples) * current
     frame["current_weekly_spend"] = current
     frame["headroom_pct"] = (np.array(multiples) - 1.0) * 100.0
-    return frame
+    return with_costs(frame, terms)
 
 
 def response_curves(

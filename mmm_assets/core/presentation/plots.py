@@ -16,6 +16,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from mmm_assets.core.config import DATE_COLUMN  # noqa: E402
+from mmm_assets.core.decisions.kpi import KpiTerms  # noqa: E402
+from mmm_assets.core.formatting import number  # noqa: E402
 
 DPI = 110
 #: Plots kept per process (see ``_remembered``).
@@ -103,6 +105,27 @@ def fit_plot(in_sample: pd.DataFrame, holdout: pd.DataFrame | None, title: str) 
 
 
 @_remembered
+def prior_predictive_plot(band: pd.DataFrame, title: str) -> bytes:
+    """The prior predictive's weekly median and 94 % band against the actual KPI; on a symmetric log axis when they
+    are an order of magnitude or more apart, so both stay visible."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.fill_between(band[DATE_COLUMN], band["prior_low"], band["prior_high"], color="tab:purple", alpha=0.2,
+                    label="prior predictive, 94 %")
+    ax.plot(band[DATE_COLUMN], band["prior_median"], color="tab:purple", lw=1.2, label="prior predictive, median")
+    ax.plot(band[DATE_COLUMN], band["actual"], color="black", lw=0.9, label="actual")
+    actual, prior = band["actual"].abs().mean(), band["prior_median"].abs().mean()
+    if actual > 0 and prior > 0 and not 0.1 <= prior / actual <= 10:
+        ax.set_yscale("symlog", linthresh=min(actual, prior))  # linear within the smaller level, log beyond
+    else:
+        _money_axes(ax)
+    ax.set_title(title)
+    ax.set_ylabel("target")
+    ax.legend(loc="best", fontsize=8, ncols=3)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+@_remembered
 def recovery_plot(table: pd.DataFrame) -> bytes:
     """Posterior estimate with 94 % HDI against the true value, one panel per parameter."""
     parameters = list(dict.fromkeys(table["parameter"]))
@@ -124,49 +147,71 @@ def recovery_plot(table: pd.DataFrame) -> bytes:
 
 
 @_remembered
-def contributions_plot(contributions: pd.DataFrame, components: list[str], title: str) -> bytes:
-    """Stacked weekly contributions (posterior means) of the baseline and each channel."""
+def contributions_plot(
+    contributions: pd.DataFrame, components: list[str], title: str, terms: KpiTerms = KpiTerms()
+) -> bytes:
+    """Stacked weekly contributions (posterior means) of the baseline and each channel, in the KPI's units."""
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.stackplot(contributions[DATE_COLUMN], *[contributions[c] for c in components], labels=components, alpha=0.85)
     ax.set_title(title)
-    ax.set_ylabel("contribution to target")
+    ax.set_ylabel(f"contribution to {terms.label}")
     _money_axes(ax)
     ax.legend(loc="upper left", fontsize=8, ncols=len(components))
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
-def _interval_bars(ax: plt.Axes, table: pd.DataFrame, prefix: str, title: str) -> None:
-    """Horizontal posterior means with 94 % HDI whiskers per channel, and the payback line at 1."""
-    y = range(len(table))
-    mean = table[f"{prefix}_mean"]
-    ax.errorbar(
-        mean, y, xerr=[mean - table[f"{prefix}_hdi_low"], table[f"{prefix}_hdi_high"] - mean],
-        fmt="o", color="tab:blue", capsize=4,
-    )
+def _interval_bars(
+    ax: plt.Axes, table: pd.DataFrame, prefix: str, title: str, breakeven: float | None = 1.0,
+    breakeven_label: str = "pays back (1.0)",
+) -> None:
+    """Horizontal posterior means with 94 % HDI whiskers per channel, and the payback line at ``breakeven`` (none
+    when None). An interval without an upper bound (a CPA whose return can be 0) runs to the edge with an arrow."""
+    y = list(range(len(table)))
+    mean, low, high = (table[f"{prefix}_{s}"].astype(float) for s in ("mean", "hdi_low", "hdi_high"))
+    finite = pd.concat([mean, low, high]).replace([float("inf"), float("-inf")], float("nan")).dropna()
+    edge = 1.15 * float(finite.max()) if len(finite) else 1.0
+    open_ended = high.isna() & low.notna()
+    shown = mean.where(mean.notna(), low)
+    ax.errorbar(shown, y, xerr=[shown - low, high.where(~open_ended, edge) - shown], fmt="o", color="tab:blue",
+                capsize=4)
+    ends = [i for i, o in zip(y, open_ended, strict=True) if o]
+    if ends:
+        ax.scatter([edge] * len(ends), ends, marker=">", color="tab:blue")
     for i, value in zip(y, mean, strict=True):
-        ax.annotate(f"{value:.2f}", (value, i), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
-    ax.axvline(1.0, color="tab:red", ls="--", lw=0.9, label="pays back (1.0)")
-    ax.set_yticks(list(y), table["channel"])
+        if value == value:
+            ax.annotate(number(value), (value, i), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    if breakeven is not None:
+        ax.axvline(breakeven, color="tab:red", ls="--", lw=0.9, label=breakeven_label)
+    ax.set_yticks(y, table["channel"])
     ax.set_ylim(-0.6, len(table) - 0.4)
     ax.set_title(title)
     ax.grid(alpha=0.3)
 
 
 @_remembered
-def roas_plot(roas: pd.DataFrame) -> bytes:
-    """Average and marginal ROAS per channel with 94 % HDIs."""
+def roas_plot(roas: pd.DataFrame, terms: KpiTerms = KpiTerms()) -> bytes:
+    """Average and marginal ROAS per channel with 94 % HDIs; for a conversions KPI (``terms``), the CPA and the
+    marginal CPA instead, with the value of a conversion as the payback line when it is known."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(roas) + 2.2), sharey=True)
-    _interval_bars(axes[0], roas, "roas", "ROAS over the fitted window")
-    _interval_bars(axes[1], roas, "mroas", "marginal ROAS at current spend")
+    if terms.conversions:
+        value = terms.breakeven_cost
+        label = f"pays back (value of a conversion, {number(value)})" if value is not None else ""
+        _interval_bars(axes[0], roas, "cpa", f"CPA over the fitted window ({terms.label})", value, label)
+        _interval_bars(axes[1], roas, "mcpa", "marginal CPA at current spend", value, label)
+    else:
+        _interval_bars(axes[0], roas, "roas", "ROAS over the fitted window")
+        _interval_bars(axes[1], roas, "mroas", "marginal ROAS at current spend")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", fontsize=8, ncols=2)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncols=2)
     return _png(fig, rect=(0, 0.07, 1, 1))
 
 
 @_remembered
-def response_curves_plot(curves: pd.DataFrame) -> bytes:
-    """Expected weekly contribution against weekly spend per channel, with the current spend marked."""
+def response_curves_plot(curves: pd.DataFrame, terms: KpiTerms = KpiTerms()) -> bytes:
+    """Expected weekly contribution (incremental KPI: revenue, conversions) against weekly spend per channel, with
+    the current spend marked."""
     channels = list(dict.fromkeys(curves["channel"]))
     fig, axes = plt.subplots(1, len(channels), figsize=(4 * len(channels), 3.4), squeeze=False)
     for ax, channel in zip(axes[0], channels, strict=True):
@@ -181,7 +226,7 @@ def response_curves_plot(curves: pd.DataFrame) -> bytes:
         ax.set_xlabel("weekly spend")
         _money_axes(ax, x=True)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("weekly contribution")
+    axes[0][0].set_ylabel(f"weekly incremental {terms.label}")
     axes[0][0].legend(fontsize=8, loc="lower right")
     return _png(fig)
 
@@ -206,8 +251,9 @@ def allocation_plot(allocation: pd.DataFrame, title: str) -> bytes:
 
 
 @_remembered
-def scenarios_plot(levels: pd.DataFrame) -> bytes:
-    """Expected incremental response against the total budget: the return curve of the whole budget."""
+def scenarios_plot(levels: pd.DataFrame, terms: KpiTerms = KpiTerms()) -> bytes:
+    """Expected incremental KPI against the total budget: the return curve of the whole budget; for conversions of
+    known value, their value on a second axis."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.fill_between(levels["total_budget"], levels["expected_response_hdi_low"], levels["expected_response_hdi_high"],
                     color="tab:green", alpha=0.25, label="94 % HDI")
@@ -218,7 +264,12 @@ def scenarios_plot(levels: pd.DataFrame) -> bytes:
                     xytext=(0, 8), ha="center", fontsize=8)
     ax.set_xlabel("total budget over the horizon")
     _money_axes(ax, x=True)
-    ax.set_ylabel("incremental response")
+    ax.set_ylabel(f"incremental {terms.label}")
+    if terms.conversions and terms.value_per_unit is not None:
+        value = terms.value_per_unit
+        right = ax.secondary_yaxis("right", functions=(lambda y: y * value, lambda v: v / value))
+        right.set_ylabel(f"value ({number(value)} per conversion)")
+        right.yaxis.set_major_formatter(FuncFormatter(_compact))
     ax.set_title("budget scenarios (optimised allocation at each level)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

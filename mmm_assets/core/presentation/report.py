@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmm_assets.core.config import KpiConfig
 from mmm_assets.core.decisions.budget import BudgetResult
-from mmm_assets.core.presentation.formatting import number
+from mmm_assets.core.decisions.kpi import KpiTerms, value_of
+from mmm_assets.core.formatting import cell, number
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -44,16 +46,30 @@ class Section:
     exports: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> list[str]:
-    """Plain sentences a marketing lead reads first."""
+def executive_summary(
+    budget: BudgetResult, recommendations: pd.DataFrame, kpi: KpiConfig | None = None
+) -> list[str]:
+    """Plain sentences a marketing lead reads first. Amounts are shown by magnitude (``formatting.number``); the
+    response is named after the KPI (``kpi``, revenue when None), and conversions of known value get their value."""
+    terms = KpiTerms.of(kpi)
+    best, now, uplift = budget.optimized_response, budget.current_response, budget.uplift
     lines = [
         f"Plan for {budget.horizon_weeks} weeks from {budget.start_date:%Y-%m-%d}: total budget "
-        f"{budget.total_budget:,.0f}. Expected incremental response {budget.optimized_response.mean:,.0f} "
-        f"(94 % HDI {budget.optimized_response.hdi_low:,.0f}–{budget.optimized_response.hdi_high:,.0f}) with the "
-        f"optimised allocation, against {budget.current_response.mean:,.0f} with the current one: "
-        f"{budget.uplift_pct:+.1f} % (uplift {budget.uplift.mean:,.0f}, 94 % HDI "
-        f"{budget.uplift.hdi_low:,.0f}–{budget.uplift.hdi_high:,.0f}).",
+        f"{number(budget.total_budget)}. Expected incremental {terms.label} {number(best.mean)} "
+        f"(94 % HDI {number(best.hdi_low)}–{number(best.hdi_high)}) with the optimised allocation, against "
+        f"{number(now.mean)} with the current one: {budget.uplift_pct:+.1f} % (uplift {number(uplift.mean)}, 94 % HDI "
+        f"{number(uplift.hdi_low)}–{number(uplift.hdi_high)}).",
     ]
+    if terms.conversions and (worth := value_of(best, terms)) is not None:
+        gained = value_of(uplift, terms)
+        lines[0] += (
+            f" Worth {number(worth.mean)} (94 % HDI {number(worth.hdi_low)}–{number(worth.hdi_high)}) at "
+            f"{number(terms.value_per_unit)} per conversion, uplift worth {number(gained.mean)}; maximising "
+            "conversions at a constant value per conversion maximises their value too."
+        )
+    elif terms.conversions:
+        lines[0] += (" No value per conversion is set (kpi.value_per_unit), so the plan maximises conversions and "
+                     "no breakeven is known.")
     for row in recommendations.itertuples(index=False):
         lines.append(f"{row.channel}: {row.action} — {row.reason}")
     if budget.fallback_used:
@@ -63,7 +79,7 @@ def executive_summary(budget: BudgetResult, recommendations: pd.DataFrame) -> li
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return number(value)
+        return cell(value)
     if isinstance(value, pd.Timestamp):
         return f"{value:%Y-%m-%d}"
     return str(value)

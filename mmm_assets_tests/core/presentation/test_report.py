@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmm_assets.core.config import KpiConfig
 from mmm_assets.core.decisions.budget import BudgetResult, Interval
+from mmm_assets.core.decisions.kpi import KpiTerms, with_costs
 from mmm_assets.core.presentation import plots
 from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
@@ -108,3 +110,46 @@ def test_a_plot_is_drawn_once_per_process_for_the_same_inputs(monkeypatch):
     for i in range(plots.RENDERED_KEPT + 1):  # a bounded memory
         plots.fit_plot(frame, None, f"title {i}")
     assert len(plots._RENDERED) == plots.RENDERED_KEPT
+
+
+def test_executive_summary_writes_small_units_by_magnitude():
+    """Spend kept in thousands: the summary once read "total budget 2"."""
+    budget = _budget()
+    small = BudgetResult(**{**budget.__dict__, "total_budget": 2.4375, "optimized_response": Interval(0.873, 0.8, 0.95),
+                            "current_response": Interval(0.812, 0.75, 0.9), "uplift": Interval(0.061, 0.04, 0.08)})
+    line = executive_summary(small, _recommendations())[0]
+    assert "total budget 2.44." in line and "Expected incremental revenue 0.873 (94 % HDI 0.8–0.95)" in line
+    assert "against 0.812" in line and "uplift 0.061, 94 % HDI 0.04–0.08" in line
+    large = BudgetResult(**{**budget.__dict__, "total_budget": 2_345_678.0,
+                            "optimized_response": Interval(12_437.0, 11_900.0, 13_050.0)})
+    assert "total budget 2.35M. Expected incremental revenue 12,400 (94 % HDI 11,900–13,100)" in \
+        executive_summary(large, _recommendations())[0]
+
+
+def test_executive_summary_of_conversions_names_the_kpi_and_gives_the_value_when_known():
+    valued = KpiConfig(type="conversions", name="sign-ups", value_per_unit=45.0)
+    line = executive_summary(_budget(), _recommendations(), valued)[0]
+    assert "Expected incremental sign-ups 330 (94 % HDI 320–340)" in line
+    assert "Worth 14,900 (94 % HDI 14,400–15,300) at 45 per conversion, uplift worth 1,350" in line
+    unvalued = executive_summary(_budget(), _recommendations(), KpiConfig(type="conversions", name="leads"))[0]
+    assert "Expected incremental leads 330" in unvalued and "no breakeven is known" in unvalued
+    assert "Worth" not in unvalued
+
+
+def test_cpa_plots_draw_open_intervals_and_the_value_line_and_differ_from_the_roas_plot():
+    roas = pd.DataFrame({"channel": ["tv", "search"], "roas_mean": [0.05, 0.01], "roas_hdi_low": [0.04, -0.002],
+                         "roas_hdi_high": [0.06, 0.02], "mroas_mean": [0.02, 0.004], "mroas_hdi_low": [0.015, -0.001],
+                         "mroas_hdi_high": [0.025, 0.009]})
+    valued = KpiTerms.of(KpiConfig(type="conversions", name="sign-ups", value_per_unit=45.0))
+    table = with_costs(roas, valued)
+    assert np.isnan(table.loc[1, "cpa_hdi_high"]) and np.isnan(table.loc[1, "mcpa_hdi_high"])
+    pictures = [plots.roas_plot(table, valued), plots.roas_plot(table, KpiTerms.of(KpiConfig(type="conversions"))),
+                plots.roas_plot(table)]
+    assert all(p.startswith(PNG) and len(p) > 5000 for p in pictures) and len(set(pictures)) == 3
+    levels = pd.DataFrame({"level": [0.5, 1.0], "total_budget": [1.2, 2.4], "expected_response_mean": [10.0, 15.0],
+                           "expected_response_hdi_low": [9.0, 14.0], "expected_response_hdi_high": [11.0, 16.0]})
+    curves = pd.DataFrame({"channel": "tv", "weekly_spend": [0.0, 1.0, 2.0], "contribution_mean": [0, 1, 1.5],
+                           "contribution_hdi_low": [0, 0.9, 1.4], "contribution_hdi_high": [0, 1.1, 1.6],
+                           "is_current": [False, True, False]})
+    assert plots.scenarios_plot(levels, valued) != plots.scenarios_plot(levels)
+    assert plots.response_curves_plot(curves, valued).startswith(PNG)
