@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -40,11 +41,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def normalised_name(text: str, what: str = "name") -> str | None:
+    """``text`` as an identifier: accents dropped, lower case, every run of other characters one '_', no '_' at
+    either end, ``<what>_`` in front when it would start with a digit, at most 63 characters ("North East" ->
+    "north_east", "Île-de-France" -> "ile_de_france", "2024" -> "market_2024"); None when nothing is left."""
+    plain = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
+    name = re.sub(r"[^a-z0-9]+", "_", plain).strip("_")
+    if not name:
+        return None
+    if not name[0].isalpha():
+        name = f"{re.sub(r'[^a-z0-9]+', '_', what.lower()).strip('_') or 'x'}_{name}"
+    return name[:63].rstrip("_")
+
+
 def _check_identifier(name: str, what: str) -> str:
     if not IDENTIFIER.match(name):
+        proposed = normalised_name(name, what)
         raise ValueError(
             f"{what} name {name!r} is not allowed: use lower-case letters, digits and '_', starting with a letter "
-            "(at most 63 characters)"
+            f"(at most 63 characters){f', e.g. {proposed!r}' if proposed and proposed not in RESERVED else ''}"
         )
     if name in RESERVED:
         raise ValueError(f"{what} name {name!r} is reserved for the pipeline's own {name!r} column")

@@ -29,10 +29,10 @@ from mmm_assets.core.config import (
     DATE_COLUMN,
     DEFAULT_MAX_ABS_VALUE,
     DEFAULT_MAX_FILE_MB,
-    IDENTIFIER,
     TARGET_COLUMN,
     ColumnMapping,
     FilesSource,
+    normalised_name,
 )
 from mmm_assets.core.data.features import SOURCE_COLUMNS_ATTR
 from mmm_assets.core.data.landing_csv import NO_ROWS, read_csv_columns
@@ -47,6 +47,8 @@ _MISSING = {"", "nan", "na", "n/a", "#n/a", "null", "none", "inf", "+inf", "-inf
 #: Thousands separators, currency symbols and percent signs: formatting a spreadsheet adds and we do not parse.
 _FORMATTING = re.compile(r"[,'’\s$€£¥%]")
 WEEK_DAYS = 7
+#: The frame's attribute holding the market column's value of the market read (its name may be normalised).
+MARKET_VALUE_ATTR = "market_value"
 
 
 class LandingFile(Path):
@@ -155,30 +157,59 @@ def _read_table(path: Path, columns: ColumnMapping) -> _Table:
     return table
 
 
-def landing_markets(path: Path, columns: ColumnMapping) -> list[str]:
-    """The markets a landing file with a market column holds, sorted; each must be a valid market name."""
+def landing_market_names(path: Path, columns: ColumnMapping) -> dict[str, str]:
+    """{market name: the market column's value} of a landing file with a market column, sorted by name.
+
+    A market name is the value normalised (:func:`mmm_assets.core.config.normalised_name`: "North East" ->
+    "north_east"), so the file's own spelling works unchanged. Raises :class:`InputError` naming the file, the column
+    and the values when a value has no letter or digit, or when two values become the same name ("North East" and
+    "north-east"): which market their rows belong to is then a guess.
+    """
     column = _market_column(path)
     if column is None:
         raise ValueError(f"{path}: the files source has no market_column")
     table = _read_table(path, columns)
-    texts = _market_text(table.cells[column])
-    names = sorted(set(texts.unique()))
-    bad = [name for name in names if not IDENTIFIER.match(name)]
-    if bad:
-        lines = table.cells.index[texts.isin(bad).to_numpy(dtype=bool)]
+    return _market_names(path, table, column, _market_text(table.cells[column]))
+
+
+def landing_markets(path: Path, columns: ColumnMapping) -> list[str]:
+    """The market names a landing file with a market column holds, sorted (see :func:`landing_market_names`)."""
+    return list(landing_market_names(path, columns))
+
+
+def _market_names(path: Path, table: _Table, column: str, texts: pd.Series) -> dict[str, str]:
+    spellings: dict[str, list[str]] = {}
+    unusable = []
+    for value in sorted(set(texts.unique())):
+        name = normalised_name(value, "market")
+        if name is None:
+            unusable.append(value)
+        else:
+            spellings.setdefault(name, []).append(value)
+    where = f"{path}: column {column!r} (market)"
+    if unusable:
+        lines = table.cells.index[texts.isin(unusable).to_numpy(dtype=bool)]
         raise InputError(
-            f"{path}: column {column!r} (market): {examples([repr(b) for b in bad])} at {table.unit} "
-            f"{examples([str(i) for i in lines])} are not market names; use lower-case letters, digits and '_', "
-            "starting with a letter"
+            f"{where}: {examples([repr(v) for v in unusable])} at {table.unit} {examples([str(i) for i in lines])} "
+            "cannot name a market (no letter or digit); give every row its market"
         )
-    return names
+    clashes = {name: values for name, values in spellings.items() if len(values) > 1}
+    if clashes:
+        said = "; ".join(f"{' and '.join(map(repr, values))} become the same market {name!r}"
+                         for name, values in sorted(clashes.items()))
+        raise InputError(
+            f"{where}: {said} (market names are the values in lower case, other characters as '_'); spell each "
+            "market one way in the export, or give the different markets names that differ in letters or digits"
+        )
+    return {name: values[0] for name, values in sorted(spellings.items())}
 
 
 def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = None) -> pd.DataFrame:
     """The file as a canonical frame: ``date``, ``y``, the channels and the controls, in the file's row order.
 
     With ``aggregate_daily`` (a :class:`LandingFile` of such a source), one row per week instead, in date order.
-    With a ``market_column`` (a :class:`LandingFile` of such a source), only ``market``'s rows.
+    With a ``market_column`` (a :class:`LandingFile` of such a source), only ``market``'s rows: those whose value
+    normalises to ``market`` (:func:`landing_market_names`), the value kept in ``attrs[MARKET_VALUE_ATTR]``.
     The frame's ``attrs[SOURCE_COLUMNS_ATTR]`` maps each canonical column to the file's own name, so that later
     checks (core/data/features.py) name the user's columns.
     """
@@ -188,18 +219,19 @@ def read_landing_file(path: Path, columns: ColumnMapping, market: str | None = N
         if market is None:
             raise ValueError(f"{path}: the file holds several markets; say which one to read")
         texts = _market_text(table.cells[column])
-        keep = (texts == market).to_numpy(dtype=bool)
-        if not keep.any():
-            found = sorted(set(texts.unique()))
+        names = _market_names(path, table, column, texts)
+        if market not in names:
             raise InputError(
-                f"{path}: column {column!r} (market) has no row for market {market!r}; it has {examples(found)}"
+                f"{path}: column {column!r} (market) has no row for market {market!r}; it has {examples(list(names))}"
             )
-        table = _Table(table.header, table.cells[keep], table.unit)
+        table = _Table(table.header, table.cells[(texts == names[market]).to_numpy(dtype=bool)], table.unit)
     limit = path.source.max_abs_value if isinstance(path, LandingFile) else DEFAULT_MAX_ABS_VALUE
     frame = _canonical(path, table, columns, limit)
     if isinstance(path, LandingFile) and path.source.aggregate_daily:
         frame = _weekly_sums(path, frame, columns)
     frame.attrs[SOURCE_COLUMNS_ATTR] = {canonical: source for canonical, source, _ in _roles(columns)}
+    if column is not None:
+        frame.attrs[MARKET_VALUE_ATTR] = names[market]
     return frame
 
 

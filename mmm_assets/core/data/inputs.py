@@ -13,7 +13,7 @@ import pandas as pd
 from mmm_assets.core.config import ConfigError, FilesSource, MMMConfig
 from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import SOURCE_ATTR, validate_features
-from mmm_assets.core.data.ingest import landing_markets, read_landing_file, resolve_landing_file
+from mmm_assets.core.data.ingest import MARKET_VALUE_ATTR, landing_markets, read_landing_file, resolve_landing_file
 
 
 def scenario_markets(cfg: MMMConfig, landing: Path | None = None, seen: Sequence[str] | None = None) -> list[str]:
@@ -41,12 +41,17 @@ def with_landing_file(cfg: MMMConfig, name: str) -> MMMConfig:
 
 def read_market_file(cfg: MMMConfig) -> pd.DataFrame:
     """The market's canonical weekly frame from the scenario's landing file; ``attrs[SOURCE_ATTR]`` names the file
-    (and the market, when the file holds several)."""
+    (and the market, when the file holds several, with the market column's value when the name normalises it:
+    "spend.csv (market north_east: region 'North East')")."""
     files = cfg.data.files
     assert files is not None
     path = resolve_landing_file(files)
     frame = read_landing_file(path, files.columns, cfg.market if files.market_column else None)
-    frame.attrs[SOURCE_ATTR] = f"{path} (market {cfg.market})" if files.market_column else str(path)
+    frame.attrs[SOURCE_ATTR] = str(path)
+    if files.market_column:
+        value = frame.attrs[MARKET_VALUE_ATTR]
+        spelled = "" if value == cfg.market else f": {files.market_column} {value!r}"
+        frame.attrs[SOURCE_ATTR] = f"{path} (market {cfg.market}{spelled})"
     return frame
 
 

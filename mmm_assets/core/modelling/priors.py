@@ -46,6 +46,7 @@ import pandas as pd
 import pymc as pm
 import pymc.dims as pmd
 import pytensor.tensor as pt
+import pytensor.xtensor as ptx
 import xarray as xr
 from pydantic import Field
 from pymc_marketing.mmm import MMM
@@ -55,7 +56,7 @@ from pymc_marketing.serialization import SerializableBaseModel
 from pytensor.xtensor import as_xtensor
 from pytensor.xtensor.type import XTensorVariable
 
-from mmm_assets.core.config import DATE_COLUMN, MMMConfig
+from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.modelling.roles import TermSpec
 from mmm_assets.core.variables import CONTRIBUTIONS
@@ -183,10 +184,19 @@ class RoleTerms(MuEffect):
             columns.append((raw - self.centers[name]) / self.scales[name])
         return pt.stack(columns, axis=1)
 
-    def _coefficients(self, model: pm.Model) -> pt.TensorVariable:
+    def _coefficients(self, model: pm.Model) -> XTensorVariable:
+        """The (term,) coefficients: the signed terms' magnitudes times their directions and the free terms' values.
+
+        Built with xtensor operations only (rename, concat, isel), each part keeping its own dims until it is renamed
+        to ``term``, and with no operation that does nothing (a concat of one part, an identity reordering, a product
+        with +1): PyTensor 3.3 removes such no-ops and then rewrites ``xtensor(tensor(x))`` into ``x`` without checking
+        that ``x`` has the same dims; when it has not (a model whose terms are all free, or all positive, so that
+        ``term`` would be exactly ``term_free``), every compiled function printed a ``useless_xtensor_from_tensor``
+        traceback (issue 23).
+        """
         signed = [i for i, sign in enumerate(self.signs) if sign != "free"]
         free = [i for i, sign in enumerate(self.signs) if sign == "free"]
-        parts: list[pt.TensorVariable] = []
+        parts: list[XTensorVariable] = []
         order: list[int] = []
         sigma = np.asarray(self.prior_sigma, dtype=float)
         if signed:
@@ -194,15 +204,19 @@ class RoleTerms(MuEffect):
             model.add_coord(dim, [self.names[i] for i in signed])
             magnitude = pmd.HalfNormal(f"{self.prefix}_magnitude", sigma=as_xtensor(sigma[signed], dims=(dim,)))
             direction = np.array([1.0 if self.signs[i] == "positive" else -1.0 for i in signed])
-            parts.append(magnitude.values * direction)
+            part = magnitude if (direction > 0).all() else magnitude * as_xtensor(direction, dims=(dim,))
+            parts.append(part.rename({dim: TERM_DIM}))
             order += signed
         if free:
             dim = f"{TERM_DIM}_free"
             model.add_coord(dim, [self.names[i] for i in free])
-            parts.append(pmd.Normal(f"{self.prefix}_free", mu=0.0, sigma=as_xtensor(sigma[free], dims=(dim,))).values)
+            value = pmd.Normal(f"{self.prefix}_free", mu=0.0, sigma=as_xtensor(sigma[free], dims=(dim,)))
+            parts.append(value.rename({dim: TERM_DIM}))
             order += free
-        stacked = pt.concatenate(parts)
-        return stacked[np.argsort(order)]
+        coefficients = parts[0] if len(parts) == 1 else ptx.concat(parts, dim=TERM_DIM)
+        if order != sorted(order):
+            coefficients = coefficients.isel({TERM_DIM: np.argsort(order)})
+        return coefficients
 
     def create_effect(self, mmm: Any) -> XTensorVariable:
         """PyMC-Marketing's MuEffect interface: the terms' contribution to the mean."""
@@ -227,9 +241,7 @@ class RoleTerms(MuEffect):
             for k, i in enumerate(carried):
                 columns[i] = adstocked.values[:, k]
             inputs = pt.stack(columns, axis=1)
-        effect = pmd.Deterministic(
-            f"{self.prefix}_effect", as_xtensor(self._coefficients(model), dims=(TERM_DIM,))
-        )
+        effect = pmd.Deterministic(f"{self.prefix}_effect", self._coefficients(model))
         contribution = pmd.Deterministic(
             f"{self.prefix}_contribution", as_xtensor(inputs, dims=(DATE_COLUMN, TERM_DIM)) * effect
         )
@@ -271,6 +283,30 @@ def term_estimates(mmm: MMM) -> pd.DataFrame:
     frame["contribution_mean"] = contribution.mean(("chain", "draw", DATE_COLUMN)).to_numpy()
     frame["scale"] = scales.to_numpy()
     return frame
+
+
+# -- The media prior ------------------------------------------------------------------------------------------------
+#: Smallest share of the media's expected effect a channel's prior gets (as a fraction of an equal split), so a
+#: channel with little spend is not held at zero by its prior alone.
+MIN_SHARE_OF_EQUAL_SPLIT = 0.25
+
+
+def spend_share_beta_sigma(cfg: MMMConfig, features: pd.DataFrame, target_scale: float) -> np.ndarray:
+    """The HalfNormal scale of each channel's saturation ``beta`` (target-scale units) under ``model.media_prior``
+    spend_share: the expected ``beta`` of channel c is ``media_share * mean(y) / target_scale * w_c``, so the
+    channels' expected effects at saturation add up to ``media_share`` of the mean KPI. ``w_c``: a paid channel's
+    share of the paid spend times the paid channels' share of all channels, an owned channel (activity, not money)
+    an equal share; at least MIN_SHARE_OF_EQUAL_SPLIT of an equal share, then renormalised."""
+    channels, paid = cfg.channels, set(cfg.paid_channels)
+    n = len(channels)
+    spend = features[[c for c in channels if c in paid]].sum()
+    weights = np.array(
+        [spend[c] / spend.sum() * len(paid) / n if c in paid and spend.sum() > 0 else 1.0 / n for c in channels]
+    )
+    weights = np.maximum(weights, MIN_SHARE_OF_EQUAL_SPLIT / n)
+    weights = weights / weights.sum()
+    expected = cfg.model.media_prior.media_share * float(features[TARGET_COLUMN].mean()) / target_scale * weights
+    return expected / np.sqrt(2.0 / np.pi)  # a HalfNormal(sigma) has mean sigma * sqrt(2 / pi)
 
 
 # -- ROI priors ---------------------------------------------------------------------------------------------------

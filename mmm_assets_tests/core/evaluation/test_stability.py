@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.config import STABILITY_ROAS_CHANGE_PCT
+from mmm_assets.core.config.validation import PROFILE_STABILITY
+from mmm_assets.core.decisions.advice import recommendations, replanned_advice
+from mmm_assets.core.decisions.budget import optimize_budget
 from mmm_assets.core.decisions.roas import channel_roas
-from mmm_assets.core.evaluation.stability import assess_stability, compare_recommendations, compare_roas
+from mmm_assets.core.evaluation.stability import (
+    assess_stability,
+    compare_recommendations,
+    compare_roas,
+    previous_reference,
+)
 from mmm_assets.core.modelling.fitting import fit
 
 
@@ -17,9 +25,10 @@ def roas_table(values: dict[str, float], width: float = 0.1) -> pd.DataFrame:
                          "roas_hdi_high": roas * (1 + width), "mroas_mean": roas / 2})
 
 
-def advice(actions: dict[str, tuple[str, float]]) -> pd.DataFrame:
-    return pd.DataFrame({"channel": list(actions), "action": [a for a, _ in actions.values()],
-                         "optimized_spend": [s for _, s in actions.values()]})
+def advice(actions: dict[str, tuple[str, float]], reference: dict[str, float] | None = None) -> pd.DataFrame:
+    table = pd.DataFrame({"channel": list(actions), "action": [a for a, _ in actions.values()],
+                          "optimized_spend": [s for _, s in actions.values()]})
+    return table if reference is None else table.assign(current_spend=[reference[c] for c in actions])
 
 
 def test_compare_roas_flags_moves_beyond_the_bound_and_lost_channels():
@@ -87,6 +96,27 @@ def test_assess_stability_without_and_with_a_previous_champion(small_config):
     assert calm.passed and "largest move 0.0 %" in calm.message
 
 
+def test_the_advice_is_compared_at_the_previous_reference_when_replanned(small_config):
+    """One new week moved the recent-spend window: the refresh's own plan around it moved tv's share 13 points, the
+    model replanned at the previous reference spend did not move it (the clean refresh of issue 23)."""
+    settings = small_config().stability
+    roas = roas_table({"tv": 2.0, "search": 4.0})
+    previous = advice({"tv": ("INCREASE", 60.0), "search": ("REDUCE", 40.0)}, {"tv": 50.0, "search": 50.0})
+    assert previous_reference(previous) == {"tv": 50.0, "search": 50.0}
+    assert previous_reference(previous.drop(columns="current_spend")) is None and previous_reference(None) is None
+    around_new_week = advice({"tv": ("INCREASE", 47.0), "search": ("REDUCE", 53.0)}, {"tv": 37.0, "search": 63.0})
+    replanned = advice({"tv": ("INCREASE", 61.0), "search": ("REDUCE", 39.0)}, {"tv": 50.0, "search": 50.0})
+    as_planned = assess_stability(settings, roas, roas, around_new_week, previous)
+    assert as_planned.flagged == ["tv", "search"] and not as_planned.replanned
+    assert "budget share moved -13.0 pp" in as_planned.message and "as planned" in as_planned.message
+    result = assess_stability(settings, roas, roas, around_new_week, previous, replanned)
+    assert result.passed and result.replanned, result.message
+    assert result.recommendations.set_index("channel").loc["tv", "share_change_pp"] == pytest.approx(1.0)
+    assert "at the previous plan's reference spend" in result.message
+    flipped = advice({"tv": ("REDUCE", 45.0), "search": ("INCREASE", 55.0)}, {"tv": 50.0, "search": 50.0})
+    assert assess_stability(settings, roas, roas, around_new_week, previous, flipped).flagged == ["tv", "search"]
+
+
 def test_config_rejects_a_non_positive_bound(small_config):
     from mmm_assets.core.config import ConfigError
 
@@ -95,13 +125,32 @@ def test_config_rejects_a_non_positive_bound(small_config):
     assert small_config().stability.max_roas_change_pct == STABILITY_ROAS_CHANGE_PCT
 
 
+def test_the_bounds_default_to_the_validation_profiles(small_config):
+    """Real data (the real profile) get the bounds measured on config/realistic.yaml; a scenario's own win."""
+    assert small_config().stability.model_dump() == PROFILE_STABILITY["synthetic"]
+    real = small_config({"validation": {"profile": "real"}}).stability
+    assert real.model_dump() == PROFILE_STABILITY["real"]
+    assert real.max_roas_change_pct == 20.0 and real.max_share_change_pp == 3.0 and not real.flag_action_flips
+    own = small_config({"validation": {"profile": "real"}, "stability": {"max_share_change_pp": 7.0,
+                                                                         "max_mroas_change_pct": None}}).stability
+    assert (own.max_share_change_pp, own.max_mroas_change_pct, own.max_roas_change_pct) == (7.0, None, 20.0)
+
+
 # ----- two real refreshes of the small scenario: weeks [0, n-1) is the previous champion, then week n arrives -----
 
 
 @pytest.fixture(scope="module")
-def previous_roas(small_fit) -> pd.DataFrame:
+def previous(small_fit):
+    """The previous champion (weeks [0, n-1)), its ROAS and its advice."""
     train = small_fit.features.iloc[:-1]
-    return channel_roas(fit(small_fit.cfg, train, in_sample_predictive=False).mmm, train)
+    mmm = fit(small_fit.cfg, train, in_sample_predictive=False).mmm
+    roas = channel_roas(mmm, train)
+    return roas, recommendations(optimize_budget(mmm, train, small_fit.cfg.decisions.budget), roas)
+
+
+@pytest.fixture(scope="module")
+def previous_roas(previous) -> pd.DataFrame:
+    return previous[0]
 
 
 def _shown(table: pd.DataFrame) -> str:
@@ -132,3 +181,24 @@ def test_a_partial_new_week_trips_the_bound(small_fit, previous_roas):
     assert result.compared and not result.passed
     assert result.flagged and all(c in small_fit.cfg.channels for c in result.flagged)
     assert "review the new data" in result.message
+
+
+@pytest.mark.slow
+def test_a_clean_week_replanned_at_the_previous_reference_moves_the_advice_little(small_fit, previous):
+    """The refresh's model plans at the previous advice's reference spend and total (not its own last weeks'), so only
+    the model differs between the two plans compared."""
+    previous_roas, previous_advice = previous
+    cfg = small_fit.cfg
+    roas = channel_roas(small_fit.mmm, small_fit.features)
+    own = recommendations(optimize_budget(small_fit.mmm, small_fit.features, cfg.decisions.budget), roas)
+    replanned = replanned_advice(small_fit.mmm, small_fit.features, cfg, previous_advice)
+    reference = previous_advice.set_index("channel")["current_spend"]
+    assert replanned.set_index("channel")["current_spend"].to_dict() == pytest.approx(reference.to_dict())
+    assert replanned["optimized_spend"].sum() == pytest.approx(reference.sum(), rel=2 * cfg.decisions.budget.total_tolerance)
+    assert not own.set_index("channel")["current_spend"].equals(reference)  # the window moved by one week
+    result = assess_stability(cfg.stability, roas, previous_roas, own, previous_advice, replanned)
+    moved = result.recommendations.set_index("channel")["share_change_pp"]
+    print(f"\nshare change at the previous reference (pp): {moved.round(2).to_dict()}")
+    assert result.replanned and result.passed, result.message
+    assert replanned_advice(small_fit.mmm, small_fit.features, cfg, previous_advice.drop(columns="current_spend")) \
+        is None

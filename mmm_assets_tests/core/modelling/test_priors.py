@@ -1,11 +1,18 @@
 """Priors: the signs of the non-media terms and the analysts' ROI priors, from prior to posterior."""
 
+import logging
+
 import numpy as np
 import pymc as pm
+import pytensor
 import pytest
+from pymc.model.transform.optimization import freeze_dims_and_data
 
 from mmm_assets.core.data.calendar import with_calendar
+from mmm_assets.core.decisions.roas import channel_roas
+from mmm_assets.core.inference.compiling import QUICK_MODE
 from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.modelling.priors import (
     ROI_PRIOR,
     add_roi_priors,
@@ -14,6 +21,7 @@ from mmm_assets.core.modelling.priors import (
     roi_prior_table,
 )
 from mmm_assets.core.synthetic.generator import generate
+from mmm_assets_tests.conftest import merge
 from mmm_assets_tests.role_scenarios import ROI_PRIOR_SD, TESTED, collinear_fit, roles_fit
 
 SIGNED = {
@@ -49,6 +57,77 @@ def test_term_signs_hold_in_the_prior_and_the_library_control_term_is_off(small_
     for free in ("any", "trend"):
         assert (effect.sel(term=free) > 0).any() and (effect.sel(term=free) < 0).any()
     assert float(np.abs(prior["control_contribution"]).max()) == 0.0  # gamma_control is exactly zero
+
+
+#: Two controls, two events, a trend and yearly seasonality (the files scenario of issue 23 that printed dozens of
+#: PyTensor ``useless_xtensor_from_tensor`` tracebacks), under three layouts of the terms' signs: all free (the
+#: defaults of controls and trend; what printed), all positive (one sign group again) and mixed in an order that
+#: makes the model reorder its coefficients.
+TERMS = {
+    "data": {"synthetic": {
+        "controls": {"price": {"level": 10.0, "sd": 0.5, "persistence": 0.8, "effect": -0.3},
+                     "promo": {"level": 1.0, "sd": 0.5, "effect": 0.1}},
+        "events": {"black_friday": 0.5, "christmas": -0.3},
+        "trend": 0.1,
+        "seasonality": {"amplitude": 0.3, "peak_day": 355},
+    }},
+    "model": {"yearly_seasonality": 2, "trend": True, "calendar": {
+        "black_friday": {"dates": ["2019-11-29", "2020-11-27"], "sign": "free"},
+        "christmas": {"dates": ["2019-12-25", "2020-12-25"], "sign": "free"},
+    }},
+}
+POSITIVE = {"sign": "positive"}
+SIGN_LAYOUTS = {
+    "all free": {},
+    "all positive": {"model": {"calendar": {"black_friday": POSITIVE, "christmas": POSITIVE},
+                               "terms": {"price": POSITIVE, "promo": POSITIVE, "trend": POSITIVE}}},
+    "mixed": {"model": {"calendar": {"black_friday": POSITIVE}, "terms": {"promo": {"sign": "negative"}}}},
+}
+TRACEBACK_SIGNS = ("Traceback", "BUG IN FGRAPH", "Rewrite failure")
+
+
+def _no_traceback(capsys, caplog) -> None:
+    """Nothing PyTensor prints (stderr) or logs when a rewrite fails was printed or logged."""
+    printed = capsys.readouterr().err
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for sign in TRACEBACK_SIGNS:
+        assert sign not in printed, printed[:2000]
+        assert sign not in logged, logged[:2000]
+
+
+@pytest.mark.parametrize("layout", list(SIGN_LAYOUTS))
+def test_the_terms_compile_without_rewrite_failures(small_config, capsys, caplog, layout):
+    """Every deterministic from the free variables (how the posterior predictive, the ROAS counterfactuals and
+    numpyro's post-processing evaluate them: the draws are inputs), in the quick mode and JAX, on the model with its
+    dims frozen (static shapes, as PyMC's JAX sampling and the budget optimiser build it)."""
+    cfg = small_config(merge(TERMS, SIGN_LAYOUTS[layout]))
+    caplog.set_level(logging.WARNING)
+    mmm, _ = _built(cfg)
+    for model in (mmm.model, freeze_dims_and_data(mmm.model)):
+        for mode in (QUICK_MODE, "JAX"):
+            pytensor.function(model.free_RVs, model.deterministics, mode=mode, on_unused_input="ignore")
+    _no_traceback(capsys, caplog)
+    model = mmm.model
+    assert list(model.coords["term"]) == ["price", "promo", "event_black_friday", "event_christmas", "trend"]
+    values = {v.name: np.arange(1.0, 1.0 + model[v.name].type.shape[0]) * (10 if "magnitude" in v.name else 1)
+              for v in model.free_RVs if v.name in ("terms_magnitude", "terms_free")}
+    effect = pytensor.function([model[n] for n in values], model["terms_effect"])(*values.values())
+    expected = {"all free": [1, 2, 3, 4, 5], "all positive": [10, 20, 30, 40, 50],
+                "mixed": [1, -10, 20, 2, 3]}[layout]  # signed (promo, black_friday) first in the variables
+    np.testing.assert_allclose(effect, expected)
+
+
+@pytest.mark.slow
+def test_a_fit_with_free_controls_events_and_trend_logs_no_traceback(small_config, capsys, caplog):
+    """A tiny numpyro fit (its in-sample posterior predictive included) and the ROAS of the all-free layout."""
+    cfg = small_config(merge(TERMS, {"sampler": {"chains": 1, "draws": 30, "tune": 30, "warm_tune": 30}}))
+    caplog.set_level(logging.WARNING)
+    frame, _ = generate(cfg.data.synthetic, cfg.model.calendar)
+    features = with_calendar(frame, cfg)
+    result = fit(cfg, features)
+    table = channel_roas(result.mmm, features, cfg.kpi)
+    assert set(table["channel"]) == set(cfg.channels)
+    _no_traceback(capsys, caplog)
 
 
 def test_roi_priors_become_a_roas_calibration_term(small_config):
