@@ -22,6 +22,7 @@ from mmm_assets.core.config.base import (
     Name,
     Sign,
     merged,
+    normalised_name,
 )
 from mmm_assets.core.config.data import (
     DEFAULT_MAX_ABS_VALUE,
@@ -51,6 +52,7 @@ from mmm_assets.core.config.model import (
     BetaPrior,
     CalendarEvent,
     LiftTestsConfig,
+    MediaPrior,
     ModelConfig,
     RoiPrior,
     SamplerConfig,
@@ -80,6 +82,7 @@ from mmm_assets.core.config.validation import (
 __all__ = [
     "AdequacyConfig",
     "KpiConfig",
+    "MediaPrior",
     "PROFILE_THRESHOLDS",
     "PlausibilityConfig",
     "BetaPrior",
@@ -130,6 +133,7 @@ __all__ = [
     "ValidationConfig",
     "load_config",
     "merged",
+    "normalised_name",
     "parse_config",
     "project_root_for",
 ]

@@ -58,6 +58,21 @@ class RoiPrior(_Strict):
     sd: float = Field(gt=0, description="Uncertainty of that belief (a standard deviation, same units).")
 
 
+class MediaPrior(_Strict):
+    """The prior on each channel's effect at saturation (saturation ``beta``).
+
+    spend_share: HalfNormal, scaled so the channels' expected effects at saturation add up to ``media_share`` of the
+    mean KPI, split by each paid channel's share of the spend (owned channels an equal share): media modest unless
+    the data say otherwise (PyMC-Marketing's spend-share prior; Meridian's default ROI prior plays the same part).
+    library: PyMC-Marketing's HalfNormal(2) in target-scale units per channel, which lets weak data give media most
+    of the KPI. How the default was chosen: README "Validating on real data"."""
+
+    kind: Literal["spend_share", "library"] = Field(default="spend_share", description="spend_share | library.")
+    media_share: float = Field(
+        default=0.3, gt=0, le=1, description="spend_share: the media's expected share of the mean KPI at saturation."
+    )
+
+
 class ScalingConfig(_Strict):
     """Fixed scales, so one more week of data does not change what the model's parameters mean."""
 
@@ -120,6 +135,9 @@ class ModelConfig(_Strict):
         default_factory=BetaPrior, description="Beta prior of the learned carry-over rate of non-media variables."
     )
     calendar: dict[str, CalendarEvent] = Field(default_factory=dict, description="Named events and their dates.")
+    media_prior: MediaPrior = Field(
+        default_factory=MediaPrior, description="Prior on the channels' effects (spend_share | library)."
+    )
     roi_priors: dict[str, RoiPrior] = Field(
         default_factory=dict, description="Prior belief about a channel's ROAS, per channel (optional)."
     )
@@ -141,7 +159,12 @@ class SamplerConfig(_Strict):
     chains: int = Field(ge=1, le=16)
     draws: int = Field(ge=10)
     tune: int = Field(ge=10)
-    target_accept: float = Field(gt=0.5, lt=1)
+    target_accept: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="NUTS target acceptance rate; null = the validation profile's (PROFILE_TARGET_ACCEPT).",
+    )
     seed: int = Field(ge=0)
     max_draws: int | None = Field(
         default=None,

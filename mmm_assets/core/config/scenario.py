@@ -25,6 +25,8 @@ from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.model import ModelConfig, SamplerConfig
 from mmm_assets.core.config.operations import MarketsConfig, OperationsConfig, PathsConfig
 from mmm_assets.core.config.validation import (
+    PROFILE_STABILITY,
+    PROFILE_TARGET_ACCEPT,
     PROFILE_THRESHOLDS,
     StabilityConfig,
     ValidationConfig,
@@ -144,7 +146,8 @@ class MMMConfig(_Strict):
     @classmethod
     def _validation_profile(cls, raw: object) -> object:
         """Resolve `validation.profile` (synthetic data: synthetic; files: real) and lay the scenario's own thresholds
-        over the profile's, so the rest of the code reads one complete set (their values are validated after)."""
+        over the profile's, so the rest of the code reads one complete set (their values are validated after); an unset
+        `sampler.target_accept` takes the profile's, and so do the `stability` bounds a scenario leaves unset."""
         if not isinstance(raw, dict):
             return raw
         validation, data = raw.get("validation"), raw.get("data")
@@ -157,7 +160,16 @@ class MMMConfig(_Strict):
         if profile not in PROFILE_THRESHOLDS:
             return raw  # the field's own validation names the allowed profiles
         thresholds = resolve_thresholds(profile, validation.get("thresholds", {}))
-        return {**raw, "validation": {**validation, "profile": profile, "thresholds": thresholds}}
+        resolved = {**raw, "validation": {**validation, "profile": profile, "thresholds": thresholds}}
+        sampler = raw.get("sampler")
+        if isinstance(sampler, dict) and sampler.get("target_accept") is None:
+            resolved["sampler"] = {**sampler, "target_accept": PROFILE_TARGET_ACCEPT[profile]}
+        stability = raw.get("stability") or {}
+        if isinstance(stability, StabilityConfig):
+            stability = stability.model_dump(exclude_unset=True)
+        if isinstance(stability, dict):  # the profile's stability bounds under the scenario's own
+            resolved["stability"] = {**PROFILE_STABILITY[profile], **stability}
+        return resolved
 
     @model_validator(mode="after")
     def _model_names_known(self) -> MMMConfig:  # noqa: C901 -- a flat list of independent checks, one `if` each

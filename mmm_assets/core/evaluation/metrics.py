@@ -35,6 +35,40 @@ def mape_pct(actual: np.ndarray, predicted: np.ndarray) -> float:
     return 100.0 * float(np.mean(np.abs((actual - predicted) / actual)))
 
 
+def mase(actual: np.ndarray, predicted: np.ndarray, history: np.ndarray, season: int = 52) -> float:
+    """Mean absolute scaled error (Hyndman & Koehler 2006) of a forecast: its MAE divided by the in-sample MAE of the
+    seasonal naive forecast (each week predicted by the same week ``season`` weeks earlier) over ``history``, the
+    weeks before the forecast. Below 1 the forecast beats what repeating last year would have done on average. With
+    fewer than ``season`` + 1 weeks of history the naive forecast is last week's value (season 1)."""
+    actual, predicted, history = (np.asarray(a, float) for a in (actual, predicted, history))
+    lag = season if len(history) > season else 1
+    scale = float(np.mean(np.abs(history[lag:] - history[:-lag]))) if len(history) > lag else float("nan")
+    if not scale > 0:
+        return float("nan")
+    return float(np.mean(np.abs(actual - predicted))) / scale
+
+
+def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """Share of the actuals inside their interval ``[low, high]``."""
+    actual = np.asarray(actual, float)
+    return float(np.mean((actual >= np.asarray(low, float)) & (actual <= np.asarray(high, float))))
+
+
+def lag1_autocorrelation(residuals: np.ndarray) -> float:
+    """The lag-1 autocorrelation of a residual series: near 0 (within about 2 / sqrt(n)) when the residuals are the
+    independent noise the model assumes; well above it when the model misses a slow pattern (a trend, a season, a
+    control), which then shows in consecutive weeks' residuals together."""
+    r = np.asarray(residuals, float)
+    r = r - r.mean()
+    denominator = float(r @ r)
+    return float(r[1:] @ r[:-1]) / denominator if denominator > 0 else float("nan")
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Root mean squared error."""
+    return float(np.sqrt(np.mean((np.asarray(actual, float) - np.asarray(predicted, float)) ** 2)))
+
+
 def crps(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:
     """Continuous ranked probability score of a sampled forecast, one value per observation (lower is better).
 
@@ -122,6 +156,13 @@ GATES: tuple[Gate, ...] = (
         "holdout_noise_ratio_max",
         "<=",
         "Holdout RMSE relative to the noise the model estimates (its sigma): far above 1, the model over-fits.",
+    ),
+    Gate(
+        "residual_autocorrelation",
+        "in_sample_residual_acf1",
+        "residual_acf1_max",
+        "<=",
+        "Lag-1 autocorrelation of the in-sample residuals: high when the model misses a slow pattern.",
     ),
     Gate("max_rhat", "max_rhat", "rhat_max", "<=", "Worst R-hat over the model's free parameters."),
     Gate("min_ess_bulk", "min_ess_bulk", "ess_bulk_min", ">=", "Smallest bulk effective sample size."),

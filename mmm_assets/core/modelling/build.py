@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import xarray as xr
+from pymc_extras.prior import Prior
 from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
 from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig
-from mmm_assets.core.modelling.priors import NoControlCoefficients, RoleTerms, role_terms
+from mmm_assets.core.modelling.priors import NoControlCoefficients, RoleTerms, role_terms, spend_share_beta_sigma
 from mmm_assets.core.modelling.roles import term_specs
 
 
@@ -86,15 +88,26 @@ def _scaling(scales: ModelScales | None) -> Scaling | None:
         channel=FixedScaling(dims=(), value=dict(scales.channels)) if scales.channels is not None else data_max,
     )
 
-def build_mmm(cfg: MMMConfig, scales: ModelScales | None = None) -> MMM:
-    """The configured (unbuilt) MMM: media, seasonality, the non-media terms, with ``scales`` fixed when given."""
+def _saturation(cfg: MMMConfig, features: pd.DataFrame | None, scales: ModelScales | None) -> LogisticSaturation:
+    """The logistic saturation with ``model.media_prior`` on its ``beta`` (the library's prior without features)."""
+    if cfg.model.media_prior.kind == "library" or features is None:
+        return LogisticSaturation()
+    target_scale = scales.target if scales is not None and scales.target else float(features[TARGET_COLUMN].max())
+    sigma = spend_share_beta_sigma(cfg, features, target_scale)
+    sigma = xr.DataArray(sigma, dims=("channel",), coords={"channel": cfg.channels})
+    return LogisticSaturation(priors={"beta": Prior("HalfNormal", sigma=sigma, dims="channel")})
+
+
+def build_mmm(cfg: MMMConfig, scales: ModelScales | None = None, features: pd.DataFrame | None = None) -> MMM:
+    """The configured (unbuilt) MMM: media, seasonality, the non-media terms, with ``scales`` fixed when given;
+    ``features`` (what it will be fitted to) set the spend-share media prior (model.media_prior)."""
     specs = term_specs(cfg)
     mmm = MMM(
         date_column=DATE_COLUMN,
         channel_columns=cfg.channels,
         target_column=TARGET_COLUMN,
         adstock=GeometricAdstock(l_max=cfg.model.adstock_l_max),
-        saturation=LogisticSaturation(),
+        saturation=_saturation(cfg, features, scales),
         control_columns=cfg.controls or None,
         yearly_seasonality=cfg.model.yearly_seasonality,
         scaling=_scaling(scales),

@@ -181,3 +181,24 @@ def test_a_recursion_error_never_escapes(tmp_path):
             load_config(tmp_path / "s0.yaml")
     finally:
         sys.setrecursionlimit(before)
+
+
+def test_the_validation_profile_follows_the_data_source(write_config):
+    synthetic = load_config(write_config())
+    assert synthetic.validation.profile == "synthetic" and synthetic.sampler.target_accept == 0.9
+    assert synthetic.validation.thresholds.r2_min == 0.95 and synthetic.validation.thresholds.holdout_mase_max is None
+    real = load_config(PROJECT_DIR / "config" / "landing_example.yaml")
+    assert real.validation.profile == "real" and real.sampler.target_accept == 0.95
+    t = real.validation.thresholds
+    assert t.r2_min is None and t.lam_rel_error_max is None and t.holdout_mase_max == 1.0 and t.rhat_max == 1.01
+    chosen = load_config(write_config({"validation": {"profile": "real", "thresholds": {"holdout_mase_max": 0.8}},
+                                       "sampler": {"target_accept": 0.85}}))
+    assert chosen.validation.thresholds.holdout_mase_max == 0.8 and chosen.validation.thresholds.r2_min is None
+    assert chosen.sampler.target_accept == 0.85  # set explicitly: the profile's is not used
+
+
+def test_thresholds_can_switch_a_gate_off_but_not_convergence(write_config):
+    off = load_config(write_config({"validation": {"thresholds": {"mape_max_pct": None}}}))
+    assert off.validation.thresholds.mape_max_pct is None and off.validation.thresholds.r2_min == 0.95
+    with pytest.raises(ConfigError, match="rhat_max cannot be null"):
+        load_config(write_config({"validation": {"thresholds": {"rhat_max": None}}}))

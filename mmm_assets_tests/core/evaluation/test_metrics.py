@@ -6,7 +6,16 @@ import pytest
 
 from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG
-from mmm_assets.core.evaluation.metrics import GATES, evaluate_gates, mape_pct, r2, recovery
+from mmm_assets.core.evaluation.metrics import (
+    GATES,
+    coverage,
+    evaluate_gates,
+    lag1_autocorrelation,
+    mape_pct,
+    mase,
+    r2,
+    recovery,
+)
 
 THRESHOLDS = load_config(DEFAULT_CONFIG).validation.thresholds
 
@@ -67,3 +76,29 @@ def test_missing_metrics_are_not_applicable():
     del metrics["saturation_lam_max_rel_error"], metrics["holdout_r2"]
     results = {r.metric: r for r in evaluate_gates(metrics, THRESHOLDS)}
     assert results["saturation_lam_max_rel_error"].passed and results["holdout_r2"].note == "not applicable"
+
+
+def test_mase_scales_by_the_seasonal_naive_error_before_the_forecast():
+    history = np.concatenate([np.arange(52.0), np.arange(52.0) + 10.0])  # last year's week + 10: naive MAE 10
+    assert mase(np.array([5.0, 6.0]), np.array([0.0, 1.0]), history) == pytest.approx(0.5)
+    short = np.array([1.0, 3.0, 5.0])  # under a year: last week's value, MAE 2
+    assert mase(np.array([10.0]), np.array([8.0]), short) == pytest.approx(1.0)
+    assert math.isnan(mase(np.array([1.0]), np.array([1.0]), np.ones(60)))  # a naive forecast without error
+
+
+def test_coverage_and_residual_autocorrelation():
+    actual = np.array([1.0, 2.0, 3.0, 4.0])
+    assert coverage(actual, actual - 1, actual + 1) == 1.0
+    assert coverage(actual, np.array([0, 0, 4, 5]), np.array([2, 3, 5, 6])) == 0.5
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=2000)
+    assert abs(lag1_autocorrelation(noise)) < 0.06  # independent noise: ~N(0, 1/n)
+    slow = np.sin(np.arange(2000) / 20.0)  # a pattern the model missed
+    assert lag1_autocorrelation(slow + 0.1 * noise) > 0.9
+
+
+def test_a_gate_without_threshold_is_reported_not_gated():
+    ungated = THRESHOLDS.model_copy(update={"r2_min": None})
+    results = {g.gate: g for g in evaluate_gates({"in_sample_r2": 0.1}, ungated)}
+    assert results["in_sample_r2"].passed and results["in_sample_r2"].threshold is None
+    assert results["in_sample_r2"].value == 0.1 and results["in_sample_r2"].note == "not gated"

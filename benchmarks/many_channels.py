@@ -1,0 +1,112 @@
+"""Many channels on realistic data: fit time, convergence and recovery at 10 / 20 / 30 channels with the defaults.
+
+    python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900]
+
+Each cell is config/realistic.yaml (7 % noise, trend, season, events, price, two bought-together pairs) with its
+eight channels' truth repeated, with perturbed saturation and smaller effects, up to N channels, over W weeks; fitted
+by the core fit in its own process (run.py's cache_env: compile caches under benchmarks/.work/many-channels-cache), cut off after
+--timeout seconds. Per cell: fit seconds, divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
+true ROAS lie in their 94 % HDI, the media's estimated and true share of the KPI. Writes
+benchmarks/results/many-channels-<UTC stamp>.md.
+"""
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from run import cache_env
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".work" / "many-channels-cache"
+
+CELL = """
+import json, sys
+from mmm_assets.core.config import load_config
+from mmm_assets.core.data.inputs import weekly_features
+from mmm_assets.core.modelling.fitting import fit
+from mmm_assets.core.modelling.posterior import mean_hdi
+from mmm_assets.core.modelling.priors import posterior_roas
+from mmm_assets.core.synthetic.generator import generate
+cfg = load_config(sys.argv[1])
+frame, truth = generate(cfg.data.synthetic, cfg.model.calendar)
+features = weekly_features(cfg, frame)
+result = fit(cfg, features, in_sample_predictive=False, report=lambda m: print(m, file=sys.stderr, flush=True))
+roas = posterior_roas(result.mmm)
+hdi = mean_hdi(roas).set_index(roas["channel"].to_index())
+spend = features[cfg.channels].sum()
+true = truth.contributions[cfg.channels].sum() / spend
+inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for c in cfg.channels))
+d = result.diagnostics
+print(json.dumps({"fit_seconds": result.wall_seconds, "sampler": result.sampler, "divergences": d.divergences,
+                  "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
+                  "roas_in_hdi": f"{inside}/{len(cfg.channels)}",
+                  "media_share": float((hdi["mean"] * spend).sum() / features["y"].sum()),
+                  "true_media_share": float(truth.contributions[cfg.channels].sum().sum() / features["y"].sum())}))
+"""
+
+
+def scenario(channels: int, weeks: int, folder: Path) -> Path:
+    """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first)."""
+    raw = yaml.safe_load((ROOT / "config" / "realistic.yaml").read_text())
+    base = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())["data"]["synthetic"]["channels"]
+    own = raw["data"]["synthetic"]["channels"]
+    truth = [{**base.get(name, {}), **spec} for name, spec in own.items()]
+    names = list(own)
+    channels_out = {}
+    for i in range(channels):
+        spec = dict(truth[i % len(truth)])
+        round_ = i // len(truth)
+        if round_:
+            spec.pop("follows", None)
+            spec["saturation_lam"] = spec["saturation_lam"] * (1 + 0.1 * round_)
+            spec["beta"] = spec["beta"] / (1 + round_)
+        channels_out[names[i] if i < len(names) else f"{names[i % len(names)]}_{round_}"] = spec
+    raw["data"]["synthetic"]["channels"] = channels_out
+    raw["extends"] = str(ROOT / "config" / "default.yaml")
+    start = dt.date.fromisoformat(str(raw["data"]["synthetic"]["start_date"]))
+    raw["data"]["synthetic"]["end_date"] = str(start + dt.timedelta(weeks=weeks - 1))
+    raw["scenario"] = f"many_{channels}c_{weeks}w"
+    path = folder / f"{raw['scenario']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, nargs="+", default=[10, 20, 30])
+    parser.add_argument("--weeks", type=int, default=156)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.channels:
+            config = scenario(n, args.weeks, Path(tmp))
+            try:
+                done = subprocess.run([sys.executable, "-c", CELL, str(config)], capture_output=True, text=True,
+                                      cwd=ROOT, env=cache_env(CACHE / "pytensor", CACHE / "jax"), timeout=args.timeout)
+                row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
+                    "error": done.stderr.strip().splitlines()[-1]}
+            except subprocess.TimeoutExpired:
+                row = {"timed_out_after_seconds": args.timeout}
+            rows.append({"channels": n, "weeks": args.weeks, **row})
+            print(rows[-1], flush=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = HERE / "results" / f"many-channels-{stamp}.md"
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(round(r[k], 3) if isinstance(r.get(k), float) else r.get(k, "")) for k in keys)
+              + " |" for r in rows]
+    out.write_text(f"# Many channels on realistic data ({stamp})\n\n`python benchmarks/many_channels.py --channels "
+                   f"{' '.join(map(str, args.channels))} --weeks {args.weeks} --timeout {args.timeout:.0f}`\n\n"
+                   + "\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
