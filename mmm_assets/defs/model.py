@@ -395,6 +395,7 @@ def _validation_metadata(cfg, report: ValidationReport, holdout_method: str) -> 
     from mmm_assets.core.presentation.plots import fit_plot, recovery_plot
 
     gate_table = pd.DataFrame(report.gates)[["gate", "value", "direction", "threshold", "passed"]]
+    gate_table = gate_table[gate_table["threshold"].notna()]  # the profile's gates; the others are metrics above
     meta = {
         **{name: MetadataValue.float(shown(value)) for name, value in report.metrics.items()},
         "gates": md.table_md(gate_table),

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mmm_assets.core.config import DEFAULT_MARKET
+from mmm_assets.core.config import DEFAULT_MARKET, PROFILE_THRESHOLDS
 from mmm_assets.core.evaluation.metrics import GATES
+from mmm_assets.core.records import PriorChecks
 from mmm_assets.definitions import ASSETS
 from mmm_assets_tests.conftest import SMALL, write_scenario
 from mmm_assets_tests.system.ui.conftest import CodeLocationError, DagsterDev, wait_for_code_location
@@ -266,7 +267,7 @@ def test_model_asset_pages_show_numbers_tables_and_loaded_plots(server, launched
     expect(page.get_by_text("How far the model can be trusted")).to_be_visible()
     assert number(page, "in_sample_r2") > 0.9 and number(page, "holdout_r2") > 0.5
     gates = table_rows(page, "gates", ["gate", "value", "direction", "threshold", "passed"])
-    assert sorted(r[0] for r in gates) == sorted(g.name for g in GATES)
+    assert sorted(r[0] for r in gates) == sorted(g.name for g in GATES if g.threshold in PROFILE_THRESHOLDS["synthetic"])
     assert {r[-1] for r in gates} == {"True"}
     recovery = table_rows(page, "recovery", ["channel", "parameter", "true", "estimate"])
     assert len(recovery) == 6  # 3 channels x (saturation lambda, adstock alpha)
@@ -280,10 +281,12 @@ def test_model_asset_pages_show_numbers_tables_and_loaded_plots(server, launched
 
 
 def test_checks_tab_shows_every_blocking_gate_passed(server, launched_run, page, screenshots):
-    """mmm_validation's checks tab: the 10 blocking gates, each Succeeded; mmm_features: its 8 checks."""
+    """mmm_validation's checks tab: the blocking gates and the prior predictive's, each Succeeded; mmm_features: its
+    8 checks."""
     expect = _expect()
     for asset, names, shot in (("mmm_features", FEATURE_CHECKS, None),
-                               ("mmm_validation", [g.name for g in GATES], "validation_checks")):
+                               ("mmm_validation", [*(g.name for g in GATES), PriorChecks.CHECK],
+                                "validation_checks")):
         open_asset(page, server, asset, view="checks")
         expect(page.get_by_text(f"Checks ({len(names)})", exact=True)).to_be_visible()
         for name in names:
