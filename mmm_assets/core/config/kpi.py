@@ -37,9 +37,24 @@ class KpiConfig(_Strict):
         return self.name or self.type
 
     @property
+    def money_per_unit(self) -> float | None:
+        """Money one KPI unit is worth (:func:`money_per_unit`)."""
+        return money_per_unit(self.type, self.value_per_unit)
+
+    @property
     def breakeven_return(self) -> float | None:
-        """KPI units per unit of spend at which spend pays for itself: 1 for revenue; 1 / value for conversions;
-        None when the value of a conversion is not known."""
-        if self.type == "revenue":
-            return 1.0
-        return None if self.value_per_unit is None else 1.0 / self.value_per_unit
+        """KPI units per unit of spend at which spend pays for itself (:func:`breakeven_return`)."""
+        return breakeven_return(self.type, self.value_per_unit)
+
+
+def money_per_unit(kind: str, value_per_unit: float | None) -> float | None:
+    """Money one unit of a KPI of this ``kind`` is worth: 1 for revenue, the value of a conversion for conversions,
+    None when that value is not known."""
+    return 1.0 if kind == "revenue" else value_per_unit
+
+
+def breakeven_return(kind: str, value_per_unit: float | None) -> float | None:
+    """KPI units per unit of spend at which spend pays for itself: 1 for revenue, 1 / the value of a conversion for
+    conversions, None when that value is not known."""
+    money = money_per_unit(kind, value_per_unit)
+    return None if money is None else 1.0 / money

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mmm_assets.core.config import KpiConfig
+from mmm_assets.core.config.kpi import breakeven_return
 
 if TYPE_CHECKING:  # the budget module imports PyMC-Marketing; plots import this one while the code location loads
     from mmm_assets.core.decisions.budget import Interval
@@ -57,11 +58,8 @@ class KpiTerms:
 
     @property
     def breakeven_return(self) -> float | None:
-        """KPI units per unit of spend at which spend pays for itself: 1 for revenue, 1 / value per conversion,
-        None when the value of a conversion is not known (as ``KpiConfig.breakeven_return``)."""
-        if not self.conversions:
-            return 1.0
-        return None if self.value_per_unit is None else 1.0 / self.value_per_unit
+        """KPI units per unit of spend at which spend pays for itself (config.kpi.breakeven_return)."""
+        return breakeven_return(self.type, self.value_per_unit)
 
     @property
     def breakeven_cost(self) -> float | None:

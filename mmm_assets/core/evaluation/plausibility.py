@@ -58,11 +58,8 @@ def _pct(share: float) -> str:
 def money_roas(roas: pd.DataFrame, kpi: KpiConfig) -> pd.Series | None:
     """Each channel's mean ROAS in money per unit of spend: the KPI's own for revenue, times the value of a
     conversion for conversions; None for conversions of unknown value (no bound applies)."""
-    if kpi.type == "revenue":
-        return roas.set_index("channel")["roas_mean"].astype(float)
-    if kpi.value_per_unit is None:
-        return None
-    return roas.set_index("channel")["roas_mean"].astype(float) * kpi.value_per_unit
+    money = kpi.money_per_unit
+    return None if money is None else roas.set_index("channel")["roas_mean"].astype(float) * money
 
 
 def roas_finding(roas: pd.DataFrame, settings: PlausibilityConfig, kpi: KpiConfig | None = None) -> Finding:
