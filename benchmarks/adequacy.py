@@ -24,7 +24,12 @@ import pandas as pd
 from mmm_assets.core.config import DEFAULT_MARKET, load_config
 from mmm_assets.core.data.inputs import weekly_features
 from mmm_assets.core.evaluation.adequacy import adequacy_table, model_columns, variance_inflation
-from mmm_assets.core.synthetic.generator import generate, geometric_adstock, logistic_saturation
+from mmm_assets.core.synthetic.generator import generate
+from mmm_assets.core.transforms.media import (
+    adstock_transformation,
+    apply_media,
+    saturation_transformation,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(1000, 1030)
@@ -95,7 +100,8 @@ def _fourier(dates: pd.Series, order: int) -> list[np.ndarray]:
 def bound(cfg, features: pd.DataFrame, truth, replace: dict | None = None) -> dict:
     """Relative standard error lower bounds {(channel, 'beta' | 'lam'): sd / value} on the training weeks."""
     frame = features.assign(**(replace or {})).iloc[: len(features) - cfg.validation.holdout_weeks]
-    l_max = cfg.data.synthetic.adstock_l_max
+    adstock = adstock_transformation("geometric", cfg.data.synthetic.adstock_l_max)
+    saturation = saturation_transformation("logistic")
     columns, names = [], []
     for channel in cfg.channels:
         p = truth.parameters.loc[channel]
@@ -105,8 +111,8 @@ def bound(cfg, features: pd.DataFrame, truth, replace: dict | None = None) -> di
         for name in theta:
             step = 1e-5 * max(abs(theta[name]), 1e-3)
             up, down = dict(theta, **{name: theta[name] + step}), dict(theta, **{name: theta[name] - step})
-            mean = [t["beta"] * logistic_saturation(geometric_adstock(x, t["alpha"], l_max), t["lam"])
-                    for t in (up, down)]
+            mean = [apply_media(adstock, saturation, True, x, {"alpha": t["alpha"]},
+                                {"lam": t["lam"], "beta": t["beta"]})[0] for t in (up, down)]
             columns.append((mean[0] - mean[1]) / (2 * step))
             names.append((channel, name, theta[name]))
     n = len(frame)

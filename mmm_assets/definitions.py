@@ -22,6 +22,7 @@ from dagster_mlflow import end_mlflow_on_run_finished
 from mmm_assets.defs import pool_wait
 from mmm_assets.defs.alerts import nonblocking_check_alert_sensor, run_failure_alert_sensor
 from mmm_assets.defs.champion import mmm_champion
+from mmm_assets.defs.comparison import model_comparison
 from mmm_assets.defs.console import console_logger
 from mmm_assets.defs.constants import JOB
 from mmm_assets.defs.cross_validation import cross_validation_gates, mmm_cross_validation
@@ -54,6 +55,7 @@ ASSETS = [
     marketing_spend,
     ground_truth,
     mmm_features,
+    model_comparison,
     mmm_posterior,
     mmm_validation,
     mmm_champion,

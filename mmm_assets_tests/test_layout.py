@@ -18,7 +18,7 @@ PACKAGE = Path(mmm_assets.__file__).resolve().parent
 LAYERS = {
     "errors": 0, "formatting": 0, "records": 0, "variables": 0,
     "config": 1,
-    "data": 2, "stores": 2, "inference": 2, "synthetic": 2,
+    "data": 2, "stores": 2, "inference": 2, "synthetic": 2, "transforms": 2,
     "modelling": 3,
     "evaluation": 4,
     "decisions": 5,

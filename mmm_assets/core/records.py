@@ -22,6 +22,34 @@ class FittedModel:
     data_version: str
     mlflow_run_id: str
     model_version: str
+    #: The ``model.candidates`` specification fitted (None: the scenario's ``model`` as it is).
+    specification: str | None = None
+
+
+@dataclass(frozen=True)
+class ChosenFit:
+    """The chosen candidate's fit, saved by model_comparison so mmm_posterior takes it instead of fitting again."""
+
+    path: str
+    sampler: str
+    wall_seconds: float
+    diagnostics: dict[str, float]
+    worst_rhat_parameter: str
+    draws: int
+    tune: int
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which specification of ``model.candidates`` the graph fits (core.evaluation.comparison), and why.
+
+    ``selected`` None: the scenario's ``model`` as it is (no candidates, or none passed every gate). ``table``: one
+    row per candidate (empty without candidates)."""
+
+    selected: str | None
+    reason: str
+    table: pd.DataFrame
+    fit: ChosenFit | None = None
 
 
 @dataclass(frozen=True)

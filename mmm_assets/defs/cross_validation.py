@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from mmm_assets.core.config import TARGET_COLUMN
+from mmm_assets.core.records import ModelChoice
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.features import mmm_features
@@ -26,12 +27,13 @@ CV_TABLE = "cv_folds"
     group_name=MODEL_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, deps=[mmm_features], partitions_def=MARKETS,
     pool=FIT_POOL, output_required=False,
 )
-def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResource):
+def mmm_cross_validation(context: AssetExecutionContext, scenario: ScenarioResource, model_comparison: ModelChoice):
     """Optional time-slice cross-validation (`validation.cross_validation.enabled`): rolling-origin folds, each a
-    refit on the weeks before its origin that forecasts the next `horizon_weeks`; out-of-sample MAPE, CRPS, R² and
+    refit (of the specification `model_comparison` chose) on the weeks before its origin that forecasts the next
+    `horizon_weeks`; out-of-sample MAPE, CRPS, R² and
     HDI coverage per fold in DuckDB table `cv_folds`, checked on the average. Not materialised when switched off.
     """
-    cfg = scenario.load()
+    cfg = scenario.load().with_candidate(model_comparison.selected)
     settings = cfg.validation.cross_validation
     if not settings.enabled:
         context.log.info("time-slice cross-validation is off (validation.cross_validation.enabled: false)")

@@ -21,7 +21,7 @@ from dagster import (
     asset_check,
 )
 
-from mmm_assets.core.records import Champion, FittedModel, ValidationReport
+from mmm_assets.core.records import Champion, FittedModel, ModelChoice, ValidationReport
 from mmm_assets.defs import metadata as md
 from mmm_assets.defs.constants import DECISIONS_GROUP, OWNERS
 from mmm_assets.defs.model import FRESHNESS, fit_title
@@ -363,23 +363,25 @@ def mmm_report(
     optimized_budget,
     budget_scenarios: pd.DataFrame,
     budget_recommendations: pd.DataFrame,
+    model_comparison: ModelChoice,
 ) -> str:
     """A self-contained HTML report (actual vs fitted, contributions, ROAS, response curves, current vs optimised
-    allocation, budget scenarios, validation), the same plots as PNG files and every table as CSV and JSON, in
-    one folder per run under `paths.reports_dir`.
+    allocation, budget scenarios, validation, and the specification comparison when `model.candidates` are set), the
+    same plots as PNG files and every table as CSV and JSON, in one folder per run under `paths.reports_dir`.
     """
     from mmm_assets.core.decisions.contributions import BASELINE, wide_means
     from mmm_assets.core.presentation import plots
     from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
-    cfg = scenario.load()
+    cfg = scenario.load().with_candidate(mmm_posterior.specification)
     terms = _terms(cfg)
     wide = wide_means(channel_contributions)
     v = mmm_validation
     gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
     sections = [
-        Section("Fit", [f"Model {mmm_posterior.path} ({mmm_posterior.sampler}, {mmm_posterior.chains} chains x "
-                        f"{mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
+        Section("Fit", [f"Model {mmm_posterior.path} ({cfg.model.adstock.family} adstock + "
+                        f"{cfg.model.saturation.family} saturation; {mmm_posterior.sampler}, {mmm_posterior.chains} "
+                        f"chains x {mmm_posterior.draws} draws, fit {mmm_posterior.wall_seconds:.0f} s)."],
                 {"fit": plots.fit_plot(v.in_sample, v.holdout, fit_title(cfg))}),
         Section(f"Where {terms.label if terms.conversions else 'sales'} came from", plots={
             "contributions": plots.contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions", terms)},
@@ -397,6 +399,12 @@ def mmm_report(
         Section("Validation", plots=({"recovery": plots.recovery_plot(v.recovery)} if v.recovery is not None else {}),
                 tables={"validation_gates": gates, **({"recovery": v.recovery} if v.recovery is not None else {})}),
     ]
+    if not model_comparison.table.empty:
+        sections.append(Section(
+            "Which specification", [f"Chosen: {model_comparison.selected or 'the scenario model'}. "
+                                    f"{model_comparison.reason}."],
+            plots={"model_comparison": plots.comparison_plot(model_comparison.table)},
+            tables={"model_comparison": model_comparison.table}))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = write_report(
         cfg.paths.reports_dir / f"{cfg.scenario}_{cfg.market}_{stamp}_{context.run_id[:8]}",

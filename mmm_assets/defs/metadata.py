@@ -9,14 +9,18 @@ from mmm_assets.core.presentation.plots import markdown_image
 
 
 def table_md(frame: pd.DataFrame) -> MetadataValue:
-    """A small DataFrame as a markdown table, numbers formatted for reading."""
+    """A small DataFrame as a markdown table, numbers formatted for reading. Cells are not padded to align: the UI
+    renders markdown up to ~1,000 characters inline and longer entries behind a "[Show Markdown]" button."""
     shown = frame.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(cell)
         elif pd.api.types.is_datetime64_any_dtype(shown[column]):
             shown[column] = shown[column].dt.strftime("%Y-%m-%d")
-    return MetadataValue.md(shown.to_markdown(index=False))
+    lines = ["|" + "|".join(map(str, shown.columns)) + "|", "|" + "|".join("---" for _ in shown.columns) + "|"]
+    lines += ["|" + "|".join("" if pd.isna(v) else str(v).replace("|", "\\|") for v in row) + "|"
+              for row in shown.itertuples(index=False)]
+    return MetadataValue.md("\n".join(lines))
 
 
 def preview(frame: pd.DataFrame, rows: int = 5) -> MetadataValue:

@@ -32,8 +32,8 @@ from dagster_mlflow.resources import MlFlow
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.config.paths import PROJECT_DIR, default_operations
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.evaluation.metrics import GATES
-from mmm_assets.core.records import FittedModel, PriorChecks, ValidationReport
+from mmm_assets.core.evaluation.metrics import GATES, RECOVERY_CHECKS
+from mmm_assets.core.records import FittedModel, ModelChoice, PriorChecks, ValidationReport
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, DiskSpaceError, content_hash, ensure_free_space, exclusive
 from mmm_assets.core.synthetic.generator import GroundTruth
 from mmm_assets.defs import metadata as md
@@ -194,9 +194,13 @@ def _ensure_room_for_the_model(cfg) -> None:
     pool=FIT_POOL,
 )
 def mmm_posterior(
-    context: AssetExecutionContext, scenario: ScenarioResource, mlflow: ResourceParam[MlFlow]
+    context: AssetExecutionContext,
+    scenario: ScenarioResource,
+    mlflow: ResourceParam[MlFlow],
+    model_comparison: ModelChoice,
 ) -> FittedModel:
-    """The fitted PyMC-Marketing MMM (geometric adstock + logistic saturation), saved as netCDF.
+    """The fitted PyMC-Marketing MMM (the configured adstock and saturation families, or the specification
+    `model_comparison` chose among `model.candidates`), saved as netCDF.
 
     Sampled with the configured NUTS backend (numpyro by default), warm-started from the champion's posterior when
     there is one (`sampler.warm_start`); progress is written to the run log. Every
@@ -206,26 +210,37 @@ def mmm_posterior(
     """
     from mmm_assets.core.stores import tracking
 
-    cfg = scenario.load()
+    cfg = scenario.load().with_candidate(model_comparison.selected)
     features = stored_features(scenario, cfg)
     client = tracking.client_for(cfg)
     with _disk_errors_not_retried():
-        result, path, pooled_file = _fit_and_save(context, scenario, cfg, features, client)
+        result, path, pooled_file = _fit_and_save(context, scenario, cfg, features, client, model_comparison)
     context.log.info(f"saved the posterior to {path}")
     run = mlflow.active_run()
-    fitted = _track(context, scenario, cfg, client, run, result, path, features, pooled_file)
+    fitted = _track(context, scenario, cfg, client, run, result, path, features, pooled_file, model_comparison)
     context.log.info(f"MLflow run {run.info.run_id}, model {tracking.model_name(cfg)} version {fitted.model_version}")
     url = tracking.run_url(cfg, run.info.experiment_id, run.info.run_id)
     context.add_output_metadata(_posterior_metadata(cfg, result, fitted, len(features), url))
     return fitted
 
 
-def _fit_and_save(context: AssetExecutionContext, scenario: ScenarioResource, cfg, features: pd.DataFrame, client):
-    """Fit (or take the market's slice of the pooled fit) and save it as a new model file; returns the fit, the file
-    and the pooled model's file (None when the market is fitted on its own)."""
+def _fit_and_save(context: AssetExecutionContext, scenario: ScenarioResource, cfg, features: pd.DataFrame, client,
+                  choice: ModelChoice):
+    """Fit (or take the market's slice of the pooled fit, or the chosen candidate's fit) and save it as a new model
+    file; returns the fit, the file and the pooled model's file (None when the market is fitted on its own)."""
+    from mmm_assets.core.inference.sampling import Diagnostics, FitResult
     from mmm_assets.core.modelling.fitting import fit
-    from mmm_assets.core.modelling.persistence import save_model
+    from mmm_assets.core.modelling.persistence import load_model, save_model
 
+    if choice.fit is not None:
+        chosen = choice.fit
+        context.log.info(f"candidate {choice.selected}'s fit from model_comparison, not fitted again: {chosen.path}")
+        d = chosen.diagnostics
+        diagnostics = Diagnostics(int(d["divergences"]), d["max_rhat"], d["min_ess_bulk"], d["min_ess_tail"],
+                                  chosen.worst_rhat_parameter)
+        result = FitResult(load_model(chosen.path), chosen.sampler, chosen.wall_seconds, diagnostics, chosen.draws,
+                           chosen.tune)
+        return result, Path(chosen.path), None
     pooled_file = None
     _ensure_room_for_the_model(cfg)
     if cfg.pooled:
@@ -239,7 +254,7 @@ def _fit_and_save(context: AssetExecutionContext, scenario: ScenarioResource, cf
 
 
 def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, client, run, result, path: Path,
-           features: pd.DataFrame, pooled_file) -> FittedModel:
+           features: pd.DataFrame, pooled_file, choice: ModelChoice) -> FittedModel:
     """Log the fit to its MLflow run (lineage tags, params, metrics, inputs) and register the model file as a new
     version of the market's model; returns the record the downstream assets get."""
     from mmm_assets.core.stores import tracking
@@ -254,6 +269,9 @@ def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, clie
         "market": cfg.market,
         "pooling": f"pooled ({pooled_file})" if pooled_file else "separate",
         "warm_start": result.warm_start or "none (cold)",
+        "model_specification": choice.selected or "scenario model",
+        "model_specification_reason": choice.reason,
+        "media_transforms": f"{cfg.model.adstock.family} adstock + {cfg.model.saturation.family} saturation",
     }
     tracking.log_fit(
         client, run.info.run_id, cfg, tags=lineage,
@@ -267,6 +285,7 @@ def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, clie
         path=str(path), scenario=cfg.scenario, sampler=result.sampler, chains=result.chains, draws=result.draws,
         tune=result.tune, wall_seconds=result.wall_seconds, diagnostics=result.diagnostics.as_dict(),
         data_version=data_version, mlflow_run_id=run.info.run_id, model_version=version,
+        specification=choice.selected,
     )
 
 
@@ -276,6 +295,8 @@ def _posterior_metadata(cfg, result, fitted: FittedModel, weeks: int, url: str) 
 
     d = result.diagnostics
     return {
+        "media_transforms": f"{cfg.model.adstock.family} adstock + {cfg.model.saturation.family} saturation"
+        + (f" (candidate {fitted.specification})" if fitted.specification else ""),
         "sampler": result.sampler,
         "draws_x_chains": f"{result.draws} x {result.chains} (after {result.tune} tuning steps)",
         "warm_start": result.warm_start or "none (cold)",
@@ -314,7 +335,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
         for g in report.gates
     ]
     if report.recovery is not None:
-        limit = {"saturation_lam": thresholds.lam_rel_error_max, "adstock_alpha": thresholds.alpha_abs_error_max}
+        limit = {check.parameter: getattr(thresholds, check.threshold) for check in RECOVERY_CHECKS}
         for r in report.recovery.itertuples(index=False):
             rows.append(
                 {
@@ -349,7 +370,8 @@ def mmm_validation(
 
     In-sample R² / MAPE of the posterior-mean prediction; R² / MAPE on the last N weeks from a posterior that did
     not see them (the fit's own, reweighted by PSIS, or a refit when the Pareto k says it cannot stand in); worst
-    R-hat, smallest bulk/tail ESS, divergences; recovery error of every channel's λ and α.
+    R-hat, smallest bulk/tail ESS, divergences; recovery of every channel's response curve and carry-over (and its
+    λ and α when the model's families are the truth's).
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
@@ -358,12 +380,13 @@ def mmm_validation(
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.stores import tracking
 
-    cfg = scenario.load()
+    cfg = scenario.load().with_candidate(mmm_posterior.specification)
     features = stored_features(scenario, cfg)
     mmm = load_model(mmm_posterior.path)
     held_out = _holdout(scenario, cfg, features, mmm, context.log.info)
-    truth = ground_truth.parameters if ground_truth is not None else None
-    report = validate(cfg, features, mmm, mmm_posterior.diagnostics, held_out, truth, mmm_posterior.model_version)
+    report = validate(
+        cfg, features, mmm, mmm_posterior.diagnostics, held_out, ground_truth, mmm_posterior.model_version
+    )
     report = replace(report, prior_checks=prior_checks(mmm, cfg.validation.plausibility.prior_predictive_max_orders))
     tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, report.metrics, prefix="validation.")
     scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))

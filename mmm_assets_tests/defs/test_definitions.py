@@ -15,7 +15,7 @@ from mmm_assets.defs.partitions import MARKETS
 
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
-    "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
+    "model_comparison": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
     "channel_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "mmm_report": "decisions",
@@ -42,7 +42,8 @@ def test_weekly_refresh_selects_the_whole_graph_and_every_check():
     assert keys == set(EXPECTED_GROUPS)
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert {"in_sample_r2", "max_rhat", "min_ess_bulk", "divergences", "saturation_lam_recovery",
-            "adstock_alpha_recovery", "holdout_mape", "enough_weeks", "weekly_contiguous"} <= checks
+            "adstock_alpha_recovery", "response_curve_recovery", "carryover_recovery", "holdout_mape", "enough_weeks",
+            "weekly_contiguous"} <= checks
 
 
 def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validation():
@@ -61,7 +62,7 @@ def test_the_gates_block_and_the_advisory_checks_do_not():
     specs = {spec.name: spec for checks_def in defs.asset_checks for spec in checks_def.check_specs}
     advisory = {"cross_validation_gates", "refresh_stability",  # nothing downstream to stop; they alert instead
                 "roas_plausible", "baseline_share_positive", "channel_share_plausible", "media_share_plausible"}
-    assert len(specs) == 29 and advisory <= set(specs) and "prior_predictive_scale" in specs
+    assert len(specs) == 31 and advisory <= set(specs) and "prior_predictive_scale" in specs
     assert all(spec.blocking == (name not in advisory) for name, spec in specs.items())
 
 
@@ -132,7 +133,7 @@ def test_every_asset_and_check_is_partitioned_by_market_and_the_samplers_share_a
         assert graph.get(key).partitions_def == MARKETS, key
     pools = {a.key.to_user_string(): a.op.pool for a in defs.assets}
     assert {name for name, pool in pools.items() if pool == FIT_POOL} == {
-        "mmm_posterior", "mmm_validation", "mmm_cross_validation"
+        "model_comparison", "mmm_posterior", "mmm_validation", "mmm_cross_validation"
     }
 
 

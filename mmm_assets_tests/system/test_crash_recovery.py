@@ -70,12 +70,12 @@ def test_a_refresh_killed_at_any_step_never_blocks_the_next(write_config) -> Non
         (run,) = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
         killed.append(run.run_id)  # left STARTED, as a dead process leaves it
 
-    # a refresh waiting for a live run's slot stops at once on SIGTERM, and says why
+    # a refresh waiting for a live run's slot (at its first step in the fit pool) stops at once on SIGTERM, and says why
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         holder = _stand_in_holder(instance, worker)
         waiting = _refresh(config)
-        _until(waiting, f"mmm_posterior waits for a slot of pool {FIT_POOL} (held by run(s) {holder.run_id})")
+        _until(waiting, f"model_comparison waits for a slot of pool {FIT_POOL} (held by run(s) {holder.run_id})")
         sent = time.monotonic()
         waiting.send_signal(signal.SIGTERM)
         out, _ = waiting.communicate(timeout=60)

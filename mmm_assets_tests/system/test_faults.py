@@ -49,7 +49,8 @@ TINY = {
     "sampler": {"chains": 2, "draws": 150, "tune": 300},
     "validation": {"holdout_weeks": 0, "min_weeks": 26, "thresholds": {
         "r2_min": 0.5, "mape_max_pct": 50, "rhat_max": 2, "ess_bulk_min": 1, "ess_tail_min": 1,
-        "divergences_max": 1000, "lam_rel_error_max": 1, "alpha_abs_error_max": 1}},
+        "divergences_max": 1000, "lam_rel_error_max": 1, "alpha_abs_error_max": 1,
+        "curve_rel_error_max": 1, "mean_lag_abs_error_max": 12}},
     "decisions": {"budget": {"scenario_levels": [1.0]}, "response_curve_points": 5},
 }
 KILLS_TABLE = 6

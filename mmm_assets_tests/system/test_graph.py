@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 from dagster import DagsterEventType, DagsterInstance
 
 from mmm_assets import cli
@@ -27,8 +28,19 @@ from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 from mmm_assets_tests.system.runs import materialize_market
 
 ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
-#: The small scenario with the optional time-slice cross-validation on (2 folds), so every asset materialises.
-WITH_CV = merge(SMALL, {"validation": {"cross_validation": {"enabled": True, "max_folds": 2, "draws": 150}}})
+_FAMILIES = yaml.safe_load((PROJECT_DIR / "config" / "families" / "weibull_hill.yaml").read_text())
+#: The small scenario on Weibull-adstock + Hill-saturation data (config/families/weibull_hill.yaml) with two
+#: candidate specifications, and the optional time-slice cross-validation on (2 folds): every asset materialises, and
+#: the comparison's choice flows through the fit, its validation, the folds and every decision.
+WITH_CV = merge(SMALL, {
+    "data": _FAMILIES["data"],
+    "model": {**_FAMILIES["model"], "candidates": {
+        "geometric_logistic": {"adstock": {"family": "geometric"}, "saturation": {"family": "logistic"}},
+        "weibull_hill": {},
+    }},
+    "validation": {"cross_validation": {"enabled": True, "max_folds": 2, "draws": 150}},
+    "sampler": {"max_draws": 800},  # Weibull + Hill's tail ESS can fall short of 100 at 2 x 250 draws: sample more
+})
 #: What a failed gate keeps from being materialised: the champion and every decision behind it.
 DECISIONS = ["mmm_champion", "channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
              "budget_recommendations", "mmm_report"]
@@ -94,9 +106,11 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
     assert len(tables["mmm_features"]) == 104
     history = tables["validation_history"]
     assert history["passed"].all()
-    assert {"in_sample_r2", "holdout_mape_pct", "max_rhat", "saturation_lam_relative_error.adwords"} <= set(
-        history["metric"]
-    )
+    assert {"in_sample_r2", "holdout_mape_pct", "max_rhat", "response_curve_relative_error.adwords",
+            "adstock_mean_lag_absolute_error.adwords"} <= set(history["metric"])
+    comparison = tables["model_comparison"].set_index("candidate")
+    assert comparison["selected"].to_dict() == {"geometric_logistic": False, "weibull_hill": True}
+    assert "response_curve_recovery" in comparison.loc["geometric_logistic", "failed_gates"]
     prior = tables["prior_posterior"]  # the data informed every beta of the small scenario
     betas = prior[prior["parameter"] == "saturation_beta"]
     assert set(betas["element"]) == set(cfg.channels) and (betas["verdict"] == "informed by the data").all()
@@ -106,7 +120,8 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
     assert len(folds) == 2 and (folds["mape_pct"] < cfg.validation.thresholds.oos_mape_max_pct).all()
     assert set(tables["channel_roas_history"]["model_version"]) == {"1"}  # kept for the next refresh's comparison
     assert len(tables["budget_recommendations_history"]) == len(cfg.channels)
-    assert len(list(cfg.paths.models_dir.glob("*.nc"))) == 1
+    (model_file,) = cfg.paths.models_dir.glob("*.nc")
+    assert model_file.name.endswith("_weibull_hill.nc")  # the comparison's fit of the chosen one, not fitted twice
 
     budget = tables["optimized_budget"]
     spent, total = budget["optimized_spend"].sum(), budget["current_spend"].sum()
@@ -120,7 +135,8 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
 
     (report,) = cfg.paths.reports_dir.iterdir()
     page = (report / "index.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 7  # fit, contributions, roas, curves, allocation, scenarios, recovery
+    # fit, contributions, roas, curves, allocation, scenarios, recovery, specification comparison
+    assert page.count('src="data:image/png;base64,') == 8 and "Which specification" in page
     assert {"fit.png", "roas.png", "allocation.png", "roas.csv", "allocation.json", "recommendations.csv"} <= {
         p.name for p in report.iterdir()
     }
@@ -143,6 +159,8 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
     assert tags["dagster_partition"] == tags["market"] == DEFAULT_MARKET
     assert run.data.params["sampler.draws"] == str(cfg.sampler.draws)
     assert run.data.params["model.adstock_l_max"] == str(cfg.model.adstock_l_max)
+    assert tags["model_specification"] == "weibull_hill"
+    assert tags["media_transforms"] == "weibull_cdf adstock + hill saturation"
     assert {"fit_wall_seconds", "max_rhat", "validation.in_sample_r2", "validation.holdout_mape_pct"} <= set(
         run.data.metrics
     )

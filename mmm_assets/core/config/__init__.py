@@ -48,6 +48,13 @@ from mmm_assets.core.config.loading import (
     parse_config,
     project_root_for,
 )
+from mmm_assets.core.config.media import (
+    ADSTOCK_PARAMETERS,
+    SATURATION_CEILING,
+    SATURATION_PARAMETERS,
+    AdstockSettings,
+    SaturationSettings,
+)
 from mmm_assets.core.config.model import (
     BetaPrior,
     CalendarEvent,
@@ -83,6 +90,11 @@ __all__ = [
     "AdequacyConfig",
     "KpiConfig",
     "MediaPrior",
+    "ADSTOCK_PARAMETERS",
+    "SATURATION_CEILING",
+    "SATURATION_PARAMETERS",
+    "AdstockSettings",
+    "SaturationSettings",
     "PROFILE_THRESHOLDS",
     "PlausibilityConfig",
     "BetaPrior",

@@ -14,6 +14,14 @@ from pydantic import (
 )
 
 from mmm_assets.core.config.base import _check_identifier, _Strict
+from mmm_assets.core.config.media import (
+    ADSTOCK_PARAMETERS,
+    SATURATION_CEILING,
+    SATURATION_PARAMETERS,
+    AdstockSettings,
+    SaturationSettings,
+    missing_parameters,
+)
 
 #: Largest absolute value a landing file may hold by default: above it a number is a units or export mistake.
 DEFAULT_MAX_ABS_VALUE = 1e12
@@ -34,9 +42,25 @@ class SyntheticChannel(_Strict):
     )
     spend_min: float = Field(ge=0)
     spend_max: float = Field(gt=0)
-    beta: float = Field(gt=0, description="Channel effect, in outcome-scale units at saturation.")
-    saturation_lam: float = Field(gt=0, description="Logistic saturation rate on max-scaled spend.")
-    adstock_alpha: float = Field(ge=0, lt=1, description="Geometric adstock retention rate.")
+    beta: float = Field(
+        gt=0, description="Channel effect, in outcome-scale units at saturation (the saturation family's ceiling)."
+    )
+    saturation_lam: float | None = Field(
+        default=None, gt=0, description="Logistic saturation rate on max-scaled spend (logistic: lam)."
+    )
+    adstock_alpha: float | None = Field(
+        default=None, ge=0, lt=1, description="Geometric adstock retention rate (geometric: alpha)."
+    )
+    saturation: dict[str, float] = Field(
+        default_factory=dict,
+        description="The true parameters of data.synthetic.saturation's family but its ceiling (beta), named as "
+        "PyMC-Marketing names them, on max-scaled spend, e.g. hill: {slope: 2, kappa: 0.4}.",
+    )
+    adstock: dict[str, float] = Field(
+        default_factory=dict,
+        description="The true parameters of data.synthetic.adstock's family, named as PyMC-Marketing names them, "
+        "e.g. weibull_cdf: {lam: 3, k: 1.5}.",
+    )
     follows: str | None = Field(
         default=None,
         description="Name of an earlier channel whose spend pattern this one copies (nearly collinear spend: "
@@ -103,6 +127,13 @@ class SyntheticSource(_Strict):
     outcome_scale: float = Field(gt=0)
     noise_sigma: float = Field(ge=0, description="Noise standard deviation, in outcome-scale units.")
     adstock_l_max: int = Field(ge=1, le=52)
+    adstock: AdstockSettings = Field(
+        default_factory=AdstockSettings, description="The true carry-over family (its l_max: adstock_l_max)."
+    )
+    saturation: SaturationSettings = Field(
+        default_factory=SaturationSettings, description="The true diminishing-returns family."
+    )
+    adstock_first: bool = Field(default=True, description="True carry-over before saturation.")
     seed: int = Field(ge=0)
     competitors: dict[str, SyntheticCompetitor] = Field(
         default_factory=dict, description="Competitor activity series and their (negative) true effects."
@@ -139,11 +170,44 @@ class SyntheticSource(_Strict):
             _check_identifier(name, "competitor")
         for name in self.controls:
             _check_identifier(name, "control")
+        for name, channel in self.channels.items():
+            ceiling = SATURATION_CEILING[self.saturation.family]
+            if ceiling in channel.saturation:
+                raise ValueError(f"channels.{name}.saturation.{ceiling}: give the effect at saturation as beta")
+            if channel.saturation_lam is not None and self.saturation.family != "logistic":
+                raise ValueError(f"channels.{name}.saturation_lam is logistic's; give saturation: {{...}} instead")
+            if channel.adstock_alpha is not None and "alpha" not in ADSTOCK_PARAMETERS[self.adstock.family]:
+                raise ValueError(f"channels.{name}.adstock_alpha is not a {self.adstock.family} parameter")
+            for kind, family, given, table in (
+                ("adstock", self.adstock.family, self.adstock_parameters(name), ADSTOCK_PARAMETERS),
+                ("saturation", self.saturation.family, self.saturation_parameters(name), SATURATION_PARAMETERS),
+            ):
+                wrong = missing_parameters(family, given, table)
+                if wrong:
+                    raise ValueError(f"channels.{name}.{kind}: {wrong}")
+        if self.adstock.l_max is not None and self.adstock.l_max != self.adstock_l_max:
+            raise ValueError(f"adstock.l_max ({self.adstock.l_max}) differs from adstock_l_max ({self.adstock_l_max})")
         names = [*self.channels, *self.competitors, *self.controls]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"{repeated} named more than once across channels, competitors and controls")
         return self
+
+
+    def adstock_parameters(self, channel: str) -> dict[str, float]:
+        """A channel's true adstock parameters, named as PyMC-Marketing names them (``adstock_alpha`` is
+        geometric's and delayed's ``alpha``)."""
+        c = self.channels[channel]
+        alpha = {"alpha": c.adstock_alpha} if c.adstock_alpha is not None and "alpha" in ADSTOCK_PARAMETERS[
+            self.adstock.family] else {}
+        return {**alpha, **c.adstock}
+
+    def saturation_parameters(self, channel: str) -> dict[str, float]:
+        """A channel's true saturation parameters, named as PyMC-Marketing names them, the ceiling from ``beta``
+        (outcome-scale units) and logistic's ``lam`` from ``saturation_lam``."""
+        c, family = self.channels[channel], self.saturation.family
+        lam = {"lam": c.saturation_lam} if c.saturation_lam is not None and family == "logistic" else {}
+        return {**lam, **c.saturation, SATURATION_CEILING[family]: c.beta}
 
 
 class ColumnMapping(_Strict):

@@ -8,11 +8,13 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
-from mmm_assets.core.config.base import EVENT_PREFIX, Sign, _check_identifier, _Strict
+from mmm_assets.core.config.base import EVENT_PREFIX, Sign, _check_identifier, _Strict, merged
+from mmm_assets.core.config.media import AdstockSettings, SaturationSettings
 
 
 class TermSettings(_Strict):
@@ -59,7 +61,8 @@ class RoiPrior(_Strict):
 
 
 class MediaPrior(_Strict):
-    """The prior on each channel's effect at saturation (saturation ``beta``).
+    """The prior on each channel's effect at saturation (the saturation family's ceiling: ``beta`` of logistic and
+    hill, ``alpha`` of michaelis_menten, ``b`` of tanh; ``SATURATION_CEILING``).
 
     spend_share: HalfNormal, scaled so the channels' expected effects at saturation add up to ``media_share`` of the
     mean KPI, split by each paid channel's share of the spend (owned channels an equal share): media modest unless
@@ -118,7 +121,23 @@ class LiftTestsConfig(_Strict):
 
 class ModelConfig(_Strict):
     """The model's structure: transforms, terms, priors, scaling, lift tests, calendar events."""
-    adstock_l_max: int = Field(ge=1, le=52, description="Longest carry-over of the geometric adstock, in weeks.")
+    adstock_l_max: int = Field(
+        ge=1, le=52, description="Longest carry-over of the media's adstock (and of carried-over terms), in weeks."
+    )
+    adstock: AdstockSettings = Field(
+        default_factory=AdstockSettings, description="The media's carry-over family (model.adstock.family)."
+    )
+    saturation: SaturationSettings = Field(
+        default_factory=SaturationSettings, description="The media's diminishing-returns family."
+    )
+    adstock_first: bool = Field(
+        default=True, description="Carry-over before saturation (true) or saturation of each week's spend first."
+    )
+    time_varying_intercept: bool = Field(
+        default=False,
+        description="A baseline that drifts over time (PyMC-Marketing's Hilbert-space Gaussian process on the "
+        "intercept) instead of a constant one.",
+    )
     yearly_seasonality: int | None = Field(default=None, ge=1, le=10, description="Fourier order, or null for none.")
     trend: bool = Field(default=False, description="Add a linear trend (per year, free sign unless terms.trend says).")
     terms: dict[str, TermSettings] = Field(
@@ -143,6 +162,58 @@ class ModelConfig(_Strict):
     )
     scaling: ScalingConfig | None = Field(default=None, description="Fixed scales; null = scale by the data's maxima.")
     lift_tests: LiftTestsConfig | None = Field(default=None, description="Lift-test results to calibrate with.")
+    candidates: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Specifications to compare, by name: model settings laid over this section's (e.g. "
+        "{weibull_hill: {adstock: {family: weibull_cdf}, saturation: {family: hill}}}; {} is this section as it is). "
+        "The model_comparison asset fits each and model.select picks the one the rest of the graph uses.",
+    )
+    select: Literal["elpd"] = Field(
+        default="elpd",
+        description="elpd: the best PSIS-LOO ELPD among the candidates that pass every gate; one within 2 standard "
+        "errors of the difference with fewer parameters wins the tie.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_l_max(cls, raw: object) -> object:
+        """``adstock_l_max`` and ``adstock.l_max`` are one setting: either may be given, both only if they agree."""
+        if not isinstance(raw, dict):
+            return raw
+        adstock = raw.get("adstock") or {}
+        if isinstance(adstock, AdstockSettings):
+            adstock = adstock.model_dump()
+        if not isinstance(adstock, dict):
+            return raw
+        top, inner = raw.get("adstock_l_max"), adstock.get("l_max")
+        if top is not None and inner is not None and top != inner:
+            raise ValueError(f"model.adstock_l_max ({top}) and model.adstock.l_max ({inner}) disagree; give one")
+        l_max = top if top is not None else inner
+        if l_max is None:
+            return raw  # the field's own validation says it is required
+        return {**raw, "adstock_l_max": l_max, "adstock": {**adstock, "l_max": l_max}}
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: dict[str, dict]) -> dict[str, dict]:
+        if len(value) == 1:
+            raise ValueError("model.candidates needs at least two specifications to compare (or none)")
+        for name, overrides in value.items():
+            _check_identifier(name, "candidate")
+            if not isinstance(overrides, dict):
+                raise ValueError(f"model.candidates.{name} must be a mapping of model settings, got {overrides!r}")
+            nested = sorted({"candidates", "select"} & set(overrides))
+            if nested:
+                raise ValueError(f"model.candidates.{name} sets {nested}, which belong to model itself")
+        return value
+
+    def candidate(self, name: str) -> ModelConfig:
+        """This section with candidate ``name``'s settings laid over it (and no candidates of its own)."""
+        raw = merged(self.model_dump(exclude={"candidates"}), self.candidates[name])
+        try:
+            return ModelConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(f"model.candidates.{name}: {exc}") from None
 
     @field_validator("calendar")
     @classmethod

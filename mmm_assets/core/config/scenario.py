@@ -82,6 +82,14 @@ class MMMConfig(_Strict):
         narrowed._market = market
         return narrowed
 
+    def with_candidate(self, name: str | None) -> MMMConfig:
+        """This scenario fitting candidate specification ``name`` of ``model.candidates`` (None: as it is)."""
+        if name is None:
+            return self
+        chosen = self.model_copy(update={"model": self.model.candidate(name)})
+        chosen._market = self._market
+        return chosen
+
     @property
     def channels(self) -> list[str]:
         """The media channels' canonical names, in the scenario's order."""
@@ -228,6 +236,18 @@ class MMMConfig(_Strict):
             )
         if self.markets is not None and self.markets.data and self.data.files is not None:
             raise ValueError("markets.data overrides are for synthetic scenarios; a landing file names its markets")
+        for name in self.model.candidates:
+            self.model.candidate(name)  # each must be a valid model section on its own
+        if self.pooled and self.model.candidates:
+            raise ValueError("model.candidates are compared one market at a time; the pooled model fits every market")
+        families = (self.model.adstock.family, self.model.saturation.family)
+        if self.pooled and families != ("geometric", "logistic"):
+            raise ValueError(
+                f"markets.pooling: pooled fits geometric adstock and logistic saturation only (its hierarchical priors "
+                f"are theirs), not {families[0]} + {families[1]}; fit the markets separately or use the default families"
+            )
+        if self.pooled and self.model.time_varying_intercept:
+            raise ValueError("markets.pooling: pooled has a constant intercept per market, not model.time_varying_intercept")
         if self.pooled and (self.market_names or []) == [DEFAULT_MARKET]:
             raise ValueError("markets.pooling is 'pooled' but there is only one market; list markets.names")
         for market in self.markets.data if self.markets else ():

@@ -57,6 +57,12 @@ class Thresholds(_Strict):
     divergences_max: int | None = Field(default=None, ge=0)
     lam_rel_error_max: float | None = Field(default=None, gt=0, le=1)
     alpha_abs_error_max: float | None = Field(default=None, gt=0, le=1)
+    curve_rel_error_max: float | None = Field(
+        default=None, gt=0, description="Largest error of a channel's response curve against the truth (relative)."
+    )
+    mean_lag_abs_error_max: float | None = Field(
+        default=None, gt=0, description="Largest error of a channel's mean carry-over lag against the truth (weeks)."
+    )
     holdout_mase_max: float | None = Field(
         default=None, gt=0, description="Largest holdout MAE relative to the in-sample MAE of a seasonal naive forecast."
     )
@@ -80,7 +86,8 @@ PROFILE_THRESHOLDS: dict[str, dict[str, float]] = {
     "synthetic": {
         "r2_min": 0.95, "mape_max_pct": 2.0, "oos_r2_min": 0.90, "oos_mape_max_pct": 2.0,
         "rhat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0,
-        "lam_rel_error_max": 0.05, "alpha_abs_error_max": 0.05,
+        "lam_rel_error_max": 0.05, "alpha_abs_error_max": 0.05, "curve_rel_error_max": 0.1,
+        "mean_lag_abs_error_max": 0.1,
     },
     "real": {
         "rhat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0,

@@ -13,9 +13,9 @@ method="incremental")`` wraps the same call, but its data validation refuses thi
 posterior predictive holds ``y_original_scale`` and not ``y``.)
 
 The break-even search and the response curves need the model at spend levels it was not fitted on, so they are
-evaluated from the posterior draws of the model's own parameters: the model's adstock (applied by the library's own
-transformation) on max-scaled spend, logistic saturation ``(1 - exp(-lam x)) / (1 + exp(-lam x))`` with
-``saturation_lam``, times ``saturation_beta``, times ``target_scale``.
+evaluated from the posterior draws of the model's own parameters with the model's own adstock and saturation
+functions, whatever their family (:class:`mmm_assets.core.transforms.media.ChannelMedia`), times
+``target_scale``.
 """
 
 from __future__ import annotations
@@ -24,28 +24,24 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytensor.xtensor as ptx
 import xarray as xr
-from pymc_marketing.mmm import MMM, LogisticSaturation
+from pymc_marketing.mmm import MMM
 from scipy.optimize import brentq
 
-from mmm_assets.core.config import DATE_COLUMN, KpiConfig
+from mmm_assets.core.config import KpiConfig
 from mmm_assets.core.decisions.kpi import KpiTerms, with_costs
 from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.modelling.posterior import mean_hdi
-from mmm_assets.core.synthetic.generator import logistic_saturation
+from mmm_assets.core.transforms.media import SAMPLE, ChannelMedia, WindowResponse
 
 #: Proportional spend increase that defines the marginal ROAS (1 % more spend in every week).
 MARGINAL_STEP = 0.01
 #: Break-even search range, as multiples of the channel's current spend.
 SEARCH_MULTIPLES = (1e-3, 100.0)
-SAMPLE_DIMS = ("chain", "draw")
 
 
 def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
-    """The channel columns of ``features``, after checking the model's saturation and that it was fitted on them."""
-    if not isinstance(mmm.saturation, LogisticSaturation):
-        raise NotImplementedError(f"ROAS curves assume LogisticSaturation, the model has {type(mmm.saturation)}")
+    """The channel columns of ``features``, after checking that the model was fitted on them."""
     spend = features[mmm.channel_columns]
     fitted = mmm.idata.constant_data["channel_data"].sel(channel=mmm.channel_columns)
     if spend.shape != fitted.shape or not np.allclose(spend.to_numpy(), fitted.to_numpy()):
@@ -53,35 +49,19 @@ def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     return spend
 
 
-def _adstocked(mmm: MMM) -> xr.DataArray:
-    """The model's adstock of the max-scaled fitted spend for every posterior draw: (chain, draw, date, channel)."""
-    posterior, data = mmm.idata.posterior, mmm.idata.constant_data
-    scaled = data["channel_data"] / data["channel_scale"]
-    parameters = {name: ptx.as_xtensor(posterior[var]) for name, var in mmm.adstock.variable_mapping.items()}
-    out = mmm.adstock.function(ptx.as_xtensor(scaled), dim=DATE_COLUMN, **parameters)
-    coords = {d: (scaled if d in scaled.dims else posterior)[d].to_numpy() for d in out.dims}
-    return xr.DataArray(out.eval(), dims=out.dims, coords=coords).transpose(*SAMPLE_DIMS, DATE_COLUMN, "channel")
-
-
-def _breakeven_multiple(
-    adstocked: xr.DataArray, effect: xr.DataArray, lam: xr.DataArray, spend: float, breakeven: float = 1.0
-) -> float:
+def _breakeven_multiple(window: WindowResponse, spend: float, breakeven: float = 1.0) -> float:
     """Multiple ``k`` of the historical weekly spend at which the posterior-mean marginal ROAS falls to
     ``breakeven`` (1 for revenue, 1 / value per conversion for conversions).
 
     Marginal ROAS at ``k`` is the return of a further ``MARGINAL_STEP`` proportional increase, as in
     ``channel_roas``'s ``mroas``; it decreases with ``k`` (concave saturation). Returns 0.0 when it is below
     breakeven already at the low end of ``SEARCH_MULTIPLES`` and ``inf`` when it is still above at the high end.
-    ``effect`` is ``saturation_beta * target_scale`` per draw; ``spend`` the channel's total over the window.
-    The search evaluates the curve a few dozen times over every draw and week, so on plain arrays (draws x weeks).
+    ``window``: the channel's total over the fitted weeks at a multiple of its spend; ``spend`` its total at 1.
     """
-    weeks = adstocked.transpose(*SAMPLE_DIMS, DATE_COLUMN).to_numpy().reshape(-1, adstocked.sizes[DATE_COLUMN])
-    lam_draws = lam.transpose(*SAMPLE_DIMS).to_numpy().reshape(-1, 1)
-    effect_draws = effect.transpose(*SAMPLE_DIMS).to_numpy().reshape(-1)
 
     def excess(k: float) -> float:
-        gain = logistic_saturation((1.0 + MARGINAL_STEP) * k * weeks, lam_draws) - logistic_saturation(k * weeks, lam_draws)
-        return float(effect_draws @ gain.sum(axis=1)) / effect_draws.size / (MARGINAL_STEP * k * spend) / breakeven - 1
+        gain = float(np.mean(window.total((1.0 + MARGINAL_STEP) * k) - window.total(k)))
+        return gain / (MARGINAL_STEP * k * spend) / breakeven - 1
 
     low, high = SEARCH_MULTIPLES
     if excess(low) <= 0:
@@ -127,22 +107,13 @@ def channel_roas(mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None)
         mroas = incrementality.marginal_contribution_over_spend(
             frequency="all_time", spend_increase_pct=MARGINAL_STEP
         ).sel(channel=channels)
-        adstocked = _adstocked(mmm)
 
     # the library's contribution_over_spend is this same counterfactual divided by the spend: computed once here
     # (~0.3 s per call on the reference model), with its convention that zero spend gives NaN
     totals = xr.DataArray(spend.sum().to_numpy(dtype=float), dims=["channel"], coords={"channel": channels})
     roas = contribution / totals.where(totals != 0)
-    posterior = mmm.idata.posterior
-    effect = posterior["saturation_beta"] * mmm.idata.constant_data["target_scale"]
     multiples = [
-        _breakeven_multiple(
-            adstocked.sel(channel=c),
-            effect.sel(channel=c),
-            posterior["saturation_lam"].sel(channel=c),
-            float(spend[c].sum()),
-            breakeven,
-        )
+        _breakeven_multiple(ChannelMedia.of(mmm, c).window(spend[c].to_numpy()), float(spend[c].sum()), breakeven)
         if breakeven is not None
         else math.nan
         for c in channels
@@ -169,7 +140,7 @@ def response_curves(
     """Expected steady-state weekly contribution of each channel over a grid of constant weekly spend levels.
 
     Steady state: the same spend every week, whose (normalised) adstock equals the spend itself, so the weekly
-    contribution is ``saturation_beta * logistic(spend / channel_scale, saturation_lam) * target_scale`` per draw.
+    contribution is the model's saturation of ``spend / channel_scale`` times ``target_scale``, per draw.
     The grid has ``grid_points`` levels from 0 to ``max_multiple`` x the channel's historical maximum weekly spend,
     plus the channel's current (mean) weekly spend. Long table, one row per (channel, spend level):
 
@@ -178,18 +149,12 @@ def response_curves(
     - ``is_current``: True on the one row per channel at the current mean weekly spend.
     """
     spend = _checked_spend(mmm, features)
-    posterior, data = mmm.idata.posterior, mmm.idata.constant_data
     parts = []
     for channel in mmm.channel_columns:
         current = float(spend[channel].mean())
         levels = np.union1d(np.linspace(0.0, max_multiple * float(spend[channel].max()), grid_points), [current])
-        scaled = xr.DataArray(levels, dims="level") / data["channel_scale"].sel(channel=channel)
-        curve = (
-            posterior["saturation_beta"].sel(channel=channel)
-            * logistic_saturation(scaled, posterior["saturation_lam"].sel(channel=channel))
-            * data["target_scale"]
-        )
-        part = mean_hdi(curve.transpose(*SAMPLE_DIMS, "level"), "contribution_")
+        curve = xr.DataArray(ChannelMedia.of(mmm, channel).steady(levels), dims=(SAMPLE, "level"))
+        part = mean_hdi(curve, "contribution_", (SAMPLE,))
         part.insert(0, "channel", channel)
         part.insert(1, "weekly_spend", levels)
         part["is_current"] = levels == current

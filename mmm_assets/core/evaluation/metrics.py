@@ -182,6 +182,38 @@ GATES: tuple[Gate, ...] = (
         "<=",
         "Worst absolute error of a channel's adstock α against the ground truth (synthetic data only).",
     ),
+    Gate(
+        "response_curve_recovery",
+        "response_curve_max_rel_error",
+        "curve_rel_error_max",
+        "<=",
+        "Worst error of a channel's steady-state response curve over its observed spend, relative to the true "
+        "response at its largest spend (synthetic data only; any saturation family).",
+    ),
+    Gate(
+        "carryover_recovery",
+        "adstock_mean_lag_max_abs_error",
+        "mean_lag_abs_error_max",
+        "<=",
+        "Worst error of a channel's mean carry-over lag, in weeks (synthetic data only; any adstock family).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RecoveryCheck:
+    """One recovery gate (:mod:`mmm_assets.core.evaluation.recovery`): the recovery table's rows it reads, the metric (worst channel) and its threshold key."""
+
+    parameter: str
+    metric: str
+    threshold: str
+
+
+RECOVERY_CHECKS: tuple[RecoveryCheck, ...] = (
+    RecoveryCheck("saturation_lam", "saturation_lam_max_rel_error", "lam_rel_error_max"),
+    RecoveryCheck("adstock_alpha", "adstock_alpha_max_abs_error", "alpha_abs_error_max"),
+    RecoveryCheck("response_curve", "response_curve_max_rel_error", "curve_rel_error_max"),
+    RecoveryCheck("adstock_mean_lag", "adstock_mean_lag_max_abs_error", "mean_lag_abs_error_max"),
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,12 @@ from mmm_assets.core.evaluation.metrics import (
     mape_pct,
     mase,
     r2,
-    recovery,
     rmse,
 )
 from mmm_assets.core.records import ValidationReport
+
+if TYPE_CHECKING:  # the generator imports PyMC-Marketing, which validation defers
+    from mmm_assets.core.synthetic.generator import GroundTruth
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,13 @@ def validate(
     mmm,
     diagnostics: Mapping[str, float],
     held_out: HoldoutResult,
-    truth: pd.DataFrame | None,
+    truth: GroundTruth | None,
     model_version: str | None,
 ) -> ValidationReport:
-    """Every metric of the fitted ``mmm`` and the gates' verdict on them; ``truth``: the true parameters (synthetic
-    data) to score the recovery against, or None."""
+    """Every metric of the fitted ``mmm`` and the gates' verdict on them; ``truth``: the truth behind synthetic data
+    to score the recovery against (:mod:`mmm_assets.core.evaluation.recovery`), or None."""
+    from mmm_assets.core.evaluation.recovery import recovery_metrics, recovery_table
     from mmm_assets.core.modelling.forecast import in_sample_prediction
-    from mmm_assets.core.modelling.posterior import posterior_parameters
 
     in_sample = in_sample_prediction(mmm, features)
     metrics: dict[str, float] = {
@@ -97,9 +100,8 @@ def validate(
         metrics.update(holdout_metrics(frame, in_sample, noise_sigma(mmm)))
     table = None
     if truth is not None:
-        table = recovery(posterior_parameters(mmm), truth)
-        for parameter, kind in (("saturation_lam", "rel"), ("adstock_alpha", "abs")):
-            metrics[f"{parameter}_max_{kind}_error"] = float(table.loc[table["parameter"] == parameter, "error"].max())
+        table = recovery_table(mmm, truth, features)
+        metrics.update(recovery_metrics(table))
     gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
     return ValidationReport(
         metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=frame, model_version=model_version,

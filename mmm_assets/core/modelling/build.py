@@ -1,7 +1,8 @@
 """Building the PyMC-Marketing MMM.
 
-The model is PyMC-Marketing's ``MMM`` with normalised ``GeometricAdstock`` and ``LogisticSaturation`` on the media
-(paid and owned channels), yearly seasonality when configured, and :class:`mmm_assets.core.modelling.priors.RoleTerms`
+The model is PyMC-Marketing's ``MMM`` with the configured adstock and saturation families on the media (paid and
+owned channels; geometric and logistic by default, :mod:`mmm_assets.core.transforms.media`), yearly
+seasonality when configured, and :class:`mmm_assets.core.modelling.priors.RoleTerms`
 for every non-media variable (competitors, controls, calendar events, the trend; see
 :mod:`mmm_assets.core.modelling.roles`).
 
@@ -19,12 +20,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from pymc_extras.prior import Prior
-from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+from pymc_marketing.mmm import MMM
+from pymc_marketing.mmm.components.saturation import SaturationTransformation
 from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
-from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig
+from mmm_assets.core.config import DATE_COLUMN, SATURATION_CEILING, TARGET_COLUMN, MMMConfig
 from mmm_assets.core.modelling.priors import NoControlCoefficients, RoleTerms, role_terms, spend_share_beta_sigma
 from mmm_assets.core.modelling.roles import term_specs
+from mmm_assets.core.transforms.media import adstock_transformation, saturation_transformation
 
 
 def split_xy(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -88,14 +91,20 @@ def _scaling(scales: ModelScales | None) -> Scaling | None:
         channel=FixedScaling(dims=(), value=dict(scales.channels)) if scales.channels is not None else data_max,
     )
 
-def _saturation(cfg: MMMConfig, features: pd.DataFrame | None, scales: ModelScales | None) -> LogisticSaturation:
-    """The logistic saturation with ``model.media_prior`` on its ``beta`` (the library's prior without features)."""
+def _saturation(
+    cfg: MMMConfig, features: pd.DataFrame | None, scales: ModelScales | None
+) -> SaturationTransformation:
+    """The configured saturation with ``model.media_prior`` on its ceiling (logistic's and hill's ``beta``...; the
+    library's priors without features)."""
+    family = cfg.model.saturation.family
     if cfg.model.media_prior.kind == "library" or features is None:
-        return LogisticSaturation()
+        return saturation_transformation(family)
     target_scale = scales.target if scales is not None and scales.target else float(features[TARGET_COLUMN].max())
     sigma = spend_share_beta_sigma(cfg, features, target_scale)
     sigma = xr.DataArray(sigma, dims=("channel",), coords={"channel": cfg.channels})
-    return LogisticSaturation(priors={"beta": Prior("HalfNormal", sigma=sigma, dims="channel")})
+    return saturation_transformation(
+        family, {SATURATION_CEILING[family]: Prior("HalfNormal", sigma=sigma, dims="channel")}
+    )
 
 
 def build_mmm(cfg: MMMConfig, scales: ModelScales | None = None, features: pd.DataFrame | None = None) -> MMM:
@@ -106,8 +115,10 @@ def build_mmm(cfg: MMMConfig, scales: ModelScales | None = None, features: pd.Da
         date_column=DATE_COLUMN,
         channel_columns=cfg.channels,
         target_column=TARGET_COLUMN,
-        adstock=GeometricAdstock(l_max=cfg.model.adstock_l_max),
+        adstock=adstock_transformation(cfg.model.adstock.family, cfg.model.adstock_l_max),
         saturation=_saturation(cfg, features, scales),
+        adstock_first=cfg.model.adstock_first,
+        time_varying_intercept=cfg.model.time_varying_intercept,
         control_columns=cfg.controls or None,
         yearly_seasonality=cfg.model.yearly_seasonality,
         scaling=_scaling(scales),

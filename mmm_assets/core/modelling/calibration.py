@@ -32,7 +32,7 @@ units (scaled like the target inside the model).
 ``library``: PyMC-Marketing's own ``MMM.add_lift_test_measurements``. It takes one row per experiment with
 ``channel, x, delta_x, delta_y, sigma``, per period (week) and in the data's own units (it scales them by the
 model's channel and target scales itself), and adds ``delta_y ~ Normal(s(x + delta_x) - s(x), sigma)``, where ``s``
-is the channel's saturation curve alone (``beta * logistic(x / channel_scale, lam)``, no carry-over): a
+is the channel's saturation curve alone (``s(x / channel_scale)``, ceiling included, no carry-over): a
 steady-state reading. The row is ``x`` = the channel's mean weekly spend over the test weeks, ``delta_x =
 delta_spend / k``, ``delta_y = lift / k``, ``sigma = lift_sd / k``. It is exact when spend is flat through the test;
 when weekly spend swings, the mean of the raw spend is not what the saturation sees (the adstocked spend) and the
@@ -60,7 +60,7 @@ import pandas as pd
 
 from mmm_assets.core.config import DATE_COLUMN, MMMConfig
 from mmm_assets.core.errors import InputError, examples, raise_if_problems
-from mmm_assets.core.synthetic.generator import GroundTruth, generate, logistic_saturation
+from mmm_assets.core.synthetic.generator import GroundTruth, generate
 
 #: Columns of the experiments file, in the order :func:`sample_lift_tests` writes them.
 COLUMNS = ["channel", "start_date", "end_date", "delta_spend", "lift", "lift_sd"]
@@ -222,14 +222,14 @@ def _add_exact(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> None:
             index = channels.index(row.channel)
             scale = float(mmm.scalers["_channel"].sel(channel=row.channel))
             spend = as_xtensor(np.stack(_counterfactual_spend(features, row), axis=1) / scale, dims=("date", case))
-            alpha = model["adstock_alpha"].isel(channel=index)
-            lam, beta = model["saturation_lam"].isel(channel=index), model["saturation_beta"].isel(channel=index)
+            carry = {k: model[v].isel(channel=index) for k, v in mmm.adstock.variable_mapping.items()}
+            shape = {k: model[v].isel(channel=index) for k, v in mmm.saturation.variable_mapping.items()}
 
-            def adstock(x, alpha=alpha):
-                return mmm.adstock.function(x, alpha=alpha, dim="date")
+            def adstock(x, carry=carry):
+                return mmm.adstock.function(x, **carry, dim="date")
 
-            def saturate(x, lam=lam, beta=beta):
-                return mmm.saturation.function(x, lam=lam, beta=beta)
+            def saturate(x, shape=shape):
+                return mmm.saturation.function(x, **shape)
 
             response = saturate(adstock(spend)) if mmm.adstock_first else adstock(saturate(spend))
             difference = response.isel({case: 1}) - response.isel({case: 0})
@@ -261,37 +261,17 @@ def add_lift_tests(
     return len(rows), notes
 
 
-def _adstock(x: np.ndarray, alpha: np.ndarray, l_max: int) -> np.ndarray:
-    """Normalised geometric adstock of one series for many rates: (draws, weeks)."""
-    weights = alpha[:, None] ** np.arange(l_max)[None, :]
-    weights /= weights.sum(axis=1, keepdims=True)
-    out = np.zeros((len(alpha), len(x)))
-    for lag in range(l_max):
-        out[:, lag:] += weights[:, [lag]] * x[None, : len(x) - lag]
-    return out
-
-
 def implied_lift(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
-    """The model's exact lift of each experiment row, per posterior draw: (draws, rows), in target units."""
-    from pymc_marketing.mmm import GeometricAdstock, LogisticSaturation
+    """The model's exact lift of each experiment row, per posterior draw: (draws, rows), in target units, with the
+    model's own adstock and saturation (any family)."""
+    from mmm_assets.core.transforms.media import ChannelMedia
 
-    if not isinstance(mmm.saturation, LogisticSaturation) or not isinstance(mmm.adstock, GeometricAdstock):
-        raise TypeError("implied_lift expects GeometricAdstock and LogisticSaturation")
-    if not (mmm.adstock_first and mmm.adstock.normalize):
-        raise TypeError("implied_lift expects a normalised adstock applied before the saturation")
-    posterior = mmm.idata.posterior
-    draws = {name: posterior[name].stack(sample=("chain", "draw")) for name in
-             ("adstock_alpha", "saturation_lam", "saturation_beta")}
-    data = mmm.idata.constant_data
-    target_scale = float(np.asarray(data["target_scale"]).reshape(-1)[0])
     out = []
     for row in rows.itertuples(index=False):
-        scale = float(data["channel_scale"].sel(channel=row.channel))
-        alpha, lam, beta = (draws[name].sel(channel=row.channel).to_numpy()[:, None] for name in draws)
+        media = ChannelMedia.of(mmm, row.channel)
         spend, changed = _counterfactual_spend(features, row)
-        base = logistic_saturation(_adstock(spend / scale, alpha[:, 0], mmm.adstock.l_max), lam)
-        moved = logistic_saturation(_adstock(changed / scale, alpha[:, 0], mmm.adstock.l_max), lam)
-        out.append((beta * (moved - base))[:, row.first :].sum(axis=1) * target_scale)
+        out.append((media.response(changed) - media.response(spend))[:, row.first :].sum(axis=1))
+    posterior = mmm.idata.posterior
     return np.stack(out, axis=1) if out else np.empty((posterior.sizes["chain"] * posterior.sizes["draw"], 0))
 
 

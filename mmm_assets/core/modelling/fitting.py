@@ -66,7 +66,12 @@ def fit(
     warm: WarmStart | LaplaceStart | None = _warm_start(mmm, s, warm_from, report)
     sampler = "numpyro" if warm else available_sampler(s.cold, report)
     if warm is None and sampler == "numpyro" and s.cold_start == "laplace":
-        warm = LaplaceStart(s.chains, s.seed, report)
+        if cfg.model.time_varying_intercept:
+            # the Gaussian process's ~200 coefficients make the mode a poor place to start from and its curvature a
+            # poor mass matrix (README "Model families": every such start missed the gates and fell back)
+            report("no Laplace start with a time-varying intercept: the chains adapt their mass matrix (tune steps)")
+        else:
+            warm = LaplaceStart(s.chains, s.seed, report)
     report(
         f"fitting {len(X)} weeks x {len(cfg.channels)} channels with {sampler}: "
         f"{s.chains} chains x ({s.warm_tune if warm else s.tune} tune + {s.draws} draws)"

@@ -5,9 +5,9 @@ Every explanatory variable has one role, set in the configuration (see ``config/
 ==========  =============================================  ==========  ==============  ==================
 role        where it is declared                           carry-over  saturation      sign of the effect
 ==========  =============================================  ==========  ==============  ==================
-paid        ``channels`` (synthetic ``role: paid``, the     learned     logistic        positive
+paid        ``channels`` (synthetic ``role: paid``, the     learned     configured      positive
             default; files: every channel not ``owned``)
-owned       synthetic ``role: owned``; files ``owned``      learned     logistic        positive
+owned       synthetic ``role: owned``; files ``owned``      learned     configured      positive
 competitor  synthetic ``competitors``; files                learned     none (linear)   negative
             ``competitors`` (a subset of ``controls``)
 control     synthetic ``controls``; files ``controls``      optional    none (linear)   configurable (free)
@@ -15,7 +15,7 @@ event       ``model.calendar`` (column ``event_<name>``)   optional    none     
 trend       ``model.trend: true``                          no          none            configurable (free)
 ==========  =============================================  ==========  ==============  ==================
 
-Paid and owned media are the model's *channels* (PyMC-Marketing's adstock + saturation, positive ``saturation_beta``);
+Paid and owned media are the model's *channels* (PyMC-Marketing's adstock + saturation families, a positive effect);
 only paid channels are money, so budgets and currency ROAS apply to :attr:`MMMConfig.paid_channels`. Every other
 variable is a *term*, modelled by :class:`mmm_assets.core.modelling.priors.RoleTerms`: the column divided by a fixed
 scale (and, when centred, minus its training mean), optionally carried over by a normalised geometric adstock with a
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmm_assets.core.config import EVENT_PREFIX, MMMConfig, Sign
+from mmm_assets.core.config import ADSTOCK_PARAMETERS, EVENT_PREFIX, SATURATION_PARAMETERS, MMMConfig, Sign
 
 #: Role defaults: (sign, carry-over, centred). Centring a control (e.g. a price near 10) keeps its coefficient from
 #: fighting the intercept; competitors and events are not centred so their contribution is relative to "none".
@@ -78,22 +78,22 @@ def term_specs(cfg: MMMConfig) -> list[TermSpec]:
     return specs
 
 
-#: The free parameters of each media channel: saturation ``beta`` and ``lam``, adstock ``alpha``.
-MEDIA_PARAMETERS = ("saturation_beta", "saturation_lam", "adstock_alpha")
-
-
 def parameter_counts(cfg: MMMConfig) -> dict[str, int]:
     """The free (sampled) scalars of the market's own model, by group: what the weekly data have to pin down.
 
     Counted from the configuration, so the feature checks can call it without building the model: per channel its
-    :data:`MEDIA_PARAMETERS`; the intercept; the noise sigma; two Fourier coefficients per order of the yearly
-    seasonality; one coefficient per non-media term, and one carry-over rate per term that is carried over. ROI priors
-    and lift tests add information, not parameters. The pooled model's hierarchy is not counted.
+    adstock and saturation family's parameters (geometric + logistic: 3); the intercept (a time-varying one: its level
+    and its Gaussian process's amplitude and length scale; the process's basis coefficients are shrunk by its prior,
+    not free); the noise sigma; two Fourier coefficients per order of the yearly seasonality; one coefficient per
+    non-media term, and one carry-over rate per term that is carried over. ROI priors and lift tests add information,
+    not parameters. The pooled model's hierarchy is not counted.
     """
     specs = term_specs(cfg)
     return {
-        "media": len(MEDIA_PARAMETERS) * len(cfg.channels),
-        "intercept": 1,
+        "media": len(cfg.channels) * (
+            len(ADSTOCK_PARAMETERS[cfg.model.adstock.family]) + len(SATURATION_PARAMETERS[cfg.model.saturation.family])
+        ),
+        "intercept": 3 if cfg.model.time_varying_intercept else 1,
         "noise": 1,
         "seasonality": 2 * (cfg.model.yearly_seasonality or 0),
         "terms": len(specs),

@@ -125,9 +125,16 @@ def prior_predictive_plot(band: pd.DataFrame, title: str) -> bytes:
     return _png(fig)
 
 
+#: Panel titles of the recovery rows that are not a model parameter (mmm_assets.core.evaluation.recovery).
+RECOVERY_TITLES = {
+    "response_curve": "weekly contribution at the largest weekly spend",
+    "adstock_mean_lag": "mean carry-over lag (weeks)",
+}
+
+
 @_remembered
 def recovery_plot(table: pd.DataFrame) -> bytes:
-    """Posterior estimate with 94 % HDI against the true value, one panel per parameter."""
+    """Posterior estimate with 94 % HDI against the true value, one panel per compared quantity."""
     parameters = list(dict.fromkeys(table["parameter"]))
     fig, axes = plt.subplots(1, len(parameters), figsize=(5 * len(parameters), 3.2), squeeze=False)
     for ax, parameter in zip(axes[0], parameters, strict=True):
@@ -140,7 +147,7 @@ def recovery_plot(table: pd.DataFrame) -> bytes:
         )
         ax.scatter(rows["true"], y, marker="x", color="tab:red", s=60, zorder=3, label="truth")
         ax.set_yticks(list(y), rows["channel"])
-        ax.set_title(parameter)
+        ax.set_title(RECOVERY_TITLES.get(parameter, parameter), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="best")
     return _png(fig)
@@ -315,4 +322,27 @@ def cv_plot(
     bottom.set_ylabel("% of actual")
     bottom.legend(fontsize=8)
     bottom.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+@_remembered
+def comparison_plot(table: pd.DataFrame) -> bytes:
+    """Each candidate specification's ELPD against the best passing one, ±2 SE of the difference; grey: failed a
+    gate; the chosen one marked (the ``model_comparison`` table, mmm_assets.core.evaluation.comparison)."""
+    rows = table.sort_values("elpd_loo").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 0.8 * len(rows) + 1.4))
+    for i, row in rows.iterrows():
+        colour = "tab:blue" if row["passed_gates"] else "tab:gray"
+        ax.errorbar(row["elpd_diff"], i, xerr=2 * row["diff_se"], fmt="o", color=colour, capsize=4, markersize=7)
+    ax.axvline(0.0, color="black", lw=0.8)
+    labels = [
+        f"{r.candidate}{'  (chosen)' if r.selected else ''}\n{r.adstock} + {r.saturation}"
+        + ("" if r.passed_gates else ", failed gates")
+        for r in rows.itertuples()
+    ]
+    ax.set_yticks(list(range(len(rows))), labels, fontsize=9)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("ELPD minus the best passing candidate's (PSIS-LOO; bars ±2 SE)")
+    ax.set_title("Specifications compared: higher is better", fontsize=11)
+    ax.grid(alpha=0.3, axis="x")
     return _png(fig)

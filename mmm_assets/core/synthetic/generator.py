@@ -1,12 +1,17 @@
 """Synthetic weekly spend and outcome with known ground truth.
 
-The outcome follows the same transforms as the fitted model, so the model's scale-free parameters (saturation
-``lam`` and adstock ``alpha``) can be compared with the truth directly::
+The media follow the same transforms as the fitted model, PyMC-Marketing's own (``data.synthetic.adstock`` and
+``data.synthetic.saturation`` name the families, geometric and logistic by default, evaluated by
+:mod:`mmm_assets.core.transforms.media`), so the model's scale-free parameters can be compared with the truth
+directly. With the default families::
 
     y_t = outcome_scale * (intercept + sum_c beta_c * logistic(adstock(spend_c / max(spend_c), alpha_c), lam_c) + e_t)
     logistic(x, lam) = (1 - exp(-lam x)) / (1 + exp(-lam x))
     adstock(x, alpha)_t = sum_{l < L} alpha^l x_{t-l} / sum_{l < L} alpha^l        (normalised geometric)
     e_t ~ Normal(0, noise_sigma)
+
+``beta_c`` is the channel's effect at saturation whatever the family (hill's ``beta``, michaelis_menten's ``alpha``,
+tanh's ``b``).
 
 Every other role (see :mod:`mmm_assets.core.modelling.roles`) adds its own term, in outcome-scale units times
 ``outcome_scale``, with the same transforms the model uses, so its truth can be recovered:
@@ -33,6 +38,7 @@ import pandas as pd
 from mmm_assets.core.config import (
     DATE_COLUMN,
     EVENT_PREFIX,
+    SATURATION_CEILING,
     TARGET_COLUMN,
     TREND_TERM,
     CalendarEvent,
@@ -51,16 +57,14 @@ DAYS_PER_YEAR = 365.25
 ROLES_STREAM = 1
 #: Name of the true yearly-seasonality component.
 SEASONALITY = "seasonality"
-
-
-def logistic_saturation(x, lam):
-    """(1 - e^(-lam x)) / (1 + e^(-lam x)) = tanh(lam x / 2), the saturation PyMC-Marketing's ``LogisticSaturation``
-    uses (without its beta); numpy arrays or xarray objects, broadcast against each other."""
-    return np.tanh(lam * x / 2.0)
+#: How a saturation parameter moves when spend is divided by another scale: its power of (scale / spend maximum);
+#: a rate (logistic lam) moves with it, a position on the spend axis (hill kappa...) against it, others not at all.
+SCALE_POWER = {("logistic", "lam"): 1, ("hill", "kappa"): -1, ("michaelis_menten", "lam"): -1, ("tanh", "c"): -1}
 
 
 def geometric_adstock(x: np.ndarray, alpha: float, l_max: int) -> np.ndarray:
-    """Normalised geometric carry-over over ``l_max`` weeks; weeks before the first count as zero spend."""
+    """Normalised geometric carry-over over ``l_max`` weeks; weeks before the first count as zero spend (the
+    non-media terms' carry-over; the media's is the configured family's)."""
     weights = alpha ** np.arange(l_max)
     weights = weights / weights.sum()
     return np.convolve(x, weights)[: len(x)]
@@ -70,7 +74,9 @@ def geometric_adstock(x: np.ndarray, alpha: float, l_max: int) -> np.ndarray:
 class GroundTruth:
     """True parameters of a synthetic scenario and the true weekly contribution of every channel."""
 
-    parameters: pd.DataFrame  # one row per channel: beta, saturation_lam, adstock_alpha, spend_max, role
+    #: one row per channel: beta (effect at saturation, outcome-scale units), spend_max, role, adstock_l_max and each
+    #: family parameter under the model's variable name (adstock_alpha, saturation_lam, saturation_kappa...)
+    parameters: pd.DataFrame
     intercept: float
     outcome_scale: float
     noise_sigma: float
@@ -81,28 +87,62 @@ class GroundTruth:
     terms: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: date + the true weekly contribution of every term and of the yearly cycle (``seasonality``), outcome units.
     components: pd.DataFrame = field(default_factory=pd.DataFrame)
+    adstock_family: str = "geometric"
+    saturation_family: str = "logistic"
+    adstock_first: bool = True
 
     def parameters_on_scales(self, channel_scales: Mapping[str, float]) -> pd.DataFrame:
         """The true parameters as a model with these (fixed) channel scales should estimate them.
 
-        The truth's ``saturation_lam`` acts on spend / its maximum; a model dividing spend by ``s`` instead sees
-        ``lam * s / spend_max``. Adstock rates do not depend on the scale. Channels not in ``channel_scales`` keep
-        the truth's own (maximum) scale.
+        The truth's saturation acts on spend / its maximum; a model dividing spend by ``s`` instead sees e.g.
+        logistic ``lam * s / spend_max`` (``SCALE_POWER``). Adstock parameters do not depend on the scale. Channels
+        not in ``channel_scales`` keep the truth's own (maximum) scale.
         """
         out = self.parameters.copy()
-        for channel, scale in channel_scales.items():
-            if channel in out.index:
-                out.loc[channel, "saturation_lam"] *= scale / out.loc[channel, "spend_max"]
+        for (family, name), power in SCALE_POWER.items():
+            if family != self.saturation_family:
+                continue
+            for channel, scale in channel_scales.items():
+                if channel in out.index:
+                    out.loc[channel, f"saturation_{name}"] *= (scale / out.loc[channel, "spend_max"]) ** power
         return out
+
+    def family_parameters(self, channel: str) -> tuple[dict[str, float], dict[str, float]]:
+        """A channel's true adstock and saturation parameters by the library's names (ceiling: ``beta``)."""
+        row = self.parameters.loc[channel]
+        adstock = {k.removeprefix("adstock_"): float(v) for k, v in row.items() if k.startswith("adstock_")}
+        adstock.pop("l_max")
+        saturation = {k.removeprefix("saturation_"): float(v) for k, v in row.items() if k.startswith("saturation_")}
+        return adstock, {**saturation, SATURATION_CEILING[self.saturation_family]: float(row["beta"])}
+
+    def steady_response(self, channel: str, weekly_spend: np.ndarray) -> np.ndarray:
+        """True weekly contribution (outcome units) of the same spend every week, at each level of ``weekly_spend``
+        (a normalised adstock keeps a steady level)."""
+        from mmm_assets.core.transforms.media import apply_saturation, saturation_transformation
+
+        scaled = np.asarray(weekly_spend, dtype=float) / self.parameters.loc[channel, "spend_max"]
+        _, saturation = self.family_parameters(channel)
+        return self.outcome_scale * apply_saturation(saturation_transformation(self.saturation_family), scaled, saturation)[0]
 
     def channel_response(self, channel: str, spend: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
         """True weekly contribution (outcome units) of a spend series, optionally after earlier weeks' spend."""
+        # deferred: the transforms import PyMC-Marketing, which the asset definitions importing GroundTruth do not need
+        from mmm_assets.core.transforms.media import adstock_transformation, apply_media, saturation_transformation
+
         p = self.parameters.loc[channel]
         l_max = int(p["adstock_l_max"])
         past = np.zeros(l_max - 1) if history is None else np.asarray(history, dtype=float)[-(l_max - 1) :]
         full = np.concatenate([past, np.asarray(spend, dtype=float)]) / p["spend_max"]
-        effect = logistic_saturation(geometric_adstock(full, p["adstock_alpha"], l_max), p["saturation_lam"])
-        return (self.outcome_scale * p["beta"] * effect)[len(past) :]
+        adstock, saturation = self.family_parameters(channel)
+        effect = apply_media(
+            adstock_transformation(self.adstock_family, l_max),
+            saturation_transformation(self.saturation_family),
+            self.adstock_first,
+            full,
+            adstock,
+            saturation,
+        )[0]
+        return (self.outcome_scale * effect)[len(past) :]
 
 
 def _spend_signal(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -203,15 +243,17 @@ def generate(
     frame = pd.DataFrame({DATE_COLUMN: dates})
     contributions = pd.DataFrame({DATE_COLUMN: dates})
     rows = []
+    ceiling = SATURATION_CEILING[source.saturation.family]
     for name, spend in _channel_spend(source, rng, n).items():
         channel = source.channels[name]
         frame[name] = spend
+        saturation = source.saturation_parameters(name)
         rows.append(
             {
                 "channel": name,
-                "beta": channel.beta,
-                "saturation_lam": channel.saturation_lam,
-                "adstock_alpha": channel.adstock_alpha,
+                "beta": saturation.pop(ceiling),
+                **{f"saturation_{k}": v for k, v in saturation.items()},
+                **{f"adstock_{k}": v for k, v in source.adstock_parameters(name).items()},
                 "adstock_l_max": source.adstock_l_max,
                 "spend_max": float(spend.max()),
                 "role": channel.role,
@@ -227,6 +269,9 @@ def generate(
         contributions=contributions,
         terms=terms,
         components=components,
+        adstock_family=source.adstock.family,
+        saturation_family=source.saturation.family,
+        adstock_first=source.adstock_first,
     )
     for name in source.channels:
         contributions[name] = truth.channel_response(name, frame[name].to_numpy())

@@ -202,3 +202,40 @@ def test_thresholds_can_switch_a_gate_off_but_not_convergence(write_config):
     assert off.validation.thresholds.mape_max_pct is None and off.validation.thresholds.r2_min == 0.95
     with pytest.raises(ConfigError, match="rhat_max cannot be null"):
         load_config(write_config({"validation": {"thresholds": {"rhat_max": None}}}))
+
+
+def test_the_media_families_and_their_one_l_max(write_config):
+    cfg = load_config(PROJECT_DIR / "config" / "families" / "weibull_hill.yaml")
+    assert (cfg.model.adstock.family, cfg.model.saturation.family) == ("weibull_cdf", "hill")
+    assert cfg.model.adstock.l_max == cfg.model.adstock_l_max == 12  # adstock_l_max fills adstock.l_max
+    assert cfg.data.synthetic.saturation_parameters("facebook") == {"slope": 1.5, "kappa": 0.5, "beta": 1.0}
+    assert cfg.data.synthetic.adstock_parameters("facebook") == {"lam": 2.5, "k": 2.0}
+    with pytest.raises(ConfigError, match=r"model.adstock_l_max \(12\) and model.adstock.l_max \(8\) disagree"):
+        load_config(write_config({"model": {"adstock": {"l_max": 8}}}))
+    with pytest.raises(ConfigError, match="saturation: 'sigmoid'|Input should be 'logistic'"):
+        load_config(write_config({"model": {"saturation": {"family": "sigmoid"}}}))
+
+
+def test_a_synthetic_channel_must_give_its_familys_parameters_by_the_librarys_names(write_config):
+    hill = {"data": {"synthetic": {"saturation": {"family": "hill"}, "channels": {
+        c: {"saturation_lam": None, "saturation": {"slope": 2.0, "kappa": 0.4}} for c in ("adwords", "facebook")}}}}
+    with pytest.raises(ConfigError, match=r"channels.linkedin.saturation_lam is logistic's"):
+        load_config(write_config(hill))
+    hill["data"]["synthetic"]["channels"]["linkedin"] = {"saturation_lam": None, "saturation": {"slope": 2.0}}
+    with pytest.raises(ConfigError, match=r"channels.linkedin.saturation: hill takes \['slope', 'kappa', 'beta'\]: "
+                                          r"missing \['kappa'\]"):
+        load_config(write_config(hill))
+
+
+def test_candidates_are_checked_when_the_scenario_loads(write_config):
+    two = {"a": {}, "b": {"saturation": {"family": "hill"}}}
+    cfg = load_config(write_config({"model": {"candidates": two}}))
+    assert cfg.with_candidate("b").model.saturation.family == "hill" and cfg.with_candidate("b").model.candidates == {}
+    assert cfg.with_candidate(None) is cfg
+    with pytest.raises(ConfigError, match="at least two specifications"):
+        load_config(write_config({"model": {"candidates": {"a": {}}}}))
+    with pytest.raises(ConfigError, match="model.candidates.b"):
+        load_config(write_config({"model": {"candidates": {"a": {}, "b": {"adstock": {"family": "binomial"}}}}}))
+    with pytest.raises(ConfigError, match="the pooled model fits every market"):
+        load_config(write_config({"markets": {"names": ["north", "south"], "pooling": "pooled"},
+                                  "model": {"candidates": two}}))

@@ -7,7 +7,6 @@ import pytest
 from mmm_assets.core.decisions.roas import MARGINAL_STEP, channel_roas, response_curves
 from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.modelling.posterior import mean_hdi
-from mmm_assets.core.synthetic.generator import logistic_saturation
 
 pytestmark = pytest.mark.slow
 
@@ -119,9 +118,7 @@ def test_curves_start_at_zero_and_are_increasing_and_concave(curves):
 def test_true_steady_state_response_within_the_interval_at_current_spend(fitted, curves):
     _, truth, _ = fitted
     for _, row in curves[curves["is_current"]].iterrows():
-        p = truth.parameters.loc[row["channel"]]
-        scaled = np.array([row["weekly_spend"] / p["spend_max"]])
-        true = truth.outcome_scale * p["beta"] * logistic_saturation(scaled, p["saturation_lam"]).item()
+        true = truth.steady_response(row["channel"], np.array([row["weekly_spend"]])).item()
         assert _near_interval(true, row["contribution_hdi_low"], row["contribution_hdi_high"]), row["channel"]
 
 

@@ -3,17 +3,11 @@ import pandas as pd
 
 from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG
-from mmm_assets.core.synthetic.generator import generate, geometric_adstock, logistic_saturation
+from mmm_assets.core.synthetic.generator import generate, geometric_adstock
 
 
 def _reference():
     return load_config(DEFAULT_CONFIG).data.synthetic
-
-
-def test_logistic_saturation_matches_its_formula():
-    x = np.array([0.0, 0.25, 1.0, 3.0])
-    assert np.allclose(logistic_saturation(x, 2.0), (1 - np.exp(-2 * x)) / (1 + np.exp(-2 * x)))
-    assert logistic_saturation(np.array([0.0]), 5.0)[0] == 0.0
 
 
 def test_geometric_adstock_is_normalised_and_carries_over():

@@ -270,7 +270,7 @@ def test_model_asset_pages_show_numbers_tables_and_loaded_plots(server, launched
     assert sorted(r[0] for r in gates) == sorted(g.name for g in GATES if g.threshold in PROFILE_THRESHOLDS["synthetic"])
     assert {r[-1] for r in gates} == {"True"}
     recovery = table_rows(page, "recovery", ["channel", "parameter", "true", "estimate"])
-    assert len(recovery) == 6  # 3 channels x (saturation lambda, adstock alpha)
+    assert len(recovery) == 12  # 3 channels x (saturation lambda, adstock alpha, response curve, mean carry-over lag)
     assert metadata_value(page, "failed_gates").inner_text().strip() == "none"
     for plot in ("recovery_plot", "fit_plot"):
         size = open_plot(page, plot)
