@@ -1,7 +1,8 @@
 """`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
 
 One Dagster run per market (partition), recorded in the instance under $DAGSTER_HOME, so `make dev` shows them
-afterwards; several markets run at once, each in its own process. The exit status says how a run ended
+afterwards; several markets run at once, each in its own process, at most `operations.max_parallel_runs` (by default
+what the machine's cores and memory allow) while the others wait their turn without a process. The exit status says how a run ended
 (`defs.outcome.Exit`: 0 refreshed, 1 a blocking gate failed, 2 input rejected, 3 infrastructure, 4 unexpected,
 130 interrupted), and the last lines on stdout say why. Refreshes of one market take turns: a second one started
 while another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.<market>.lock). Before a refresh starts,
@@ -120,7 +121,7 @@ def run(config_path: Path, market: str | None = None) -> int:
     tracking.ensure_experiment(tracking.client_for(cfg), cfg)
     if cfg.pooled:
         _features_first(config_path, cfg, markets)
-    return _run_markets(config_path, markets)
+    return _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs))
 
 
 def _say(line: str) -> None:
@@ -193,44 +194,103 @@ def _prefixed(stream, prefix: str) -> None:
         sys.stderr.flush()
 
 
-def _run_markets(config_path: Path, markets: list[str]) -> int:
-    """Every market's run at once, each in its own process; Dagster's pool `mmm_fit` (dagster.yaml) decides how
-    many fits sample at the same time. A failed market does not stop the others; the exit status is the most serious
-    of the markets' (`defs.outcome.most_serious`).
+#: The most one market's refresh holds in memory at once, in MiB: the largest market run's peak resident memory was
+#: 1,373-1,514 MiB (benchmarks/markets_parallel.py, eight markets), rounded up. The default number of market runs at
+#: once keeps them within the memory available when `make run` starts.
+RUN_PEAK_MIB = 1600
+
+
+def _available_mib() -> float | None:
+    """Memory available to new processes (Linux's MemAvailable), in MiB; None where /proc/meminfo is missing."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def parallel_runs(configured: int | None) -> tuple[int, str]:
+    """How many market runs `make run` keeps going at once, and why: the setting, or the machine's cores and the
+    memory available at ``RUN_PEAK_MIB`` a run (at least one)."""
+    if configured is not None:
+        return configured, "operations.max_parallel_runs"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    available = _available_mib()
+    if available is None:
+        return max(1, cores), f"{cores} cores"
+    return max(1, min(cores, int(available // RUN_PEAK_MIB))), (
+        f"{cores} cores, {available / 1024:.1f} GiB available at {RUN_PEAK_MIB} MiB a run"
+    )
+
+
+def run_bounded(commands: dict[str, list[str]], limit: int, prefix_width: int = 0) -> dict[str, tuple[int, str]]:
+    """Run every command, at most ``limit`` at once, each later one started when a running one ends; their stderr
+    lines copied to ours prefixed with the name, their stdout kept. Returns each name's return code and stdout. On
+    Ctrl-C / SIGTERM the running ones are stopped the same way and the others never started."""
+    waiting, running, results, threads = list(commands), {}, {}, []
+
+    def start(name: str) -> None:
+        child = subprocess.Popen(commands[name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        out: list[str] = []
+        threads.extend([
+            threading.Thread(target=_prefixed, args=(child.stderr, f"[{name:<{prefix_width}}] "), daemon=True),
+            threading.Thread(target=lambda: out.append(child.stdout.read()), daemon=True),
+        ])
+        threads[-2].start()
+        threads[-1].start()
+        running[name] = (child, out)
+        _say(f"started {name} ({len(running)} running, {len(waiting)} waiting, at most {limit} at once)")
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < limit:
+                start(waiting.pop(0))
+            for name, (child, out) in list(running.items()):
+                if child.poll() is not None:
+                    child.wait()
+                    results[name] = (child.returncode, out)
+                    del running[name]
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        for child, _ in running.values():
+            child.send_signal(signal.SIGTERM)
+        for child, _ in running.values():
+            child.wait()
+        raise
+    for thread in threads:
+        thread.join()
+    return {name: (code, "".join(out)) for name, (code, out) in results.items()}
+
+
+def _peak_child_mib() -> float:
+    """The largest resident memory any finished child process reached, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) -> int:
+    """Every market's run in its own process, at most ``limit`` at once (``why``: where the number comes from);
+    Dagster's pool `mmm_fit` (dagster.yaml) decides how many fits sample at the same time. A failed market does not
+    stop the others; the exit status is the most serious of the markets' (`defs.outcome.most_serious`).
     """
     from mmm_assets.defs.outcome import from_returncode, most_serious
 
     started = time.monotonic()
-    children = {
-        market: subprocess.Popen(
-            [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--market", market],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-        )
+    _say(f"{len(markets)} market runs, at most {limit} at once ({why}): {', '.join(markets)}")
+    commands = {
+        market: [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--market", market]
         for market in markets
     }
-    print(f"started {len(markets)} market runs: {', '.join(markets)}", file=sys.stderr, flush=True)
-    width = max(map(len, markets))
-    copiers = [
-        threading.Thread(target=_prefixed, args=(child.stderr, f"[{market:<{width}}] "), daemon=True)
-        for market, child in children.items()
-    ]
-    for copier in copiers:
-        copier.start()
-    try:
-        outputs = {market: child.communicate()[0] for market, child in children.items()}
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each market's run stops the same way and is marked failed
-        for child in children.values():
-            child.send_signal(signal.SIGTERM)
-        for child in children.values():
-            child.wait()
-        raise
-    for copier in copiers:
-        copier.join()
-    codes = {market: from_returncode(child.returncode) for market, child in children.items()}
+    results = run_bounded(commands, limit, max(map(len, markets)))
+    codes = {market: from_returncode(results[market][0]) for market in markets}
     for market in markets:
-        print(f"===== market {market} =====\n{outputs[market].rstrip()}")
+        print(f"===== market {market} =====\n{results[market][1].rstrip()}")
     verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else f'FAILED (exit {int(codes[m])})'}" for m in markets)
-    print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s")
+    print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s, at most {limit} at once, the largest run's "
+          f"peak memory {_peak_child_mib():.0f} MiB")
     return most_serious(codes.values())
 
 

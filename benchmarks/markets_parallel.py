@@ -1,0 +1,115 @@
+"""`make run` over many markets: wall time, peak memory and processes alive, with every market's run started at once
+(the old behaviour) against the bounded default (operations.max_parallel_runs: null, from cores and memory).
+
+    python benchmarks/markets_parallel.py [--markets 8] [--limits all,auto]
+
+Each setting runs `python -m mmm_assets run` on a fresh instance and fresh stores: N synthetic markets (the
+reference scenario's channels, one year, reseeded per market, small draws), sampling the machine's available memory
+(/proc/meminfo) and the number of `mmm_assets run` processes every 0.25 s. Writes
+benchmarks/results/markets-parallel-<UTC stamp>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scenario(folder: Path, markets: int, limit: int | None) -> Path:
+    raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
+    names = [f"m{i:02d}" for i in range(markets)]
+    raw |= {
+        "scenario": "parallel",
+        "markets": {"names": names, "pooling": "separate",
+                    "data": {n: {"synthetic": {"seed": 1000 + i}} for i, n in enumerate(names)}},
+        "paths": {k: str(folder / k) for k in ("duckdb", "models_dir", "reports_dir", "alerts_log", "mlflow_dir")},
+    }
+    raw["data"]["synthetic"]["end_date"] = "2019-12-31"
+    raw["sampler"] |= {"chains": 2, "draws": 150, "tune": 300}
+    raw["validation"] |= {"holdout_weeks": 0, "min_weeks": 26}
+    raw["operations"]["max_parallel_runs"] = limit
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _available_mib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def _alive() -> int:
+    out = subprocess.run(["pgrep", "-f", "mmm_assets run --config"], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+def _measure(markets: int, limit: int | None) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="markets-parallel-"))
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    config = _scenario(folder, markets, limit)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env.pop("MMM_CONFIG", None)
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append((_available_mib(), _alive()))
+            time.sleep(0.25)
+
+    before = _available_mib()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "mmm_assets", "run", "--config", str(config)], env=env,
+                         capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    done.set()
+    sampler.join()
+    shutil.rmtree(folder, ignore_errors=True)
+    verdict = [line for line in run.stdout.splitlines() if line.startswith("markets:")]
+    return {
+        "markets": markets, "max_parallel_runs": limit or "auto", "exit": run.returncode, "wall_s": round(seconds),
+        "peak_memory_used_gib": round((before - min(a for a, _ in samples)) / 1024, 2),
+        "max_processes_alive": max(n for _, n in samples) - 1,  # less the parent `make run` process
+        "summary": verdict[0] if verdict else run.stdout[-300:],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markets", type=int, default=8)
+    parser.add_argument("--limits", default="all,auto", help="all = every market at once; auto = the default; or K")
+    args = parser.parse_args()
+    rows = []
+    for limit in args.limits.split(","):
+        k = args.markets if limit == "all" else None if limit == "auto" else int(limit)
+        rows.append(_measure(args.markets, k))
+        print(rows[-1], flush=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = ROOT / "benchmarks" / "results" / f"markets-parallel-{stamp}.md"
+    out.write_text(f"# `make run` over {args.markets} markets ({stamp})\n\n`python benchmarks/markets_parallel.py "
+                   f"--markets {args.markets} --limits {args.limits}`\n\n"
+                   f"{pd.DataFrame(rows).to_markdown(index=False)}\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
