@@ -220,13 +220,20 @@ def replace_market(
     _write(conn, table, _keyed(frame, scenario, market), scenario, replace_market=market)
 
 
+def _text_typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its object columns that hold no value as text: DuckDB types such a column (every column of an
+    empty frame, e.g. a scenario without goals) as NULL, which no later row's text can be inserted into."""
+    empty = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    return frame.astype(dict.fromkeys(empty, "string")) if empty else frame
+
+
 def _write(
     conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, scenario: str | None, replace_market: str | None
 ) -> None:
     """Insert ``frame`` into ``table`` in one transaction, first deleting the rows of (``scenario``,
     ``replace_market``) when a market is given."""
     view = f"_staged_{uuid.uuid4().hex}"
-    conn.register(view, frame)
+    conn.register(view, _text_typed(frame))
     try:
         conn.execute("BEGIN TRANSACTION")
         try:

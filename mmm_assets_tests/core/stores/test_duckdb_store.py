@@ -42,6 +42,15 @@ def test_replace_one_market_keeps_the_others(conn):
     assert table_exists(conn, "t") and not table_exists(conn, "nope")
 
 
+def test_an_empty_table_first_then_rows_of_text(conn):
+    """A market with nothing to write (a scenario without goals) creates the table; another market's text follows."""
+    empty = pd.DataFrame({"goal": pd.Series(dtype=object), "total": pd.Series(dtype=float)})
+    replace_market(conn, "t", empty, "north", scenario="s")
+    replace_market(conn, "t", pd.DataFrame({"goal": ["least spend"], "total": [1.5]}), "south", scenario="s")
+    assert read_market(conn, "t", "south", scenario="s").to_dict("list") == {"goal": ["least spend"], "total": [1.5]}
+    assert read_market(conn, "t", "north", scenario="s").empty
+
+
 def test_scenarios_are_namespaces(conn):
     """Two scenarios naming a market alike keep their own rows: a write replaces its (scenario, market) only."""
     replace_market(conn, "t", pd.DataFrame({"a": [1, 2]}), "national", scenario="brand_a")
