@@ -121,7 +121,26 @@ def run(config_path: Path, market: str | None = None) -> int:
     tracking.ensure_experiment(tracking.client_for(cfg), cfg)
     if cfg.pooled:
         _features_first(config_path, cfg, markets)
-    return _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs))
+    code = _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs))
+    if cfg.decisions.budget.scope != "all_markets":
+        return code
+    if code != Exit.SUCCESS:
+        print("one budget across markets: skipped, since a market's refresh did not succeed (its champion and horizon "
+              "would be older than the others'); run again once every market refreshes")
+        return code
+    return _plan_all_markets(config_path, cfg)
+
+
+def _plan_all_markets(config_path: Path, cfg: MMMConfig) -> int:
+    """Job plan_all_markets in this process, after every market's refresh; returns an `Exit`."""
+    from mmm_assets.defs.cross_market import CROSS_MARKET_JOB
+    from mmm_assets.defs.outcome import outcome
+
+    result = _execute(config_path, cfg, CROSS_MARKET_JOB, "make run (one budget across markets)")
+    verdict = outcome(result)
+    done = "written to DuckDB table all_markets_budget" if result.success else f"FAILED: {'; '.join(verdict.lines())}"
+    print(f"one budget across markets (run {result.run_id}): {done}")
+    return verdict.code
 
 
 def _say(line: str) -> None:
@@ -161,30 +180,35 @@ def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> No
 
 def _run_market(config_path: Path, cfg: MMMConfig) -> int:
     """One market's refresh in this process: job weekly_refresh for the market's partition; returns an `Exit`."""
-    from dagster import DagsterInstance
-
     from mmm_assets.defs import pool_wait
     from mmm_assets.defs.constants import JOB
     from mmm_assets.defs.outcome import outcome
-    from mmm_assets.defs.recovery import worker_tags
 
-    job = load_definitions(config_path).resolve_job_def(JOB)
     pool_wait.configure(cfg.operations.pool_wait_timeout_s, _say)
     with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / lock_file(cfg.market)):
         started = time.monotonic()
-        result = job.execute_in_process(
-            instance=DagsterInstance.get(),
-            partition_key=cfg.market,
-            run_config={
-                "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            },
-            raise_on_error=False,
-            tags={"scenario": cfg.scenario, "launched_by": "make run", **worker_tags()},
-        )
+        result = _execute(config_path, cfg, JOB, "make run", partition_key=cfg.market)
     verdict = outcome(result)
     print(_summary(result, verdict, cfg, config_path, time.monotonic() - started))
     return verdict.code
+
+
+def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str, **kwargs):
+    """Job ``job_name`` in this process on the scenario ``config_path``, logging at INFO; never raises on failure."""
+    from dagster import DagsterInstance
+
+    from mmm_assets.defs.recovery import worker_tags
+
+    return load_definitions(config_path).resolve_job_def(job_name).execute_in_process(
+        instance=DagsterInstance.get(),
+        run_config={
+            "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+        raise_on_error=False,
+        tags={"scenario": cfg.scenario, "launched_by": launched_by, **worker_tags()},
+        **kwargs,
+    )
 
 
 def _prefixed(stream, prefix: str) -> None:

@@ -25,6 +25,7 @@ from mmm_assets.defs.champion import mmm_champion
 from mmm_assets.defs.comparison import model_comparison
 from mmm_assets.defs.console import console_logger
 from mmm_assets.defs.constants import JOB
+from mmm_assets.defs.cross_market import all_markets_budget, all_markets_budget_sensor, plan_all_markets
 from mmm_assets.defs.cross_validation import cross_validation_gates, mmm_cross_validation
 from mmm_assets.defs.decisions import (
     budget_recommendations,
@@ -43,10 +44,11 @@ from mmm_assets.defs.model import (
     mmm_quality_gates,
     mmm_validation,
 )
+from mmm_assets.defs.planner import goal_plans, plan_evaluations, score_plans
 from mmm_assets.defs.plausibility import contribution_shares_plausible, roas_plausible
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
 from mmm_assets.defs.schedules import weekly_refresh_schedule
-from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor
+from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor, plan_file_sensor
 
 # A step waiting for a pool slot sleeps, logs, frees dead runs' slots and answers Ctrl-C (see the module for why)
 pool_wait.install()
@@ -66,7 +68,10 @@ ASSETS = [
     optimized_budget,
     budget_scenarios,
     budget_recommendations,
+    goal_plans,
+    plan_evaluations,
     mmm_report,
+    all_markets_budget,
 ]
 CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_validation_gates, refresh_stability,
           roas_plausible, contribution_shares_plausible]
@@ -74,20 +79,23 @@ CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(
     JOB,
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.assets(all_markets_budget),
     executor_def=in_process_executor,
     hooks={end_mlflow_on_run_finished},
-    description="Refresh everything: spend -> features -> posterior -> validation gates -> champion -> decisions.",
+    description=(
+        "Refresh everything: spend -> features -> posterior -> validation gates -> champion -> decisions, for one "
+        "market (the budget across markets is job plan_all_markets)."
+    ),
 )
 
 defs = Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[weekly_refresh],
+    jobs=[weekly_refresh, score_plans, plan_all_markets],
     schedules=[weekly_refresh_schedule],
     sensors=[
         market_partitions_sensor, landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor,
-        dead_run_sensor,
+        dead_run_sensor, plan_file_sensor, all_markets_budget_sensor,
     ],
     loggers={"console": console_logger},
     resources={

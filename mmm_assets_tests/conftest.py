@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 
 #: Two years of the reference scenario with few draws: enough to wire and recover, quick to sample (never sampled
-#: again to reach the ESS gates: each test chooses its draws).
+#: again to reach the ESS gates: each test chooses its draws). No goal plans (~6 s of budget searches per refresh):
+#: the whole-graph test (system/test_graph.py) plans the default goals, core/decisions/test_goals.py every kind.
 SMALL = {
     "scenario": "small",
     "data": {"synthetic": {"end_date": "2020-12-31"}},
     "sampler": {"chains": 2, "draws": 250, "tune": 250, "max_draws": None},
     "validation": {"holdout_weeks": 6, "thresholds": {"ess_bulk_min": 100, "ess_tail_min": 100, "rhat_max": 1.05}},
+    "decisions": {"planner": {"goals": []}},
 }
 
 
@@ -112,3 +114,40 @@ def small_fit(tmp_path_factory: pytest.TempPathFactory) -> SmallFit:
     features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
     messages: list[str] = []
     return SmallFit(cfg, features, truth, fit(cfg, features, report=messages.append), messages)
+
+
+#: The three markets of config/markets.yaml on the small scenario, planned as one budget.
+THREE_MARKETS = merge(SMALL, {
+    "scenario": "three_markets",
+    "markets": yaml.safe_load((PROJECT_DIR / "config" / "markets.yaml").read_text())["markets"],
+    "decisions": {"budget": {"scope": "all_markets"}},
+})
+
+
+@dataclass(frozen=True)
+class MarketFits:
+    """One small fit per market of THREE_MARKETS (north is the small fit itself: the same data)."""
+
+    path: Path
+    cfg: MMMConfig
+    features: dict[str, pd.DataFrame]
+    truths: dict[str, GroundTruth]
+    models: dict[str, object]
+
+
+@pytest.fixture(scope="session")
+def three_market_fits(tmp_path_factory: pytest.TempPathFactory, small_fit: SmallFit) -> MarketFits:
+    from mmm_assets.core.modelling.fitting import fit
+
+    path = write_scenario(tmp_path_factory.mktemp("three_markets"), THREE_MARKETS)
+    cfg = load_config(path)
+    features, truths, models = {}, {}, {}
+    for market in cfg.market_names:
+        narrowed = cfg.for_market(market)
+        if market == "north":
+            features[market], truths[market], models[market] = small_fit.features, small_fit.truth, small_fit.mmm
+            continue
+        frame, truths[market] = generate(narrowed.data.synthetic)
+        features[market] = validate_features(frame, narrowed.channels, [], narrowed.validation.min_weeks, "test")
+        models[market] = fit(narrowed, features[market]).mmm
+    return MarketFits(path, cfg, features, truths, models)

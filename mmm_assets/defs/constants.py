@@ -15,3 +15,6 @@ DECISIONS_GROUP = "decisions"
 
 #: The asset a landing file feeds; named in the alert of a rejected file.
 LANDING_ASSET = "marketing_spend"
+
+#: The market column's value of tables over every market (all_markets_budget); no market can be named so.
+ALL_MARKETS = "*"

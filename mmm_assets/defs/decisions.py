@@ -41,7 +41,7 @@ def _stamped(table: pd.DataFrame, run_id: str, **extra: str) -> pd.DataFrame:
     return table.assign(run_id=run_id, recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None), **extra)
 
 
-def _model(context: AssetExecutionContext, champion: Champion):
+def champion_model(context: AssetExecutionContext, champion: Champion):
     """The champion model, its training data and its version; says in the metadata which version is used."""
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.modelling.posterior import fitted_features
@@ -51,7 +51,7 @@ def _model(context: AssetExecutionContext, champion: Champion):
     return mmm, fitted_features(mmm), champion.version
 
 
-def _publish(
+def publish(
     context: AssetExecutionContext, scenario: ScenarioResource, table: str, frame: pd.DataFrame, png: bytes,
     **extra: object,
 ) -> None:
@@ -81,16 +81,16 @@ def channel_contributions(
     from mmm_assets.core.presentation.plots import contributions_plot
 
     cfg = scenario.load()
-    mmm, _, _ = _model(context, mmm_champion)
+    mmm, _, _ = champion_model(context, mmm_champion)
     long = weekly_contributions(mmm)
     wide = wide_means(long)
     totals = _totals(wide, [*cfg.channels, BASELINE])
     context.log.info(
         "contribution shares (%): " + ", ".join(f"{r.component} {r.share_pct:.1f}" for r in totals.itertuples())
     )
-    _publish(
+    publish(
         context, scenario, "channel_contributions", long,
-        contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions", _terms(cfg)),
+        contributions_plot(wide, [BASELINE, *cfg.channels], "weekly contributions", kpi_terms(cfg)),
         totals=md.table_md(totals),
     )
     return long
@@ -109,14 +109,14 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     from mmm_assets.core.presentation.plots import roas_plot
 
     cfg = scenario.load()
-    mmm, features, version = _model(context, mmm_champion)
+    mmm, features, version = champion_model(context, mmm_champion)
     table = compute(mmm, features, cfg.kpi)
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
-    costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if _terms(cfg).conversions else []
+    costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if kpi_terms(cfg).conversions else []
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean", *costs,
                    "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
-    _publish(context, scenario, "channel_roas", table, roas_plot(table, _terms(cfg)), roas=md.table_md(shown),
-             kpi=_terms(cfg).describe())
+    publish(context, scenario, "channel_roas", table, roas_plot(table, kpi_terms(cfg)), roas=md.table_md(shown),
+             kpi=kpi_terms(cfg).describe())
     return table
 
 
@@ -131,10 +131,10 @@ def response_curves(
     from mmm_assets.core.presentation.plots import response_curves_plot
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, mmm_champion)
+    mmm, features, _ = champion_model(context, mmm_champion)
     curves = compute(mmm, features, cfg.decisions.response_curve_points, cfg.decisions.response_curve_max_multiple)
-    _publish(
-        context, scenario, "response_curves", curves, response_curves_plot(curves, _terms(cfg)),
+    publish(
+        context, scenario, "response_curves", curves, response_curves_plot(curves, kpi_terms(cfg)),
         current_spend=md.table_md(curves[curves["is_current"]].drop(columns=["is_current"])),
     )
     return curves
@@ -147,7 +147,7 @@ def _allocation_png(result) -> bytes:
     return allocation_plot(result.allocation, f"current vs optimised, next {result.horizon_weeks} weeks")
 
 
-def _terms(cfg):
+def kpi_terms(cfg):
     """The scenario's KPI terms (revenue or conversions, name, value per conversion) for tables, plots and text."""
     from mmm_assets.core.decisions.kpi import KpiTerms
 
@@ -199,14 +199,14 @@ def optimized_budget(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.decisions.budget import optimize_budget
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, mmm_champion)
+    mmm, features, _ = champion_model(context, mmm_champion)
     result = optimize_budget(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels)
     if result.fallback_used:
         context.log.warning(f"budget optimiser fallback: {result.method} ({result.fallback_reason})")
-    _publish(
+    publish(
         context, scenario, "optimized_budget", result.allocation,
         _allocation_png(result),
-        **_budget_metadata(result, _terms(cfg)), allocation=md.table_md(result.allocation),
+        **_budget_metadata(result, kpi_terms(cfg)), allocation=md.table_md(result.allocation),
     )
     return result
 
@@ -221,10 +221,10 @@ def budget_scenarios(context: AssetExecutionContext, scenario: ScenarioResource,
     from mmm_assets.core.presentation.plots import scenarios_plot
 
     cfg = scenario.load()
-    mmm, features, _ = _model(context, mmm_champion)
-    table = with_value(compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels), _terms(cfg))
+    mmm, features, _ = champion_model(context, mmm_champion)
+    table = with_value(compute(mmm, features, cfg.decisions.budget, fixed_channels=cfg.owned_channels), kpi_terms(cfg))
     levels = _levels(table)
-    _publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels, _terms(cfg)),
+    publish(context, scenario, "budget_scenarios", table, scenarios_plot(levels, kpi_terms(cfg)),
              levels=md.table_md(levels))
     return table
 
@@ -351,6 +351,20 @@ def _replanned(context: AssetCheckExecutionContext, cfg, champion: Champion, pre
         return None
 
 
+def _plans_section(goal_plans: pd.DataFrame, plan_evaluations: pd.DataFrame, terms):
+    """The report's side-by-side view of every plan (the planner's assets), with the goals' outcomes."""
+    from mmm_assets.core.decisions.goals import goal_summary
+    from mmm_assets.core.presentation.plots import plans_plot
+    from mmm_assets.core.presentation.report import Section
+
+    plans = plan_evaluations.drop(columns=["channel", "spend", "share_pct"]).drop_duplicates("plan")
+    spend = plan_evaluations[["plan", "channel", "spend", "share_pct"]]
+    goals = goal_summary(goal_plans)
+    notes = [f"Goal {row.goal}: {row.note}." for row in goals.itertuples()]
+    return Section("Plans side by side", notes, plots={"plans": plans_plot(plans.reset_index(drop=True), spend, terms)},
+                   tables={"plans": plans, "goals": goals}, exports={"plan_spend": spend})
+
+
 @asset(group_name=GROUP, partitions_def=MARKETS, kinds={"html"}, owners=OWNERS)
 def mmm_report(
     context: AssetExecutionContext,
@@ -364,9 +378,11 @@ def mmm_report(
     budget_scenarios: pd.DataFrame,
     budget_recommendations: pd.DataFrame,
     model_comparison: ModelChoice,
+    goal_plans: pd.DataFrame,
+    plan_evaluations: pd.DataFrame,
 ) -> str:
     """A self-contained HTML report (actual vs fitted, contributions, ROAS, response curves, current vs optimised
-    allocation, budget scenarios, validation, and the specification comparison when `model.candidates` are set), the
+    allocation, budget scenarios, the plans side by side (goal and what-if plans), validation, and the specification comparison when `model.candidates` are set), the
     same plots as PNG files and every table as CSV and JSON, in one folder per run under `paths.reports_dir`.
     """
     from mmm_assets.core.decisions.contributions import BASELINE, wide_means
@@ -374,7 +390,7 @@ def mmm_report(
     from mmm_assets.core.presentation.report import Section, executive_summary, write_report
 
     cfg = scenario.load().with_candidate(mmm_posterior.specification)
-    terms = _terms(cfg)
+    terms = kpi_terms(cfg)
     wide = wide_means(channel_contributions)
     v = mmm_validation
     gates = pd.DataFrame(v.gates)[["gate", "value", "direction", "threshold", "passed"]]
@@ -399,6 +415,7 @@ def mmm_report(
         Section("Validation", plots=({"recovery": plots.recovery_plot(v.recovery)} if v.recovery is not None else {}),
                 tables={"validation_gates": gates, **({"recovery": v.recovery} if v.recovery is not None else {})}),
     ]
+    sections.append(_plans_section(goal_plans, plan_evaluations, terms))
     if not model_comparison.table.empty:
         sections.append(Section(
             "Which specification", [f"Chosen: {model_comparison.selected or 'the scenario model'}. "

@@ -30,7 +30,7 @@ from mmm_assets.core.stores.duckdb_store import (
     read_scenario,
     replace_market,
 )
-from mmm_assets.defs.constants import PARTITION_TAG
+from mmm_assets.defs.constants import ALL_MARKETS, PARTITION_TAG
 
 
 class ScenarioResource(ConfigurableResource):
@@ -46,6 +46,7 @@ class ScenarioResource(ConfigurableResource):
         description="For a files scenario: the landing file this run reads (set by the landing-folder sensor).",
     )
     _loaded: MMMConfig | None = PrivateAttr(default=None)
+    _scenario: MMMConfig | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Read the scenario once per run, so every step of a run sees the same settings even if the file changes,
@@ -56,11 +57,11 @@ class ScenarioResource(ConfigurableResource):
         if context.dagster_run is None:  # initialised outside a run (e.g. to clean up after a failure): nothing to read
             return
         market = context.dagster_run.tags.get(PARTITION_TAG)
-        if market is None:
-            raise ConfigError(
-                "every asset is partitioned by market: materialise one market (partition), e.g. "
-                "`python -m mmm_assets run --market <name>` or pick a partition in the UI"
-            )
+        if market is None:  # a run over every market (all_markets_budget): the scenario as a whole
+            self._scenario = cfg = self._read()
+            ensure_free_space({"DuckDB folder (paths.duckdb)": cfg.paths.duckdb.parent},
+                              cfg.operations.min_free_disk_mb)
+            return
         self._loaded = cfg = self._read().for_market(market)
         ensure_free_space(
             {
@@ -74,8 +75,25 @@ class ScenarioResource(ConfigurableResource):
     def load(self) -> MMMConfig:
         """The run's scenario, narrowed to its market."""
         if self._loaded is None:
+            if self._scenario is not None:
+                raise ConfigError(
+                    "every asset but all_markets_budget is partitioned by market: materialise one market "
+                    "(partition), e.g. `python -m mmm_assets run --market <name>` or pick a partition in the UI"
+                )
             raise RuntimeError("the scenario resource is read when a run starts; load() is for steps of a run")
         return self._loaded
+
+    def load_scenario(self) -> MMMConfig:
+        """The run's scenario as a whole, for a run over every market (no partition)."""
+        if self._scenario is None:
+            raise RuntimeError("load_scenario() is for the steps of a run over every market (all_markets_budget)")
+        return self._scenario
+
+    def store_all_markets(self, table: str, frame: pd.DataFrame) -> None:
+        """Replace the scenario's rows of ``table`` (a table over every market; market column ``*``)."""
+        cfg = self.load_scenario()
+        with self.duckdb(cfg) as conn:
+            replace_market(conn, table, frame, ALL_MARKETS, scenario=cfg.scenario)
 
     def _read(self) -> MMMConfig:
         cfg = load_config(self.config_path)

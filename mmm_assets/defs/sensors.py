@@ -1,13 +1,23 @@
-"""Sensors that start or repair work: market partitions from the YAML, runs from the landing folder, dead runs.
+"""Sensors that start or repair work: market partitions from the YAML, runs from the landing folder and the plans
+folder, dead runs.
 
 The market and landing sensors read the process's scenario ($MMM_CONFIG or config/default.yaml) at every evaluation,
 so they follow the file as it is; the landing sensor starts one run per market of each new valid file.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.config.paths import default_config_path
@@ -15,6 +25,7 @@ from mmm_assets.core.data import landing_folder
 from mmm_assets.core.stores.alerts import Alert, deliver
 from mmm_assets.defs.constants import JOB, LANDING_ASSET
 from mmm_assets.defs.partitions import MARKETS, unknown_markets
+from mmm_assets.defs.planner import SCORE_JOB, score_plans
 from mmm_assets.defs.recovery import release_dead_runs
 
 
@@ -121,3 +132,49 @@ def landing_file_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
         cursor=json.dumps(found.cursor, sort_keys=True),
         skip_reason=None if requests else "; ".join(notes) or f"no new or changed file in {folder}",
     )
+
+
+def _digest(files) -> str:
+    """One hash of the plan files' names and contents: a changed, added or removed file changes it."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@sensor(
+    name="plan_file_sensor",
+    job=score_plans,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Watches the default scenario's decisions.planner.plans_dir: when a what-if plan file is added, changed or "
+        f"removed, {SCORE_JOB} scores the plans again for every market with a budget, without refitting."
+    ),
+)
+def plan_file_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    """One score_plans run per market that has an optimised budget, for each new content of the plans folder."""
+    from mmm_assets.core.decisions.plans import plan_files
+
+    config_path = default_config_path()
+    cfg = _default_scenario(config_path)
+    if isinstance(cfg, SkipReason):
+        return cfg
+    folder = cfg.decisions.planner.plans_dir
+    if folder is None:
+        return SkipReason(f"scenario {cfg.scenario} sets no decisions.planner.plans_dir")
+    try:
+        files = plan_files(folder)
+        digest = _digest(files)
+    except OSError as err:
+        return SkipReason(f"cannot read the plans folder {folder}: {err.strerror or type(err).__name__}")
+    if digest == context.cursor:
+        return SkipReason(f"no new, changed or removed plan file in {folder}")
+    markets = sorted(context.instance.get_materialized_partitions(AssetKey("optimized_budget")))
+    scenario = {"config_path": str(config_path)}
+    requests = [RunRequest(run_key=f"plans:{digest[:16]}:{market}", partition_key=market,
+                           run_config={"resources": {"scenario": {"config": scenario}}},
+                           tags={"plan_files": json.dumps([p.name for p in files])[:200]})
+                for market in markets]
+    return SensorResult(run_requests=requests, cursor=digest,
+                        skip_reason=None if requests else "no market has an optimised budget to compare plans with yet")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 
 from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG
@@ -17,6 +18,17 @@ from mmm_assets_tests.core.stores.test_alerts import Webhook
 def webhook() -> Iterator[Webhook]:
     with Webhook() as hook:
         yield hook
+
+
+def evaluate_sensor(sensor, run_id: str, event_type: DagsterEventType):
+    """Evaluate a run-status sensor for one finished run, as the daemon would."""
+    instance = DagsterInstance.get()
+    (entry,) = instance.all_logs(run_id, of_type=event_type)
+    context = build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(run_id),
+        dagster_event=entry.dagster_event,
+    )
+    return sensor(context)
 
 
 def read_alerts(path: Path) -> list[dict]:

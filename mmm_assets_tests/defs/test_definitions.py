@@ -18,7 +18,8 @@ EXPECTED_GROUPS = {
     "model_comparison": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
     "channel_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
-    "budget_scenarios": "decisions", "budget_recommendations": "decisions", "mmm_report": "decisions",
+    "budget_scenarios": "decisions", "budget_recommendations": "decisions", "goal_plans": "decisions",
+    "plan_evaluations": "decisions", "mmm_report": "decisions",
 }
 
 
@@ -46,6 +47,12 @@ def test_weekly_refresh_selects_the_whole_graph_and_every_check():
             "weekly_contiguous"} <= checks
 
 
+def test_score_plans_selects_only_the_plan_evaluations():
+    """Scoring a new plan file reads the stored champion, budget and goal plans: nothing upstream runs again."""
+    job = defs.resolve_job_def("score_plans")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"plan_evaluations"}
+
+
 def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validation():
     graph = defs.resolve_asset_graph()
     validation, champion = AssetKey("mmm_validation"), AssetKey("mmm_champion")
@@ -53,7 +60,8 @@ def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validat
     for name, group in EXPECTED_GROUPS.items():
         if group == "decisions":
             assert {validation, champion} <= graph.get_ancestor_asset_keys(AssetKey(name)), name
-    for name in ("channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios"):
+    for name in ("channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
+                 "goal_plans", "plan_evaluations"):
         parents = graph.get(AssetKey(name)).parent_keys
         assert champion in parents and AssetKey("mmm_posterior") not in parents, name
 
@@ -126,9 +134,11 @@ def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
 
 
 def test_every_asset_and_check_is_partitioned_by_market_and_the_samplers_share_a_pool():
+    """All but the budget across markets, which takes every market's champion."""
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).partitions_def == MARKETS, key
+        expected = None if key == AssetKey("all_markets_budget") else MARKETS
+        assert graph.get(key).partitions_def == expected, key
     for key in graph.asset_check_keys:
         assert graph.get(key).partitions_def == MARKETS, key
     pools = {a.key.to_user_string(): a.op.pool for a in defs.assets}

@@ -9,8 +9,7 @@ from mmm_assets.defs.alerts import nonblocking_check_alert_sensor
 from mmm_assets.defs.partitions import MARKETS, register_markets
 from mmm_assets.defs.plausibility import contribution_shares_plausible, roas_plausible
 from mmm_assets.defs.resources import ScenarioResource
-from mmm_assets_tests.defs.conftest import read_alerts
-from mmm_assets_tests.defs.test_alerts import _evaluate
+from mmm_assets_tests.defs.conftest import evaluate_sensor, read_alerts
 
 
 @asset(key="channel_roas", partitions_def=MARKETS)
@@ -46,7 +45,7 @@ def test_implausible_decisions_fail_warn_checks_and_alert_without_failing_the_ru
     assert failed == set(evaluations)  # adwords 70 % of the KPI, media 110 %, baseline -10 %
     assert all(e.severity == AssetCheckSeverity.WARN and not e.blocking for e in evaluations.values())
 
-    _evaluate(nonblocking_check_alert_sensor, result.run_id, DagsterEventType.RUN_SUCCESS)
+    evaluate_sensor(nonblocking_check_alert_sensor, result.run_id, DagsterEventType.RUN_SUCCESS)
     alerts = {a["check"]: a for a in read_alerts(load_config(path).paths.alerts_log)}
     assert set(alerts) == failed
     roas = alerts["roas_plausible"]

@@ -4,6 +4,7 @@ import contextlib
 import io
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,22 +13,28 @@ import duckdb
 import pandas as pd
 import pytest
 import yaml
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, SkipReason, build_sensor_context
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
-from mmm_assets.core.config.paths import PROJECT_DIR
+from mmm_assets.core.config.paths import DEFAULT_CONFIG, PROJECT_DIR
 from mmm_assets.core.stores import tracking
+from mmm_assets.core.stores.alerts import fmt_number
 from mmm_assets.core.stores.duckdb_store import content_hash
 from mmm_assets.core.synthetic.generator import generate, landing_export
-from mmm_assets.definitions import ASSETS, CHECKS
+from mmm_assets.definitions import ASSETS, CHECKS, defs
+from mmm_assets.defs.alerts import run_failure_alert_sensor
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.ingest import marketing_spend
 from mmm_assets.defs.resources import ScenarioResource
+from mmm_assets.defs.sensors import plan_file_sensor
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
+from mmm_assets_tests.core.stores.test_alerts import Webhook
+from mmm_assets_tests.defs.conftest import evaluate_sensor, read_alerts
 from mmm_assets_tests.system.runs import materialize_market
 
-ALL_ASSETS = [a.key.to_user_string() for a in ASSETS]
+#: What weekly_refresh materialises: every asset but the budget across markets (job plan_all_markets).
+ALL_ASSETS = [a.key.to_user_string() for a in ASSETS if a.key.to_user_string() != "all_markets_budget"]
 _FAMILIES = yaml.safe_load((PROJECT_DIR / "config" / "families" / "weibull_hill.yaml").read_text())
 #: The small scenario on Weibull-adstock + Hill-saturation data (config/families/weibull_hill.yaml) with two
 #: candidate specifications, and the optional time-slice cross-validation on (2 folds): every asset materialises, and
@@ -40,10 +47,11 @@ WITH_CV = merge(SMALL, {
     }},
     "validation": {"cross_validation": {"enabled": True, "max_folds": 2, "draws": 150}},
     "sampler": {"max_draws": 800},  # Weibull + Hill's tail ESS can fall short of 100 at 2 x 250 draws: sample more
+    "decisions": {"planner": {"goals": yaml.safe_load(DEFAULT_CONFIG.read_text())["decisions"]["planner"]["goals"]}},
 })
 #: What a failed gate keeps from being materialised: the champion and every decision behind it.
 DECISIONS = ["mmm_champion", "channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
-             "budget_recommendations", "mmm_report"]
+             "budget_recommendations", "goal_plans", "plan_evaluations", "mmm_report"]
 
 
 def _tables(path) -> dict[str, pd.DataFrame]:
@@ -61,6 +69,7 @@ class Refresh:
     out: str
     exit_code: int
     materialized: set[str]
+    run_id: str
 
 
 def _refresh(path: Path, read_stdout: Callable[[], str]) -> Refresh:
@@ -70,7 +79,7 @@ def _refresh(path: Path, read_stdout: Callable[[], str]) -> Refresh:
     run_id = re.search(r"- run ([0-9a-f-]{36}) -", out).group(1)
     records = DagsterInstance.get().get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     materialized = {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records.records}
-    return Refresh(path, load_config(path), out, exit_code, materialized)
+    return Refresh(path, load_config(path), out, exit_code, materialized, run_id)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,12 @@ def good_refresh(tmp_path_factory) -> Refresh:
         patch.setenv("DAGSTER_HOME", str(home))
         for name in ("MLFLOW_TRACKING_URI", "MMM_CONFIG", "MMM_DUCKDB_PATH"):
             patch.delenv(name, raising=False)
-        return _refresh(write_scenario(folder, WITH_CV), printed.getvalue)
+        plans = folder / "plans"  # one what-if plan, scored with the goal plans by the whole graph
+        plans.mkdir()
+        pd.DataFrame({"channel": ["adwords", "facebook", "linkedin"], "spend": [150_000, 100_000, 250_000]}).to_csv(
+            plans / "more linkedin.csv", index=False)
+        scenario = merge(WITH_CV, {"decisions": {"planner": {"plans_dir": str(plans)}}})
+        return _refresh(write_scenario(folder, scenario), printed.getvalue)
 
 
 @pytest.mark.slow
@@ -135,8 +149,16 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
 
     (report,) = cfg.paths.reports_dir.iterdir()
     page = (report / "index.html").read_text()
-    # fit, contributions, roas, curves, allocation, scenarios, recovery, specification comparison
-    assert page.count('src="data:image/png;base64,') == 8 and "Which specification" in page
+    # fit, contributions, roas, curves, allocation, scenarios, plans, recovery, specification comparison
+    assert page.count('src="data:image/png;base64,') == 9 and "Which specification" in page
+    assert "Plans side by side" in page and "more linkedin" in page
+    goals = tables["goal_plans"].drop_duplicates("goal").set_index("goal")
+    assert list(goals.index) == ["same_response_least_spend", "target_mroas"] and goals["reached"].all()
+    plans = tables["plan_evaluations"].drop_duplicates("plan").set_index("plan")
+    assert list(plans.index) == ["current", "optimized", "same_response_least_spend", "target_mroas", "more linkedin"]
+    assert plans.loc["more linkedin", "total_spend"] == pytest.approx(500_000)
+    assert plans.loc["optimized", "expected_response_mean"] >= plans.loc["current", "expected_response_mean"]
+    assert set(tables["saved_plans"]["model_version"]) == {"1"}
     assert {"fit.png", "roas.png", "allocation.png", "roas.csv", "allocation.json", "recommendations.csv"} <= {
         p.name for p in report.iterdir()
     }
@@ -148,7 +170,7 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
     client = tracking.client_for(cfg)
     experiment = client.get_experiment_by_name(cfg.operations.mlflow_experiment)
     (run,) = client.search_runs([experiment.experiment_id])
-    dagster_run_id = re.search(r"- run ([0-9a-f-]{36}) -", good_refresh.out).group(1)
+    dagster_run_id = good_refresh.run_id
     tags = run.data.tags
     assert run.info.status == "FINISHED"
     assert tags["dagster_run_id"] == dagster_run_id and tags["dagster_asset_key"] == "mmm_posterior"
@@ -175,7 +197,8 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
 
 @pytest.mark.slow
 def test_a_failing_refresh_is_blocked_and_keeps_the_last_good_state(good_refresh, capsys, monkeypatch):
-    """An under-sampled refresh into the same stores: gates fail, nothing downstream moves, the champion stays."""
+    """An under-sampled refresh into the same stores: gates fail, nothing downstream moves, the champion stays, and
+    the failure sensor raises one alert per failed check."""
     folder = good_refresh.path.parent
     cfg = good_refresh.cfg
     before = _tables(cfg.paths.duckdb)
@@ -186,16 +209,21 @@ def test_a_failing_refresh_is_blocked_and_keeps_the_last_good_state(good_refresh
                       "validation": {"thresholds": {"ess_bulk_min": 400, "rhat_max": 1.01}}}),
         name="undersampled.yaml",
     )
-    failing = _refresh(bad, lambda: capsys.readouterr().out)
+    with Webhook() as webhook:
+        monkeypatch.setenv("MMM_ALERT_WEBHOOK_URL", webhook.url)
+        failing = _refresh(bad, lambda: capsys.readouterr().out)
+        _assert_one_alert_per_failed_check(failing, webhook)
     assert failing.exit_code == 1
     assert "RESULT: FAILED" in failing.out and "FAIL  mmm_validation:min_ess_bulk" in failing.out
+    assert "EXIT 1 (gates failed)" in failing.out
+    assert re.search(r"failed gate\(s\): .*mmm_validation:min_ess_bulk [0-9.e+]+ \(threshold 400\)", failing.out)
     assert "not materialised (blocked by a failed check or an upstream failure): " + ", ".join(
         sorted(DECISIONS)) in failing.out
     assert "mmm_validation" in failing.materialized and not failing.materialized & set(DECISIONS)
 
     after = _tables(cfg.paths.duckdb)
     for table in ("channel_contributions", "channel_roas", "optimized_budget", "budget_scenarios",
-                  "budget_recommendations", "response_curves"):
+                  "budget_recommendations", "response_curves", "goal_plans", "plan_evaluations", "saved_plans"):
         pd.testing.assert_frame_equal(after[table], before[table])
     assert sorted(cfg.paths.reports_dir.iterdir()) == reports_before
     assert not after["validation_history"].query("metric == 'min_ess_bulk'")["passed"].all()
@@ -206,6 +234,80 @@ def test_a_failing_refresh_is_blocked_and_keeps_the_last_good_state(good_refresh
     rejected = client.get_model_version(tracking.model_name(cfg.for_market(DEFAULT_MARKET)), "2")
     assert rejected.tags["status"] == "rejected_challenger"
     assert "min_ess_bulk" in rejected.tags["failed_checks"].split(",")
+
+
+@pytest.mark.slow
+def test_a_new_plan_file_is_scored_by_the_sensor_without_a_refit(good_refresh, monkeypatch):
+    """A what-if plan dropped into plans_dir: the sensor asks for score_plans on the market that has a budget, which
+    scores it with the stored champion, budget and goal plans (only plan_evaluations runs), well within a minute."""
+    cfg = good_refresh.cfg
+    monkeypatch.setenv("DAGSTER_HOME", str(good_refresh.path.parent / "dagster_home"))
+    monkeypatch.setenv("MMM_CONFIG", str(good_refresh.path))
+    instance = DagsterInstance.get()
+    after_data = _tables(cfg.paths.duckdb)["mmm_features"]["date"].max() + pd.Timedelta(days=7)
+    weeks = pd.date_range(after_data, periods=3, freq="7D")
+    pd.DataFrame({"date": weeks.strftime("%Y-%m-%d"), "adwords": [90_000, 30_000, 0], "facebook": [50_000] * 3,
+                  "linkedin": [60_000] * 3}).to_csv(cfg.decisions.planner.plans_dir / "burst.csv", index=False)
+
+    tick = plan_file_sensor(build_sensor_context(instance=instance))
+    (request,) = tick.run_requests
+    assert request.partition_key == DEFAULT_MARKET and request.job_name in (None, "score_plans")
+    started = time.monotonic()
+    run = defs.resolve_job_def("score_plans").execute_in_process(
+        run_config=request.run_config, instance=instance, partition_key=request.partition_key, tags=request.tags)
+    seconds = time.monotonic() - started
+    assert run.success and seconds < 60, seconds
+    assert {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()} == {"plan_evaluations"}
+    plans = _tables(cfg.paths.duckdb)["plan_evaluations"].drop_duplicates("plan").set_index("plan")
+    assert "burst" in plans.index and plans.loc["burst", "weeks"] == 3
+    assert plans.loc["burst", "total_spend"] == pytest.approx(120_000 + 150_000 + 180_000)
+    assert len(set(_tables(cfg.paths.duckdb)["saved_plans"]["run_id"])) == 2  # the refresh's plans and these
+
+    again = plan_file_sensor(build_sensor_context(instance=instance, cursor=tick.cursor))
+    assert isinstance(again, SkipReason) and "no new, changed or removed plan file" in again.skip_message
+
+    # a bad plan file fails the scoring with the file, line and column, and changes no table
+    before = _tables(cfg.paths.duckdb)
+    (cfg.decisions.planner.plans_dir / "typo.csv").write_text("channel,spend\nadwords,1e5\nfacebok,2e5\nlinkedin,3e5\n")
+    (request,) = plan_file_sensor(build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests
+    failed = defs.resolve_job_def("score_plans").execute_in_process(
+        run_config=request.run_config, instance=instance, partition_key=request.partition_key, raise_on_error=False)
+    assert not failed.success
+    (error,) = [e.event_specific_data.error for e in failed.all_events if e.is_step_failure]
+    while error.cause is not None:  # the user's InputError under Dagster's wrapper
+        error = error.cause
+    assert error.cls_name == "InputError" and "typo.csv" in error.message
+    assert "column 'channel': not a model channel at line 3 ('facebok')" in error.message
+    after = _tables(cfg.paths.duckdb)
+    for table in ("plan_evaluations", "saved_plans", "goal_plans"):
+        pd.testing.assert_frame_equal(after[table], before[table])
+
+
+def _assert_one_alert_per_failed_check(failing: Refresh, webhook: Webhook) -> None:
+    """The failure sensor, evaluated on the failed run as the daemon would, logs and posts one alert per failed
+    check, each with its value, threshold and a link to the run."""
+    instance = DagsterInstance.get()
+    evaluations = [e.dagster_event.event_specific_data for e in
+                   instance.all_logs(failing.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)]
+    failed = {(e.asset_key.to_user_string(), e.check_name): e.metadata for e in evaluations if not e.passed}
+    assert ("mmm_validation", "min_ess_bulk") in failed
+
+    evaluate_sensor(run_failure_alert_sensor, failing.run_id, DagsterEventType.RUN_FAILURE)
+    alerts = read_alerts(failing.cfg.paths.alerts_log)
+    assert len(alerts) == len(failed) == len(webhook.bodies)
+    run_url = f"http://127.0.0.1:3000/runs/{failing.run_id}"
+    assert {(a["asset"], a["check"]) for a in alerts} == set(failed)
+    for alert, body in zip(alerts, webhook.bodies):
+        metadata = failed[alert["asset"], alert["check"]]
+        assert alert["kind"] == "blocking_check_failed" and alert["run_url"] == run_url
+        assert alert["value"] == pytest.approx(metadata["value"].value)
+        assert alert["threshold"] == pytest.approx(metadata["threshold"].value)
+        facts = [f["text"] for f in body["blocks"][1]["fields"]]
+        numbers = f"{fmt_number(alert['value'])} vs {fmt_number(alert['threshold'])}"
+        assert facts[:3] == [
+            f"*Asset*\n{alert['asset']}", f"*Check*\n{alert['check']}", f"*Value vs threshold*\n{numbers}"
+        ]
+        assert f"<{run_url}|{failing.run_id[:8]}>" in facts[-1] and run_url in body["text"]
 
 
 def test_shipped_undersampled_config_is_set_up_to_fail():

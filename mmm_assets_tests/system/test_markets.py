@@ -22,9 +22,10 @@ from mmm_assets.defs.partitions import MARKETS
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
 
 DECISION_TABLES = ["channel_contributions", "channel_roas", "response_curves", "optimized_budget",
-                   "budget_scenarios", "budget_recommendations"]
+                   "budget_scenarios", "budget_recommendations", "plan_evaluations"]
 #: Two markets of the small scenario in one pooled model; south's KPI is so noisy that its slice of the model
-#: cannot pass the MAPE / R² gates. (Separate models per market run end to end in test_postgres.py.)
+#: cannot pass the MAPE / R² gates, so the one budget across both markets is not planned. (Separate models per
+#: market run end to end in test_postgres.py.)
 TWO_MARKETS = merge(SMALL, {
     "scenario": "two_markets",
     # about isolating markets, not convergence: a pooled posterior mixes slower per draw than a single market's
@@ -36,6 +37,7 @@ TWO_MARKETS = merge(SMALL, {
         "pooling": "pooled",
         "data": {"south": {"synthetic": {"seed": 7, "noise_sigma": 0.25, "outcome_scale": 60000}}},
     },
+    "decisions": {"budget": {"scope": "all_markets"}},
 })
 
 
@@ -158,6 +160,7 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
     assert sorted(partitions) == ["north", "south"] and set(runs) == {"north", "south"}
     assert runs["north"].dagster_run.is_success and runs["south"].dagster_run.is_failure
     assert "markets: north success, south FAILED" in out
+    assert "one budget across markets: skipped, since a market's refresh did not succeed" in out
     with duckdb.connect(str(cfg.paths.duckdb), read_only=True) as conn:
         def markets_in(table: str) -> set[str]:
             return {r[0] for r in conn.execute(f'SELECT DISTINCT market FROM "{table}"').fetchall()}
@@ -165,6 +168,8 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
         assert markets_in("mmm_features") == markets_in("validation_history") == {"north", "south"}
         for table in DECISION_TABLES:
             assert markets_in(table) == {"north"}, table
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert "all_markets_budget" not in tables
         failed = conn.execute(
             "SELECT metric FROM validation_history WHERE market = 'south' AND NOT passed"
         ).df()["metric"].tolist()

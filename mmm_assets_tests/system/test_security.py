@@ -30,7 +30,7 @@ from mmm_assets.core.stores.duckdb_store import read_table, replace_market, tabl
 from mmm_assets.defs.alerts import run_failure_alert_sensor
 from mmm_assets_tests.conftest import SMALL
 from mmm_assets_tests.core.stores.test_alerts import SECRET, Webhook
-from mmm_assets_tests.defs.test_alerts import _evaluate
+from mmm_assets_tests.defs.conftest import evaluate_sensor
 from mmm_assets_tests.system.test_faults import mlflow_http_env  # noqa: F401  (a fixture used below)
 
 SOURCES = sorted((PROJECT_DIR / "mmm_assets").rglob("*.py"))
@@ -182,7 +182,7 @@ def test_planted_secrets_appear_nowhere(write_config, tmp_path: Path, monkeypatc
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         assert cli.main(["run", "--config", str(path)]) == 3  # infrastructure
         failed = instance.get_runs(limit=1)[0].run_id
-        _evaluate(run_failure_alert_sensor, failed, DagsterEventType.RUN_FAILURE)
+        evaluate_sensor(run_failure_alert_sensor, failed, DagsterEventType.RUN_FAILURE)
         monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert len(hook.bodies) == 1  # the secret webhook URL was used
 

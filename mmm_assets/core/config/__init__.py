@@ -37,8 +37,11 @@ from mmm_assets.core.config.data import (
     SyntheticSource,
 )
 from mmm_assets.core.config.decisions import (
+    RETURN_GOALS,
     BudgetSettings,
     DecisionsConfig,
+    Goal,
+    PlannerSettings,
 )
 from mmm_assets.core.config.kpi import KpiConfig
 from mmm_assets.core.config.loading import (
@@ -99,6 +102,9 @@ __all__ = [
     "PlausibilityConfig",
     "BetaPrior",
     "BudgetSettings",
+    "Goal",
+    "PlannerSettings",
+    "RETURN_GOALS",
     "CalendarEvent",
     "ColumnMapping",
     "ConfigError",

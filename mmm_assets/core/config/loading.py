@@ -62,6 +62,10 @@ def parse_config(raw: object, source: str = "<config>", root: Path | None = None
         update["model"] = cfg.model.model_copy(
             update={"lift_tests": lift.model_copy(update={"folder": absolute(lift.folder)})}
         )
+    plans_dir = cfg.decisions.planner.plans_dir
+    if plans_dir is not None:
+        planner = cfg.decisions.planner.model_copy(update={"plans_dir": absolute(plans_dir)})
+        update["decisions"] = cfg.decisions.model_copy(update={"planner": planner})
     return cfg.model_copy(update=update)
 
 

@@ -279,7 +279,7 @@ def _header_problems(header: list[str], roles: list[tuple[str, str, str]]) -> li
     return problems
 
 
-def _text(cells: pd.Series) -> pd.Series:
+def cell_text(cells: pd.Series) -> pd.Series:
     """Cells as stripped strings, empty where there is no value."""
     return cells.astype(object).where(cells.notna(), "").astype(str).str.strip()
 
@@ -289,10 +289,10 @@ def _market_text(cells: pd.Series) -> pd.Series:
     markets cost no Python string each."""
     if isinstance(cells.dtype, pd.ArrowDtype):
         return cells.str.strip()
-    return _text(cells)
+    return cell_text(cells)
 
 
-def _at(mask: pd.Series, unit: str, values: pd.Series | None = None) -> str:
+def cells_at(mask: pd.Series, unit: str, values: pd.Series | None = None) -> str:
     """ "line 3 ('abc'), line 7 ('x') and K more" for the cells selected by ``mask``."""
     where = mask.index[mask.to_numpy()]
     return examples([f"{unit} {i}" + ("" if values is None else f" ({values[i]!r})") for i in where])
@@ -306,7 +306,7 @@ def _parse_one_date(value: str) -> pd.Timestamp | None:
     return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
-def _parse_dates(text: pd.Series) -> pd.Series:
+def parse_dates(text: pd.Series) -> pd.Series:
     """ISO-8601 dates as naive datetimes (a time zone is dropped, keeping the local date); NaT where not a date."""
     try:
         with warnings.catch_warnings(action="ignore"):  # mixed time zones warn and give objects; handled below
@@ -323,8 +323,8 @@ def _dates(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
         parsed = cells.dt.tz_localize(None) if isinstance(cells.dtype, pd.DatetimeTZDtype) else cells
         text, bad = None, pd.Series(False, index=cells.index)
     else:
-        text = _text(cells)
-        parsed = _parse_dates(text.where(text != ""))
+        text = cell_text(cells)
+        parsed = parse_dates(text.where(text != ""))
         bad = parsed.isna() & (text != "")
     missing = parsed.isna() & ~bad
     days = parsed.dt.normalize()
@@ -332,25 +332,26 @@ def _dates(cells: pd.Series, unit: str) -> tuple[pd.Series, list[str]]:
     future = days > today
     problems = []
     if missing.any():
-        problems.append(f"missing date at {_at(missing, unit)}")
+        problems.append(f"missing date at {cells_at(missing, unit)}")
     if bad.any():
         problems.append(
-            f"not an ISO-8601 date (YYYY-MM-DD) at {_at(bad, unit, text)}; export every date as YYYY-MM-DD"
+            f"not an ISO-8601 date (YYYY-MM-DD) at {cells_at(bad, unit, text)}; export every date as YYYY-MM-DD"
         )
     if future.any():
         problems.append(
-            f"date in the future (today is {today:%Y-%m-%d}) at {_at(future, unit, days.dt.strftime('%Y-%m-%d'))}; "
+            f"date in the future (today is {today:%Y-%m-%d}) at {cells_at(future, unit, days.dt.strftime('%Y-%m-%d'))}; "
             "export actuals only (no plans or forecasts) and check the date format"
         )
     return days, problems
 
 
-def _numbers(cells: pd.Series, unit: str, limit: float) -> tuple[pd.Series, list[str]]:
+def parse_numbers(cells: pd.Series, unit: str, limit: float) -> tuple[pd.Series, list[str]]:
+    """Plain numbers of ``cells`` (NaN where not one) and the problems found, naming the ``unit``s (lines, rows)."""
     if is_numeric_dtype(cells) and not is_bool_dtype(cells):
         text, values = None, cells.astype("float64")
         bad = pd.Series(False, index=cells.index)
     else:
-        text = _text(cells)
+        text = cell_text(cells)
         plain = text.str.fullmatch(_PLAIN_NUMBER)
         values = text.where(plain).astype("float64")
         bad = ~plain & ~text.str.lower().isin(_MISSING)
@@ -358,17 +359,17 @@ def _numbers(cells: pd.Series, unit: str, limit: float) -> tuple[pd.Series, list
     huge = np.isfinite(values) & (values.abs() > limit)
     problems = []
     if missing.any():
-        problems.append(f"missing or non-finite value at {_at(missing, unit)}; every week needs a number")
+        problems.append(f"missing or non-finite value at {cells_at(missing, unit)}; every week needs a number")
     if huge.any():
         problems.append(
-            f"value beyond ±{limit:g} at {_at(huge, unit, values.map('{:g}'.format))}; check the export's units "
+            f"value beyond ±{limit:g} at {cells_at(huge, unit, values.map('{:g}'.format))}; check the export's units "
             "and digits, or raise data.files.max_abs_value if such values are real"
         )
     if bad.any():
         formatted = text[bad].str.contains(_FORMATTING).any()
         hint = "thousands separators, currency symbols and '%' are not parsed; " if formatted else ""
         problems.append(
-            f"not a plain number at {_at(bad, unit, text)}; {hint}"
+            f"not a plain number at {cells_at(bad, unit, text)}; {hint}"
             "export plain numbers with '.' as the decimal point (e.g. 1234.5)"
         )
     return values, problems
@@ -383,7 +384,7 @@ def _canonical(path: Path, table: _Table, mapping: ColumnMapping, limit: float) 
             if canonical == DATE_COLUMN:
                 out[canonical], found = _dates(table.cells[source], table.unit)
             else:
-                out[canonical], found = _numbers(table.cells[source], table.unit, limit)
+                out[canonical], found = parse_numbers(table.cells[source], table.unit, limit)
             problems += [f"column {source!r} ({role}): {problem}" for problem in found]
     raise_if_problems(str(path), problems)
     frame = pd.DataFrame(out).reset_index(drop=True)

@@ -41,6 +41,7 @@ from pymc_marketing.mmm.utility import (
     UtilityFunctionType,
     average_response,
     conditional_value_at_risk,
+    sharpe_ratio,
     value_at_risk,
 )
 from scipy.optimize import brentq
@@ -117,11 +118,13 @@ def _utility(utility: str, risk_level: float) -> UtilityFunctionType:
         return value_at_risk(risk_level)
     if utility == "cvar":
         return conditional_value_at_risk(risk_level)
+    if utility == "sharpe":  # expected response over its posterior standard deviation (risk-free return 0)
+        return sharpe_ratio()
     return average_response
 
 
 #: Compiled optimisers kept per process, by (model id, window, utility), each with the allocations found with it (see
-#: ``_solve``); the model is kept with its optimiser so its id cannot be reused while the entry lives.
+#: ``solve_total``); the model is kept with its optimiser so its id cannot be reused while the entry lives.
 _OPTIMIZERS: dict[tuple, tuple[MMM, BudgetOptimizer, dict]] = {}
 OPTIMIZERS_KEPT = 2
 
@@ -148,7 +151,7 @@ def _compiled(
 
 
 @dataclass
-class _Planner:
+class Planner:
     """The weeks after the data, the current spend over the last as many weeks, and the library's optimiser."""
 
     mmm: MMM
@@ -169,7 +172,8 @@ class _Planner:
         settings: BudgetSettings,
         fixed: Sequence[str] = (),
         reference: Mapping[str, float] | None = None,
-    ) -> _Planner:
+    ) -> Planner:
+        """The planner of the weeks after ``features`` (the frame the model was fitted on); see optimize_budget."""
         channels = list(mmm.channel_columns)
         absent = [c for c in channels if c not in features.columns]
         if absent:
@@ -194,6 +198,7 @@ class _Planner:
 
     @property
     def weeks(self) -> int:
+        """Weeks in the horizon."""
         return self.settings.horizon_weeks
 
     @cached_property
@@ -229,15 +234,20 @@ class _Planner:
 def true_incremental_response(
     truth: GroundTruth, features: pd.DataFrame, totals: Mapping[str, float], weeks: int
 ) -> float:
-    """True response (target units) of horizon totals spread evenly over ``weeks`` weeks after ``features``.
+    """True response (target units) of horizon totals spread evenly over ``weeks`` weeks after ``features``."""
+    return true_plan_response(truth, features, pd.DataFrame({c: np.full(weeks, t / weeks) for c, t in totals.items()}))
 
-    Like the optimiser's response: carry-over from the data's spend in, the horizon's carry-over out, minus the
-    response with no spend over the horizon.
+
+def true_plan_response(truth: GroundTruth, features: pd.DataFrame, weekly: pd.DataFrame) -> float:
+    """The true incremental response of weekly spend (one column per channel) in the weeks after ``features``.
+
+    Like the optimiser's response: carry-over from the data's spend in, the plan's carry-over out over the adstock's
+    tail, minus the response with no spend over the same weeks.
     """
     response = 0.0
-    for channel, total in totals.items():
+    for channel in weekly.columns:
         tail = int(truth.parameters.loc[channel, "adstock_l_max"]) - 1
-        plan = np.concatenate([np.full(weeks, total / weeks), np.zeros(tail)])
+        plan = np.concatenate([weekly[channel].to_numpy(dtype=float), np.zeros(tail)])
         history = features[channel].to_numpy()
         spent = truth.channel_response(channel, plan, history=history)
         idle = truth.channel_response(channel, np.zeros_like(plan), history=history)
@@ -245,7 +255,7 @@ def true_incremental_response(
     return response
 
 
-def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[np.ndarray, np.ndarray]:
+def channel_bounds(planner: Planner, settings: BudgetSettings, total: float) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) horizon totals per channel, checked to be able to hold ``total``."""
     if settings.bounds == "absolute":
         assert settings.absolute_bounds is not None
@@ -273,7 +283,7 @@ def _bounds(planner: _Planner, settings: BudgetSettings, total: float) -> tuple[
     return lower, upper
 
 
-def _current_mix(planner: _Planner, total: float) -> np.ndarray:
+def _current_mix(planner: Planner, total: float) -> np.ndarray:
     """Today's mix scaled to ``total``: the fixed (owned) channels keep their current level and the others share
     what is left in today's proportions (scaling the fixed ones too put a budget below today's out of reach)."""
     fixed = np.array([c in planner.fixed for c in planner.channels])
@@ -314,7 +324,7 @@ def _change_pct(current: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def _allocate(
-    planner: _Planner,
+    planner: Planner,
     settings: BudgetSettings,
     total: float,
     bounds: tuple[np.ndarray, np.ndarray],
@@ -353,15 +363,17 @@ def _allocate(
     return _project(spend, lower, upper, total), method, reasons
 
 
-def _solve(
-    planner: _Planner,
+def solve_total(
+    planner: Planner,
     settings: BudgetSettings,
     total: float,
     attempts: Sequence[Attempt],
     truth: GroundTruth | None = None,
 ) -> BudgetResult:
+    """The best split of ``total`` (the first usable of ``attempts``, remembered per optimiser) and its responses;
+    with ``truth``, the true responses too."""
     started = time.monotonic()
-    lower, upper = _bounds(planner, settings, total)
+    lower, upper = channel_bounds(planner, settings, total)
     # the answer is kept with the optimiser: the budget asks again for the scenarios' 1.0 level (~1 s per search)
     key = (total, lower.tobytes(), upper.tobytes(), planner.current.tobytes(), settings.total_tolerance,
            repr(tuple(attempts)))
@@ -405,7 +417,8 @@ def _solve(
     )
 
 
-def _base_budget(planner: _Planner, settings: BudgetSettings) -> float:
+def base_budget(planner: Planner, settings: BudgetSettings) -> float:
+    """The budget plans are made around: ``total_budget``, or what was spent over the last horizon."""
     total = settings.total_budget if settings.total_budget is not None else float(planner.current.sum())
     if total <= 0:
         raise ValueError(f"nothing was spent over the last {planner.weeks} weeks; set total_budget")
@@ -430,8 +443,8 @@ def optimize_budget(
     weeks' spend; the refresh-stability check replans with the previous plan's reference
     (:mod:`mmm_assets.core.evaluation.stability`).
     """
-    planner = _Planner.build(mmm, features, settings, fixed_channels, reference)
-    return _solve(planner, settings, _base_budget(planner, settings), attempts, truth)
+    planner = Planner.build(mmm, features, settings, fixed_channels, reference)
+    return solve_total(planner, settings, base_budget(planner, settings), attempts, truth)
 
 
 def budget_scenarios(
@@ -444,11 +457,11 @@ def budget_scenarios(
     the table traces the return curve of the whole budget. One compiled optimiser serves every level.
     ``fixed_channels`` (owned media) stay at their current level.
     """
-    planner = _Planner.build(mmm, features, settings, fixed_channels)
-    base = _base_budget(planner, settings)
+    planner = Planner.build(mmm, features, settings, fixed_channels)
+    base = base_budget(planner, settings)
     frames = []
     for level in settings.scenario_levels:
-        result = _solve(planner, settings, level * base, DEFAULT_ATTEMPTS)
+        result = solve_total(planner, settings, level * base, DEFAULT_ATTEMPTS)
         response = result.optimized_response
         frames.append(
             result.allocation.drop(columns="change_pct").assign(

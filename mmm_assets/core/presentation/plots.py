@@ -346,3 +346,92 @@ def comparison_plot(table: pd.DataFrame) -> bytes:
     ax.set_title("Specifications compared: higher is better", fontsize=11)
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
+
+
+#: Marker colour of each plan source in the plans plot.
+PLAN_COLOURS = {"current": "tab:grey", "optimized": "tab:green", "goal": "tab:purple", "what_if": "tab:orange"}
+
+
+@_remembered
+def plans_plot(table: pd.DataFrame, spend: pd.DataFrame, terms: KpiTerms = KpiTerms()) -> bytes:
+    """Saved plans side by side: each plan's expected incremental KPI (94 % HDI) against its total spend, numbered,
+    with lines of equal return through the origin for reference, and each plan's spend mix as stacked bars.
+
+    ``table``: one row per plan with ``plan, source, total_spend, expected_response_mean/_hdi_low/_hdi_high``;
+    ``spend``: one row per (plan, channel) with ``share_pct``.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.35 * len(table) + 3.4),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    numbered = table.reset_index(drop=True).assign(number=lambda t: t.index + 1)
+    for source, rows in numbered.groupby("source", sort=False):
+        mean, low, high = (rows[f"expected_response_{s}"].to_numpy(dtype=float) for s in ("mean", "hdi_low", "hdi_high"))
+        left.errorbar(rows["total_spend"].to_numpy(dtype=float), mean, yerr=[mean - low, high - mean], fmt="o",
+                      color=PLAN_COLOURS.get(str(source), "tab:blue"), capsize=3, label=str(source), alpha=0.8)
+    for row in numbered.itertuples(index=False):
+        odd = row.number % 2  # odd numbers right of their point, even ones left: plans of one total stay legible
+        left.annotate(str(row.number), (row.total_spend, row.expected_response_mean), textcoords="offset points",
+                      xytext=(5 if odd else -5, 3), ha="left" if odd else "right", fontsize=8)
+    right_edge = float(numbered["total_spend"].max()) * 1.1
+    top = float(numbered["expected_response_hdi_high"].max()) * 1.15
+    for ratio in _reference_returns(numbered):
+        end = min(right_edge, top / ratio)
+        left.plot([0, end], [0, ratio * end], color="black", lw=0.6, ls=":", alpha=0.6)
+        left.annotate(f"return {ratio:g}", (end, ratio * end), fontsize=7, ha="right", va="top", alpha=0.7)
+    left.set_xlim(0, right_edge)
+    left.set_ylim(0, top)
+    left.set_xlabel("total spend")
+    left.set_ylabel(f"incremental {terms.label}")
+    _money_axes(left, x=True)
+    left.legend(fontsize=8, loc="lower right")
+    left.grid(alpha=0.3)
+    left.set_title("expected response of each plan (94 % HDI)")
+    mix = spend.pivot(index="plan", columns="channel", values="share_pct").reindex(numbered["plan"])
+    mix.index = [f"{n} {plan}" for n, plan in zip(numbered["number"], mix.index)]
+    mix.iloc[::-1].plot.barh(stacked=True, ax=right, width=0.7, colormap="tab20", legend=False)
+    right.set_xlabel("share of spend (%)")
+    right.set_ylabel("")
+    right.set_xlim(0, 100)
+    right.set_title("spend mix")
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=min(len(mix.columns), 5))
+    return _png(fig)
+
+
+def _reference_returns(table: pd.DataFrame) -> list[float]:
+    """Round returns (1, 2, 3, 5, 10, ...) within the plans' range of returns, widened by half, for reference lines."""
+    returns = (table["expected_response_mean"] / table["total_spend"]).replace([float("inf")], float("nan")).dropna()
+    returns = returns[returns > 0]
+    if returns.empty:
+        return []
+    low, high = float(returns.min()) / 1.5, float(returns.max()) * 1.5
+    return [r for r in (0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 50) if low <= r <= high]
+
+
+@_remembered
+def cross_market_plot(allocation: pd.DataFrame, markets: pd.DataFrame) -> bytes:
+    """One budget across markets: per market, each channel's spend under the market's own plan and under the joint
+    plan (with its allowed range), and each market's expected response under both (94 % HDI)."""
+    names = list(dict.fromkeys(allocation["market"]))
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 3.8), squeeze=False)
+    width = 0.38
+    for ax, market in zip(axes[0], names):
+        rows = allocation[allocation["market"] == market].reset_index(drop=True)
+        x = range(len(rows))
+        ax.bar([i - width / 2 for i in x], rows["separate_spend"], width, label="market's own plan", color="tab:grey")
+        ax.bar([i + width / 2 for i in x], rows["joint_spend"], width, label="one budget", color="tab:green")
+        ax.vlines([i + width / 2 for i in x], rows["lower_bound"], rows["upper_bound"], color="black", lw=1.2,
+                  label="allowed range")
+        ax.set_xticks(list(x), rows["channel"], rotation=30)
+        ax.set_title(f"{market}: spend over the horizon")
+        _money_axes(ax)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=7)
+    ax = axes[0][-1]
+    y = range(len(markets))
+    for offset, plan, colour in ((-0.15, "separate", "tab:grey"), (0.15, "joint", "tab:green")):
+        mean, low, high = (markets[f"{plan}_response_{s}"].to_numpy(dtype=float) for s in ("mean", "hdi_low", "hdi_high"))
+        ax.errorbar(mean, [i + offset for i in y], xerr=[mean - low, high - mean], fmt="o", color=colour, capsize=3)
+    ax.set_yticks(list(y), markets["market"])
+    ax.set_title("expected incremental KPI (94 % HDI)")
+    _money_axes(ax, x=True, y=False)
+    ax.grid(alpha=0.3)
+    return _png(fig)

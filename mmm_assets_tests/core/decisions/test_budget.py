@@ -87,7 +87,7 @@ def test_default_plan_spends_the_current_budget_within_relative_bounds(fitted, d
     assert default_result.uplift_pct == pytest.approx(uplift_pct)
 
 
-@pytest.mark.parametrize("utility", ["var", "cvar"])
+@pytest.mark.parametrize("utility", ["var", "cvar", "sharpe"])
 def test_risk_utilities_hold_budget_and_bounds(fitted, utility):
     features, _, mmm = fitted
     result = optimize_budget(mmm, features, BudgetSettings(utility=utility, risk_level=0.9))
@@ -144,7 +144,7 @@ def test_the_optimiser_compiles_in_its_mode_and_agrees_with_pytensors_default(fi
 
     features, _, mmm = fitted
     settings = BudgetSettings()
-    planner = budget._Planner.build(mmm, features, settings)
+    planner = budget.Planner.build(mmm, features, settings)
     monkeypatch.setattr(budget, "_OPTIMIZERS", {})
     linkers, create = [], FunctionMaker.create
     monkeypatch.setattr(FunctionMaker, "create", lambda self, *a, **k: linkers.append(self.linker) or create(self, *a, **k))

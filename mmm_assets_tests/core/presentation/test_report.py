@@ -87,6 +87,9 @@ def test_every_plot_is_a_png():
         plots.contributions_plot(_weekly().assign(baseline=1.0, tv=2.0), ["baseline", "tv"], "contributions"),
         plots.roas_plot(roas), plots.response_curves_plot(curves), plots.allocation_plot(_budget().allocation, "a"),
         plots.scenarios_plot(levels), plots.recovery_plot(recovery),
+        plots.plans_plot(levels.assign(plan=["half", "today"], source=["goal", "current"],
+                                       total_spend=levels["total_budget"]),
+                         pd.DataFrame({"plan": ["half", "today"], "channel": "tv", "share_pct": 100.0})),
     ]
     assert all(p.startswith(PNG) and len(p) > 5000 for p in pictures)
     assert plots.markdown_image(PNG, "alt").startswith("![alt](data:image/png;base64,iVBORw0KGgo")

@@ -25,7 +25,7 @@ JOB = "weekly_refresh"
 GROUPS = {"ingest", "features", "model", "decisions"}
 ASSET_NAMES = sorted(a.key.to_user_string() for a in ASSETS)
 AUTOMATIONS = ["weekly_refresh_schedule", "market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
-               "nonblocking_check_alert_sensor", "dead_run_sensor"]
+               "nonblocking_check_alert_sensor", "dead_run_sensor", "plan_file_sensor", "all_markets_budget_sensor"]
 FEATURE_CHECKS = ["enough_weeks", "weekly_contiguous", "complete_non_negative", "spend_correlation", "spend_vif",
                   "weeks_per_parameter", "spend_variation", "zero_spend_weeks"]
 #: The SMALL refresh takes ~30 s in the run; the queue, a cold PyTensor cache and a slow machine get the rest.
@@ -241,8 +241,9 @@ def test_weekly_refresh_launched_from_the_job_page_succeeds(server, launched_run
     expect = _expect()
     run = server.graphql(RUN_QUERY, {"runId": launched_run.run_id})["runOrError"]
     assert (run["jobName"], run["status"]) == (JOB, "SUCCESS")
-    # every asset but the optional cross-validation, which SMALL leaves switched off
-    assert run["stats"] == {"stepsFailed": 0, "materializations": len(ASSET_NAMES) - 1}
+    # every asset but the optional cross-validation, which SMALL leaves switched off, and the budget across markets
+    # (its own job, plan_all_markets)
+    assert run["stats"] == {"stepsFailed": 0, "materializations": len(ASSET_NAMES) - 2}
     page.goto(f"{server.url}/runs/{launched_run.run_id}")
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Loading run logs"))).to_have_count(0, timeout=30 * MS)
@@ -320,7 +321,7 @@ def test_budget_page_shows_the_allocation_numbers_table_and_plot(server, launche
 
 
 def test_automation_page_shows_the_schedule_and_sensors_running(server, page, screenshots):
-    """Automation: the weekly schedule and the five sensors, each switched on; the schedule's page says Running."""
+    """Automation: the weekly schedule and the seven sensors, each switched on; the schedule's page says Running."""
     expect = _expect()
     page.goto(f"{server.url}/automation")
     for name in AUTOMATIONS:
@@ -340,7 +341,7 @@ def test_automation_page_shows_the_schedule_and_sensors_running(server, page, sc
 
 
 def test_asset_graph_shows_every_asset_in_its_group(server, page, screenshots):
-    """The global asset graph: the four groups, expanded, and all fourteen assets (in the graph and the side tree)."""
+    """The global asset graph: the four groups, expanded, and every asset (in the graph and the side tree)."""
     expect = _expect()
     page.goto(f"{server.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
