@@ -74,6 +74,15 @@ class MediaPrior(_Strict):
     media_share: float = Field(
         default=0.3, gt=0, le=1, description="spend_share: the media's expected share of the mean KPI at saturation."
     )
+    shared_scale_sd: float | None = Field(
+        default=None, ge=0.05, le=2.0,
+        description=(
+            "spend_share: every channel's effect is scaled by one factor shared by the channels, log-normal with "
+            "this sd (mean 1; 0.6 measured), so how much of the KPI the media make stays as uncertain with 30 "
+            "channels as with 3; null = independent channels, whose total the prior pins down more tightly the more "
+            "channels there are (README \"Many channels\")."
+        ),
+    )
 
 
 class ScalingConfig(_Strict):

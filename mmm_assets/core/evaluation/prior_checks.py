@@ -49,9 +49,17 @@ PRIOR_DOMINATED = "prior-dominated"
 SAMPLE_DIMS = ("chain", "draw")
 
 
+#: The suffix pymc-extras' ``Scaled`` gives the free variable behind a scaled parameter.
+UNSCALED = "_unscaled"
+
+
 def sample_prior(mmm: MMM, draws: int = PRIOR_DRAWS, seed: int = 0) -> tuple[xr.Dataset, xr.DataArray]:
-    """Prior draws of the model's free parameters, and of the weekly KPI in its own units (chain, draw, date)."""
-    names = [rv.name for rv in mmm.model.free_RVs]
+    """Prior draws of the model's free parameters and of the parameters they scale (the media's ceilings under a
+    shared scale: ``saturation_beta`` beside ``saturation_beta_unscaled``), and of the weekly KPI in its own units
+    (chain, draw, date)."""
+    free = [rv.name for rv in mmm.model.free_RVs]
+    scaled = [n.removesuffix(UNSCALED) for n in free if n.endswith(UNSCALED) and n.removesuffix(UNSCALED) in mmm.model.named_vars]
+    names = [*free, *scaled]
     with quick_compile(), mmm.model:
         drawn = pm.sample_prior_predictive(draws=draws, var_names=[*names, mmm.output_var], random_seed=seed)
     target_scale = float(np.asarray(mmm.model["target_scale"].get_value()).reshape(-1)[0])
@@ -133,7 +141,7 @@ def _row(name: str, element: str, before: np.ndarray, after: np.ndarray) -> dict
 
 
 def prior_posterior_table(prior: xr.Dataset, posterior: xr.Dataset) -> pd.DataFrame:
-    """One row per free parameter and element (channel, Fourier mode, term): prior and posterior mean and sd, the
+    """One row per parameter and element (channel, Fourier mode, term): prior and posterior mean and sd, the
     posterior mean's shift in prior sds, the posterior contraction and whether the data informed it."""
     rows = []
     for name in prior.data_vars:

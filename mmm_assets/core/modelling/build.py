@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import xarray as xr
-from pymc_extras.prior import Prior
+from pymc_extras.prior import Prior, Scaled
 from pymc_marketing.mmm import MMM
 from pymc_marketing.mmm.components.saturation import SaturationTransformation
 from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
 from mmm_assets.core.config import DATE_COLUMN, SATURATION_CEILING, TARGET_COLUMN, MMMConfig
+from mmm_assets.core.inference import serialization  # noqa: F401  (a saved model's shared media scale as JSON)
 from mmm_assets.core.modelling.priors import NoControlCoefficients, RoleTerms, role_terms, spend_share_beta_sigma
 from mmm_assets.core.modelling.roles import term_specs
 from mmm_assets.core.transforms.media import adstock_transformation, saturation_transformation
@@ -95,15 +96,28 @@ def _saturation(
     cfg: MMMConfig, features: pd.DataFrame | None, scales: ModelScales | None
 ) -> SaturationTransformation:
     """The configured saturation with ``model.media_prior`` on its ceiling (logistic's and hill's ``beta``...; the
-    library's priors without features)."""
+    library's priors without features).
+
+    With independent HalfNormal ceilings the prior of the media's total tightens as 1/sqrt(channels): on realistic
+    data at 20-30 channels its 94 % interval of the media's share of the KPI (0.11-0.25) excluded the truth
+    (0.35-0.39). ``media_prior.shared_scale_sd`` scales every ceiling by one factor shared by the channels, which
+    keeps the total as uncertain at 30 channels as at 3 (README "Many channels")."""
     family = cfg.model.saturation.family
     if cfg.model.media_prior.kind == "library" or features is None:
         return saturation_transformation(family)
     target_scale = scales.target if scales is not None and scales.target else float(features[TARGET_COLUMN].max())
     sigma = spend_share_beta_sigma(cfg, features, target_scale)
     sigma = xr.DataArray(sigma, dims=("channel",), coords={"channel": cfg.channels})
+    shared = cfg.model.media_prior.shared_scale_sd
+    if shared is None:
+        return saturation_transformation(
+            family, {SATURATION_CEILING[family]: Prior("HalfNormal", sigma=sigma, dims="channel")}
+        )
+    # ceiling[c] = sigma[c] * |z[c]| * s, s ~ LogNormal(-sd^2 / 2, sd) (mean 1) shared by the channels; the saved
+    # model's config encodes the factor through core.inference.serialization
+    scale = Prior("LogNormal", mu=-(shared**2) / 2, sigma=shared)
     return saturation_transformation(
-        family, {SATURATION_CEILING[family]: Prior("HalfNormal", sigma=sigma, dims="channel")}
+        family, {SATURATION_CEILING[family]: Scaled(Prior("HalfNormal", sigma=scale, dims="channel"), factor=sigma)}
     )
 
 
