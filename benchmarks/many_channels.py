@@ -77,6 +77,30 @@ def scenario(channels: int, weeks: int, folder: Path) -> Path:
     return path
 
 
+def run_cell(config: Path, timeout: float) -> dict:
+    """CELL on one scenario file in its own process: its figures, the error, or the timeout."""
+    try:
+        done = subprocess.run([sys.executable, "-c", CELL, str(config)], capture_output=True, text=True, cwd=ROOT,
+                              env=cache_env(CACHE / "pytensor", CACHE / "jax"), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"timed_out_after_seconds": timeout}
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_results(rows: list[dict], name: str, title: str, command: str) -> Path:
+    """The rows as a markdown table in benchmarks/results/<name>-<UTC stamp>.md, under a title and the command."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = HERE / "results" / f"{name}-{stamp}.md"
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(round(r[k], 3) if isinstance(r.get(k), float) else r.get(k, "")) for k in keys)
+              + " |" for r in rows]
+    out.write_text(f"# {title} ({stamp})\n\n`{command}`\n\n" + "\n".join(lines) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, nargs="+", default=[10, 20, 30])
@@ -86,25 +110,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.channels:
-            config = scenario(n, args.weeks, Path(tmp))
-            try:
-                done = subprocess.run([sys.executable, "-c", CELL, str(config)], capture_output=True, text=True,
-                                      cwd=ROOT, env=cache_env(CACHE / "pytensor", CACHE / "jax"), timeout=args.timeout)
-                row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
-                    "error": done.stderr.strip().splitlines()[-1]}
-            except subprocess.TimeoutExpired:
-                row = {"timed_out_after_seconds": args.timeout}
-            rows.append({"channels": n, "weeks": args.weeks, **row})
+            rows.append({"channels": n, "weeks": args.weeks,
+                         **run_cell(scenario(n, args.weeks, Path(tmp)), args.timeout)})
             print(rows[-1], flush=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = HERE / "results" / f"many-channels-{stamp}.md"
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(round(r[k], 3) if isinstance(r.get(k), float) else r.get(k, "")) for k in keys)
-              + " |" for r in rows]
-    out.write_text(f"# Many channels on realistic data ({stamp})\n\n`python benchmarks/many_channels.py --channels "
-                   f"{' '.join(map(str, args.channels))} --weeks {args.weeks} --timeout {args.timeout:.0f}`\n\n"
-                   + "\n".join(lines) + "\n")
+    out = write_results(rows, "many-channels", "Many channels on realistic data",
+                        f"python benchmarks/many_channels.py --channels {' '.join(map(str, args.channels))} "
+                        f"--weeks {args.weeks} --timeout {args.timeout:.0f}")
     print(out.read_text())
 
 

@@ -10,19 +10,11 @@ benchmarks/results/media-prior-<UTC stamp>.md.
 """
 
 import argparse
-import datetime as dt
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-from many_channels import CACHE, CELL, scenario
-from run import cache_env
-
-ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
+from many_channels import run_cell, scenario, write_results
 
 
 def _variant(base: Path, seed: int, sd: float | None, folder: Path) -> Path:
@@ -46,26 +38,12 @@ def main() -> None:
         base = scenario(args.channels, args.weeks, Path(tmp))
         for seed in range(1, args.seeds + 1):
             for sd in (None, args.sd):
-                config = _variant(base, seed, sd, Path(tmp))
-                try:
-                    done = subprocess.run([sys.executable, "-c", CELL, str(config)], capture_output=True, text=True,
-                                          cwd=ROOT, env=cache_env(CACHE / "pytensor", CACHE / "jax"),
-                                          timeout=args.timeout)
-                    row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
-                        "error": done.stderr.strip().splitlines()[-1]}
-                except subprocess.TimeoutExpired:
-                    row = {"timed_out_after_seconds": args.timeout}
+                row = run_cell(_variant(base, seed, sd, Path(tmp)), args.timeout)
                 rows.append({"channels": args.channels, "seed": seed, "shared_scale_sd": sd, **row})
                 print(rows[-1], flush=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = HERE / "results" / f"media-prior-{stamp}.md"
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(round(r[k], 3) if isinstance(r.get(k), float) else r.get(k, "")) for k in keys)
-              + " |" for r in rows]
-    out.write_text(f"# The media prior's shared scale ({stamp})\n\n`python benchmarks/media_prior.py --seeds "
-                   f"{args.seeds} --channels {args.channels} --weeks {args.weeks} --sd {args.sd}`\n\n"
-                   + "\n".join(lines) + "\n")
+    out = write_results(rows, "media-prior", "The media prior's shared scale",
+                        f"python benchmarks/media_prior.py --seeds {args.seeds} --channels {args.channels} "
+                        f"--weeks {args.weeks} --sd {args.sd}")
     print(out.read_text())
 
 

@@ -138,7 +138,7 @@ def _digest(files) -> str:
     """One hash of the plan files' names and contents: a changed, added or removed file changes it."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(f"{path.name}\0{landing_folder.sha256(path)}\0".encode())
     return digest.hexdigest()
 
 
