@@ -1,6 +1,7 @@
-"""The deployment profile's instance storage, for real: a PostgreSQL server started here, deploy/dagster.yaml's
-storage pointed at it through the same environment variables a cluster sets, the project's CLI run against it, and
-the runs, materialisations and check results read back from PostgreSQL (through Dagster and with plain SQL).
+"""The deployment profile for real, less Kubernetes: a PostgreSQL server started here, deploy/dagster.yaml's storage,
+run queue and pools pointed at it through the same environment variables a cluster sets, a backfill over the market
+partitions run by a real dagster-daemon (runs as processes instead of pods), and the runs, materialisations and
+check results read back from PostgreSQL (through Dagster and with plain SQL) and from the deployment's MLflow server.
 
 The server is initdb + pg_ctl in a temporary folder: TCP on 127.0.0.1 and a free port only, its unix socket in that
 folder, password (SCRAM) authentication for 127.0.0.1 and nothing else. PostgreSQL refuses to run as root, so as
@@ -44,10 +45,9 @@ DATABASES = ("dagster", "mlflow")
 #: Seconds the MLflow server may take to create its tables and answer /health, and to stop when asked.
 MLFLOW_START_TIMEOUT_S = 180
 MLFLOW_STOP_GRACE_S = 3
-#: The scenario the end-to-end run uses (relative to the project), shrunk to STORAGE_RUN's weeks and sampler: the
-#: multi-market one, where the CLI starts one Dagster run per market partition. None: the default scenario (one
-#: market); the assertions cover both.
-BASE_SCENARIO: str | None = "config/markets.yaml"
+#: The scenario the backfill runs, shrunk to STORAGE_RUN's weeks and sampler: the multi-market one, one run per
+#: market partition.
+BASE_SCENARIO = "config/markets.yaml"
 #: SMALL, lighter still: this test is about where results are stored, not about the statistics of a fit, so no
 #: holdout refit, and bulk/tail ESS gates that 2 x 250 draws pass in every market (the gates still run and are stored).
 STORAGE_RUN = merge(SMALL, {"validation": {"holdout_weeks": 0, "thresholds": {"ess_bulk_min": 50, "ess_tail_min": 50}}})
@@ -55,10 +55,12 @@ STORAGE_RUN = merge(SMALL, {"validation": {"holdout_weeks": 0, "thresholds": {"e
 PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin")
 NOT_INSTALLED = "PostgreSQL not installed (apt install postgresql)"
 REQUIRE_ENV = "MMM_REQUIRE_POSTGRES"
-#: The first line of each run's summary the CLI prints; the run id is the group.
-SUMMARY_HEAD = re.compile(r"^scenario .* - run ([0-9a-f-]{36}) - \d+ s$", re.M)
-#: Seconds the whole CLI run may take (three small markets: well under this on 2 loaded cores).
-CLI_TIMEOUT_S = 900
+#: The pool of the fit steps (mmm_posterior, mmm_validation) and the limit the backfill test pins it to with
+#: `dagster instance concurrency set`: below the scenario's markets, so runs must take turns.
+FIT_POOL = "mmm_fit"
+FIT_POOL_LIMIT = 2
+#: Seconds the daemon may take to run the whole backfill (three small markets, two at a time, on 2 loaded cores).
+BACKFILL_TIMEOUT_S = 900
 
 
 def find_pg_bin() -> Path | None:
@@ -253,10 +255,8 @@ def deploy_instance_for_here() -> dict:
 
 
 def write_small_scenario(folder: Path) -> Path:
-    """STORAGE_RUN's weeks, sampler and gates over BASE_SCENARIO (or the default), every output under ``folder``."""
+    """STORAGE_RUN's weeks, sampler and gates over BASE_SCENARIO, every output under ``folder``."""
     path = write_scenario(folder, STORAGE_RUN)
-    if BASE_SCENARIO is None:
-        return path
     paths = yaml.safe_load(path.read_text())["paths"]
     small = {key: value for key, value in STORAGE_RUN.items() if key != "scenario"}  # the base keeps its markets
     path.write_text(yaml.safe_dump({"extends": str(PROJECT_DIR / BASE_SCENARIO), **small, "paths": paths}))
@@ -271,33 +271,38 @@ def test_password_is_required(postgres_server: PostgresServer) -> None:
         postgres_server.connect(password="not-the-password")
 
 
-def cli_summaries(stdout: str) -> dict[str, dict]:
-    """Per Dagster run id, what the CLI's summary says the run did: success, assets materialised, checks passed."""
-    heads = list(SUMMARY_HEAD.finditer(stdout))
-    summaries = {}
-    for head, following in zip(heads, [*heads[1:], None], strict=True):
-        block = stdout[head.end():following.start() if following else len(stdout)]
-        materialised = re.search(r"^materialised: (.*)$", block, re.M).group(1)
-        checks = re.search(r"^checks: (\d+)/(\d+) passed$", block, re.M)
-        summaries[head.group(1)] = {
-            "success": re.search(r"^RESULT: (\w+)$", block, re.M).group(1) == "success",
-            "materialised": set() if materialised == "nothing" else set(materialised.split(", ")),
-            "checks": (int(checks.group(1)), int(checks.group(2))) if checks else (0, 0),
-        }
-    return summaries
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of [start, end] intervals that hold at one instant."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:  # at equal times an end (-1) sorts first: a run that ends as another starts is no overlap
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
-def test_cli_run_is_stored_in_postgres(
+def run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """One of the venv's console scripts (dagster, dagster-daemon) from the project folder, as an operator runs it."""
+    done = subprocess.run([str(Path(sys.executable).parent / args[0]), *args[1:]], cwd=PROJECT_DIR, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def test_backfill_over_market_partitions_takes_turns_in_the_pool(
     postgres_server: PostgresServer, mlflow_server: tuple[str, Path], tmp_path: Path, monkeypatch
 ) -> None:
-    """`python -m mmm_assets run` on the deployment profile: what each market's run did, as the CLI reports it, is
-    what Dagster's instance and MLflow hold in PostgreSQL."""
-    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+    """A backfill over the market partitions, as on the cluster: deploy/dagster.yaml's PostgreSQL storage and run
+    queue, the fit pool pinned with the command docs/deploy.md gives, the runs submitted by `dagster job backfill` and
+    launched by a real `dagster-daemon` (as processes here, pods there). Every partition's run is queued, then started
+    by the daemon with never more runs in progress than the pool allows, and what they did is in PostgreSQL (through
+    Dagster and plain SQL) and on the deployment's MLflow server."""
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
     from mlflow import MlflowClient
 
     mlflow_uri, mlflow_artifacts = mlflow_server
-
     home = Path(os.environ["DAGSTER_HOME"])  # the test's own (conftest)
     (home / "dagster.yaml").write_text(yaml.safe_dump(deploy_instance_for_here(), sort_keys=False))
     for name, value in postgres_server.env().items():
@@ -305,50 +310,80 @@ def test_cli_run_is_stored_in_postgres(
     scenario = write_small_scenario(tmp_path)
     cfg = load_config(scenario)
     markets = cfg.market_names
-    assert markets, f"{scenario}: the end-to-end test needs the scenario's markets listed"
-
+    assert markets and len(markets) > FIT_POOL_LIMIT, f"{scenario}: more markets than pool slots are needed"
     env = {
         **os.environ,
         "PYTENSOR_FLAGS": f"base_compiledir={PROJECT_DIR / '.cache' / 'pytensor'}",  # as the Makefile sets it
+        "MMM_CONFIG": str(scenario),  # what mmm-env's MMM_CONFIG is on the cluster
         cfg.operations.mlflow_tracking_uri_env: mlflow_uri,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "mmm_assets", "run", "--config", str(scenario)],
-        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
-    )
-    output = f"exit {done.returncode}:\n{done.stdout[-8000:]}\n{done.stderr[-3000:]}"
-    reported = cli_summaries(done.stdout)
-    assert len(reported) == len(markets), f"expected a summary per market {markets}; {output}"
-    # 0 when every market passed its gates, 1 when one failed them; either way the runs are stored.
-    assert done.returncode == (0 if all(r["success"] for r in reported.values()) else 1), output
-    assert any(r["success"] for r in reported.values()), f"no market's refresh succeeded: {output}"
 
-    # Everything went to PostgreSQL: no SQLite run/event/schedule storage appeared under DAGSTER_HOME.
-    assert not sorted(home.rglob("*.db")), f"SQLite files under {home}: {sorted(home.rglob('*.db'))}"
-
+    run_cli(["dagster", "instance", "concurrency", "set", FIT_POOL, str(FIT_POOL_LIMIT)], env, 120)
     instance = DagsterInstance.from_config(str(home))
     try:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
-        runs = {run.run_id: run for run in instance.get_runs()}
-        assert sorted(runs) == sorted(reported), "the runs stored in PostgreSQL are not the ones the CLI ran"
-        partitions = sorted(run.tags.get("dagster/partition") or "" for run in runs.values())
-        assert partitions == sorted(markets) or (len(markets) == 1 and partitions == [""]), partitions
+        instance.add_dynamic_partitions("market", markets)  # what market_partitions_sensor does in the daemon
+        submitted = run_cli(["dagster", "job", "backfill", "-w", "workspace.yaml", "-j", "weekly_refresh",
+                             "--partitions", ",".join(markets), "--noprompt"], env, 300)
+        backfill_id = re.search(r"Launched backfill job `(\w+)`", submitted.stdout).group(1)
+        backfill = RunsFilter(tags={"dagster/backfill": backfill_id})
+        queued = instance.get_runs(backfill)
+        assert sorted(r.tags["dagster/partition"] for r in queued) == sorted(markets)
+        assert {r.status for r in queued} == {DagsterRunStatus.QUEUED}, "no daemon yet: every run must wait in the queue"
+
+        log = tmp_path / "daemon.log"
+        with log.open("w") as out:
+            daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+                                       "workspace.yaml"], cwd=PROJECT_DIR, env=env, stdout=out,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        in_progress_seen = 0
+        try:
+            deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+            while True:
+                runs = instance.get_runs(backfill)
+                in_progress_seen = max(in_progress_seen, sum(
+                    r.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED) for r in runs))
+                if all(r.is_finished for r in runs):
+                    break
+                assert daemon.poll() is None, f"dagster-daemon exited ({daemon.returncode}):\n{log.read_text()[-4000:]}"
+                assert time.monotonic() < deadline, (
+                    f"backfill not done in {BACKFILL_TIMEOUT_S} s: {[(r.tags['dagster/partition'], r.status.value) for r in runs]}"
+                    f"\n{log.read_text()[-4000:]}")
+                time.sleep(1)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)  # its own session: the daemon and its code server
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+
+        records = instance.get_run_records(backfill)
+        runs = {r.dagster_run.run_id: r.dagster_run for r in records}
+        overlap = max_overlap([(r.start_time, r.end_time) for r in records])
+        assert overlap <= FIT_POOL_LIMIT and in_progress_seen <= FIT_POOL_LIMIT, (
+            f"{overlap} runs overlapped ({in_progress_seen} seen in progress at once); the pool allows {FIT_POOL_LIMIT}")
+        assert overlap == FIT_POOL_LIMIT, f"the queue never used the pool's {FIT_POOL_LIMIT} slots at once ({overlap})"
+        statuses = {}
         for run_id, run in runs.items():
-            summary = reported[run_id]
-            assert run.status == (DagsterRunStatus.SUCCESS if summary["success"] else DagsterRunStatus.FAILURE)
+            kinds = [e.dagster_event.event_type for e in instance.all_logs(run_id) if e.dagster_event]
+            queued_first = DagsterEventType.RUN_ENQUEUED in kinds and DagsterEventType.RUN_STARTING in kinds and (
+                kinds.index(DagsterEventType.RUN_ENQUEUED) < kinds.index(DagsterEventType.RUN_STARTING))
+            assert queued_first, f"run {run_id} was not queued before the daemon started it: {sorted(set(kinds))}"
             materialised = {
                 e.dagster_event.asset_key.to_user_string()
                 for e in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
             }
-            assert materialised == summary["materialised"], f"run {run_id}: {materialised ^ summary['materialised']}"
-            assert "mmm_posterior" in materialised, f"run {run_id}: the fit's output is not stored"
+            assert "mmm_posterior" in materialised, f"run {run_id}: the fit's output is not stored ({run.status})"
             evaluations = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-            passed = sum(e.dagster_event.event_specific_data.passed for e in evaluations)
-            assert (passed, len(evaluations)) == summary["checks"], f"run {run_id}: check results differ"
             assert evaluations, f"run {run_id}: no check results stored"
-        # The instance's market partitions, registered by the CLI, are in PostgreSQL too.
-        assert sorted(instance.get_dynamic_partitions("market")) == sorted(markets)
+            # a run fails exactly when one of its blocking gates failed (STORAGE_RUN's gates pass on most markets)
+            gates = [e.dagster_event.event_specific_data for e in evaluations]
+            gates_failed = any(not g.passed and g.blocking and g.severity.value == "ERROR" for g in gates)
+            assert run.status == (DagsterRunStatus.FAILURE if gates_failed else DagsterRunStatus.SUCCESS), run_id
+            statuses[run_id] = (run.status.value, len(materialised))
+        assert any(status == "SUCCESS" for status, _ in statuses.values()), f"no market's refresh succeeded: {statuses}"
     finally:
         instance.dispose()
 
@@ -357,12 +392,13 @@ def test_cli_run_is_stored_in_postgres(
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT run_id, status FROM runs")
-            assert dict(cur.fetchall()) == {run_id: run.status.value for run_id, run in runs.items()}
+            stored = dict(cur.fetchall())
+            assert {k: stored[k] for k in runs} == {k: s for k, (s, _) in statuses.items()}
             cur.execute(
                 "SELECT run_id, count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
                 "GROUP BY run_id"
             )
-            assert dict(cur.fetchall()) == {run_id: len(reported[run_id]["materialised"]) for run_id in runs}
+            assert {k: n for k, n in cur.fetchall() if k in runs} == {k: n for k, (_, n) in statuses.items()}
     finally:
         conn.close()
 
@@ -372,9 +408,8 @@ def test_cli_run_is_stored_in_postgres(
     assert experiment is not None, f"no MLflow experiment {cfg.operations.mlflow_experiment!r} on the server"
     mlflow_runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags.get("dagster_run_id") for r in mlflow_runs) == sorted(runs)
-    passing = [run.tags.get("dagster/partition") or markets[0] for run_id, run in runs.items()
-               if reported[run_id]["success"]]
-    champions = [  # the registry keeps a model per market; a market whose gates passed has its champion
+    passing = [run.tags["dagster/partition"] for run_id, run in runs.items() if statuses[run_id][0] == "SUCCESS"]
+    champions = [
         client.get_model_version_by_alias(tracking.model_name(cfg.for_market(market)), tracking.CHAMPION)
         for market in passing
     ]
@@ -385,8 +420,6 @@ def test_cli_run_is_stored_in_postgres(
     conn = postgres_server.connect("mlflow")
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM runs")
-            assert cur.fetchone()[0] == len(mlflow_runs)
             cur.execute("SELECT name FROM registered_model_aliases WHERE alias = %s", (tracking.CHAMPION,))
             assert sorted(name for (name,) in cur.fetchall()) == sorted(c.name for c in champions)
     finally:
