@@ -122,24 +122,25 @@ def run(config_path: Path, market: str | None = None) -> int:
     if cfg.pooled:
         _features_first(config_path, cfg, markets)
     code = _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs))
-    if cfg.decisions.budget.scope != "all_markets":
-        return code
     if code != Exit.SUCCESS:
-        print("one budget across markets: skipped, since a market's refresh did not succeed (its champion and horizon "
-              "would be older than the others'); run again once every market refreshes")
+        print("every market at once (roll-up, one budget across markets): skipped, since a market's refresh did not "
+              "succeed (its champion and horizon would be older than the others'); run again once every market "
+              "refreshes")
         return code
     return _plan_all_markets(config_path, cfg)
 
 
 def _plan_all_markets(config_path: Path, cfg: MMMConfig) -> int:
-    """Job plan_all_markets in this process, after every market's refresh; returns an `Exit`."""
+    """Job plan_all_markets (the roll-up, and the budget across markets under scope all_markets) in this process,
+    after every market's refresh; returns an `Exit`."""
     from mmm_assets.defs.cross_market import CROSS_MARKET_JOB
     from mmm_assets.defs.outcome import outcome
 
-    result = _execute(config_path, cfg, CROSS_MARKET_JOB, "make run (one budget across markets)")
+    result = _execute(config_path, cfg, CROSS_MARKET_JOB, "make run (every market at once)")
     verdict = outcome(result)
-    done = "written to DuckDB table all_markets_budget" if result.success else f"FAILED: {'; '.join(verdict.lines())}"
-    print(f"one budget across markets (run {result.run_id}): {done}")
+    tables = "markets_rollup" + (", all_markets_budget" if cfg.decisions.budget.scope == "all_markets" else "")
+    done = f"written to DuckDB table(s) {tables}" if result.success else f"FAILED: {'; '.join(verdict.lines())}"
+    print(f"every market at once (run {result.run_id}): {done}")
     return verdict.code
 
 

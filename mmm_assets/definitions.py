@@ -25,7 +25,7 @@ from mmm_assets.defs.champion import mmm_champion
 from mmm_assets.defs.comparison import model_comparison
 from mmm_assets.defs.console import console_logger
 from mmm_assets.defs.constants import JOB
-from mmm_assets.defs.cross_market import all_markets_budget, all_markets_budget_sensor, plan_all_markets
+from mmm_assets.defs.cross_market import all_markets_budget, all_markets_sensor, markets_rollup, plan_all_markets
 from mmm_assets.defs.cross_validation import cross_validation_gates, mmm_cross_validation
 from mmm_assets.defs.decisions import (
     budget_recommendations,
@@ -71,6 +71,7 @@ ASSETS = [
     goal_plans,
     plan_evaluations,
     mmm_report,
+    markets_rollup,
     all_markets_budget,
 ]
 CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_validation_gates, refresh_stability,
@@ -79,12 +80,12 @@ CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(
     JOB,
-    selection=AssetSelection.all() - AssetSelection.assets(all_markets_budget),
+    selection=AssetSelection.all() - AssetSelection.assets(markets_rollup, all_markets_budget),
     executor_def=in_process_executor,
     hooks={end_mlflow_on_run_finished},
     description=(
         "Refresh everything: spend -> features -> posterior -> validation gates -> champion -> decisions, for one "
-        "market (the budget across markets is job plan_all_markets)."
+        "market (the roll-up and the budget across markets are job plan_all_markets)."
     ),
 )
 
@@ -95,7 +96,7 @@ defs = Definitions(
     schedules=[weekly_refresh_schedule],
     sensors=[
         market_partitions_sensor, landing_file_sensor, run_failure_alert_sensor, nonblocking_check_alert_sensor,
-        dead_run_sensor, plan_file_sensor, all_markets_budget_sensor,
+        dead_run_sensor, plan_file_sensor, all_markets_sensor,
     ],
     loggers={"console": console_logger},
     resources={

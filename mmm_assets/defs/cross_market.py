@@ -1,9 +1,11 @@
-"""One budget across markets (`decisions.budget.scope: all_markets`): the total split over market x channel from
-every market's champion, compared with the markets' own plans at the same total.
+"""Every market at once: the roll-up of the markets' contributions and returns, and one budget across markets
+(`decisions.budget.scope: all_markets`): the total split over market x channel from every market's champion, compared
+with the markets' own plans at the same total.
 
-`all_markets_budget` is the one asset not partitioned by market: it takes every market's `mmm_champion`. Its job
-`plan_all_markets` runs after `make run` has refreshed every market, and `all_markets_budget_sensor` starts it in the
-UI / daemon once the last market's refresh of a round has succeeded.
+`markets_rollup` and `all_markets_budget` are the assets not partitioned by market: they take every market's
+`mmm_champion`. Their job `plan_all_markets` runs after `make run` has refreshed every market of a multi-market
+scenario, and `all_markets_sensor` starts it in the UI / daemon once the last market's refresh of a round has
+succeeded. The budget is planned only under scope all_markets; otherwise the job rolls up and skips it.
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
+    Output,
     RunRequest,
     RunsFilter,
     RunStatusSensorContext,
@@ -35,22 +38,60 @@ from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.resources import ScenarioResource
 
 TABLE = "all_markets_budget"
+ROLLUP_TABLE = "markets_rollup"
 CROSS_MARKET_JOB = "plan_all_markets"
+#: Every market's champion, for the assets over all markets.
+ALL_CHAMPIONS = {"mmm_champion": AssetIn(partition_mapping=AllPartitionMapping())}
 
 
-@asset(
-    group_name=DECISIONS_GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS,
-    ins={"mmm_champion": AssetIn(partition_mapping=AllPartitionMapping())},
-)
-def all_markets_budget(
+@asset(group_name=DECISIONS_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, ins=ALL_CHAMPIONS)
+def markets_rollup(
     context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: dict[str, Champion]
 ) -> pd.DataFrame:
+    """Every market's channels and their sum over the markets (rows `all markets`), each with a row over all
+    channels: spend, incremental contribution and return (CPA for conversions) with 94 % HDIs, summed draw by draw
+    (core/decisions/rollup.py), and each channel's share of the media's contribution. DuckDB `markets_rollup` under
+    market `*` (each row's market in `market_name`).
+    """
+    from mmm_assets.core.decisions.kpi import KpiTerms
+    from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW, MarketWindow, roll_up
+    from mmm_assets.core.formatting import number
+    from mmm_assets.core.modelling.persistence import load_model
+    from mmm_assets.core.modelling.posterior import fitted_features
+    from mmm_assets.core.presentation.plots import rollup_plot
+
+    cfg = scenario.load_scenario()
+    windows = {}
+    for market, champion in sorted(mmm_champion.items()):
+        mmm = load_model(champion.path)
+        windows[market] = MarketWindow(mmm, fitted_features(mmm))
+        context.log.info(f"market {market}: {champion.model_name} v{champion.version}")
+    table = roll_up(windows, cfg.kpi)
+    overall = table[(table["market_name"] == ALL_MARKETS_ROW) & (table["channel"] == ALL_CHANNELS_ROW)].iloc[0]
+    context.log.info(f"{len(windows)} markets together: {number(overall['contribution_mean'])} incremental KPI from "
+                     f"{number(overall['spend'])} spend (return {overall['roas_mean']:.3f}, 94 % HDI "
+                     f"{overall['roas_hdi_low']:.3f}..{overall['roas_hdi_high']:.3f})")
+    scenario.store_all_markets(ROLLUP_TABLE, table)
+    context.add_output_metadata({
+        "dagster/row_count": len(table),
+        "markets": MetadataValue.int(len(windows)),
+        "all_markets_return": MetadataValue.float(float(overall["roas_mean"])),
+        "all_markets": md.table_md(table[table["market_name"] == ALL_MARKETS_ROW]),
+        "plot": md.image(rollup_plot(table, KpiTerms.of(cfg.kpi)), "every market and all markets together"),
+        "duckdb_table": ROLLUP_TABLE,
+    })
+    return table
+
+
+@asset(group_name=DECISIONS_GROUP, kinds={"pymc", "scipy", "duckdb"}, owners=OWNERS, ins=ALL_CHAMPIONS,
+       output_required=False)
+def all_markets_budget(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: dict[str, Champion]):
     """One total across every market's channels, from each market's champion (its own model or its slice of the
     pooled one): the split that maximises the markets' summed expected incremental KPI within each market's channel
     bounds, against the sum of the markets' own plans at the same total (each market keeping today's share), with
-    the uplift's 94 % HDI. Needs `decisions.budget.scope: all_markets` and a champion in every market. DuckDB
-    `all_markets_budget` under market `*` (one row per `market_name` and channel, with the market's totals and
-    responses).
+    the uplift's 94 % HDI. Planned under `decisions.budget.scope: all_markets` (skipped, with a log line, under
+    scope market); needs a champion in every market. DuckDB `all_markets_budget` under market `*` (one row per
+    `market_name` and channel, with the market's totals and responses).
     """
     from mmm_assets.core.decisions.cross_market import MarketModel, allocate_across_markets
     from mmm_assets.core.formatting import number
@@ -60,8 +101,9 @@ def all_markets_budget(
 
     cfg = scenario.load_scenario()
     if cfg.decisions.budget.scope != "all_markets":
-        raise ValueError(f"scenario {cfg.scenario} plans each market on its own (decisions.budget.scope: market); "
-                         "set scope: all_markets for one budget across markets")
+        context.log.info(f"scenario {cfg.scenario} plans each market on its own (decisions.budget.scope: market): no "
+                         "budget across markets (set scope: all_markets for one)")
+        return
     models = {}
     for market, champion in sorted(mmm_champion.items()):
         mmm = load_model(champion.path)
@@ -90,47 +132,52 @@ def all_markets_budget(
         "plot": md.image(cross_market_plot(result.allocation, result.markets), "one budget across markets"),
         "duckdb_table": TABLE,
     })
-    return table
+    yield Output(table)
 
 
 plan_all_markets = define_asset_job(
     CROSS_MARKET_JOB,
-    selection=[all_markets_budget],
+    selection=[markets_rollup, all_markets_budget],
     executor_def=in_process_executor,
-    description="One budget across every market's channels, from the markets' champions (scope: all_markets).",
+    description=("Every market at once, from the markets' champions: the roll-up of contributions and returns, and "
+                 "one budget across every market's channels (scope: all_markets)."),
 )
 
 
 @run_status_sensor(
-    name="all_markets_budget_sensor",
+    name="all_markets_sensor",
     run_status=DagsterRunStatus.SUCCESS,
     request_job=plan_all_markets,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        f"When a market's {JOB} succeeds and no other market's refresh is queued or running, plans one budget across "
-        "the markets (job plan_all_markets), once per set of champions, for a scenario with scope: all_markets."
+        f"When a market's {JOB} succeeds and no other market's refresh is queued or running, rolls the markets up "
+        "and, for a scenario with scope: all_markets, plans one budget across them (job plan_all_markets), once per "
+        "set of champions."
     ),
 )
-def all_markets_budget_sensor(context: RunStatusSensorContext):
+def all_markets_sensor(context: RunStatusSensorContext):
     """Request plan_all_markets after the last market refresh of a round, keyed by every market's champion."""
     from mmm_assets.core.config import ConfigError, load_config
+    from mmm_assets.core.config.paths import default_config_path
 
     run = context.dagster_run
     if run.job_name != JOB:
         return SkipReason(f"run {run.run_id} is not a {JOB} run")
+    # a run launched without config (schedule, backfill) used the code location's scenario, as this sensor does
     config_path = run.run_config.get("resources", {}).get("scenario", {}).get("config", {}).get("config_path")
+    config_path = config_path or str(default_config_path())
     try:
-        cfg = load_config(config_path) if config_path else None
+        load_config(config_path)
     except ConfigError as err:
         return SkipReason(f"cannot read the run's scenario: {err}")
-    if cfg is None or cfg.decisions.budget.scope != "all_markets":
-        return SkipReason("the run's scenario plans each market on its own (decisions.budget.scope: market)")
     instance = context.instance
     busy = instance.get_runs(RunsFilter(job_name=JOB, statuses=[
         DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]))
     if busy:
-        return SkipReason(f"{len(busy)} market refresh(es) still to finish; the budget across markets waits for them")
+        return SkipReason(f"{len(busy)} market refresh(es) still to finish; the view across markets waits for them")
     markets = instance.get_dynamic_partitions(MARKETS.name)
+    if len(markets) < 2:
+        return SkipReason(f"one market ({', '.join(markets)}): nothing to roll up or plan across markets")
     champions = {m: instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("mmm_champion"), asset_partitions=[m]), limit=1).records
         for m in markets}

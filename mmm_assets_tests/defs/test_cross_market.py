@@ -1,5 +1,6 @@
-"""The budget across markets in Dagster: the sensor waits for the last market's refresh, the job plans from every
-market's champion (stand-in champion assets holding real small fits), and the table lands under market '*'."""
+"""Every market at once in Dagster: the sensor waits for the last market's refresh, the job rolls the markets up and
+plans one budget from every market's champion (stand-in champion assets holding real small fits), and the tables
+land under market '*'; under scope market the budget is skipped and the roll-up still runs."""
 
 import duckdb
 import pytest
@@ -13,10 +14,11 @@ from dagster import (
     define_asset_job,
 )
 
+from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW
 from mmm_assets.core.modelling.persistence import save_model
 from mmm_assets.core.records import Champion
 from mmm_assets.defs.constants import ALL_MARKETS, JOB
-from mmm_assets.defs.cross_market import all_markets_budget, all_markets_budget_sensor, plan_all_markets
+from mmm_assets.defs.cross_market import all_markets_budget, all_markets_sensor, markets_rollup, plan_all_markets
 from mmm_assets.defs.partitions import MARKETS, register_markets
 from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.defs.conftest import evaluate_sensor
@@ -24,7 +26,7 @@ from mmm_assets_tests.defs.conftest import evaluate_sensor
 pytestmark = pytest.mark.slow
 
 
-def _definitions(fits, folder) -> Definitions:
+def _definitions(fits, folder, config_path=None) -> Definitions:
     """A weekly_refresh stand-in whose champion is each market's small fit, saved as a model file."""
     paths = {m: save_model(model, folder / f"{m}.nc") for m, model in fits.models.items()}
 
@@ -34,9 +36,10 @@ def _definitions(fits, folder) -> Definitions:
         return Champion(str(paths[market]), f"small.{market}", "1", "data", "run", "source")
 
     return Definitions(
-        assets=[champion, all_markets_budget],
+        assets=[champion, markets_rollup, all_markets_budget],
         jobs=[define_asset_job(JOB, selection=[champion]), plan_all_markets],
-        resources={"scenario": ScenarioResource(config_path=str(fits.path)), "io_manager": FilesystemIOManager()},
+        resources={"scenario": ScenarioResource(config_path=str(config_path or fits.path)),
+                   "io_manager": FilesystemIOManager()},
     )
 
 
@@ -49,20 +52,55 @@ def test_the_last_market_refresh_starts_one_budget_across_markets(three_market_f
     refresh = defs.resolve_job_def(JOB)
     runs = [refresh.execute_in_process(run_config=run_config, instance=instance, partition_key=m).run_id
             for m in fits.cfg.market_names[:2]]
-    waiting = evaluate_sensor(all_markets_budget_sensor, runs[-1], DagsterEventType.RUN_SUCCESS)
+    waiting = evaluate_sensor(all_markets_sensor, runs[-1], DagsterEventType.RUN_SUCCESS)
     assert isinstance(waiting, SkipReason) and "west have no champion yet" in waiting.skip_message
 
     runs.append(refresh.execute_in_process(run_config=run_config, instance=instance, partition_key="west").run_id)
-    request = evaluate_sensor(all_markets_budget_sensor, runs[-1], DagsterEventType.RUN_SUCCESS)
+    request = evaluate_sensor(all_markets_sensor, runs[-1], DagsterEventType.RUN_SUCCESS)
     assert request.run_key.startswith("all_markets:")
     planned = defs.resolve_job_def("plan_all_markets").execute_in_process(run_config=request.run_config,
                                                                           instance=instance)
     assert planned.success
-    (event,) = planned.get_asset_materialization_events()
-    metadata = event.materialization.metadata
+    events = {e.asset_key.to_user_string(): e for e in planned.get_asset_materialization_events()}
+    assert sorted(events) == ["all_markets_budget", "markets_rollup"]
+    metadata = events["all_markets_budget"].materialization.metadata
     assert metadata["uplift_pct"].value > 0 and metadata["method"].text.startswith("scipy SLSQP across markets")
     with duckdb.connect(str(fits.cfg.paths.duckdb), read_only=True) as conn:
         table = conn.execute('SELECT * FROM "all_markets_budget"').df()
     assert set(table["market"]) == {ALL_MARKETS} and set(table["scenario"]) == {fits.cfg.scenario}
     assert set(table["market_name"]) == set(fits.cfg.market_names)
     assert len(table) == 9 and table["joint_spend"].sum() == pytest.approx(table["current_spend"].sum(), rel=1e-3)
+    rollup = conn_rows(fits.cfg.paths.duckdb, "markets_rollup")
+    assert set(rollup["market"]) == {ALL_MARKETS}
+    assert set(rollup["market_name"]) == {*fits.cfg.market_names, ALL_MARKETS_ROW}
+    assert len(rollup) == 4 * 4 and set(rollup["channel"]) == {*fits.models["north"].channel_columns, ALL_CHANNELS_ROW}
+    assert events["markets_rollup"].materialization.metadata["markets"].value == 3
+
+
+def conn_rows(path, table: str):
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return conn.execute(f'SELECT * FROM "{table}"').df()
+
+
+def test_scope_market_rolls_up_without_a_budget_across_markets(three_market_fits, tmp_path):
+    """Under scope market the job still rolls the markets up; the budget across markets is skipped, not failed."""
+    import yaml
+
+    fits = three_market_fits
+    raw = yaml.safe_load(fits.path.read_text())
+    raw["decisions"]["budget"]["scope"] = "market"
+    raw["paths"]["duckdb"] = str(tmp_path / "scope_market.duckdb")
+    path = tmp_path / "scope_market.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    defs = _definitions(fits, tmp_path, path)
+    instance = DagsterInstance.get()
+    register_markets(instance, fits.cfg.market_names)
+    run_config = {"resources": {"scenario": {"config": {"config_path": str(path)}}}}
+    for market in fits.cfg.market_names:
+        defs.resolve_job_def(JOB).execute_in_process(run_config=run_config, instance=instance, partition_key=market)
+    planned = defs.resolve_job_def("plan_all_markets").execute_in_process(run_config=run_config, instance=instance)
+    assert planned.success
+    assert [e.asset_key.to_user_string() for e in planned.get_asset_materialization_events()] == ["markets_rollup"]
+    with duckdb.connect(str(tmp_path / "scope_market.duckdb"), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "markets_rollup" in tables and "all_markets_budget" not in tables

@@ -134,10 +134,10 @@ def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
 
 
 def test_every_asset_and_check_is_partitioned_by_market_and_the_samplers_share_a_pool():
-    """All but the budget across markets, which takes every market's champion."""
+    """All but the roll-up and the budget across markets, which take every market's champion."""
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        expected = None if key == AssetKey("all_markets_budget") else MARKETS
+        expected = None if key in (AssetKey("markets_rollup"), AssetKey("all_markets_budget")) else MARKETS
         assert graph.get(key).partitions_def == expected, key
     for key in graph.asset_check_keys:
         assert graph.get(key).partitions_def == MARKETS, key

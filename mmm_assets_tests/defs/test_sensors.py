@@ -48,7 +48,7 @@ def test_partitions_sensor_adds_the_markets_of_the_yaml(write_config, monkeypatc
 
 def test_sensors_are_registered_and_on_by_default():
     names = {"market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
-             "nonblocking_check_alert_sensor", "dead_run_sensor", "plan_file_sensor", "all_markets_budget_sensor"}
+             "nonblocking_check_alert_sensor", "dead_run_sensor", "plan_file_sensor", "all_markets_sensor"}
     sensors: dict[str, SensorDefinition] = {s.name: s for s in defs.sensors}
     assert set(sensors) == names
     assert all(s.default_status == DefaultSensorStatus.RUNNING and s.description for s in sensors.values())

@@ -160,7 +160,7 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
     assert sorted(partitions) == ["north", "south"] and set(runs) == {"north", "south"}
     assert runs["north"].dagster_run.is_success and runs["south"].dagster_run.is_failure
     assert "markets: north success, south FAILED" in out
-    assert "one budget across markets: skipped, since a market's refresh did not succeed" in out
+    assert "every market at once (roll-up, one budget across markets): skipped, since a market's refresh did not" in out
     with duckdb.connect(str(cfg.paths.duckdb), read_only=True) as conn:
         def markets_in(table: str) -> set[str]:
             return {r[0] for r in conn.execute(f'SELECT DISTINCT market FROM "{table}"').fetchall()}
@@ -169,7 +169,7 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
         for table in DECISION_TABLES:
             assert markets_in(table) == {"north"}, table
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        assert "all_markets_budget" not in tables
+        assert "all_markets_budget" not in tables and "markets_rollup" not in tables
         failed = conn.execute(
             "SELECT metric FROM validation_history WHERE market = 'south' AND NOT passed"
         ).df()["metric"].tolist()

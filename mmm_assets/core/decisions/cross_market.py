@@ -9,8 +9,9 @@ of weekly spend), with the total as an equality constraint and each market's cha
 The reference is the sum of the per-market plans at the same total: each market optimises its share of the total as
 it is today (its current spend scaled to the total), within the same bounds. The joint plan starts from that
 answer, so it can only keep or improve it; a solver that fails keeps the per-market answer and says so. The joint
-plan's expected response and its uplift over the per-market plans come with 94 % HDIs, the draws of the markets'
-independent posteriors added draw by draw.
+plan's expected response and its uplift over the per-market plans come with 94 % HDIs, the markets' draws added
+position by position after ``rollup.draw_pairing`` (shuffled, since markets fitted with the same seed have
+correlated draws; in order for one pooled model).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mmm_assets.core.decisions.budget import (
     channel_bounds,
     solve_total,
 )
+from mmm_assets.core.decisions.rollup import draw_pairing
 
 
 @dataclass(frozen=True)
@@ -129,10 +131,9 @@ def _joint(markets: list[_Market], total: float, tolerance: float) -> tuple[list
     return np.split(found * total, cuts), f"scipy SLSQP across markets ({result.nit} iterations)"
 
 
-def _summed(draws: list[np.ndarray]) -> np.ndarray:
-    """The markets' response draws added draw by draw (their posteriors are independent), on the shortest count."""
-    count = min(len(d) for d in draws)
-    return np.sum([d[:count] for d in draws], axis=0)
+def _summed(draws: list[np.ndarray], pairing: list[np.ndarray]) -> np.ndarray:
+    """The markets' response draws added position by position, each market's taken in ``pairing``'s order."""
+    return np.sum([d[chosen] for d, chosen in zip(draws, pairing, strict=True)], axis=0)
 
 
 def allocate_across_markets(
@@ -171,7 +172,9 @@ def allocate_across_markets(
                          | (allocation["joint_spend"] > allocation["upper_bound"] + BOUND_SLACK * total)]
     if len(outside):
         raise RuntimeError(f"the joint plan breaks the bounds of {outside[['market', 'channel']].values.tolist()}")
-    separate, together = _summed(separate_draws), _summed(joint_draws)
+    # the same pairing for both plans, so the uplift compares each market's plans on the same draws
+    pairing = draw_pairing([m.planner.mmm for m in markets], [len(d) for d in separate_draws])
+    separate, together = _summed(separate_draws, pairing), _summed(joint_draws, pairing)
     return CrossMarketResult(
         start_date=markets[0].planner.start,
         horizon_weeks=markets[0].planner.weeks,

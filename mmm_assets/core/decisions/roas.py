@@ -40,13 +40,22 @@ MARGINAL_STEP = 0.01
 SEARCH_MULTIPLES = (1e-3, 100.0)
 
 
-def _checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
+def checked_spend(mmm: MMM, features: pd.DataFrame) -> pd.DataFrame:
     """The channel columns of ``features``, after checking that the model was fitted on them."""
     spend = features[mmm.channel_columns]
     fitted = mmm.idata.constant_data["channel_data"].sel(channel=mmm.channel_columns)
     if spend.shape != fitted.shape or not np.allclose(spend.to_numpy(), fitted.to_numpy()):
         raise ValueError("features are not the weekly spend the model was fitted on")
     return spend
+
+
+def incremental_contribution(mmm: MMM) -> xr.DataArray:
+    """Each channel's incremental contribution over the fitted window, per draw (chain, draw, channel; KPI units):
+    the prediction with the actual spend minus the prediction with none of the channel's spend, carry-over
+    included (PyMC-Marketing's counterfactual incrementality)."""
+    with quick_compile():
+        return mmm.incrementality.compute_incremental_contribution(frequency="all_time").sel(
+            channel=mmm.channel_columns)
 
 
 def _breakeven_multiple(window: WindowResponse, spend: float, breakeven: float = 1.0) -> float:
@@ -97,14 +106,13 @@ def channel_roas(mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None)
       (negative) before the next unit of spend stops paying for itself; -100 for a break-even of 0, ``inf`` for
       an infinite one, NaN without a breakeven.
     """
-    spend = _checked_spend(mmm, features)
+    spend = checked_spend(mmm, features)
     channels = mmm.channel_columns
     terms = KpiTerms.of(kpi)
     breakeven = terms.breakeven_return
-    incrementality = mmm.incrementality
+    contribution = incremental_contribution(mmm)
     with quick_compile():
-        contribution = incrementality.compute_incremental_contribution(frequency="all_time").sel(channel=channels)
-        mroas = incrementality.marginal_contribution_over_spend(
+        mroas = mmm.incrementality.marginal_contribution_over_spend(
             frequency="all_time", spend_increase_pct=MARGINAL_STEP
         ).sel(channel=channels)
 
@@ -148,7 +156,7 @@ def response_curves(
     - ``contribution_mean/_hdi_low/_hdi_high``: weekly contribution at that spend (target units per week).
     - ``is_current``: True on the one row per channel at the current mean weekly spend.
     """
-    spend = _checked_spend(mmm, features)
+    spend = checked_spend(mmm, features)
     parts = []
     for channel in mmm.channel_columns:
         current = float(spend[channel].mean())

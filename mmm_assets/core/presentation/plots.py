@@ -435,3 +435,45 @@ def cross_market_plot(allocation: pd.DataFrame, markets: pd.DataFrame) -> bytes:
     _money_axes(ax, x=True, y=False)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+@_remembered
+def rollup_plot(table: pd.DataFrame, terms: KpiTerms = KpiTerms()) -> bytes:
+    """Every market and all markets together: each channel's return (for conversions, its CPA) with 94 % HDI, the
+    markets side by side per channel, and each market's incremental contribution over all its channels."""
+    from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW
+
+    prefix, title = ("cpa", f"CPA ({terms.label})") if terms.conversions else ("roas", "ROAS")
+    markets = list(dict.fromkeys(table["market_name"]))
+    channels = [c for c in dict.fromkeys(table["channel"]) if c != ALL_CHANNELS_ROW]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(channels) * len(markets) ** 0.5 + 2.6),
+                             gridspec_kw={"width_ratios": [3, 2]})
+    step = 0.8 / len(markets)
+    colours = plt.get_cmap("tab10")
+    for k, market in enumerate(markets):
+        rows = table[(table["market_name"] == market) & (table["channel"] != ALL_CHANNELS_ROW)].set_index("channel")
+        rows = rows.reindex(channels)
+        y = [i - 0.4 + step * (k + 0.5) for i in range(len(channels))]
+        mean, low, high = (rows[f"{prefix}_{s}"].to_numpy(dtype=float) for s in ("mean", "hdi_low", "hdi_high"))
+        everywhere = market == ALL_MARKETS_ROW
+        axes[0].errorbar(mean, y, xerr=[mean - low, high - mean], fmt="D" if everywhere else "o", capsize=3,
+                         color="black" if everywhere else colours(k % 10), label=market, lw=2 if everywhere else 1)
+    breakeven = terms.breakeven_cost if terms.conversions else terms.breakeven_return
+    if breakeven is not None:
+        axes[0].axvline(breakeven, color="tab:red", ls="--", lw=0.9, label="pays back")
+    axes[0].set_yticks(range(len(channels)), channels)
+    axes[0].invert_yaxis()
+    axes[0].set_title(f"{title} over each market's fitted weeks (94 % HDI)")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    totals = table[table["channel"] == ALL_CHANNELS_ROW].reset_index(drop=True)
+    mean, low, high = (totals[f"contribution_{s}"].to_numpy(dtype=float) for s in ("mean", "hdi_low", "hdi_high"))
+    axes[1].barh(range(len(totals)), mean, color=["black" if m == ALL_MARKETS_ROW else "tab:blue"
+                                                  for m in totals["market_name"]], alpha=0.7)
+    axes[1].errorbar(mean, range(len(totals)), xerr=[mean - low, high - mean], fmt="none", color="black", capsize=3)
+    axes[1].set_yticks(range(len(totals)), totals["market_name"])
+    axes[1].invert_yaxis()
+    axes[1].set_title("incremental KPI from all channels")
+    _money_axes(axes[1], x=True, y=False)
+    axes[1].grid(alpha=0.3, axis="x")
+    return _png(fig)

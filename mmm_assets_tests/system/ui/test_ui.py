@@ -25,7 +25,7 @@ JOB = "weekly_refresh"
 GROUPS = {"ingest", "features", "model", "decisions"}
 ASSET_NAMES = sorted(a.key.to_user_string() for a in ASSETS)
 AUTOMATIONS = ["weekly_refresh_schedule", "market_partitions_sensor", "landing_file_sensor", "run_failure_alert_sensor",
-               "nonblocking_check_alert_sensor", "dead_run_sensor", "plan_file_sensor", "all_markets_budget_sensor"]
+               "nonblocking_check_alert_sensor", "dead_run_sensor", "plan_file_sensor", "all_markets_sensor"]
 FEATURE_CHECKS = ["enough_weeks", "weekly_contiguous", "complete_non_negative", "spend_correlation", "spend_vif",
                   "weeks_per_parameter", "spend_variation", "zero_spend_weeks"]
 #: The SMALL refresh takes ~30 s in the run; the queue, a cold PyTensor cache and a slow machine get the rest.
