@@ -68,6 +68,20 @@ bench-samplers: install
 bench-floor: install
 	$(PY) benchmarks/floor.py --repeats $(REPEATS)
 
+# Google Meridian 2.1 for side-by-side benchmarks (benchmarks/meridian/fit.py), in a venv of its own: its numpy,
+# matplotlib, arviz and TensorFlow pins clash with the project's. ~3 GB; the stamp makes a second run instant.
+MERIDIAN_VENV := benchmarks/.meridian-venv
+.PHONY: meridian-venv
+meridian-venv: $(MERIDIAN_VENV)/.installed
+
+$(MERIDIAN_VENV)/.installed: benchmarks/meridian/requirements.txt
+	@py=$$( $(find_python) ) || { echo "error: no Python >= 3.12 found (tried python3.12, python3.13, python3 and pyenv versions); install one and retry" >&2; exit 1; }; \
+	echo "using $$py ($$($$py --version))"; \
+	[ -x $(MERIDIAN_VENV)/bin/python ] || $$py -m venv $(MERIDIAN_VENV)
+	$(MERIDIAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MERIDIAN_VENV)/bin/python -m pip install --quiet -r benchmarks/meridian/requirements.txt
+	@touch $@
+
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000
 
