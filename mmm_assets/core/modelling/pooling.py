@@ -53,6 +53,7 @@ from mmm_assets.core.config import (
     SamplerConfig,
 )
 from mmm_assets.core.errors import InputError, day, examples
+from mmm_assets.core.inference.laplace import LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
 from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
@@ -227,11 +228,14 @@ def fit_pooled(
     The frames must cover the same weeks with the same columns. Diagnostics are over every free parameter of the
     pooled model, hyper-parameters included; ``diagnose(market_view(...).idata, ...)`` gives one market's own.
     """
-    # numpyro's own diagonal mass matrix: with the dense one (sampler.dense_mass) this hierarchical model took a
-    # third of the leapfrog steps but diverged (1 and 6 divergences over two seeds of the pooled test scenario,
-    # none without), as non-centred market effects do where a matrix cannot follow the funnel
+    # numpyro's own diagonal mass matrix when it adapts one: with the dense one (sampler.dense_mass) this hierarchical
+    # model took a third of the leapfrog steps but diverged (1 and 6 divergences over two seeds of the pooled test
+    # scenario, none without). Started from the Laplace approximation (sampler.cold_start: laplace), it moves with
+    # that approximation's dense covariance instead: the spread between markets is fixed, so the posterior has a
+    # proper mode and no funnel (benchmarks/geos.py: ~15 leapfrog steps per draw against ~500 adapting)
     s = (sampler_cfg or cfg.sampler).model_copy(update={"dense_mass": False})
     sampler = available_sampler(s.cold, report)
+    warm = LaplaceStart(s.chains, s.seed, report) if sampler == "numpyro" and s.cold_start == "laplace" else None
     mmm = build_pooled_mmm(cfg, priors)
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
     X, y = split_xy(stack_markets(frames, columns))
@@ -241,9 +245,13 @@ def fit_pooled(
     weeks = X[DATE_COLUMN].nunique()
     report(
         f"fitting a pooled model of {len(frames)} markets ({', '.join(frames)}) x {weeks} weeks x "
-        f"{len(mmm.channel_columns)} channels with {sampler}: {s.chains} chains x ({s.tune} tune + {s.draws} draws)"
+        f"{len(mmm.channel_columns)} channels with {sampler}: {s.chains} chains x "
+        f"({s.warm_tune if warm else s.tune} tune + {s.draws} draws){f', from {warm.label}' if warm else ''}"
     )
-    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit")
+    t = cfg.validation.thresholds
+    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
+                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
+                  divergences_max=t.divergences_max)
 
 
 def pooled_markets(mmm: MMM) -> list[str]:

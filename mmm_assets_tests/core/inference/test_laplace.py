@@ -10,6 +10,7 @@ import xarray as xr
 from mmm_assets.core.config import SamplerConfig
 from mmm_assets.core.inference import sampling as sampling_core
 from mmm_assets.core.inference.laplace import (
+    QUASI_NEWTON_FROM,
     Derivatives,
     LaplaceFailedError,
     LaplaceStart,
@@ -34,7 +35,7 @@ def test_the_mode_and_covariance_of_a_gaussian_are_found_from_far_away():
     covariance, root = laplace_covariance(hessian)
     np.testing.assert_allclose(covariance, np.linalg.inv(PRECISION), rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(root @ root.T, covariance, rtol=1e-9, atol=1e-15)
-    assert steps < 50
+    assert steps.newton < 50 and steps.quasi_newton == 0  # a small model: Newton's steps alone
 
 
 def test_the_hessian_comes_from_central_differences_of_one_batched_gradient():
@@ -55,6 +56,45 @@ def test_the_hessian_comes_from_central_differences_of_one_batched_gradient():
     # one call of 2d + 1 points, and the same point is not evaluated again
     derivatives(x.copy())
     assert calls == [7]
+
+
+def test_a_hessian_of_many_points_is_batched_in_calls_of_one_size(monkeypatch):
+    monkeypatch.setattr("mmm_assets.core.inference.laplace.HESSIAN_BATCH", 3)
+    calls = []
+
+    def value_and_grad(points):  # the Gaussian potential energy of the test above, batched over rows
+        calls.append(len(points))
+        return np.array([_gaussian(p)[0] for p in points]), np.array([_gaussian(p)[1] for p in points])
+
+    x = np.array([1.0, -2.0, 0.5])
+    value, grad, hessian = Derivatives(value_and_grad)(x)
+    assert calls == [3, 3, 3]  # 7 points: two full calls and one padded
+    np.testing.assert_allclose(hessian, PRECISION, rtol=1e-6)
+    assert value == pytest.approx(_gaussian(x)[0])
+    np.testing.assert_allclose(grad, _gaussian(x)[1])
+
+
+def test_a_large_model_approaches_its_mode_by_gradients_before_newton_steps():
+    """From QUASI_NEWTON_FROM parameters, L-BFGS (one gradient per step) brings the search near the mode and Newton
+    (2 x parameters gradients per step) only finishes it: far fewer Hessians, the same mode and curvature."""
+    d = QUASI_NEWTON_FROM + 50
+    rng = np.random.default_rng(0)
+    factor = rng.standard_normal((d, d)) / np.sqrt(d)
+    precision = factor @ factor.T + np.diag(rng.uniform(0.5, 50.0, d))  # correlated, scales 1:100
+    mode = rng.standard_normal(d)
+    batches = []
+
+    def value_and_grad(points):  # a Gaussian potential energy, batched over rows
+        batches.append(len(points))
+        delta = points - mode
+        return 0.5 * np.einsum("ij,jk,ik->i", delta, precision, delta), delta @ precision
+
+    found, hessian, steps = find_mode(Derivatives(value_and_grad), np.full(d, 5.0))
+    np.testing.assert_allclose(found, mode, atol=1e-4)
+    np.testing.assert_allclose(hessian, precision, rtol=1e-4, atol=1e-4)
+    hessians = sum(n == 2 * d + 1 for n in batches)
+    assert sum(n == 1 for n in batches) > 10 and hessians <= 4, (hessians, len(batches))
+    assert steps.quasi_newton > 10 and steps.newton <= 2, steps
 
 
 def test_no_mode_no_laplace_start():
@@ -146,6 +186,23 @@ def test_the_laplace_approximation_is_close_to_the_posterior_it_starts(small_fit
     strongest = np.unravel_index(np.argmin(correlation(posterior)), posterior.shape)
     assert correlation(posterior)[strongest] < -0.8 and correlation(laplace)[strongest] < -0.8
     assert len(points) == len(model.value_vars) and all(p.shape[0] == 2 for p in points)
+
+
+@pytest.mark.slow
+def test_more_chains_start_from_the_approximation_already_found(small_fit):
+    """A fit short of its gates samples more chains; when its own draws are too few for a covariance, they start
+    from the same Laplace approximation, at new draws of it, without searching for the mode again."""
+    messages = []
+    start = LaplaceStart(2, 0, messages.append)
+    model = sampling_core.sampling_model(small_fit.mmm)
+    drawn = []
+    for seed in (1, 2):
+        with start.starting_points():
+            points, _ = pymc_jax._get_batched_jittered_initial_points(
+                model=model, chains=2, initvals=None, random_seed=seed, logp_fn=_potential(model))
+        drawn.append(np.concatenate([np.asarray(p).reshape(2, -1) for p in points], axis=1))
+    assert len([m for m in messages if m.startswith("Laplace start: mode found in ")]) == 1, messages
+    assert not np.allclose(drawn[0], drawn[1])
 
 
 def _potential(model):
