@@ -1,4 +1,5 @@
-"""QUICK_MODE's convolution rewrite: the same values and gradients as PyTensor's own convolution, none of it left."""
+"""The convolution rewrite (QUICK_MODE and the sampler's JAX graphs): the same values and gradients as PyTensor's own
+convolution, none of it left."""
 
 import numpy as np
 import pytensor
@@ -47,3 +48,38 @@ def test_a_kernel_of_unknown_length_is_left_to_pytensor():
     assert _convolutions(f) == 1
     a, b = np.ones((2, 5)), np.ones((2, 3))
     np.testing.assert_allclose(f(a, b), [np.convolve(a[0], b[0]), np.convolve(a[1], b[1])])
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+@pytest.mark.parametrize("markets", [2, 20])  # 6 convolutions: the windowed form; 60: the shifted products
+def test_the_samplers_jax_graphs_convolve_without_xla_convolutions(mode, markets):
+    """numpyro's log-density is compiled by PyMC in PyTensor's JAX mode (`get_jaxified_graph`), where the rewrite
+    runs too: XLA's grouped convolution, which a batched convolution becomes there, is slow on the CPU and
+    grows faster than its batch (docs/performance.md, "The adstock's convolution under JAX")."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.compile.mode import get_mode
+    from pytensor.graph import FunctionGraph
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    from mmm_assets.core.inference.compiling import UNFOLD_TAG, WINDOWS_UP_TO
+
+    x = pt.tensor3("x", shape=(156, markets, 3))
+    w = pt.matrix("w", shape=(markets, 3))
+    kernel = w[..., None] ** pt.arange(8)  # a geometric adstock's weights, per market and channel
+    y = convolve1d(x.transpose(1, 2, 0), kernel, mode=mode)
+    cost = (y**2).sum()
+    outputs = [cost, pt.grad(cost, w)]
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(156, markets, 3)), rng.uniform(0.1, 0.9, size=(markets, 3))
+
+    sampler_fn = get_jaxified_graph([x, w], outputs)
+    without = FunctionGraph([x, w], outputs, clone=True)
+    get_mode("JAX").excluding(UNFOLD_TAG).optimizer.rewrite(without)
+    reference_fn = jax_funcify(without)
+    jaxpr = str(jax.make_jaxpr(sampler_fn)(*values))
+    assert "conv_general_dilated" not in jaxpr
+    assert ("gather" in jaxpr) == (markets * 3 <= WINDOWS_UP_TO)  # the windows are one gather of the input
+    assert "conv_general_dilated" in str(jax.make_jaxpr(reference_fn)(*values))
+    for got, want in zip(sampler_fn(*values), reference_fn(*values), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10, atol=1e-10)
