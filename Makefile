@@ -82,6 +82,13 @@ $(MERIDIAN_VENV)/.installed: benchmarks/meridian/requirements.txt
 	$(MERIDIAN_VENV)/bin/python -m pip install --quiet -r benchmarks/meridian/requirements.txt
 	@touch $@
 
+# Our pooled geo model against Meridian on the same simulated geo data, same chains and draws, both judged by R-hat
+# <= 1.01 and bulk ESS >= 400 (benchmarks/scale.py); GEOS=10,20 by default.
+GEOS ?= 10,20
+.PHONY: bench-scale
+bench-scale: install meridian-venv
+	$(PY) benchmarks/scale.py --geos $(GEOS)
+
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port 5000
 
