@@ -223,6 +223,10 @@ def _prefixed(stream, prefix: str) -> None:
 #: 1,373-1,514 MiB (benchmarks/markets_parallel.py, eight markets), rounded up. The default number of market runs at
 #: once keeps them within the memory available when `make run` starts.
 RUN_PEAK_MIB = 1600
+#: Seconds a market run gets to stop after SIGTERM (its Dagster run marked failed, its pool slot released) before
+#: it is killed: a child can ignore SIGTERM when it inherits that from the launcher's own process (seen once in the
+#: test suite, where a stopped child then ran its full 30 s).
+STOP_GRACE_S = 10.0
 
 
 def _available_mib() -> float | None:
@@ -279,14 +283,25 @@ def run_bounded(commands: dict[str, list[str]], limit: int, prefix_width: int = 
                     del running[name]
             time.sleep(0.1)
     except KeyboardInterrupt:
-        for child, _ in running.values():
-            child.send_signal(signal.SIGTERM)
-        for child, _ in running.values():
-            child.wait()
+        _stop([child for child, _ in running.values()])
         raise
     for thread in threads:
         thread.join()
     return {name: (code, "".join(out)) for name, (code, out) in results.items()}
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """SIGTERM to every child, then SIGKILL to those still running ``STOP_GRACE_S`` later."""
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _say(f"pid {child.pid} still running {STOP_GRACE_S:.0f} s after SIGTERM: killed")
+            child.kill()
+            child.wait()
 
 
 def _peak_child_mib() -> float:

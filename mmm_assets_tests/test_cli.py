@@ -1,8 +1,10 @@
 """`make run` over many markets: how many runs go at once, and the bounded launcher that keeps to it."""
 
+import signal
+import subprocess
 import sys
-import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -46,18 +48,29 @@ def test_an_interrupt_stops_the_running_and_never_starts_the_waiting(tmp_path, m
     marker = tmp_path / "started"
     code = f"import sys, time; open({str(marker)!r} + sys.argv[1], 'w'); time.sleep(30)"
     commands = {f"m{i}": [sys.executable, "-c", code, str(i)] for i in range(3)}
-    real_sleep = time.sleep
+    interrupted = []
 
-    def sleep(seconds):  # the launcher's wait: interrupted once both running children exist
-        # only the launcher's (main) thread: threads left by earlier tests sleep through this patch too
-        if threading.current_thread() is threading.main_thread() and all(
-                (tmp_path / f"started{i}").exists() for i in range(2)):
+    def sleep(seconds):  # the launcher's wait: interrupted once, when both running children exist
+        if not interrupted and all((tmp_path / f"started{i}").exists() for i in range(2)):
+            interrupted.append(True)
             raise KeyboardInterrupt
-        real_sleep(seconds)
+        time.sleep(seconds)
 
-    monkeypatch.setattr(cli.time, "sleep", sleep)
+    # the launcher's own view of the time module only (subprocess's waits and other threads keep the real sleep)
+    monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         cli.run_bounded(commands, limit=2)
     assert time.monotonic() - started < 20  # the running ones were stopped, not waited for
     assert not (tmp_path / "started2").exists()
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch):
+    """A market run that does not stop on SIGTERM (it inherited SIGTERM ignored) is killed STOP_GRACE_S later."""
+    monkeypatch.setattr(cli, "STOP_GRACE_S", 0.5)
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    cli._stop([child])
+    assert time.monotonic() - started < 5 and child.returncode == -signal.SIGKILL
