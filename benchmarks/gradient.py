@@ -1,6 +1,7 @@
 """What one gradient of the sampler's log-density costs, with and without the convolution rewrite, per geos.
 
     .venv/bin/python benchmarks/gradient.py [--geos 1,5,10,20] [--weeks 156] [--calls 300]
+    .venv/bin/python benchmarks/gradient.py --convolutions 3,6,10,15,30,60   # the bare convolution, no model
 
 numpyro evaluates the log-density PyMC compiles to JAX (`pymc.sampling.jax.get_jaxified_graph`) once per leapfrog
 step. For benchmarks/geos.py's scenario (1 geo: the single-market model; more: the pooled one), this compiles that
@@ -71,12 +72,38 @@ def timings(model, calls: int) -> dict[str, float]:
     return out
 
 
+def convolution_ms(groups: int, calls: int) -> tuple[float, float]:
+    """Value and gradient (w.r.t. the kernels) of ``groups`` 167-week convolutions with 12-week kernels, float64:
+    JAX's own (XLA's grouped convolution) and one product with the input's windows; ms per call."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(0)
+    x, w = jnp.asarray(rng.random((groups, 167))), jnp.asarray(rng.random((groups, 12)))
+    windows = x[:, np.arange(156)[:, None] + np.arange(12)[None, ::-1]]
+    grouped = jax.vmap(lambda a, b: jnp.convolve(a, b, mode="valid"))
+    return (per_call_ms(jax.jit(jax.value_and_grad(lambda k: jnp.sum(grouped(x, k) ** 2))), w, calls),
+            per_call_ms(jax.jit(jax.value_and_grad(lambda k: jnp.sum(jnp.einsum("gtk,gk->gt", windows, k) ** 2))),
+                        w, calls))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--geos", default="1,5,10,20")
     parser.add_argument("--weeks", type=int, default=156)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--convolutions", default=None,
+                        help="comma-separated batch sizes: time the bare convolution instead of the model")
     args = parser.parse_args()
+    if args.convolutions:
+        print("| convolutions in the batch | XLA grouped convolution, ms | one product with the windows, ms |")
+        print("|---|---|---|")
+        for groups in (int(g) for g in args.convolutions.split(",")):
+            grouped, windowed = convolution_ms(groups, args.calls)
+            print(f"| {groups} | {grouped:.3f} | {windowed:.3f} |", flush=True)
+        return
     print(f"`python benchmarks/gradient.py {' '.join(f'--{k} {v}' for k, v in vars(args).items())}`\n")
     print("| geos | parameters | grouped conv, ms | rewritten, ms | ratio | grouped conv x2, ms | rewritten x2, ms |")
     print("|---|---|---|---|---|---|---|")
