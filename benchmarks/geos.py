@@ -258,35 +258,40 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int) -
 
 
 # ------------------------------------------------------------------------------------------------------------ parent
+def run_measured(command: list[str], env: dict, stdout, stderr, timeout: float) -> dict:
+    """``command`` in its own process group, killed with the group after ``timeout`` seconds; its exit code (None
+    when cut off), wall seconds and peak RSS in MiB, both measured from here (wait4)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=ROOT, env=env, start_new_session=True)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() - started > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process's own group (start_new_session)
+            _, _, usage = os.wait4(proc.pid, 0)
+            code = None
+            break
+        time.sleep(0.5)
+    return {"exit_code": code, "wall_seconds": time.monotonic() - started, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 def run_cell(variant: str, n: int, args, env: dict, logs: Path) -> dict:
     """`cell` in a fresh process, cut off after args.timeout; wall time and peak RSS (wait4) measured from here."""
     command = [sys.executable, str(Path(__file__).resolve()), "--cell", variant, "--geos", str(n),
                "--weeks", str(args.weeks), "--chains", str(args.chains), "--tune", str(args.tune),
                "--draws", str(args.draws)]
     stdout, stderr = logs / f"{variant}-{n}.out", logs / f"{variant}-{n}.err"
-    started = time.monotonic()
     with stdout.open("w") as out, stderr.open("w") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT, env=env, start_new_session=True)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > args.timeout:
-                os.killpg(proc.pid, signal.SIGKILL)  # the cell's own process group (start_new_session)
-                _, status, usage = os.wait4(proc.pid, 0)
-                timed_out = True
-                break
-            time.sleep(0.5)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    row = {"variant": variant, "geos": n, "wall_seconds": time.monotonic() - started,
-           "peak_rss_mib": usage.ru_maxrss / 1024}
-    if timed_out:
+        measured = run_measured(command, env, out, err, args.timeout)
+    code = measured.pop("exit_code")
+    row = {"variant": variant, "geos": n, **measured}
+    if code is None:
         return row | {"status": f"timed out after {args.timeout:.0f} s"}
-    if proc.returncode != 0:
+    if code != 0:
         lines = stderr.read_text().strip().splitlines()
-        return row | {"status": "error", "error": lines[-1] if lines else f"exit {proc.returncode}",
-                      "stderr_tail": lines[-30:]}
+        return row | {"status": "error", "error": lines[-1] if lines else f"exit {code}", "stderr_tail": lines[-30:]}
     result = json.loads(stdout.read_text().strip().splitlines()[-1])
     log = [line for line in stderr.read_text().splitlines() if "sampling" not in line or "done" in line]
     return row | {"status": "ok"} | result | {"log_tail": log[-12:]}

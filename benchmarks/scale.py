@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -67,25 +66,15 @@ def meridian_cell(n: int, data: Path, channels: list[str], args, logs: Path) -> 
     env = {k: v for k, v in os.environ.items() if not (k.startswith("JAX_") and "CACHE" in k)}
     env["PYTHONUNBUFFERED"] = "1"
     stderr = logs / f"meridian-{n}.err"
-    started = time.monotonic()
     with stderr.open("w") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, env=env,
-                                start_new_session=True)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > args.timeout:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                return {"tool": "meridian", "geos": n, "status": f"timed out after {args.timeout:.0f} s",
-                        "wall_seconds": time.monotonic() - started, "peak_rss_mib": usage.ru_maxrss / 1024}
-            time.sleep(0.5)
-    row = {"tool": "meridian", "geos": n, "wall_seconds": time.monotonic() - started,
-           "peak_rss_mib": usage.ru_maxrss / 1024}
+        measured = geos.run_measured(command, env, subprocess.DEVNULL, err, args.timeout)
+    code = measured.pop("exit_code")
+    row = {"tool": "meridian", "geos": n, **measured}
+    if code is None:
+        return row | {"status": f"timed out after {args.timeout:.0f} s"}
     if not out_json.exists():
         lines = stderr.read_text().strip().splitlines()
-        return row | {"status": "error", "error": lines[-1] if lines else f"exit {os.waitstatus_to_exitcode(status)}"}
+        return row | {"status": "error", "error": lines[-1] if lines else f"exit {code}"}
     m = json.loads(out_json.read_text())
     m.pop("per_param", None)
     return row | {
