@@ -62,9 +62,9 @@ def _static_length(fgraph, var, axis: int = -1) -> int | None:
 
 def _unfolded_products(x, w, k: int, length):
     """The same sum as :func:`_shifted_products`, as one product with ``x``'s windows (``x[..., i + k - 1 - j]`` for
-    every ``i, j`` by one constant index; folded to a constant when ``x`` is, as the adstock's spend is once PyMC has
-    made the data constants for JAX) summed over ``j``. Under JAX cheaper than the shifted products for a few convolutions (those cost more than the
-    convolution they replace on a single market's three channels), dearer for many."""
+    every ``i, j``, taken by one constant index) summed over ``j``. Under JAX cheaper than the shifted products for a
+    few convolutions (those cost more than the convolution they replace on a single market's three channels), dearer
+    for many. A ``length`` that is not static leaves the shifted products."""
     if not isinstance(length, int):
         return _shifted_products(x, w, k, length)
     windows = np.arange(length)[:, None] + (k - 1 - np.arange(k))[None, :]
