@@ -47,7 +47,7 @@ from pymc_marketing.mmm.utility import (
 from scipy.optimize import brentq
 
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
-from mmm_assets.core.inference.compiling import QUICK_MODE, quick_compile
+from mmm_assets.core.inference.compiling import RUN_MODE, quick_compile
 from mmm_assets.core.modelling.posterior import HDI_PROB
 from mmm_assets.core.synthetic.generator import GroundTruth
 
@@ -139,12 +139,12 @@ def _compiled(
     if key not in _OPTIMIZERS:
         while len(_OPTIMIZERS) >= OPTIMIZERS_KEPT:
             _OPTIMIZERS.pop(next(iter(_OPTIMIZERS)))
-        # the objective in QUICK_MODE (compile_kwargs, also for what the optimiser compiles later), and the helpers
-        # it compiles while building (shape evaluations, ...) too: in the default mode numba compiled them for ~6 s
-        # on an empty cache
+        # the objective in RUN_MODE (compile_kwargs, also for the responses the optimiser compiles later: they are
+        # evaluated hundreds of times a refresh), the helpers it compiles while building (shape evaluations, ...) in
+        # QUICK_MODE: in the default mode numba compiled them for ~6 s on an empty cache
         with quick_compile():
             optimizer = mmm.budget_optimizer(
-                start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": QUICK_MODE}
+                start, end, utility_function=_utility(utility, risk_level), compile_kwargs={"mode": RUN_MODE}
             )
         _OPTIMIZERS[key] = (mmm, optimizer, {})
     return _OPTIMIZERS[key][1:]

@@ -23,7 +23,7 @@ import contextlib
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.mode import get_mode, optdb
+from pytensor.compile.mode import Mode, get_mode, optdb
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.blockwise import Blockwise
@@ -120,6 +120,13 @@ optdb.register("mmm_assets_shift_sum_convolve", in2out(shift_sum_convolve), SHIF
 optdb.register("mmm_assets_unfold_convolve", in2out(unfold_convolve), UNFOLD_TAG, "jax", position=1.6)
 #: FAST_COMPILE with ``shift_sum_convolve``.
 QUICK_MODE = get_mode("FAST_COMPILE").including(SHIFT_SUM_TAG)
+#: For the functions a refresh evaluates hundreds of times (the budget optimiser's objective, its gradient and the
+#: response of a plan: every budget, scenario and goal search): PyTensor's C backend with its full rewrites and
+#: ``shift_sum_convolve``. Its compiled modules are cached on disk by their code, not by the posterior values the graph
+#: holds, so a new fit reuses them where numba (PyTensor's default backend) compiled the objective again. Without a C
+#: compiler (``pytensor.config.cxx`` empty) the full rewrites' fused operations would run in Python, slower than
+#: QUICK_MODE, so QUICK_MODE it is.
+RUN_MODE = Mode(linker="cvm", optimizer="fast_run").including(SHIFT_SUM_TAG) if pytensor.config.cxx else QUICK_MODE
 
 
 def quick_compile() -> contextlib.AbstractContextManager:

@@ -135,12 +135,13 @@ def test_the_budget_and_the_scenarios_of_a_model_share_one_compiled_optimiser_an
 
 
 def test_the_optimiser_compiles_in_its_mode_and_agrees_with_pytensors_default(fitted, monkeypatch):
-    """QUICK_MODE is chosen for compile time: building the optimiser compiles nothing with numba (which took ~6 s on
-    an empty cache); the objective and gradient must be those of PyTensor's default (numba) compile of the graph."""
+    """Building the optimiser compiles nothing with numba (which took ~6 s on an empty cache, again after every fit):
+    its helpers in QUICK_MODE, its objective in RUN_MODE; the objective and gradient must be those of PyTensor's
+    default (numba) compile of the graph."""
     from pytensor.compile.maker import FunctionMaker
 
     from mmm_assets.core.decisions import budget
-    from mmm_assets.core.inference.compiling import QUICK_MODE
+    from mmm_assets.core.inference.compiling import RUN_MODE
 
     features, _, mmm = fitted
     settings = BudgetSettings()
@@ -151,7 +152,7 @@ def test_the_optimiser_compiles_in_its_mode_and_agrees_with_pytensors_default(fi
     ours = planner.optimizer
     monkeypatch.undo()
     assert linkers and not [linker for linker in linkers if "numba" in type(linker).__name__.lower()]
-    assert ours.compile_kwargs == {"mode": QUICK_MODE}
+    assert ours.compile_kwargs == {"mode": RUN_MODE}
     default = mmm.budget_optimizer(planner.start, planner.end, utility_function=budget._utility("mean", 0.95))
     plan = planner.weekly(planner.current * 1.2)
     got, want = ours.evaluate_plan(plan), default.evaluate_plan(plan)

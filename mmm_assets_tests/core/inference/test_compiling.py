@@ -1,4 +1,4 @@
-"""The convolution rewrite (QUICK_MODE and the sampler's JAX graphs): the same values and gradients as PyTensor's own
+"""The convolution rewrite (QUICK_MODE, RUN_MODE and the sampler's JAX graphs): the same values and gradients as PyTensor's own
 convolution, none of it left."""
 
 import numpy as np
@@ -8,15 +8,16 @@ import pytest
 from pytensor.tensor.signal import convolve1d
 from pytensor.tensor.signal.conv import Convolve1d
 
-from mmm_assets.core.inference.compiling import QUICK_MODE
+from mmm_assets.core.inference.compiling import QUICK_MODE, RUN_MODE
 
 
 def _convolutions(f) -> int:
     return sum(isinstance(getattr(node.op, "core_op", None), Convolve1d) for node in f.maker.fgraph.toposort())
 
 
+@pytest.mark.parametrize("ours", [QUICK_MODE, RUN_MODE], ids=["quick", "run"])
 @pytest.mark.parametrize("mode", ["full", "valid"])
-def test_batched_convolution_and_its_gradients_match_pytensors_own(mode):
+def test_batched_convolution_and_its_gradients_match_pytensors_own(mode, ours):
     # batch dimensions that broadcast against each other, as the adstock's (channel, draw) against its weights
     x = pt.tensor3("x", shape=(3, 1, 20))
     w = pt.tensor3("w", shape=(1, 5, 4))
@@ -26,10 +27,10 @@ def test_batched_convolution_and_its_gradients_match_pytensors_own(mode):
     rng = np.random.default_rng(7)
     values = rng.normal(size=(3, 1, 20)), rng.normal(size=(1, 5, 4))
     reference = pytensor.function([x, w], outputs, mode="FAST_COMPILE")
-    quick = pytensor.function([x, w], outputs, mode=QUICK_MODE)
+    rewritten = pytensor.function([x, w], outputs, mode=ours)
     assert _convolutions(reference) > 0
-    assert _convolutions(quick) == 0
-    for got, want in zip(quick(*values), reference(*values)):
+    assert _convolutions(rewritten) == 0
+    for got, want in zip(rewritten(*values), reference(*values)):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
