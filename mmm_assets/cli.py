@@ -1,8 +1,8 @@
 """`python -m mmm_assets run`: materialise the whole graph on the embedded instance and print a summary.
 
 One Dagster run per market (partition), recorded in the instance under $DAGSTER_HOME, so `make dev` shows them
-afterwards; several markets run at once, each in its own process, at most `operations.max_parallel_runs` (by default
-what the machine's cores and memory allow) while the others wait their turn without a process. The exit status says how a run ended
+afterwards; several markets run at once, at most `operations.max_parallel_runs` (by default what the machine's cores
+and memory allow), each worker process refreshing one market after another while the others wait their turn. The exit status says how a run ended
 (`defs.outcome.Exit`: 0 refreshed, 1 a blocking gate failed, 2 input rejected, 3 infrastructure, 4 unexpected,
 130 interrupted), and the last lines on stdout say why. Refreshes of one market take turns: a second one started
 while another runs waits for it (an exclusive lock on $DAGSTER_HOME/refresh.<market>.lock). Before a refresh starts,
@@ -11,11 +11,13 @@ runs whose process died (kill -9, out of memory, reboot) are marked failed and t
 
 import argparse
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -219,9 +221,9 @@ def _prefixed(stream, prefix: str) -> None:
         sys.stderr.flush()
 
 
-#: The most one market's refresh holds in memory at once, in MiB: the largest market run's peak resident memory was
-#: 1,373-1,514 MiB (benchmarks/markets_parallel.py, eight markets), rounded up. The default number of market runs at
-#: once keeps them within the memory available when `make run` starts.
+#: The most one market worker holds in memory at once, in MiB: the largest worker's peak resident memory was
+#: 1,493-1,525 MiB over ten markets of 156 weeks each, one market run's 1,373-1,514 MiB (benchmarks/markets_parallel.py),
+#: rounded up. The default number of workers keeps them within the memory available when `make run` starts.
 RUN_PEAK_MIB = 1600
 #: Seconds a market run gets to stop after SIGTERM (its Dagster run marked failed, its pool slot released) before
 #: it is killed: a child can ignore SIGTERM when it inherits that from the launcher's own process (seen once in the
@@ -254,40 +256,99 @@ def parallel_runs(configured: int | None) -> tuple[int, str]:
     )
 
 
-def run_bounded(commands: dict[str, list[str]], limit: int, prefix_width: int = 0) -> dict[str, tuple[int, str]]:
-    """Run every command, at most ``limit`` at once, each later one started when a running one ends; their stderr
-    lines copied to ours prefixed with the name, their stdout kept. Returns each name's return code and stdout. On
-    Ctrl-C / SIGTERM the running ones are stopped the same way and the others never started."""
-    waiting, running, results, threads = list(commands), {}, {}, []
+#: The line a market worker writes after each market's summary on stdout: the mark, the market and its exit status.
+DONE_MARK = "@@mmm_assets market done"
 
-    def start(name: str) -> None:
-        child = subprocess.Popen(commands[name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        out: list[str] = []
-        threads.extend([
-            threading.Thread(target=_prefixed, args=(child.stderr, f"[{name:<{prefix_width}}] "), daemon=True),
-            threading.Thread(target=lambda: out.append(child.stdout.read()), daemon=True),
-        ])
-        threads[-2].start()
-        threads[-1].start()
-        running[name] = (child, out)
-        _say(f"started {name} ({len(running)} running, {len(waiting)} waiting, at most {limit} at once)")
 
+@dataclass
+class _Worker:
+    """A worker process, the job it is on (None between jobs) and that job's stdout so far."""
+
+    process: subprocess.Popen
+    job: str | None = None
+    out: list[str] = field(default_factory=list)
+
+
+class _Queue:
+    """The state of :func:`run_queued`: the jobs waiting, the workers alive, the results, and the workers' events
+    (a job done, a worker's stdout closed) from their reader threads."""
+
+    def __init__(self, command: list[str], jobs: list[str], limit: int, prefix_width: int) -> None:
+        self.command, self.waiting, self.limit, self.prefix_width = command, list(jobs), limit, prefix_width
+        self.workers: list[_Worker] = []
+        self.results: dict[str, tuple[int, str]] = {}
+        self.events: queue.Queue = queue.Queue()
+
+    def read_out(self, worker: _Worker) -> None:
+        for line in worker.process.stdout:
+            if line.startswith(DONE_MARK):
+                name, code = line[len(DONE_MARK):].split()
+                self.events.put(("done", worker, name, int(code)))
+            else:
+                worker.out.append(line)
+        self.events.put(("exit", worker, None, None))
+
+    def read_err(self, worker: _Worker) -> None:
+        for line in worker.process.stderr:
+            sys.stderr.write(f"[{worker.job or '':<{self.prefix_width}}] {line}")
+            sys.stderr.flush()
+
+    def hand_out(self, worker: _Worker) -> None:
+        """The next job to ``worker``, or its stdin closed when none is left."""
+        worker.job, worker.out = (self.waiting.pop(0), []) if self.waiting else (None, [])
+        try:
+            if worker.job is None:
+                worker.process.stdin.close()
+                return
+            worker.process.stdin.write(worker.job + "\n")
+            worker.process.stdin.flush()
+        except BrokenPipeError:  # it has died: its exit event records the job with its exit status
+            return
+        busy = sum(w.job is not None for w in self.workers)
+        _say(f"started {worker.job} ({busy} running, {len(self.waiting)} waiting, at most {self.limit} at once)")
+
+    def start(self) -> None:
+        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, bufsize=1)
+        worker = _Worker(process)
+        self.workers.append(worker)
+        for target in (self.read_out, self.read_err):
+            threading.Thread(target=target, args=(worker,), daemon=True).start()
+        self.hand_out(worker)
+
+    def handle(self, kind: str, worker: _Worker, name: str | None, code: int | None) -> None:
+        if kind == "done":
+            self.results[name] = (code, "".join(worker.out))
+            self.hand_out(worker)
+            return
+        worker.process.wait()
+        self.workers.remove(worker)
+        if worker.job is not None:  # it died during a job
+            self.results[worker.job] = (worker.process.returncode, "".join(worker.out))
+            if self.waiting:
+                self.start()
+
+
+def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0) -> dict[str, tuple[int, str]]:
+    """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
+    (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
+    worker whose stdin closes exits. The workers' stderr lines are copied to ours prefixed with their current job.
+    Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
+    worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``_stop``) and no job is
+    handed out again."""
+    state = _Queue(command, jobs, limit, prefix_width)
     try:
-        while waiting or running:
-            while waiting and len(running) < limit:
-                start(waiting.pop(0))
-            for name, (child, out) in list(running.items()):
-                if child.poll() is not None:
-                    child.wait()
-                    results[name] = (child.returncode, out)
-                    del running[name]
-            time.sleep(0.1)
+        for _ in range(min(limit, len(jobs))):
+            state.start()
+        while state.workers:
+            try:
+                state.handle(*state.events.get(timeout=0.1))
+            except queue.Empty:
+                continue
     except KeyboardInterrupt:
-        _stop([child for child, _ in running.values()])
+        _stop([w.process for w in state.workers])
         raise
-    for thread in threads:
-        thread.join()
-    return {name: (code, "".join(out)) for name, (code, out) in results.items()}
+    return {name: state.results[name] for name in jobs}
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
@@ -312,26 +373,44 @@ def _peak_child_mib() -> float:
 
 
 def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) -> int:
-    """Every market's run in its own process, at most ``limit`` at once (``why``: where the number comes from);
-    Dagster's pool `mmm_fit` (dagster.yaml) decides how many fits sample at the same time. A failed market does not
-    stop the others; the exit status is the most serious of the markets' (`defs.outcome.most_serious`).
+    """Every market's run, at most ``limit`` at once (``why``: where the number comes from), by as many worker
+    processes, each refreshing one market after another in-process (``serve_markets``): the stack is imported and
+    the samplers and optimisers compiled once per worker, not once per market. Dagster's pool `mmm_fit`
+    (dagster.yaml) decides how many fits sample at the same time. A failed market does not stop the others; the exit
+    status is the most serious of the markets' (`defs.outcome.most_serious`).
     """
     from mmm_assets.defs.outcome import from_returncode, most_serious
 
     started = time.monotonic()
     _say(f"{len(markets)} market runs, at most {limit} at once ({why}): {', '.join(markets)}")
-    commands = {
-        market: [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--market", market]
-        for market in markets
-    }
-    results = run_bounded(commands, limit, max(map(len, markets)))
+    command = [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--worker"]
+    results = run_queued(command, markets, limit, max(map(len, markets)))
     codes = {market: from_returncode(results[market][0]) for market in markets}
     for market in markets:
         print(f"===== market {market} =====\n{results[market][1].rstrip()}")
     verdicts = ", ".join(f"{m} {'success' if codes[m] == 0 else f'FAILED (exit {int(codes[m])})'}" for m in markets)
-    print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s, at most {limit} at once, the largest run's "
+    print(f"markets: {verdicts} - {time.monotonic() - started:.0f} s, at most {limit} at once, the largest worker's "
           f"peak memory {_peak_child_mib():.0f} MiB")
     return most_serious(codes.values())
+
+
+def serve_markets(config_path: Path) -> int:
+    """A market worker of `make run`: refreshes each market named on stdin (a line each) in this process, writing its
+    summary and then ``DONE_MARK <market> <status>`` on stdout; returns when stdin closes. An error outside the run
+    (a lock, the instance) fails that market, not the worker."""
+    from mmm_assets.defs.outcome import Exit
+
+    cfg = load_config(config_path)
+    while line := sys.stdin.readline():
+        market = line.strip()
+        try:
+            code = _run_market(config_path, cfg.for_market(market))
+        except Exception as err:  # noqa: BLE001 - any error is this market's failure, said and counted
+            print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"market {market}: FAILED before its run ended: {type(err).__name__}: {err}")
+            code = Exit.UNEXPECTED
+        print(f"{DONE_MARK} {market} {int(code)}", flush=True)
+    return Exit.SUCCESS
 
 
 def sample_landing(config_path: Path, source_path: Path) -> int:
@@ -358,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="materialise the whole graph (job weekly_refresh)")
     run_parser.add_argument("--config", type=Path, default=Path("config/default.yaml"), help="scenario YAML")
     run_parser.add_argument("--market", help="refresh only this market (default: every market of the scenario)")
+    run_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # make run's market workers
     sample = sub.add_parser("sample-landing", help="write a sample landing file from a synthetic scenario")
     sample.add_argument("--config", type=Path, default=Path("config/landing_example.yaml"), help="files scenario")
     sample.add_argument("--from", dest="source", type=Path, default=Path("config/default.yaml"), help="synthetic one")
@@ -369,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return int(run(args.config, args.market))
+        return int(serve_markets(args.config) if args.worker else run(args.config, args.market))
     except KeyboardInterrupt:  # outside a run's steps, e.g. while waiting for another refresh's lock
         from mmm_assets.defs.outcome import Exit
 

@@ -1,5 +1,6 @@
-"""`make run` over many markets: how many runs go at once, and the bounded launcher that keeps to it."""
+"""`make run` over many markets: how many runs go at once, and the market workers that keep to it."""
 
+import queue
 import signal
 import subprocess
 import sys
@@ -23,46 +24,72 @@ def test_the_number_of_runs_at_once_follows_the_setting_or_the_machine(monkeypat
     assert cli.parallel_runs(None)[0] == 1  # never none
 
 
-def test_at_most_the_limit_run_at_once_and_every_one_runs(tmp_path, capsys):
-    """Six children that each record when they ran: never more than two at the same time, all six finished, their
-    stdout and return codes kept, their stderr copied with their name."""
+def _worker(body: str) -> list[str]:
+    """A stand-in for `make run`'s market worker: ``body`` runs for each job read from stdin (``job``, ``time``,
+    ``os`` and ``sys`` at hand), then the job's done mark with status ``status`` is written."""
+    lines = "\n".join(f"    {line}" for line in body.strip().splitlines())
+    code = (f"import os, sys, time\nwhile line := sys.stdin.readline():\n    job = line.strip(); status = 0\n{lines}\n"
+            f"    print({cli.DONE_MARK!r}, job, status, flush=True)\n")
+    return [sys.executable, "-c", code]
+
+
+def test_at_most_the_limit_run_at_once_every_job_runs_and_workers_are_reused(tmp_path, capsys):
+    """Six jobs for two workers: never more than two at the same time, all six done by the same two processes, each
+    job's stdout and status kept, the workers' stderr copied with the job's name."""
     log = tmp_path / "spans.txt"
-    code = ("import sys, time; start = time.monotonic(); time.sleep(0.4); "
-            f"open({str(log)!r}, 'a').write(f'{{start}} {{time.monotonic()}}\\n'); "
-            "print('out', sys.argv[1]); print('err', sys.argv[1], file=sys.stderr); sys.exit(int(sys.argv[1]) % 2)")
-    commands = {f"m{i}": [sys.executable, "-c", code, str(i)] for i in range(6)}
+    command = _worker(f"""
+start = time.monotonic(); time.sleep(0.4)
+open({str(log)!r}, 'a').write(f'{{start}} {{time.monotonic()}} {{os.getpid()}}\\n')
+print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(job[1:]) % 2
+time.sleep(0.1)  # stderr and stdout are two pipes: a line written just before the mark could get the next job's name
+""")
+    jobs = [f"m{i}" for i in range(6)]
     started = time.monotonic()
-    results = cli.run_bounded(commands, limit=2, prefix_width=2)
+    results = cli.run_queued(command, jobs, limit=2, prefix_width=2)
     assert time.monotonic() - started >= 3 * 0.4  # six of 0.4 s, two at a time
     assert {name: code for name, (code, _) in results.items()} == {f"m{i}": i % 2 for i in range(6)}
-    assert all(out.strip() == f"out {name[1:]}" for name, (_, out) in results.items())
-    spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
-    assert len(spans) == 6
-    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
-    assert overlap == 2
+    assert all(out.strip() == f"out {name}" for name, (_, out) in results.items())
+    spans = [line.split() for line in log.read_text().splitlines()]
+    assert len(spans) == 6 and len({pid for _, _, pid in spans}) == 2  # two processes did all six
+    times = [(float(s), float(e)) for s, e, _ in spans]
+    assert max(sum(s <= t < e for s, e in times) for t, _ in times) == 2
     err = capsys.readouterr().err
-    assert "[m3] err 3" in err and "at most 2 at once" in err
+    assert "[m3] err m3" in err and "at most 2 at once" in err
 
 
-def test_an_interrupt_stops_the_running_and_never_starts_the_waiting(tmp_path, monkeypatch):
+def test_a_worker_that_dies_during_a_job_fails_only_that_job(tmp_path):
+    """The job a worker died on gets the worker's exit status and the output it wrote; a new worker takes the rest."""
+    log = tmp_path / "pids.txt"
+    command = _worker(f"""
+open({str(log)!r}, 'a').write(f'{{job}} {{os.getpid()}}\\n'); print('working on', job, flush=True)
+if job == 'm1': os._exit(3)
+""")
+    results = cli.run_queued(command, ["m0", "m1", "m2", "m3"], limit=1)
+    assert {name: code for name, (code, _) in results.items()} == {"m0": 0, "m1": 3, "m2": 0, "m3": 0}
+    assert results["m1"][1].strip() == "working on m1"
+    pids = dict(line.split() for line in log.read_text().splitlines())
+    assert pids["m0"] == pids["m1"] != pids["m2"] == pids["m3"]
+
+
+def test_an_interrupt_stops_the_workers_and_hands_out_no_other_job(tmp_path, monkeypatch):
     marker = tmp_path / "started"
-    code = f"import sys, time; open({str(marker)!r} + sys.argv[1], 'w'); time.sleep(30)"
-    commands = {f"m{i}": [sys.executable, "-c", code, str(i)] for i in range(3)}
+    command = _worker(f"open({str(marker)!r} + job, 'w'); time.sleep(30)")
     interrupted = []
 
-    def sleep(seconds):  # the launcher's wait: interrupted once, when both running children exist
-        if not interrupted and all((tmp_path / f"started{i}").exists() for i in range(2)):
-            interrupted.append(True)
-            raise KeyboardInterrupt
-        time.sleep(seconds)
+    class Events(queue.Queue):  # the launcher's wait: interrupted once, when both workers are on a job
+        def get(self, block=True, timeout=None):
+            if not interrupted and all((tmp_path / f"startedm{i}").exists() for i in range(2)):
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return super().get(block, timeout)
 
-    # the launcher's own view of the time module only (subprocess's waits and other threads keep the real sleep)
-    monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    # the launcher's own view of the queue module only
+    monkeypatch.setattr(cli, "queue", SimpleNamespace(Queue=Events, Empty=queue.Empty))
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        cli.run_bounded(commands, limit=2)
+        cli.run_queued(command, ["m0", "m1", "m2"], limit=2)
     assert time.monotonic() - started < 20  # the running ones were stopped, not waited for
-    assert not (tmp_path / "started2").exists()
+    assert not (tmp_path / "startedm2").exists()
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch):

@@ -41,8 +41,9 @@ class OperationsConfig(_Strict):
     )
     max_parallel_runs: int | None = Field(
         default=None, ge=1, le=256,
-        description="`python -m mmm_assets run` over several markets: how many market runs (processes) go at once; "
-        "null = as many as the machine's cores and its available memory allow (mmm_assets/cli.py, RUN_PEAK_MIB).",
+        description="`python -m mmm_assets run` over several markets: how many market runs go at once, each in a "
+        "worker process that refreshes one market after another; null = as many as the machine's cores and its "
+        "available memory allow (mmm_assets/cli.py, RUN_PEAK_MIB).",
     )
     pool_wait_timeout_s: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600,
