@@ -1,11 +1,13 @@
 """Many channels on realistic data: fit time, convergence and recovery at 10 / 20 / 30 channels with the defaults.
 
-    python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900]
+    python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900] [--baseline]
+                                       [--cold-name nutpie]
 
 Each cell is config/realistic.yaml (7 % noise, trend, season, events, price, two bought-together pairs) with its
 eight channels' truth repeated, with perturbed saturation and smaller effects, up to N channels, over W weeks; fitted
 by the core fit in its own process (run.py's cache_env: compile caches under benchmarks/.work/many-channels-cache), cut off after
---timeout seconds. Per cell: fit seconds, divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
+--timeout seconds; with --baseline, PyMC-Marketing's defaults + nutpie on the same data too (BASELINE_CELL). Per
+cell: fit and whole-process seconds, divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
 true ROAS lie in their 94 % HDI, the media's estimated and true share of the KPI. Writes
 benchmarks/results/many-channels-<UTC stamp>.md.
 """
@@ -16,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -50,9 +53,50 @@ print(json.dumps({"fit_seconds": result.wall_seconds, "sampler": result.sampler,
                   "true_media_share": float(truth.contributions[cfg.channels].sum().sum() / features["y"].sum())}))
 """
 
+#: PyMC-Marketing's MMM with its defaults on the same weeks: the scenario's channels, its other columns (price, the
+#: events) and a linear trend column as controls, its yearly Fourier order, the library's default priors and scaling, sampled with
+#: nutpie, 4 chains x (1000 tune + 1000 draws), the library's defaults. Diagnostics over every free parameter.
+BASELINE_CELL = """
+import json, sys, time
+import numpy as np
+from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+from mmm_assets.core.config import load_config
+from mmm_assets.core.data.inputs import weekly_features
+from mmm_assets.core.inference.sampling import diagnose
+from mmm_assets.core.modelling.posterior import mean_hdi
+from mmm_assets.core.synthetic.generator import generate
+cfg = load_config(sys.argv[1])
+frame, truth = generate(cfg.data.synthetic, cfg.model.calendar)
+features = weekly_features(cfg, frame)
+if cfg.model.trend:
+    features["trend"] = np.arange(len(features), dtype=float)
+controls = [c for c in features.columns if c not in ("date", "y", *cfg.channels)]
+mmm = MMM(date_column="date", channel_columns=cfg.channels, adstock=GeometricAdstock(l_max=cfg.model.adstock_l_max),
+          saturation=LogisticSaturation(), control_columns=controls, yearly_seasonality=cfg.model.yearly_seasonality)
+mmm.build_model(features.drop(columns="y"), features["y"])
+mmm.add_original_scale_contribution_variable(var=["channel_contribution"])
+started = time.monotonic()
+mmm.fit(features.drop(columns="y"), features["y"], nuts_sampler="nutpie", random_seed=1, progressbar=False)
+seconds = time.monotonic() - started
+free = [v.name for v in mmm.model.free_RVs]
+d = diagnose(mmm.idata, free)
+contribution = mmm.idata.posterior["channel_contribution_original_scale"].sum("date")
+spend = features[cfg.channels].sum()
+roas = contribution / spend.to_xarray().rename(index="channel")
+hdi = mean_hdi(roas).set_index(roas["channel"].to_index())
+true = truth.contributions[cfg.channels].sum() / spend
+inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for c in cfg.channels))
+print(json.dumps({"fit_seconds": seconds, "sampler": "pymc-marketing defaults + nutpie", "divergences": d.divergences,
+                  "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
+                  "roas_in_hdi": f"{inside}/{len(cfg.channels)}",
+                  "media_share": float((hdi["mean"] * spend).sum() / features["y"].sum()),
+                  "true_media_share": float(truth.contributions[cfg.channels].sum().sum() / features["y"].sum())}))
+"""
 
-def scenario(channels: int, weeks: int, folder: Path) -> Path:
-    """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first)."""
+
+def scenario(channels: int, weeks: int, folder: Path, cold_name: str | None = None) -> Path:
+    """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first); with
+    ``cold_name``, that sampler for the (cold) fit instead of the default's."""
     raw = yaml.safe_load((ROOT / "config" / "realistic.yaml").read_text())
     base = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())["data"]["synthetic"]["channels"]
     own = raw["data"]["synthetic"]["channels"]
@@ -72,25 +116,30 @@ def scenario(channels: int, weeks: int, folder: Path) -> Path:
     start = dt.date.fromisoformat(str(raw["data"]["synthetic"]["start_date"]))
     raw["data"]["synthetic"]["end_date"] = str(start + dt.timedelta(weeks=weeks - 1))
     raw["scenario"] = f"many_{channels}c_{weeks}w"
+    if cold_name:
+        raw.setdefault("sampler", {})["cold_name"] = cold_name
     path = folder / f"{raw['scenario']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-def run_cell(config: Path, timeout: float) -> dict:
-    """CELL on one scenario file in its own process: its figures, the error, or the timeout."""
+def run_cell(config: Path, timeout: float, cell: str = CELL) -> dict:
+    """``cell`` on one scenario file in its own process: its figures and the whole process's wall seconds, the
+    error, or the timeout."""
+    started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-c", CELL, str(config)], capture_output=True, text=True, cwd=ROOT,
+        done = subprocess.run([sys.executable, "-c", cell, str(config)], capture_output=True, text=True, cwd=ROOT,
                               env=cache_env(CACHE / "pytensor", CACHE / "jax"), timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"timed_out_after_seconds": timeout}
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_seconds": time.monotonic() - started}
 
 
 def write_results(rows: list[dict], name: str, title: str, command: str) -> Path:
-    """The rows as a markdown table in benchmarks/results/<name>-<UTC stamp>.md, under a title and the command."""
+    """The rows as a markdown table in benchmarks/results/<name>-<UTC stamp>.md, under a title and the command, and
+    as JSON beside it."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = HERE / "results" / f"{name}-{stamp}.md"
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -98,6 +147,7 @@ def write_results(rows: list[dict], name: str, title: str, command: str) -> Path
     lines += ["| " + " | ".join(str(round(r[k], 3) if isinstance(r.get(k), float) else r.get(k, "")) for k in keys)
               + " |" for r in rows]
     out.write_text(f"# {title} ({stamp})\n\n`{command}`\n\n" + "\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"stamp": stamp, "command": command, "rows": rows}, indent=1))
     return out
 
 
@@ -106,16 +156,21 @@ def main() -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=[10, 20, 30])
     parser.add_argument("--weeks", type=int, default=156)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--cold-name", default=None, help="sampler.cold_name of our fit (default: the scenario's)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also fit PyMC-Marketing's defaults with nutpie on each cell (BASELINE_CELL)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.channels:
-            rows.append({"channels": n, "weeks": args.weeks,
-                         **run_cell(scenario(n, args.weeks, Path(tmp)), args.timeout)})
-            print(rows[-1], flush=True)
+            config = scenario(n, args.weeks, Path(tmp), args.cold_name)
+            for name, cell in [("ours", CELL), *([("baseline", BASELINE_CELL)] if args.baseline else [])]:
+                rows.append({"channels": n, "weeks": args.weeks, "fit": name, **run_cell(config, args.timeout, cell)})
+                print(rows[-1], flush=True)
     out = write_results(rows, "many-channels", "Many channels on realistic data",
                         f"python benchmarks/many_channels.py --channels {' '.join(map(str, args.channels))} "
-                        f"--weeks {args.weeks} --timeout {args.timeout:.0f}")
+                        f"--weeks {args.weeks} --timeout {args.timeout:.0f}{' --baseline' * args.baseline}"
+                        f"{f' --cold-name {args.cold_name}' if args.cold_name else ''}")
     print(out.read_text())
 
 
