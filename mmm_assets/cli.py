@@ -289,8 +289,15 @@ class _Queue:
         self.events.put(("exit", worker, None, None))
 
     def read_err(self, worker: _Worker) -> None:
+        """The worker's stderr, each line prefixed with its job: the job the worker was on when the first line after
+        the previous job's done mark came (a worker writes for a job only once it has been handed it)."""
+        job = None
         for line in worker.process.stderr:
-            sys.stderr.write(f"[{worker.job or '':<{self.prefix_width}}] {line}")
+            if line.startswith(DONE_MARK):
+                job = None
+                continue
+            job = job or worker.job
+            sys.stderr.write(f"[{job or '':<{self.prefix_width}}] {line}")
             sys.stderr.flush()
 
     def hand_out(self, worker: _Worker) -> None:
@@ -332,7 +339,8 @@ class _Queue:
 def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0) -> dict[str, tuple[int, str]]:
     """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
     (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
-    worker whose stdin closes exits. The workers' stderr lines are copied to ours prefixed with their current job.
+    worker whose stdin closes exits. The workers' stderr lines are copied to ours prefixed with their job (a worker
+    ends each job's stderr with a ``DONE_MARK`` line).
     Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
     worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``_stop``) and no job is
     handed out again."""
@@ -396,7 +404,8 @@ def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) ->
 
 def serve_markets(config_path: Path) -> int:
     """A market worker of `make run`: refreshes each market named on stdin (a line each) in this process, writing its
-    summary and then ``DONE_MARK <market> <status>`` on stdout; returns when stdin closes. An error outside the run
+    summary and then ``DONE_MARK <market> <status>`` on stdout (and ``DONE_MARK`` on stderr, closing the market's log
+    lines); returns when stdin closes. An error outside the run
     (a lock, the instance) fails that market, not the worker."""
     from mmm_assets.defs.outcome import Exit
 
@@ -409,6 +418,7 @@ def serve_markets(config_path: Path) -> int:
             print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
             print(f"market {market}: FAILED before its run ended: {type(err).__name__}: {err}")
             code = Exit.UNEXPECTED
+        print(DONE_MARK, file=sys.stderr, flush=True)  # the log lines after it are the next market's
         print(f"{DONE_MARK} {market} {int(code)}", flush=True)
     return Exit.SUCCESS
 

@@ -26,9 +26,10 @@ def test_the_number_of_runs_at_once_follows_the_setting_or_the_machine(monkeypat
 
 def _worker(body: str) -> list[str]:
     """A stand-in for `make run`'s market worker: ``body`` runs for each job read from stdin (``job``, ``time``,
-    ``os`` and ``sys`` at hand), then the job's done mark with status ``status`` is written."""
+    ``os`` and ``sys`` at hand), then the job's done marks are written (stderr, then stdout with ``status``)."""
     lines = "\n".join(f"    {line}" for line in body.strip().splitlines())
     code = (f"import os, sys, time\nwhile line := sys.stdin.readline():\n    job = line.strip(); status = 0\n{lines}\n"
+            f"    print({cli.DONE_MARK!r}, file=sys.stderr, flush=True)\n"
             f"    print({cli.DONE_MARK!r}, job, status, flush=True)\n")
     return [sys.executable, "-c", code]
 
@@ -41,7 +42,6 @@ def test_at_most_the_limit_run_at_once_every_job_runs_and_workers_are_reused(tmp
 start = time.monotonic(); time.sleep(0.4)
 open({str(log)!r}, 'a').write(f'{{start}} {{time.monotonic()}} {{os.getpid()}}\\n')
 print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(job[1:]) % 2
-time.sleep(0.1)  # stderr and stdout are two pipes: a line written just before the mark could get the next job's name
 """)
     jobs = [f"m{i}" for i in range(6)]
     started = time.monotonic()
@@ -54,7 +54,9 @@ time.sleep(0.1)  # stderr and stdout are two pipes: a line written just before t
     times = [(float(s), float(e)) for s, e, _ in spans]
     assert max(sum(s <= t < e for s, e in times) for t, _ in times) == 2
     err = capsys.readouterr().err
-    assert "[m3] err m3" in err and "at most 2 at once" in err
+    # every job's line under its own name (stderr and stdout are two pipes: the name comes from the stderr mark)
+    assert all(f"[{job}] err {job}" in err for job in jobs) and "at most 2 at once" in err
+    assert cli.DONE_MARK not in err
 
 
 def test_a_worker_that_dies_during_a_job_fails_only_that_job(tmp_path):
