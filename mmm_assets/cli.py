@@ -214,13 +214,6 @@ def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str,
     )
 
 
-def _prefixed(stream, prefix: str) -> None:
-    """Copy a child's log lines to our stderr, each prefixed with its market."""
-    for line in stream:
-        sys.stderr.write(f"{prefix}{line}")
-        sys.stderr.flush()
-
-
 #: The most one market worker holds in memory at once, in MiB: the largest worker's peak resident memory was
 #: 1,493-1,525 MiB over ten markets of 156 weeks each, one market run's 1,373-1,514 MiB (benchmarks/markets_parallel.py),
 #: rounded up. The default number of workers keeps them within the memory available when `make run` starts.
@@ -258,6 +251,8 @@ def parallel_runs(configured: int | None) -> tuple[int, str]:
 
 #: The line a market worker writes after each market's summary on stdout: the mark, the market and its exit status.
 DONE_MARK = "@@mmm_assets market done"
+#: The line a market worker writes on stderr before each market's log lines: the mark and the market.
+START_MARK = "@@mmm_assets market start"
 
 
 @dataclass
@@ -276,6 +271,7 @@ class _Queue:
     def __init__(self, command: list[str], jobs: list[str], limit: int, prefix_width: int) -> None:
         self.command, self.waiting, self.limit, self.prefix_width = command, list(jobs), limit, prefix_width
         self.workers: list[_Worker] = []
+        self.log_copiers: list[threading.Thread] = []
         self.results: dict[str, tuple[int, str]] = {}
         self.events: queue.Queue = queue.Queue()
 
@@ -289,15 +285,14 @@ class _Queue:
         self.events.put(("exit", worker, None, None))
 
     def read_err(self, worker: _Worker) -> None:
-        """The worker's stderr, each line prefixed with its job: the job the worker was on when the first line after
-        the previous job's done mark came (a worker writes for a job only once it has been handed it)."""
-        job = None
+        """The worker's stderr, each line prefixed with the job named by the last ``START_MARK`` before it (the
+        job handed out can already be the next one when this thread reads a line late)."""
+        job = ""
         for line in worker.process.stderr:
-            if line.startswith(DONE_MARK):
-                job = None
+            if line.startswith(START_MARK):
+                job = line[len(START_MARK):].strip()
                 continue
-            job = job or worker.job
-            sys.stderr.write(f"[{job or '':<{self.prefix_width}}] {line}")
+            sys.stderr.write(f"[{job:<{self.prefix_width}}] {line}")
             sys.stderr.flush()
 
     def hand_out(self, worker: _Worker) -> None:
@@ -319,8 +314,9 @@ class _Queue:
                                    stderr=subprocess.PIPE, text=True, bufsize=1)
         worker = _Worker(process)
         self.workers.append(worker)
-        for target in (self.read_out, self.read_err):
-            threading.Thread(target=target, args=(worker,), daemon=True).start()
+        threading.Thread(target=self.read_out, args=(worker,), daemon=True).start()
+        self.log_copiers.append(threading.Thread(target=self.read_err, args=(worker,), daemon=True))
+        self.log_copiers[-1].start()
         self.hand_out(worker)
 
     def handle(self, kind: str, worker: _Worker, name: str | None, code: int | None) -> None:
@@ -340,7 +336,7 @@ def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: in
     """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
     (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
     worker whose stdin closes exits. The workers' stderr lines are copied to ours prefixed with their job (a worker
-    ends each job's stderr with a ``DONE_MARK`` line).
+    starts each job's stderr with ``START_MARK <job>``).
     Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
     worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``_stop``) and no job is
     handed out again."""
@@ -356,6 +352,8 @@ def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: in
     except KeyboardInterrupt:
         _stop([w.process for w in state.workers])
         raise
+    for copier in state.log_copiers:  # every worker's last log lines copied before the summary follows
+        copier.join()
     return {name: state.results[name] for name in jobs}
 
 
@@ -404,21 +402,21 @@ def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) ->
 
 def serve_markets(config_path: Path) -> int:
     """A market worker of `make run`: refreshes each market named on stdin (a line each) in this process, writing its
-    summary and then ``DONE_MARK <market> <status>`` on stdout (and ``DONE_MARK`` on stderr, closing the market's log
-    lines); returns when stdin closes. An error outside the run
+    summary and then ``DONE_MARK <market> <status>`` on stdout (its log lines on stderr after ``START_MARK
+    <market>``); returns when stdin closes. An error outside the run
     (a lock, the instance) fails that market, not the worker."""
     from mmm_assets.defs.outcome import Exit
 
     cfg = load_config(config_path)
     while line := sys.stdin.readline():
         market = line.strip()
+        print(START_MARK, market, file=sys.stderr, flush=True)
         try:
             code = _run_market(config_path, cfg.for_market(market))
         except Exception as err:  # noqa: BLE001 - any error is this market's failure, said and counted
             print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
             print(f"market {market}: FAILED before its run ended: {type(err).__name__}: {err}")
             code = Exit.UNEXPECTED
-        print(DONE_MARK, file=sys.stderr, flush=True)  # the log lines after it are the next market's
         print(f"{DONE_MARK} {market} {int(code)}", flush=True)
     return Exit.SUCCESS
 

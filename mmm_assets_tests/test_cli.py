@@ -26,10 +26,10 @@ def test_the_number_of_runs_at_once_follows_the_setting_or_the_machine(monkeypat
 
 def _worker(body: str) -> list[str]:
     """A stand-in for `make run`'s market worker: ``body`` runs for each job read from stdin (``job``, ``time``,
-    ``os`` and ``sys`` at hand), then the job's done marks are written (stderr, then stdout with ``status``)."""
+    ``os`` and ``sys`` at hand) after its start mark on stderr, then its done mark with ``status`` on stdout."""
     lines = "\n".join(f"    {line}" for line in body.strip().splitlines())
-    code = (f"import os, sys, time\nwhile line := sys.stdin.readline():\n    job = line.strip(); status = 0\n{lines}\n"
-            f"    print({cli.DONE_MARK!r}, file=sys.stderr, flush=True)\n"
+    code = (f"import os, sys, time\nwhile line := sys.stdin.readline():\n    job = line.strip(); status = 0\n"
+            f"    print({cli.START_MARK!r}, job, file=sys.stderr, flush=True)\n{lines}\n"
             f"    print({cli.DONE_MARK!r}, job, status, flush=True)\n")
     return [sys.executable, "-c", code]
 
@@ -56,7 +56,7 @@ print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(
     err = capsys.readouterr().err
     # every job's line under its own name (stderr and stdout are two pipes: the name comes from the stderr mark)
     assert all(f"[{job}] err {job}" in err for job in jobs) and "at most 2 at once" in err
-    assert cli.DONE_MARK not in err
+    assert cli.START_MARK not in err
 
 
 def test_a_worker_that_dies_during_a_job_fails_only_that_job(tmp_path):
