@@ -1,10 +1,11 @@
 """How the PyTensor functions a refresh builds outside the sampler are compiled.
 
-What PyMC compiles around a numpyro fit (its starting point), the posterior predictive, the ROAS counterfactuals
-and the budget optimiser's objective are evaluated once or a few hundred times per refresh. PyTensor's default backend
-(numba) compiles each of them for seconds (the optimiser's objective for ~18 s on an empty cache, and again after
-every fit, since it holds the posterior), so they compile in ``QUICK_MODE``: PyTensor's FAST_COMPILE (Python
-implementations, no compiled code) plus one rewrite. FAST_COMPILE evaluates a batched 1-D convolution (the adstock,
+What PyMC compiles around a numpyro fit (its starting point), the posterior predictive and the ROAS
+counterfactuals are evaluated a few times per refresh. PyTensor's default backend (numba) compiles each of them for
+seconds, and again after every fit when the graph holds the posterior, so they compile in ``QUICK_MODE``: PyTensor's
+FAST_COMPILE (Python implementations, no compiled code) plus one rewrite. The budget optimiser's objective, evaluated
+hundreds of times per refresh by the budget, scenario and goal searches, compiles in ``RUN_MODE`` (C, cached by
+code). FAST_COMPILE evaluates a batched 1-D convolution (the adstock,
 and its gradient) as one ``numpy.convolve`` call per channel and draw: 4,200 calls per objective evaluation on the
 reference scenario, 93 % of the budget steps' time. The rewrite ``shift_sum_convolve`` turns a batched convolution
 whose kernel length is known into the sum of that many shifted products, a handful of whole-array operations.
