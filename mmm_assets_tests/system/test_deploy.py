@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from mmm_assets.core.config.paths import PROJECT_DIR
+from mmm_assets_tests.system.servers import start_server
 
 DEPLOY = PROJECT_DIR / "deploy"
 INSTANCE = DEPLOY / "dagster.yaml"
@@ -411,8 +412,7 @@ def test_code_location_command_serves_the_definitions(tmp_path: Path) -> None:
     }
     log = tmp_path / "grpc.log"
     with log.open("w") as out:
-        server = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = start_server(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     client = DagsterGrpcClient(port=port, host="127.0.0.1")
     try:
         deadline = time.monotonic() + GRPC_START_TIMEOUT_S

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from mmm_assets.core.config.paths import PROJECT_DIR
+from mmm_assets_tests.system.servers import start_server
 
 CHROMIUM = Path(os.environ.get("MMM_CHROMIUM", "/usr/bin/chromium"))
 #: The network is closed: without the background-networking flags Chromium hangs on refused connections.
@@ -130,10 +131,9 @@ def start_dagster_dev(workspace: Path, home: Path, log: Path, env: dict[str, str
     if not dagster.exists():
         dagster = Path(shutil.which("dagster") or "dagster")
     handle = log.open("w")
-    proc = subprocess.Popen(
+    proc = start_server(  # its own process group, so teardown stops every child with it
         [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT_DIR, env=full_env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, so teardown stops every child with it
     )
     return DagsterDev(f"http://127.0.0.1:{port}", proc, log, handle)
 

@@ -380,3 +380,5 @@ def test_a_code_location_that_cannot_load_fails_the_wait_with_its_error(dagster_
     assert "this code location cannot load (on purpose)" in message
     assert "--- server log" in message
     assert time.monotonic() - started < 120, "the error was found only by the timeout"
+    server.stop()  # whatever SIGINT the tests inherited (CI's runner ignores it), `dagster dev` ends on its SIGTERM
+    assert server.proc.returncode == 0, f"dagster dev was killed ({server.proc.returncode}):\n{server.log_tail()}"
