@@ -44,6 +44,34 @@ CROSS_MARKET_JOB = "plan_all_markets"
 ALL_CHAMPIONS = {"mmm_champion": AssetIn(partition_mapping=AllPartitionMapping())}
 
 
+def scenario_champions(cfg, champions: dict[str, Champion], log) -> dict[str, Champion]:
+    """The champions of the scenario's own markets. The instance's market partitions are every scenario's run on it,
+    so the others' markets are left out (said in the log), and a market of this scenario whose latest champion is
+    another scenario's model (the same market name refreshed under another scenario last) fails the step. Markets
+    from a landing file's market column are the partitions whose champion is this scenario's model."""
+    from dagster import Failure
+
+    from mmm_assets.core.stores.tracking import model_name
+
+    names = cfg.market_names
+    if names is None:
+        names = [m for m, champion in champions.items() if champion.model_name == model_name(cfg.for_market(m))]
+    wrong = {}
+    for market in names:
+        expected = model_name(cfg.for_market(market))
+        if market in champions and champions[market].model_name != expected:
+            wrong[market] = f"{champions[market].model_name} instead of {expected}"
+    if wrong:
+        raise Failure(description=(
+            f"scenario {cfg.scenario}: the latest champion of market(s) {', '.join(sorted(wrong))} is another "
+            f"scenario's model ({'; '.join(f'{m}: {w}' for m, w in sorted(wrong.items()))}); refresh those markets "
+            "under this scenario, then run plan_all_markets again"), allow_retries=False)
+    others = sorted(set(champions) - set(names))
+    if others:
+        log.info(f"left out market(s) {', '.join(others)}: not markets of scenario {cfg.scenario}")
+    return {market: champions[market] for market in names if market in champions}
+
+
 @asset(group_name=DECISIONS_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, ins=ALL_CHAMPIONS)
 def markets_rollup(
     context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: dict[str, Champion]
@@ -62,7 +90,7 @@ def markets_rollup(
 
     cfg = scenario.load_scenario()
     windows = {}
-    for market, champion in sorted(mmm_champion.items()):
+    for market, champion in sorted(scenario_champions(cfg, mmm_champion, context.log).items()):
         mmm = load_model(champion.path)
         windows[market] = MarketWindow(mmm, fitted_features(mmm))
         context.log.info(f"market {market}: {champion.model_name} v{champion.version}")
@@ -105,7 +133,7 @@ def all_markets_budget(context: AssetExecutionContext, scenario: ScenarioResourc
                          "budget across markets (set scope: all_markets for one)")
         return
     models = {}
-    for market, champion in sorted(mmm_champion.items()):
+    for market, champion in sorted(scenario_champions(cfg, mmm_champion, context.log).items()):
         mmm = load_model(champion.path)
         models[market] = MarketModel(mmm, fitted_features(mmm), cfg.for_market(market).owned_channels)
         context.log.info(f"market {market}: {champion.model_name} v{champion.version}")
@@ -167,7 +195,7 @@ def all_markets_sensor(context: RunStatusSensorContext):
     config_path = run.run_config.get("resources", {}).get("scenario", {}).get("config", {}).get("config_path")
     config_path = config_path or str(default_config_path())
     try:
-        load_config(config_path)
+        cfg = load_config(config_path)
     except ConfigError as err:
         return SkipReason(f"cannot read the run's scenario: {err}")
     instance = context.instance
@@ -175,7 +203,8 @@ def all_markets_sensor(context: RunStatusSensorContext):
         DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]))
     if busy:
         return SkipReason(f"{len(busy)} market refresh(es) still to finish; the view across markets waits for them")
-    markets = instance.get_dynamic_partitions(MARKETS.name)
+    # the instance's partitions hold every scenario's markets; the run's own are its configured ones
+    markets = cfg.market_names if cfg.market_names is not None else instance.get_dynamic_partitions(MARKETS.name)
     if len(markets) < 2:
         return SkipReason(f"one market ({', '.join(markets)}): nothing to roll up or plan across markets")
     champions = {m: instance.fetch_materializations(

@@ -17,6 +17,7 @@ from dagster import (
 from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW
 from mmm_assets.core.modelling.persistence import save_model
 from mmm_assets.core.records import Champion
+from mmm_assets.core.stores.tracking import model_name
 from mmm_assets.defs.constants import ALL_MARKETS, JOB
 from mmm_assets.defs.cross_market import all_markets_budget, all_markets_sensor, markets_rollup, plan_all_markets
 from mmm_assets.defs.partitions import MARKETS, register_markets
@@ -26,14 +27,17 @@ from mmm_assets_tests.defs.conftest import evaluate_sensor
 pytestmark = pytest.mark.slow
 
 
-def _definitions(fits, folder, config_path=None) -> Definitions:
-    """A weekly_refresh stand-in whose champion is each market's small fit, saved as a model file."""
+def _definitions(fits, folder, config_path=None, foreign=()) -> Definitions:
+    """A weekly_refresh stand-in whose champion is each market's small fit, saved as a model file, registered under
+    the scenario's model name; a market in ``foreign`` (or not the scenario's) gets another scenario's champion."""
     paths = {m: save_model(model, folder / f"{m}.nc") for m, model in fits.models.items()}
 
     @asset(name="mmm_champion", partitions_def=MARKETS)
     def champion(context) -> Champion:
         market = context.partition_key
-        return Champion(str(paths[market]), f"small.{market}", "1", "data", "run", "source")
+        if market in paths and market not in foreign:
+            return Champion(str(paths[market]), model_name(fits.cfg.for_market(market)), "1", "data", "run", "source")
+        return Champion(str(paths["north"]), f"mmm_assets.another_scenario.{market}", "1", "data", "run", "source")
 
     return Definitions(
         assets=[champion, markets_rollup, all_markets_budget],
@@ -56,6 +60,9 @@ def test_the_last_market_refresh_starts_one_budget_across_markets(three_market_f
     assert isinstance(waiting, SkipReason) and "west have no champion yet" in waiting.skip_message
 
     runs.append(refresh.execute_in_process(run_config=run_config, instance=instance, partition_key="west").run_id)
+    # a market of another scenario on the same instance: not the scenario's, so not rolled up nor planned
+    register_markets(instance, ["east"])
+    refresh.execute_in_process(run_config=run_config, instance=instance, partition_key="east")
     request = evaluate_sensor(all_markets_sensor, runs[-1], DagsterEventType.RUN_SUCCESS)
     assert request.run_key.startswith("all_markets:")
     planned = defs.resolve_job_def("plan_all_markets").execute_in_process(run_config=request.run_config,
@@ -104,3 +111,21 @@ def test_scope_market_rolls_up_without_a_budget_across_markets(three_market_fits
     with duckdb.connect(str(tmp_path / "scope_market.duckdb"), read_only=True) as conn:
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert "markets_rollup" in tables and "all_markets_budget" not in tables
+
+
+def test_a_market_whose_champion_is_another_scenarios_model_fails_the_plan_by_name(three_market_fits, tmp_path):
+    """The same market name refreshed last under another scenario: its champion is not this scenario's model."""
+    fits = three_market_fits
+    defs = _definitions(fits, tmp_path, foreign=("west",))
+    instance = DagsterInstance.get()
+    register_markets(instance, fits.cfg.market_names)
+    run_config = {"resources": {"scenario": {"config": {"config_path": str(fits.path)}}}}
+    for market in fits.cfg.market_names:
+        defs.resolve_job_def(JOB).execute_in_process(run_config=run_config, instance=instance, partition_key=market)
+    planned = defs.resolve_job_def("plan_all_markets").execute_in_process(run_config=run_config, instance=instance,
+                                                                          raise_on_error=False)
+    assert not planned.success
+    failure = next(e for e in planned.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.error.message
+    assert "market(s) west is another scenario's model (west: mmm_assets.another_scenario.west instead of " in message
+    assert "refresh those markets under this scenario" in message
