@@ -19,6 +19,13 @@ for every market and channel), unlike the library's default for a panel, which t
 So a market's ``lam`` applies to its own max-scaled spend and its ``beta`` is in units of its own target maximum,
 exactly as in a model fitted to that market alone, and the two are comparable.
 
+The non-media terms (controls, competitors, calendar events, the trend; :class:`~mmm_assets.core.modelling.priors.
+RoleTerms`) are per market: each market has its own centre and scale per term (a price around 10 in one market and
+20 in another is measured in each market's own units) and its own coefficient, with the single-market model's prior;
+the carry-over rate of a carried-over term is shared. They are not pooled: a control's effect is the market's own
+business (a price, a local event), and with one coefficient per market and term the market's view below is exactly a
+single-market model's terms.
+
 The library needs a balanced panel: every market over the same weeks (it fills missing cells with 0, which would be
 fitted as observed zeros), so ``fit_pooled`` refuses markets whose weeks differ.
 
@@ -59,7 +66,7 @@ from mmm_assets.core.inference.sampling import FitResult, available_sampler, sam
 from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
-from mmm_assets.core.modelling.roles import term_specs
+from mmm_assets.core.modelling.priors import role_terms
 from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
 
 MARKET_DIM = MARKET_COLUMN
@@ -120,11 +127,14 @@ class PoolingPriors:
         }
 
 
-def stack_markets(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+def stack_markets(
+    frames: Mapping[str, pd.DataFrame], columns: list[str], channels: list[str] | None = None
+) -> pd.DataFrame:
     """One long frame (``market`` first) from per-market feature frames that cover the same weeks and columns.
 
-    ``columns`` are the model's columns (date, target, channels, controls). Raises :class:`InputError` naming the
-    market and what differs when the markets cannot form a balanced panel.
+    ``columns`` are the model's columns (date, target, channels, controls); ``channels`` those scaled by their
+    maximum in each market, which must not be zero in every week (default: every column but date and target).
+    Raises :class:`InputError` naming the market and what differs when the markets cannot form a balanced panel.
     """
     if len(frames) < 2:
         raise InputError(f"pooling needs at least two markets, got {sorted(frames)}; fit a single market separately")
@@ -157,8 +167,8 @@ def stack_markets(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.
                 f"({len(reference_dates)} weeks): {detail}. The pooled model needs every market over the same "
                 "weeks; trim the markets to their common weeks or fit them separately"
             )
-        channels = [c for c in columns if c not in (DATE_COLUMN, TARGET_COLUMN)]
-        silent = [c for c in channels if not (frame[c] != 0).any()]
+        scaled = channels if channels is not None else [c for c in columns if c not in (DATE_COLUMN, TARGET_COLUMN)]
+        silent = [c for c in scaled if not (frame[c] != 0).any()]
         if silent:
             problems.append(
                 f"market {market!r}: column(s) {silent} are zero in every week, so the market's max scaling is "
@@ -173,11 +183,9 @@ def stack_markets(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.
 
 
 def unsupported(cfg: MMMConfig) -> list[str]:
-    """The scenario's settings the pooled model does not implement yet (it has media, intercept and seasonality)."""
+    """The scenario's settings the pooled model does not implement yet (it has media, intercept, seasonality and the
+    non-media terms)."""
     found = []
-    terms = [spec.name for spec in term_specs(cfg)]
-    if terms:
-        found.append(f"non-media terms {terms} (controls, competitors, calendar events, model.trend)")
     for key in ("roi_priors", "scaling", "lift_tests"):
         if getattr(cfg.model, key):
             found.append(f"model.{key}")
@@ -196,7 +204,10 @@ def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM
             f"{'; '.join(missing)} yet. Set markets.pooling: separate, or remove those settings"
         )
     template = build_mmm(cfg)
-    return MMM(
+    model_config = (priors or PoolingPriors()).model_config()
+    if template.control_columns:  # the terms model the controls (priors.NoControlCoefficients)
+        model_config["gamma_control"] = template.model_config["gamma_control"]
+    pooled = MMM(
         date_column=template.date_column,
         channel_columns=list(template.channel_columns),
         target_column=template.target_column,
@@ -210,8 +221,12 @@ def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM
             target=DataDerivedScaling(method="max", dims=()),
             channel=DataDerivedScaling(method="max", dims=()),
         ),
-        model_config=(priors or PoolingPriors()).model_config(),
+        model_config=model_config,
     )
+    terms = role_terms(template)
+    if terms is not None:
+        pooled.add_mu_effect(terms.model_copy(update={"market_dim": MARKET_DIM}))
+    return pooled
 
 
 def fit_pooled(
@@ -238,7 +253,7 @@ def fit_pooled(
     warm = LaplaceStart(s.chains, s.seed, report) if sampler == "numpyro" and s.cold_start == "laplace" else None
     mmm = build_pooled_mmm(cfg, priors)
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
-    X, y = split_xy(stack_markets(frames, columns))
+    X, y = split_xy(stack_markets(frames, columns, list(mmm.channel_columns)))
     mmm.build_model(X, y)
     mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
     parameters = free_parameters(mmm)
@@ -301,7 +316,11 @@ def market_view(pooled: MMM, market: str) -> MMM:
             target=FixedScaling(dims=(), value=target_scale),
             channel=FixedScaling(dims=(), value=channel_scale),
         ),
+        model_config={"gamma_control": pooled.model_config["gamma_control"]} if pooled.control_columns else None,
     )
+    terms = role_terms(pooled)
+    if terms is not None:
+        view.add_mu_effect(terms.for_market(market))
     fit_data = _slice(source.fit_data.to_dataset(), market)
     features = fit_data.to_dataframe().reset_index()
     X, y = features.drop(columns=[view.target_column]), features[view.target_column]

@@ -105,6 +105,17 @@ class RoleTerms(MuEffect):
     scales: dict[str, float] = Field(default_factory=dict, description="Fixed scale per term (set at build).")
     centers: dict[str, float] = Field(default_factory=dict, description="Fixed centre per term (set at build).")
     trend_origin: str | None = Field(default=None, description="First training date (ISO), origin of the trend.")
+    market_dim: str | None = Field(
+        default=None,
+        description="The pooled model's market dimension: each market has its own centres, scales and coefficients, "
+        "the carry-over rates are shared; None in a single-market model.",
+    )
+    market_scales: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Pooled model: per market, the fixed scale per term (set at build)."
+    )
+    market_centers: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Pooled model: per market, the fixed centre per term (set at build)."
+    )
     prefix: str = PREFIX
 
     @classmethod
@@ -133,6 +144,16 @@ class RoleTerms(MuEffect):
             centers=dict(centers or {}),
         )
 
+    def for_market(self, market: str) -> RoleTerms:
+        """A pooled model's terms as one market's single-market terms: its own centres and scales (fixed), the same
+        variable names, so the market's slice of the pooled posterior is their posterior."""
+        if self.market_dim is None or market not in self.market_scales:
+            raise ValueError(f"no pooled terms of market {market!r} (markets: {sorted(self.market_scales)})")
+        return self.model_copy(update={
+            "market_dim": None, "market_scales": {}, "market_centers": {},
+            "scales": dict(self.market_scales[market]), "centers": dict(self.market_centers[market]),
+        })
+
     # -- data ---------------------------------------------------------------------------------------------------
     def _trend_name(self) -> str:
         return f"{self.prefix}_trend_years"
@@ -157,32 +178,54 @@ class RoleTerms(MuEffect):
             pm.set_data({self._trend_name(): self._years(model.coords[DATE_COLUMN])}, model=model)
 
     def _fix_scales(self, mmm: Any) -> None:
-        """Centre and scale of every term, from the training data unless already fixed."""
+        """Centre and scale of every term (of every market, pooled), from the training data unless already fixed."""
         data = mmm.xarray_dataset["_control"] if self.controls else None
-        for name, centred in zip(self.names, self.center):
-            if name == self.trend:
-                self.centers.setdefault(name, 0.0)
-                self.scales.setdefault(name, 1.0)  # the trend is in years already
-                continue
-            assert data is not None
-            values = np.asarray(data.sel({CONTROL_DIM: name}).values, dtype=float)
-            self.centers.setdefault(name, float(values.mean()) if centred else 0.0)
-            largest = float(np.abs(values - self.centers[name]).max())
-            self.scales.setdefault(name, largest if largest > 0 else 1.0)
+        if self.market_dim is None:
+            groups = [({}, self.centers, self.scales)]
+        else:
+            markets = [str(m) for m in mmm.model.coords[self.market_dim]]
+            groups = [({self.market_dim: m}, self.market_centers.setdefault(m, {}), self.market_scales.setdefault(m, {}))
+                      for m in markets]
+        for where, centers, scales in groups:
+            for name, centred in zip(self.names, self.center):
+                if name == self.trend:
+                    centers.setdefault(name, 0.0)
+                    scales.setdefault(name, 1.0)  # the trend is in years already
+                    continue
+                assert data is not None
+                values = np.asarray(data.sel({CONTROL_DIM: name, **where}).values, dtype=float)
+                centers.setdefault(name, float(values.mean()) if centred else 0.0)
+                largest = float(np.abs(values - centers[name]).max())
+                scales.setdefault(name, largest if largest > 0 else 1.0)
+
+    def _dims(self) -> tuple[str, ...]:
+        """The dims of a term's input besides ``date`` and ``term``: the market's in a pooled model."""
+        return (self.market_dim,) if self.market_dim else ()
 
     # -- effect -------------------------------------------------------------------------------------------------
     def _inputs(self, mmm: Any) -> pt.TensorVariable:
-        """(date, term) matrix of the scaled (and centred) inputs, before carry-over."""
+        """(date, [market,] term) array of the scaled (and centred) inputs, before carry-over."""
         columns = []
         model = mmm.model
-        controls = model[CONTROL_DATA].values if self.controls else None
+        controls = None
+        if self.controls:
+            data = model[CONTROL_DATA]
+            order = [data.type.dims.index(d) for d in (DATE_COLUMN, *self._dims(), CONTROL_DIM)]
+            controls = data.values if order == sorted(order) else data.values.transpose(order)
+        markets = [str(m) for m in model.coords[self.market_dim]] if self.market_dim else []
         for name in self.names:
             if name == self.trend:
                 raw = model[self._trend_name()].values
+                raw = raw[:, None] if markets else raw  # the same years in every market
             else:
-                raw = controls[:, self.controls.index(name)]
-            columns.append((raw - self.centers[name]) / self.scales[name])
-        return pt.stack(columns, axis=1)
+                raw = controls[..., self.controls.index(name)]
+            if markets:
+                center = np.array([self.market_centers[m][name] for m in markets])
+                scale = np.array([self.market_scales[m][name] for m in markets])
+            else:
+                center, scale = self.centers[name], self.scales[name]
+            columns.append((raw - center) / scale)
+        return pt.stack(columns, axis=-1)
 
     def _coefficients(self, model: pm.Model) -> XTensorVariable:
         """The (term,) coefficients: the signed terms' magnitudes times their directions and the free terms' values.
@@ -202,7 +245,8 @@ class RoleTerms(MuEffect):
         if signed:
             dim = f"{TERM_DIM}_signed"
             model.add_coord(dim, [self.names[i] for i in signed])
-            magnitude = pmd.HalfNormal(f"{self.prefix}_magnitude", sigma=as_xtensor(sigma[signed], dims=(dim,)))
+            magnitude = pmd.HalfNormal(f"{self.prefix}_magnitude", sigma=as_xtensor(sigma[signed], dims=(dim,)),
+                                       **self._per_market(dim))
             direction = np.array([1.0 if self.signs[i] == "positive" else -1.0 for i in signed])
             part = magnitude if (direction > 0).all() else magnitude * as_xtensor(direction, dims=(dim,))
             parts.append(part.rename({dim: TERM_DIM}))
@@ -210,13 +254,19 @@ class RoleTerms(MuEffect):
         if free:
             dim = f"{TERM_DIM}_free"
             model.add_coord(dim, [self.names[i] for i in free])
-            value = pmd.Normal(f"{self.prefix}_free", mu=0.0, sigma=as_xtensor(sigma[free], dims=(dim,)))
+            value = pmd.Normal(f"{self.prefix}_free", mu=0.0, sigma=as_xtensor(sigma[free], dims=(dim,)),
+                               **self._per_market(dim))
             parts.append(value.rename({dim: TERM_DIM}))
             order += free
         coefficients = parts[0] if len(parts) == 1 else ptx.concat(parts, dim=TERM_DIM)
         if order != sorted(order):
             coefficients = coefficients.isel({TERM_DIM: np.argsort(order)})
         return coefficients
+
+    def _per_market(self, dim: str) -> dict[str, tuple[str, ...]]:
+        """A coefficient's ``dims`` argument: one per market and ``dim`` in a pooled model, else its prior's own
+        (not restated: an argument that changes nothing is one of the no-ops of :meth:`_coefficients`)."""
+        return {"dims": (*self._dims(), dim)} if self.market_dim else {}
 
     def create_effect(self, mmm: Any) -> XTensorVariable:
         """PyMC-Marketing's MuEffect interface: the terms' contribution to the mean."""
@@ -231,19 +281,19 @@ class RoleTerms(MuEffect):
             a, b = self.alpha_prior
             alpha = pmd.Beta(f"{self.prefix}_adstock_alpha", alpha=a, beta=b, dims=(dim,))
             adstocked = geometric_adstock(
-                as_xtensor(inputs[:, carried], dims=(DATE_COLUMN, dim)),
+                as_xtensor(inputs[..., carried], dims=(DATE_COLUMN, *self._dims(), dim)),
                 alpha=alpha,
                 l_max=self.l_max,
                 dim=DATE_COLUMN,
                 normalize=True,
-            ).transpose(DATE_COLUMN, dim)
-            columns = [inputs[:, i] for i in range(len(self.names))]
+            ).transpose(DATE_COLUMN, *self._dims(), dim)
+            columns = [inputs[..., i] for i in range(len(self.names))]
             for k, i in enumerate(carried):
-                columns[i] = adstocked.values[:, k]
-            inputs = pt.stack(columns, axis=1)
+                columns[i] = adstocked.values[..., k]
+            inputs = pt.stack(columns, axis=-1)
         effect = pmd.Deterministic(f"{self.prefix}_effect", self._coefficients(model))
         contribution = pmd.Deterministic(
-            f"{self.prefix}_contribution", as_xtensor(inputs, dims=(DATE_COLUMN, TERM_DIM)) * effect
+            f"{self.prefix}_contribution", as_xtensor(inputs, dims=(DATE_COLUMN, *self._dims(), TERM_DIM)) * effect
         )
         return pmd.Deterministic(f"{self.prefix}_effect_contribution", contribution.sum(dim=TERM_DIM))
 

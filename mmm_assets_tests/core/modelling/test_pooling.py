@@ -1,32 +1,41 @@
 """Partial pooling across markets: the hierarchical fit, its single-market views, and what pooling buys a market
 with little information (config/markets_pooled.yaml: `west` is ten times noisier, with hardly varying spend)."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytensor
 import pytest
 import yaml
+from pymc.model.transform.optimization import freeze_dims_and_data
 
 from mmm_assets.core.config import DATE_COLUMN, ConfigError, MMMConfig, load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
+from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
 from mmm_assets.core.decisions import contributions, roas
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.evaluation import metrics
 from mmm_assets.core.inference import sampling as sampling_core
+from mmm_assets.core.inference.compiling import QUICK_MODE
 from mmm_assets.core.modelling import build as build_core
 from mmm_assets.core.modelling import fitting as fitting_core
 from mmm_assets.core.modelling import forecast as forecast_core
 from mmm_assets.core.modelling import persistence as persistence_core
 from mmm_assets.core.modelling import pooling
 from mmm_assets.core.modelling import posterior as posterior_core
+from mmm_assets.core.modelling import priors as priors_core
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
 from mmm_assets.core.variables import CONTRIBUTIONS, PREDICTED
 from mmm_assets_tests.conftest import SMALL
+from mmm_assets_tests.core.modelling.test_priors import _no_traceback
 
 SCENARIO = PROJECT_DIR / "config" / "markets_pooled.yaml"
+#: Two markets with market-level controls (a price per market, a trend, an event).
+CONTROLS = PROJECT_DIR / "config" / "markets_pooled_controls.yaml"
 #: The scenario's data-poor market.
 POOR = "west"
 #: Standard errors of a difference of two posterior-predictive means allowed before calling it more than noise.
@@ -57,8 +66,9 @@ def scenario(folder: Path) -> MMMConfig:
 
 def market_features(cfg: MMMConfig, market: str) -> tuple[pd.DataFrame, GroundTruth]:
     narrowed = cfg.for_market(market)
-    frame, truth = generate(narrowed.data.synthetic)
-    return validate_features(frame, narrowed.channels, [], narrowed.validation.min_weeks, market), truth
+    frame, truth = generate(narrowed.data.synthetic, narrowed.model.calendar)
+    frame = with_calendar(frame, narrowed)
+    return validate_features(frame, narrowed.channels, narrowed.controls, narrowed.validation.min_weeks, market), truth
 
 
 @pytest.fixture(scope="module")
@@ -234,24 +244,90 @@ def test_stack_markets_refuses_what_the_panel_model_cannot_fit(change, message: 
         pooling.stack_markets(frames, [DATE_COLUMN, "y", "tv"])
 
 
-def test_pooled_holdout_forecasts_every_market_from_a_refit_without_its_last_weeks(pooled: PooledFit) -> None:
-    weeks = pooled.cfg.validation.holdout_weeks
-    forecasts, refit = pooling.holdout_forecast_pooled(pooled.cfg, pooled.features, weeks)
+def test_pooled_holdout_with_market_level_controls_forecasts_every_market_and_recovers_each_markets_terms(
+    tmp_path: Path,
+) -> None:
+    # config/markets_pooled_controls.yaml: a price with a different level, variation and effect per market, a trend
+    # and an event; one pooled refit without the last weeks does the holdout and is checked term by term
+    path = tmp_path / "controls.yaml"
+    small = {key: SMALL[key] for key in ("data", "sampler", "validation")}
+    path.write_text(yaml.safe_dump({"extends": str(CONTROLS), "scenario": "controls_small", **small}))
+    cfg = load_config(path)
+    data = {m: market_features(cfg, m) for m in cfg.market_names}
+    features = {m: f for m, (f, _) in data.items()}
+    assert "price" in features["north"] and "event_black_friday" in features["north"]
+    weeks = cfg.validation.holdout_weeks
+    forecasts, refit = pooling.holdout_forecast_pooled(cfg, features, weeks)
     last_fitted = pd.Timestamp(refit.mmm.idata.fit_data[DATE_COLUMN].values[-1])
-    gate = pooled.cfg.validation.thresholds.oos_mape_max_pct
-    for market, frame in pooled.features.items():
+    gate = cfg.validation.thresholds.oos_mape_max_pct
+    for market, frame in features.items():
         forecast = forecasts[market]
         assert list(forecast[DATE_COLUMN]) == list(frame[DATE_COLUMN].iloc[-weeks:])
         assert forecast[DATE_COLUMN].min() > last_fitted
         assert metrics.mape_pct(forecast["actual"], forecast["predicted_mean"]) <= gate, (market, forecast)
         inside = forecast["actual"].between(forecast["predicted_hdi_low"], forecast["predicted_hdi_high"])
         assert inside.sum() >= weeks / 2, (market, forecast)
+        # the market's own price, trend and event effects (outcome units per unit, per year, per flagged week)
+        view = pooling.market_view(refit.mmm, market)
+        found = priors_core.term_estimates(view).set_index("term")
+        truth = data[market][1].terms
+        for term in ("price", "trend", "event_black_friday"):
+            true = float(truth.loc[term, "effect_per_unit"])
+            assert found.loc[term, "effect_per_unit"] == pytest.approx(true, rel=0.1), (market, term, found)
+        # the view's terms, recomputed from the market's data with its own centres and scales, are the pooled ones
+        X, _ = build_core.split_xy(frame.iloc[:-weeks])
+        name = f"{priors_core.PREFIX}_effect_contribution"
+        recomputed = view.sample_posterior_predictive(
+            X, var_names=[name], include_last_observations=False, extend_idata=False, combined=False,
+            progressbar=False,
+        )[name]
+        pooled_terms = refit.mmm.idata.posterior[name].sel({pooling.MARKET_DIM: market})
+        np.testing.assert_allclose(recomputed.values, pooled_terms.values, rtol=1e-9, atol=1e-12)
+    # saved and loaded (as the pooled model asset does), every market keeps its own terms
+    persistence_core.save_model(refit.mmm, tmp_path / "pooled.nc")
+    loaded = persistence_core.load_model(tmp_path / "pooled.nc")
+    price = {m: float(priors_core.term_estimates(pooling.market_view(loaded, m)).set_index("term").loc[
+        "price", "effect_per_unit"]) for m in ("north", "south")}
+    assert price["north"] < 2 * price["south"] < 0  # north's effect per unit is twice south's (-0.3 x 100k, -0.15 x 60k)
+
+
+@pytest.mark.parametrize("sign", ["negative", "free"])
+def test_pooled_terms_compile_without_rewrite_failures_and_have_a_coefficient_per_market(
+    tmp_path: Path, capsys, caplog, sign: str
+) -> None:
+    """The pooled model's terms, signed and all free (the layout whose term dim is exactly the free one, which once
+    printed PyTensor rewrite tracebacks, issue 23), compile in the quick mode and JAX, frozen or not, silently."""
+    path = tmp_path / "controls.yaml"
+    layout = {"terms": {"price": {"sign": sign}}, "calendar": {"black_friday": {"sign": "free" if sign == "free"
+                                                                                        else "positive"}}}
+    path.write_text(yaml.safe_dump({"extends": str(CONTROLS), "data": SMALL["data"], "model": layout}))
+    cfg = load_config(path)
+    caplog.set_level(logging.WARNING)
+    frames = {m: market_features(cfg, m)[0] for m in cfg.market_names}
+    mmm = pooling.build_pooled_mmm(cfg)
+    columns = [DATE_COLUMN, "y", *mmm.channel_columns, *mmm.control_columns]
+    X, y = build_core.split_xy(pooling.stack_markets(frames, columns, list(mmm.channel_columns)))
+    mmm.build_model(X, y)
+    for model in (mmm.model, freeze_dims_and_data(mmm.model)):
+        for mode in (QUICK_MODE, "JAX"):
+            pytensor.function(model.free_RVs, model.deterministics, mode=mode, on_unused_input="ignore")
+    _no_traceback(capsys, caplog)
+    effect = mmm.model["terms_effect"]
+    assert effect.type.dims == (pooling.MARKET_DIM, "term")
+    terms = priors_core.role_terms(mmm)
+    assert sorted(terms.market_scales) == ["north", "south"]
+    # each market's price is scaled by its own spread around its own mean (south's level is twice north's)
+    assert terms.market_centers["south"]["price"] == pytest.approx(2 * terms.market_centers["north"]["price"],
+                                                                   rel=0.05)
+    assert terms.for_market("south").scales == terms.market_scales["south"]
 
 
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
-    path = tmp_path / "trend.yaml"
-    path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"trend": True}}))
+    path = tmp_path / "roi.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"roi_priors": {"adwords": {"mean": 2.0,
+                                                                                                   "sd": 0.5}}}}))
     cfg = load_config(path)
-    with pytest.raises(ConfigError, match=r"'pooled'.*does not support non-media terms \['trend'\]"):
+    with pytest.raises(ConfigError, match=r"'pooled'.*does not support model\.roi_priors"):
         pooling.build_pooled_mmm(cfg)
     assert pooling.unsupported(load_config(SCENARIO)) == []
+    assert pooling.unsupported(load_config(CONTROLS)) == []
