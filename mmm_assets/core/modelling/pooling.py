@@ -66,7 +66,7 @@ from mmm_assets.core.inference.sampling import FitResult, available_sampler, sam
 from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
-from mmm_assets.core.modelling.priors import role_terms
+from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
 from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
 
 MARKET_DIM = MARKET_COLUMN
@@ -186,7 +186,7 @@ def unsupported(cfg: MMMConfig) -> list[str]:
     """The scenario's settings the pooled model does not implement yet (it has media, intercept, seasonality and the
     non-media terms)."""
     found = []
-    for key in ("roi_priors", "scaling", "lift_tests"):
+    for key in ("scaling", "lift_tests"):
         if getattr(cfg.model, key):
             found.append(f"model.{key}")
     return found
@@ -256,6 +256,9 @@ def fit_pooled(
     X, y = split_xy(stack_markets(frames, columns, list(mmm.channel_columns)))
     mmm.build_model(X, y)
     mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    with_prior = add_roi_priors(mmm, cfg, X, list(frames))
+    if with_prior:
+        report(f"ROI priors on {', '.join(with_prior)}, in every market")
     parameters = free_parameters(mmm)
     weeks = X[DATE_COLUMN].nunique()
     report(

@@ -39,6 +39,7 @@ is mostly the belief). Owned media may have an ROI prior too; their "ROAS" is ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ from pymc_marketing.serialization import SerializableBaseModel
 from pytensor.xtensor import as_xtensor
 from pytensor.xtensor.type import XTensorVariable
 
-from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN, MMMConfig
+from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN, MMMConfig
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.modelling.roles import TermSpec
 from mmm_assets.core.variables import CONTRIBUTIONS
@@ -366,14 +367,18 @@ def roi_prior_table(cfg: MMMConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["channel", "roas", "sigma"])
 
 
-def add_roi_priors(mmm: MMM, cfg: MMMConfig, X: pd.DataFrame) -> list[str]:
+def add_roi_priors(mmm: MMM, cfg: MMMConfig, X: pd.DataFrame, markets: Sequence[str] = ()) -> list[str]:
     """Add the ROI priors of ``cfg`` to a built model (``X``: the inputs it was built with); the channels covered.
 
-    Needs ``channel_contribution_original_scale`` registered first (the ROAS is computed from it).
+    Needs ``channel_contribution_original_scale`` registered first (the ROAS is computed from it). In the pooled
+    model (``markets``: its markets) the belief is stated on every market's own ROAS, one term per market and channel
+    (PyMC-Marketing's calibration over the model's market dimension), so each market's view reports its own.
     """
     table = roi_prior_table(cfg)
     if table.empty:
         return []
+    if markets:
+        table = pd.concat([table.assign(**{MARKET_COLUMN: market}) for market in markets], ignore_index=True)
     mmm.add_cost_per_target_calibration(
         data=X,
         calibration_data=table,
@@ -381,7 +386,7 @@ def add_roi_priors(mmm: MMM, cfg: MMMConfig, X: pd.DataFrame) -> list[str]:
         target_column="roas",
         target_per_cost=True,
     )
-    return list(table["channel"])
+    return list(dict.fromkeys(table["channel"]))
 
 
 def posterior_roas(mmm: MMM) -> xr.DataArray:

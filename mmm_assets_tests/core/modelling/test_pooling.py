@@ -322,12 +322,35 @@ def test_pooled_terms_compile_without_rewrite_failures_and_have_a_coefficient_pe
     assert terms.for_market("south").scales == terms.market_scales["south"]
 
 
-def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
+def test_pooled_roi_prior_holds_for_every_markets_own_roas(tmp_path: Path) -> None:
+    """A tight belief below north's true facebook ROAS (1.79; south's is 1.29) pulls north's estimate towards it,
+    and each market's view reports the prior against its own posterior ROAS."""
     path = tmp_path / "roi.yaml"
-    path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"roi_priors": {"adwords": {"mean": 2.0,
-                                                                                                   "sd": 0.5}}}}))
+    small = {key: SMALL[key] for key in ("data", "sampler", "validation")}
+    belief = {"mean": 1.2, "sd": 0.05}
+    path.write_text(yaml.safe_dump({"extends": str(CONTROLS), "scenario": "roi_small", **small,
+                                    "model": {"roi_priors": {"facebook": belief}}}))
     cfg = load_config(path)
-    with pytest.raises(ConfigError, match=r"'pooled'.*does not support model\.roi_priors"):
+    data = {m: market_features(cfg, m) for m in cfg.market_names}
+    messages: list[str] = []
+    result = pooling.fit_pooled(cfg, {m: f for m, (f, _) in data.items()}, report=messages.append)
+    assert "ROI priors on facebook, in every market" in messages
+    for market, (features, truth) in data.items():
+        report = priors_core.roi_prior_report(pooling.market_view(result.mmm, market), cfg.for_market(market))
+        row = report.set_index("channel").loc["facebook"]
+        assert (row["prior_mean"], row["prior_sd"]) == (belief["mean"], belief["sd"])
+        true = float(truth.contributions["facebook"].sum() / features["facebook"].sum())
+        if market == "north":  # the belief is 12 prior sds below the truth: the estimate moves towards it
+            assert belief["mean"] < row["posterior_mean"] < true - 2 * row["posterior_sd"], (true, row)
+        else:  # south's truth is near the belief
+            assert abs(row["posterior_mean"] - true) < 0.05 * true, (true, row)
+
+
+def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
+    path = tmp_path / "scales.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"scaling": {"target": 100000.0}}}))
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"'pooled'.*does not support model\.scaling"):
         pooling.build_pooled_mmm(cfg)
     assert pooling.unsupported(load_config(SCENARIO)) == []
     assert pooling.unsupported(load_config(CONTROLS)) == []
