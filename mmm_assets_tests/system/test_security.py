@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterEventType, DagsterInstance, serialize_value
+from dagster import DagsterEventType, DagsterInstance, RetryPolicy, serialize_value
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, ConfigError, load_config
@@ -180,6 +180,9 @@ def test_planted_secrets_appear_nowhere(write_config, tmp_path: Path, monkeypatc
 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://mmm:{SECRET}@127.0.0.1:{port}/")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        # mmm_posterior's retry policy still runs its two retries (each quoting the URI again), without the 15 s and
+        # 30 s waits between them
+        monkeypatch.setattr(RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
         assert cli.main(["run", "--config", str(path)]) == 3  # infrastructure
         failed = instance.get_runs(limit=1)[0].run_id
         evaluate_sensor(run_failure_alert_sensor, failed, DagsterEventType.RUN_FAILURE)
@@ -188,6 +191,7 @@ def test_planted_secrets_appear_nowhere(write_config, tmp_path: Path, monkeypatc
 
     materialised = instance.all_logs(good, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     assert len(materialised) >= 12
+    assert len(instance.all_logs(failed, of_type=DagsterEventType.STEP_UP_FOR_RETRY)) == 2  # each attempt is read
     for run_id in (good, failed):
         assert not [text for text in _texts(instance, run_id) if SECRET in text]
 
