@@ -16,6 +16,9 @@ delta_spend   the change of the channel's spend over the whole test period (nega
 lift          the measured incremental outcome caused by the test, in outcome (target) units, including what it
               carried over after the period (what a geo test with a post-period reads)
 lift_sd       the standard error of ``lift`` (> 0), same units
+market        the market the test ran in (a market of the scenario); needed when the scenario has several markets,
+              optional otherwise. A market's model is calibrated with its own experiments only; the pooled model
+              with every market's, each in its own market's units.
 ============  ====================================================================================================
 
 Every problem is reported at once, naming the file, the line and the column.
@@ -51,19 +54,21 @@ the true model, carry-over included), so tests and the README can make a file.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmm_assets.core.config import DATE_COLUMN, MMMConfig
+from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, MMMConfig
 from mmm_assets.core.errors import InputError, examples, raise_if_problems
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
 
 #: Columns of the experiments file, in the order :func:`sample_lift_tests` writes them.
 COLUMNS = ["channel", "start_date", "end_date", "delta_spend", "lift", "lift_sd"]
+#: The optional column naming the market an experiment ran in.
+MARKET = MARKET_COLUMN
 NUMBERS = ["delta_spend", "lift", "lift_sd"]
 DATES = ["start_date", "end_date"]
 #: Name of the lift-test likelihood in the model.
@@ -86,19 +91,26 @@ def lift_tests_path(cfg: MMMConfig) -> Path | None:
 
 
 def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, each collecting its problems
-    table: pd.DataFrame, channels: Sequence[str], source: str
+    table: pd.DataFrame, channels: Sequence[str], source: str, markets: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """The experiments of ``table`` as a clean frame (dates parsed, numbers as floats), or one :class:`InputError`
-    naming ``source``, the line and the column of every problem."""
+    """The experiments of ``table`` as a clean frame (dates parsed, numbers as floats, ``market`` when the file has
+    one), or one :class:`InputError` naming ``source``, the line and the column of every problem. ``markets``: the
+    scenario's (None when they come from a landing file); with more than one, the file must say each test's."""
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(
             f"{source}: column(s) {', '.join(map(repr, missing))} missing; the experiments file needs the columns "
             f"{', '.join(COLUMNS)} (has {', '.join(map(repr, table.columns))})"
         )
+    by_market = MARKET in table.columns
+    if not by_market and markets is not None and len(markets) > 1:
+        raise InputError(
+            f"{source}: column {MARKET!r} missing; the scenario has several markets ({', '.join(markets)}), so each "
+            "experiment must name the market it ran in"
+        )
     if table.empty:
         raise InputError(f"{source}: no experiments (the file has a header but no rows)")
-    work = table[COLUMNS].reset_index(drop=True)
+    work = table[[*COLUMNS, *([MARKET] if by_market else [])]].reset_index(drop=True)
     lines = pd.Series(range(FIRST_LINE, FIRST_LINE + len(work)))
     problems: list[str] = []
 
@@ -113,6 +125,13 @@ def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, eac
     if unknown.any():
         problems.append(f"{at(unknown, 'channel', text)}: not a channel of the scenario (channels: {list(channels)})")
     out = pd.DataFrame({"channel": text})
+    if by_market:
+        market = work[MARKET].astype(str).str.strip()
+        unknown = market.eq("") | (~market.isin(list(markets)) if markets is not None else False)
+        if unknown.any():
+            known = f" (markets: {list(markets)})" if markets is not None else ""
+            problems.append(f"{at(unknown, MARKET, market)}: not a market of the scenario{known}")
+        out[MARKET] = market
     for column in DATES:
         parsed = pd.to_datetime(work[column].astype(str).str.strip(), format="%Y-%m-%d", errors="coerce")
         bad = parsed.isna()
@@ -139,7 +158,7 @@ def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, eac
     return out
 
 
-def read_lift_tests(path: Path, channels: Sequence[str]) -> pd.DataFrame:
+def read_lift_tests(path: Path, channels: Sequence[str], markets: Sequence[str] | None = None) -> pd.DataFrame:
     """Read and validate an experiments CSV (see the module docstring)."""
     if not path.is_file():
         raise InputError(f"{path}: lift-test file not found (model.lift_tests names it)")
@@ -147,13 +166,19 @@ def read_lift_tests(path: Path, channels: Sequence[str]) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot be read as a comma-separated UTF-8 file ({err})") from None
-    return validate_lift_tests(table, channels, str(path))
+    return validate_lift_tests(table, channels, str(path), markets)
 
 
-def load_lift_tests(cfg: MMMConfig) -> pd.DataFrame | None:
-    """The scenario's validated experiments, or None when ``model.lift_tests`` is not set."""
+def load_lift_tests(cfg: MMMConfig, every_market: bool = False) -> pd.DataFrame | None:
+    """The scenario's validated experiments, or None when ``model.lift_tests`` is not set. A configuration narrowed
+    to one market (``cfg.for_market``) gets that market's only, unless ``every_market`` (the pooled model)."""
     path = lift_tests_path(cfg)
-    return None if path is None else read_lift_tests(path, cfg.channels)
+    if path is None:
+        return None
+    tests = read_lift_tests(path, cfg.channels, cfg.market_names)
+    if MARKET in tests and cfg.market is not None and not every_market:
+        tests = tests[tests[MARKET] == cfg.market].reset_index(drop=True)
+    return tests
 
 
 def to_library_rows(tests: pd.DataFrame, features: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -205,25 +230,33 @@ def _counterfactual_spend(features: pd.DataFrame, row) -> tuple[np.ndarray, np.n
     return spend, changed
 
 
-def _add_exact(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> None:
+def _add_exact(mmm, rows: pd.DataFrame, features: pd.DataFrame | Mapping[str, pd.DataFrame]) -> None:
+    """The exact lift likelihood; ``features``: the frame the model was built on, or the pooled model's frame per
+    market (``rows`` then name their market: the market's own parameters, channel and target scales)."""
     import pymc.dims as pmd
     import pytensor.tensor as pt
     from pytensor.xtensor import as_xtensor
 
     model = mmm.model
     channels = list(mmm.channel_columns)
-    target_scale = float(mmm.scalers["_target"])
+    pooled = not isinstance(features, pd.DataFrame)
+    markets = [str(m) for m in model.coords[MARKET_COLUMN]] if pooled else []
     case, dim = f"_{LIFT_TESTS}_case", f"_{LIFT_TESTS}_dim"
-    lifts = []
+    lifts, target_scales = [], []
     with model:
         model.add_coord(case, ["actual", "experiment"])
         model.add_coord(dim, length=len(rows))
         for row in rows.itertuples(index=False):
-            index = channels.index(row.channel)
-            scale = float(mmm.scalers["_channel"].sel(channel=row.channel))
-            spend = as_xtensor(np.stack(_counterfactual_spend(features, row), axis=1) / scale, dims=("date", case))
-            carry = {k: model[v].isel(channel=index) for k, v in mmm.adstock.variable_mapping.items()}
-            shape = {k: model[v].isel(channel=index) for k, v in mmm.saturation.variable_mapping.items()}
+            at = {MARKET_COLUMN: row.market} if pooled else {}  # the market's scales, by name
+            where = {"channel": channels.index(row.channel)}  # its parameters, by position
+            if pooled:
+                where[MARKET_COLUMN] = markets.index(row.market)
+            frame = features[row.market] if pooled else features
+            target_scales.append(float(mmm.scalers["_target"].sel(at)))
+            scale = float(mmm.scalers["_channel"].sel(channel=row.channel, **at))
+            spend = as_xtensor(np.stack(_counterfactual_spend(frame, row), axis=1) / scale, dims=("date", case))
+            carry = {k: model[v].isel(where) for k, v in mmm.adstock.variable_mapping.items()}
+            shape = {k: model[v].isel(where) for k, v in mmm.saturation.variable_mapping.items()}
 
             def adstock(x, carry=carry):
                 return mmm.adstock.function(x, **carry, dim="date")
@@ -235,7 +268,8 @@ def _add_exact(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> None:
             difference = response.isel({case: 1}) - response.isel({case: 0})
             lifts.append(difference.values[row.first :].sum())
         lift = as_xtensor(pt.stack(lifts), dims=(dim,))
-        pmd.Deterministic(f"{LIFT_TESTS}_model_lift_original_scale", lift * target_scale)
+        target_scale = np.asarray(target_scales)
+        pmd.Deterministic(f"{LIFT_TESTS}_model_lift_original_scale", lift * as_xtensor(target_scale, dims=(dim,)))
         pmd.Normal(
             LIFT_TESTS,
             mu=lift,
@@ -245,11 +279,24 @@ def _add_exact(mmm, rows: pd.DataFrame, features: pd.DataFrame) -> None:
 
 
 def add_lift_tests(
-    mmm, tests: pd.DataFrame, features: pd.DataFrame, method: str = "exact"
+    mmm, tests: pd.DataFrame, features: pd.DataFrame | Mapping[str, pd.DataFrame], method: str = "exact"
 ) -> tuple[int, list[str]]:
     """Add the experiments to a built model (see the module docstring for ``method``); the number added and the
-    notes on those left out. ``features``: the frame the model was built on."""
-    rows, notes = to_library_rows(tests, features)
+    notes on those left out. ``features``: the frame the model was built on, or the pooled model's frame per market
+    (each market's experiments on its own weeks; ``exact`` only)."""
+    if isinstance(features, pd.DataFrame):
+        rows, notes = to_library_rows(tests, features)
+    else:
+        if MARKET not in tests:
+            raise InputError(f"the pooled model's experiments need a {MARKET!r} column naming the market of each")
+        if method != "exact":
+            raise ValueError(f"the pooled model takes lift tests with method 'exact', not {method!r}")
+        parts, notes = [], []
+        for market, frame in features.items():
+            part, left_out = to_library_rows(tests[tests[MARKET] == market], frame)
+            parts.append(part.assign(**{MARKET: market}))
+            notes += [f"market {market}: {note}" for note in left_out]
+        rows = pd.concat(parts, ignore_index=True)
     if rows.empty:
         return 0, notes
     if method == "library":

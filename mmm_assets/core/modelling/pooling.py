@@ -26,6 +26,10 @@ the carry-over rate of a carried-over term is shared. They are not pooled: a con
 business (a price, a local event), and with one coefficient per market and term the market's view below is exactly a
 single-market model's terms.
 
+ROI priors (``model.roi_priors``) state the belief on every market's own ROAS; lift tests calibrate the market each
+experiment names (its ``market`` column), with that market's parameters and scales
+(:mod:`mmm_assets.core.modelling.calibration`).
+
 The library needs a balanced panel: every market over the same weeks (it fills missing cells with 0, which would be
 fitted as observed zeros), so ``fit_pooled`` refuses markets whose weeks differ.
 
@@ -64,6 +68,7 @@ from mmm_assets.core.inference.laplace import LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
 from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
+from mmm_assets.core.modelling.calibration import add_lift_tests, load_lift_tests
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
 from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
@@ -186,9 +191,10 @@ def unsupported(cfg: MMMConfig) -> list[str]:
     """The scenario's settings the pooled model does not implement yet (it has media, intercept, seasonality and the
     non-media terms)."""
     found = []
-    for key in ("scaling", "lift_tests"):
-        if getattr(cfg.model, key):
-            found.append(f"model.{key}")
+    if cfg.model.scaling:
+        found.append("model.scaling")
+    if cfg.model.lift_tests and cfg.model.lift_tests.method != "exact":
+        found.append(f"model.lift_tests.method {cfg.model.lift_tests.method!r} (it takes 'exact')")
     return found
 
 
@@ -259,6 +265,12 @@ def fit_pooled(
     with_prior = add_roi_priors(mmm, cfg, X, list(frames))
     if with_prior:
         report(f"ROI priors on {', '.join(with_prior)}, in every market")
+    tests = load_lift_tests(cfg, every_market=True)
+    if tests is not None:
+        added, notes = add_lift_tests(mmm, tests, frames)
+        for note in notes:
+            report(f"lift tests: {note}")
+        report(f"lift tests: {added} of {len(tests)} experiments calibrate the model (exact, each in its market)")
     parameters = free_parameters(mmm)
     weeks = X[DATE_COLUMN].nunique()
     report(

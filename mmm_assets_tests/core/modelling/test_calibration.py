@@ -84,6 +84,25 @@ def test_missing_columns_empty_and_absent_files(tmp_path):
         read_lift_tests(tmp_path / "nope.csv", CHANNELS)
 
 
+def test_with_several_markets_each_experiment_names_its_market_and_a_market_gets_its_own(write_config, tmp_path):
+    markets = ["north", "south"]
+    with pytest.raises(InputError, match=r"x.csv: column 'market' missing; the scenario has several markets \(north, "
+                                         r"south\), so each experiment must name the market it ran in"):
+        validate_lift_tests(GOOD, CHANNELS, "x.csv", markets)
+    with pytest.raises(InputError, match=r"column 'market', line\(s\) 3 \(east\): not a market of the scenario "
+                                         r"\(markets: \['north', 'south'\]\)"):
+        validate_lift_tests(GOOD.assign(market=["north", "east"]), CHANNELS, "x.csv", markets)
+    assert validate_lift_tests(GOOD, CHANNELS, "x.csv", ["national"])["channel"].tolist() == ["facebook", "adwords"]
+    GOOD.assign(market=["south", "north"]).to_csv(tmp_path / "experiments.csv", index=False)
+    cfg = load_config(write_config({
+        "markets": {"names": markets, "data": {"north": {}, "south": {}}},
+        "model": {"lift_tests": {"file": "experiments.csv", "folder": str(tmp_path)}},
+    }))
+    assert load_lift_tests(cfg)["market"].tolist() == ["south", "north"]  # the scenario: every market's
+    assert load_lift_tests(cfg.for_market("north"))["channel"].tolist() == ["adwords"]  # a market: its own
+    assert load_lift_tests(cfg.for_market("south"), every_market=True)["market"].tolist() == ["south", "north"]
+
+
 def test_the_file_is_found_through_the_config(write_config, tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()

@@ -1,6 +1,7 @@
 """Partial pooling across markets: the hierarchical fit, its single-market views, and what pooling buys a market
 with little information (config/markets_pooled.yaml: `west` is ten times noisier, with hardly varying spend)."""
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,10 @@ from mmm_assets.core.evaluation import metrics
 from mmm_assets.core.inference import sampling as sampling_core
 from mmm_assets.core.inference.compiling import QUICK_MODE
 from mmm_assets.core.modelling import build as build_core
+from mmm_assets.core.modelling import calibration, pooling
 from mmm_assets.core.modelling import fitting as fitting_core
 from mmm_assets.core.modelling import forecast as forecast_core
 from mmm_assets.core.modelling import persistence as persistence_core
-from mmm_assets.core.modelling import pooling
 from mmm_assets.core.modelling import posterior as posterior_core
 from mmm_assets.core.modelling import priors as priors_core
 from mmm_assets.core.synthetic.generator import GroundTruth, generate
@@ -322,21 +323,29 @@ def test_pooled_terms_compile_without_rewrite_failures_and_have_a_coefficient_pe
     assert terms.for_market("south").scales == terms.market_scales["south"]
 
 
-def test_pooled_roi_prior_holds_for_every_markets_own_roas(tmp_path: Path) -> None:
-    """A tight belief below north's true facebook ROAS (1.79; south's is 1.29) pulls north's estimate towards it,
-    and each market's view reports the prior against its own posterior ROAS."""
-    path = tmp_path / "roi.yaml"
+def test_pooled_roi_priors_and_lift_tests_hold_in_every_market(tmp_path: Path) -> None:
+    """A tight ROI belief below north's true facebook ROAS (1.79; south's is 1.29) pulls north's estimate towards it,
+    each market's view reports the prior against its own ROAS; each market's adwords experiment calibrates the pooled
+    model in that market's units, and its view reports its own experiment only."""
+    path = tmp_path / "calibrated.yaml"
     small = {key: SMALL[key] for key in ("data", "sampler", "validation")}
     belief = {"mean": 1.2, "sd": 0.05}
-    path.write_text(yaml.safe_dump({"extends": str(CONTROLS), "scenario": "roi_small", **small,
-                                    "model": {"roi_priors": {"facebook": belief}}}))
+    lift = {"file": "lift.csv", "folder": str(tmp_path)}
+    path.write_text(yaml.safe_dump({"extends": str(CONTROLS), "scenario": "calibrated_small", **small,
+                                    "model": {"roi_priors": {"facebook": belief}, "lift_tests": lift}}))
     cfg = load_config(path)
     data = {m: market_features(cfg, m) for m in cfg.market_names}
+    experiment = calibration.Experiment("adwords", dt.date(2020, 6, 1), 6, 0.3)
+    pd.concat([calibration.sample_lift_tests(truth, features, [experiment], 0.05).assign(market=market)
+               for market, (features, truth) in data.items()]).to_csv(tmp_path / "lift.csv", index=False)
     messages: list[str] = []
     result = pooling.fit_pooled(cfg, {m: f for m, (f, _) in data.items()}, report=messages.append)
     assert "ROI priors on facebook, in every market" in messages
-    for market, (features, truth) in data.items():
-        report = priors_core.roi_prior_report(pooling.market_view(result.mmm, market), cfg.for_market(market))
+    assert "lift tests: 2 of 2 experiments calibrate the model (exact, each in its market)" in messages
+    in_graph = result.mmm.idata.posterior[f"{calibration.LIFT_TESTS}_model_lift_original_scale"]
+    for position, (market, (features, truth)) in enumerate(data.items()):
+        narrowed, view = cfg.for_market(market), pooling.market_view(result.mmm, market)
+        report = priors_core.roi_prior_report(view, narrowed)
         row = report.set_index("channel").loc["facebook"]
         assert (row["prior_mean"], row["prior_sd"]) == (belief["mean"], belief["sd"])
         true = float(truth.contributions["facebook"].sum() / features["facebook"].sum())
@@ -344,6 +353,15 @@ def test_pooled_roi_prior_holds_for_every_markets_own_roas(tmp_path: Path) -> No
             assert belief["mean"] < row["posterior_mean"] < true - 2 * row["posterior_sd"], (true, row)
         else:  # south's truth is near the belief
             assert abs(row["posterior_mean"] - true) < 0.05 * true, (true, row)
+        # the lift the pooled likelihood saw for this market's experiment is, draw by draw, the one its view implies
+        tests = calibration.load_lift_tests(narrowed)
+        assert list(tests["market"]) == [market]
+        rows, _ = calibration.to_library_rows(tests, features)
+        implied = calibration.implied_lift(view, rows, features)[:, 0]
+        seen = in_graph.isel({in_graph.dims[-1]: position}).to_numpy().reshape(-1)
+        np.testing.assert_allclose(seen, implied, rtol=1e-9)
+        lifts = calibration.lift_test_report(view, tests)
+        assert len(lifts) == 1 and lifts["model_lift_mean"].iloc[0] == pytest.approx(tests["lift"].iloc[0], rel=0.15)
 
 
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
