@@ -77,10 +77,6 @@ def _market_frames(scenario: ScenarioResource, cfg) -> dict[str, pd.DataFrame]:
             for m in markets}
 
 
-def _pooled_data_version(frames: dict[str, pd.DataFrame]) -> str:
-    return content_hash(pd.concat(frames, names=[MARKET_COLUMN]).reset_index(level=0))
-
-
 def _build_once(path: Path, report, build) -> None:
     """``build(path)`` unless another market's run on the same data already did: the pooled model (and its holdout
     forecasts) are computed once for all markets."""
@@ -92,14 +88,15 @@ def _build_once(path: Path, report, build) -> None:
 
 
 def _pooled_view(scenario: ScenarioResource, cfg, report):
-    """The market's slice of the pooled model over every market's current features (fitted once per data version)."""
+    """The market's slice of the pooled model over every market's current features (fitted once per version of the
+    data and settings, pooling.pooled_version)."""
     from mmm_assets.core.inference.sampling import FitResult, diagnose
     from mmm_assets.core.modelling.build import free_parameters
     from mmm_assets.core.modelling.persistence import load_model, save_model
-    from mmm_assets.core.modelling.pooling import fit_pooled, market_view
+    from mmm_assets.core.modelling.pooling import fit_pooled, market_view, pooled_version
 
     frames = _market_frames(scenario, cfg)
-    path = cfg.paths.models_dir / "pooled" / f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}.nc"
+    path = cfg.paths.models_dir / "pooled" / f"pooled_{cfg.scenario}_{pooled_version(cfg, frames)}.nc"
     fitted: list[FitResult] = []
 
     def build(target: Path) -> None:
@@ -117,10 +114,10 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
 
 def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
     """The market's holdout forecast from one pooled refit without every market's last ``weeks`` weeks."""
-    from mmm_assets.core.modelling.pooling import holdout_forecast_pooled
+    from mmm_assets.core.modelling.pooling import holdout_forecast_pooled, pooled_version
 
     frames = _market_frames(scenario, cfg)
-    name = f"pooled_{cfg.scenario}_{_pooled_data_version(frames)}_holdout{weeks}.parquet"
+    name = f"pooled_{cfg.scenario}_{pooled_version(cfg, frames)}_holdout{weeks}.parquet"
 
     def build(target: Path) -> None:
         forecasts, _ = holdout_forecast_pooled(cfg, frames, weeks, report)

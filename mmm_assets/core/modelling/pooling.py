@@ -42,6 +42,7 @@ on it unchanged.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -72,6 +73,7 @@ from mmm_assets.core.modelling.calibration import add_lift_tests, load_lift_test
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
 from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
+from mmm_assets.core.stores.duckdb_store import content_hash
 from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
 
 MARKET_DIM = MARKET_COLUMN
@@ -282,6 +284,18 @@ def fit_pooled(
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
                   ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
                   divergences_max=t.divergences_max)
+
+
+def pooled_version(cfg: MMMConfig, frames: Mapping[str, pd.DataFrame]) -> str:
+    """What a pooled fit and its holdout refit depend on, as a short hash: every market's features, the model,
+    sampler and validation settings, and the experiments it is calibrated with (the file's contents), so a changed
+    prior, setting or lift test refits the model instead of reusing the one fitted before."""
+    digest = hashlib.sha256(content_hash(pd.concat(frames, names=[MARKET_DIM]).reset_index(level=0)).encode())
+    for section in (cfg.model, cfg.sampler, cfg.validation):
+        digest.update(section.model_dump_json().encode())
+    tests = load_lift_tests(cfg, every_market=True)
+    digest.update(content_hash(tests).encode() if tests is not None else b"no lift tests")
+    return digest.hexdigest()[:16]
 
 
 def pooled_markets(mmm: MMM) -> list[str]:

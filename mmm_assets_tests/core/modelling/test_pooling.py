@@ -364,6 +364,28 @@ def test_pooled_roi_priors_and_lift_tests_hold_in_every_market(tmp_path: Path) -
         assert len(lifts) == 1 and lifts["model_lift_mean"].iloc[0] == pytest.approx(tests["lift"].iloc[0], rel=0.15)
 
 
+def test_the_pooled_version_changes_with_the_data_the_settings_and_the_experiments(tmp_path: Path) -> None:
+    """The pooled model file is reused while its version holds: a new week, prior or experiment makes a new one."""
+    lift = tmp_path / "lift.csv"
+    lift.write_text("channel,start_date,end_date,delta_spend,lift,lift_sd,market\n"
+                    "adwords,2020-06-01,2020-06-28,1000,2000,200,north\n")
+    path = tmp_path / "versioned.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(CONTROLS),
+                                    "model": {"lift_tests": {"file": lift.name, "folder": str(tmp_path)}}}))
+    cfg = load_config(path)
+    frames = _frames()
+    version = pooling.pooled_version(cfg, frames)
+    assert pooling.pooled_version(cfg.for_market("south"), _frames()) == version  # any market's run: the same
+    frames["south"].loc[9, "y"] += 1.0
+    assert pooling.pooled_version(cfg, frames) != version
+    believed = tmp_path / "believed.yaml"
+    believed.write_text(yaml.safe_dump({"extends": str(path),
+                                        "model": {"roi_priors": {"adwords": {"mean": 2.0, "sd": 0.5}}}}))
+    assert pooling.pooled_version(load_config(believed), _frames()) != version
+    lift.write_text(lift.read_text().replace(",2000,", ",2500,"))
+    assert pooling.pooled_version(cfg, _frames()) != version
+
+
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
     path = tmp_path / "scales.yaml"
     path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"scaling": {"target": 100000.0}}}))
