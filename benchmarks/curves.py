@@ -7,7 +7,8 @@ Reads the newest `benchmarks/results/` file of each kind, measures nothing:
 - geos: `scale-*.json` (our pooled fit and Google Meridian on the same data, `make bench-scale`) and the newest
   `geos-*.json` files holding the pooled fit and the separate fits in one process (`benchmarks/geos.py`);
 - channels: every `many-channels-*.json` (`benchmarks/many_channels.py`, with `--baseline` PyMC-Marketing's defaults
-  beside ours, with `--cold-name nutpie` our model on nutpie), the newest row per series and channel count.
+  beside ours, `--variant cold_name=nutpie` our model on nutpie), the newest row per series and channel count;
+  files with a `load` entry (measured beside another job) are left out.
 
 A filled marker passed its convergence gate (R-hat <= 1.01, bulk ESS >= 400, and for the channels no divergence), a
 hollow one did not. Log-scaled time axes, since the tools differ by an order of magnitude.
@@ -40,15 +41,18 @@ def newest(pattern: str, holding: str | None = None) -> dict:
 
 
 def channel_rows() -> tuple[list[dict], list[str]]:
-    """Every `many-channels-*.json` row, labelled by what was fitted (``series``: ours with the default sampler
-    path, ours with ``--cold-name``, the baseline), the newest row kept per series and channel count; the files."""
+    """Every `many-channels-*.json` row, labelled by what was fitted (``series``: its ``fit``, e.g. "ours",
+    "ours cold_name=nutpie", "baseline"; files from before --variant said ``--cold-name X`` in their command), the
+    newest row kept per series and channel count; the files."""
     newest_rows: dict[tuple[str, int], dict] = {}
     files = sorted(RESULTS.glob("many-channels-*.json"))
     for path in files:
         data = json.loads(path.read_text())
+        if "load" in data:  # measured beside another job: its times are not comparable with the others'
+            continue
         cold = data["command"].split("--cold-name ")[1].split()[0] if "--cold-name" in data["command"] else None
         for row in data["rows"]:
-            label = row["fit"] if row["fit"] == "baseline" or cold is None else f"ours-{cold}"
+            label = row["fit"] if row["fit"] == "baseline" or cold is None else f"ours cold_name={cold}"
             newest_rows[label, row["channels"]] = row | {"series": label}
     if not any(label == "baseline" for label, _ in newest_rows):
         raise SystemExit(f"no many-channels-*.json with a baseline in {RESULTS}: run many_channels.py --baseline")
@@ -98,7 +102,7 @@ def main() -> None:
                 yscale="log")
     memory_ax.set(title="Geos: peak memory", xlabel="geos", ylabel="GiB resident")
     for label, key, color in [("ours (numpyro from the Laplace start)", "ours", "tab:blue"),
-                              ("ours, sampler.cold_name: nutpie", "ours-nutpie", "tab:purple"),
+                              ("ours, sampler.cold_name: nutpie", "ours cold_name=nutpie", "tab:purple"),
                               ("PyMC-Marketing defaults + nutpie", "baseline", "tab:red")]:
         plot(channel_ax, *series(channels, key, "channels", "fit_seconds"), label, color)
     weeks = channels[0]["weeks"]

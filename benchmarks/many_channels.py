@@ -1,13 +1,15 @@
 """Many channels on realistic data: fit time, convergence and recovery at 10 / 20 / 30 channels with the defaults.
 
     python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900] [--baseline]
-                                       [--cold-name nutpie]
+                                       [--variant "" "fallback_name=nutpie" "cold_name=nutpie" ...]
 
 Each cell is config/realistic.yaml (7 % noise, trend, season, events, price, two bought-together pairs) with its
 eight channels' truth repeated, with perturbed saturation and smaller effects, up to N channels, over W weeks; fitted
 by the core fit in its own process (run.py's cache_env: compile caches under benchmarks/.work/many-channels-cache), cut off after
---timeout seconds; with --baseline, PyMC-Marketing's defaults + nutpie on the same data too (BASELINE_CELL). Per
-cell: fit and whole-process seconds, divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
+--timeout seconds; each --variant (comma-separated sampler settings, "" = the defaults) is fitted on every cell, one
+after another in the same run, so their ratios share the machine's load; with --baseline, PyMC-Marketing's defaults +
+nutpie on the same data too (BASELINE_CELL). Per cell: fit and whole-process seconds, the sampler that drew the kept
+sample and the start it kept (a Laplace start, or none when the fit fell back cold), divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
 true ROAS lie in their 94 % HDI, the media's estimated and true share of the KPI. Writes
 benchmarks/results/many-channels-<UTC stamp>.md.
 """
@@ -46,7 +48,8 @@ spend = features[cfg.channels].sum()
 true = truth.contributions[cfg.channels].sum() / spend
 inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for c in cfg.channels))
 d = result.diagnostics
-print(json.dumps({"fit_seconds": result.wall_seconds, "sampler": result.sampler, "divergences": d.divergences,
+print(json.dumps({"fit_seconds": result.wall_seconds, "sampler": result.sampler,
+                  "kept_start": result.warm_start or "cold", "divergences": d.divergences,
                   "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
                   "roas_in_hdi": f"{inside}/{len(cfg.channels)}",
                   "media_share": float((hdi["mean"] * spend).sum() / features["y"].sum()),
@@ -94,9 +97,9 @@ print(json.dumps({"fit_seconds": seconds, "sampler": "pymc-marketing defaults + 
 """
 
 
-def scenario(channels: int, weeks: int, folder: Path, cold_name: str | None = None) -> Path:
-    """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first); with
-    ``cold_name``, that sampler for the (cold) fit instead of the default's."""
+def scenario(channels: int, weeks: int, folder: Path, sampler: dict[str, str] | None = None) -> Path:
+    """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first), with the
+    ``sampler`` settings over the default's."""
     raw = yaml.safe_load((ROOT / "config" / "realistic.yaml").read_text())
     base = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())["data"]["synthetic"]["channels"]
     own = raw["data"]["synthetic"]["channels"]
@@ -116,9 +119,9 @@ def scenario(channels: int, weeks: int, folder: Path, cold_name: str | None = No
     start = dt.date.fromisoformat(str(raw["data"]["synthetic"]["start_date"]))
     raw["data"]["synthetic"]["end_date"] = str(start + dt.timedelta(weeks=weeks - 1))
     raw["scenario"] = f"many_{channels}c_{weeks}w"
-    if cold_name:
-        raw.setdefault("sampler", {})["cold_name"] = cold_name
-    path = folder / f"{raw['scenario']}.yaml"
+    raw.setdefault("sampler", {})
+    raw["sampler"].update({key: yaml.safe_load(value) for key, value in (sampler or {}).items()})
+    path = folder / f"{raw['scenario']}_{'_'.join(f'{k}-{v}' for k, v in (sampler or {}).items()) or 'default'}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -151,26 +154,38 @@ def write_results(rows: list[dict], name: str, title: str, command: str) -> Path
     return out
 
 
+def settings(variant: str) -> dict[str, str]:
+    """``"key=value,key=value"`` as a dict (values parsed as YAML when the scenario is written)."""
+    pairs = [item.split("=", 1) for item in variant.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"--variant {variant!r}: expected comma-separated key=value sampler settings")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, nargs="+", default=[10, 20, 30])
     parser.add_argument("--weeks", type=int, default=156)
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--cold-name", default=None, help="sampler.cold_name of our fit (default: the scenario's)")
+    parser.add_argument("--variant", nargs="+", default=[""],
+                        help='our fit\'s sampler settings, e.g. "fallback_name=nutpie,max_draws=3000"; "" = defaults')
     parser.add_argument("--baseline", action="store_true",
                         help="also fit PyMC-Marketing's defaults with nutpie on each cell (BASELINE_CELL)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.channels:
-            config = scenario(n, args.weeks, Path(tmp), args.cold_name)
-            for name, cell in [("ours", CELL), *([("baseline", BASELINE_CELL)] if args.baseline else [])]:
+            fits = [(f"ours {variant}".strip(), CELL, scenario(n, args.weeks, Path(tmp), settings(variant)))
+                    for variant in args.variant]
+            if args.baseline:
+                fits.append(("baseline", BASELINE_CELL, fits[0][2]))
+            for name, cell, config in fits:
                 rows.append({"channels": n, "weeks": args.weeks, "fit": name, **run_cell(config, args.timeout, cell)})
                 print(rows[-1], flush=True)
     out = write_results(rows, "many-channels", "Many channels on realistic data",
                         f"python benchmarks/many_channels.py --channels {' '.join(map(str, args.channels))} "
                         f"--weeks {args.weeks} --timeout {args.timeout:.0f}{' --baseline' * args.baseline}"
-                        f"{f' --cold-name {args.cold_name}' if args.cold_name else ''}")
+                        f" --variant {' '.join(repr(v) for v in args.variant)}")
     print(out.read_text())
 
 

@@ -277,14 +277,25 @@ class SamplerConfig(_Strict):
     cold_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(
         default=None,
         description="The backend of every fit that is not warm-started (the first fit, holdout refits, cross-"
-        "validation folds, the pooled model, a warm fit's cold fallback); null = name. E.g. nutpie, for brands too "
-        "big for a cold numpyro fit, with numpyro's warm refreshes after it.",
+        "validation folds, the pooled model); null = name. E.g. nutpie, for brands too big for a cold numpyro fit, "
+        "with numpyro's warm refreshes after it.",
+    )
+
+    fallback_name: Literal["nutpie", "pymc", "numpyro"] | None = Field(
+        default=None,
+        description="The backend of the cold fit that replaces a warm or Laplace start when that start diverges, "
+        "misses a gate with no room for more chains, or finds no mode; null = cold_name (or name).",
     )
 
     @property
     def cold(self) -> str:
         """The backend of a fit that is not warm-started."""
         return self.cold_name or self.name
+
+    @property
+    def fallback(self) -> str:
+        """The backend of the cold fit that replaces a failed warm or Laplace start."""
+        return self.fallback_name or self.cold
 
     @model_validator(mode="after")
     def _ceiling(self) -> SamplerConfig:

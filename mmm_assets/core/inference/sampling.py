@@ -138,11 +138,11 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     covariance, and keeps them all: the compiled sampler is the same (a new draw count would compile it again),
     and its chains started from the posterior they are now part of. A warm fit is dropped when it diverges, or
     still falls short when more chains would take it past ``s.chains * s.max_draws`` draws: the model is then
-    sampled again cold, with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.cold_name``).
+    sampled again cold, with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.fallback``).
     A cold fit with more than ``divergences_max`` divergences is sampled again once with the target acceptance rate
     raised to DIVERGENCE_TARGET_ACCEPT.
     A start from the Laplace approximation (:class:`LaplaceStart`) is a warm start in all of this; when it finds no
-    mode the model is sampled cold at once, adapting its mass matrix.
+    mode the model is sampled cold at once (by ``cold_sampler`` when given), adapting its mass matrix.
     """
     started = time.monotonic()
     draws, chains, attempt, accept = s.draws, s.chains, 0, s.target_accept
@@ -182,7 +182,9 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
                 )
         except LaplaceFailedError as failed:
             warm = None
-            report(f"{label}: no Laplace start ({failed}); adapting the mass matrix over {s.tune} tuning steps")
+            sampler = available_sampler(cold_sampler, report) if cold_sampler else sampler
+            report(f"{label}: no Laplace start ({failed}); sampling cold with {sampler}, adapting the mass matrix "
+                   f"over {s.tune} tuning steps")
             continue
         if sampler == "numpyro":  # PyMC leaves numpyro's draws as JAX arrays: numpy, as in a model loaded from disk
             mmm.idata = mmm.idata.map_over_datasets(lambda group: group.as_numpy())

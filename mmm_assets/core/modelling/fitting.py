@@ -80,7 +80,7 @@ def fit(
     t = cfg.validation.thresholds
     return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive,
                   ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
-                  cold_sampler=s.cold, divergences_max=t.divergences_max)
+                  cold_sampler=s.fallback, divergences_max=t.divergences_max)
 
 def _warm_start(mmm: MMM, s: SamplerConfig, previous: PreviousPosterior | None, report: Reporter) -> WarmStart | None:
     """The warm start of a built model from ``previous``, when the settings allow it and the posterior fits."""

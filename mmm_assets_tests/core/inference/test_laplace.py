@@ -113,11 +113,11 @@ class _Failing:
     idata = None
 
     def __init__(self) -> None:
-        self.calls: list[tuple[int, bool]] = []
+        self.calls: list[tuple[str, int, bool]] = []
 
     def fit(self, X, y, draws, tune, chains, nuts_sampler, **kwargs) -> None:
         given = kwargs.get("nuts_sampler_kwargs", {}).get("adapt_mass_matrix") is False
-        self.calls.append((tune, given))
+        self.calls.append((nuts_sampler, tune, given))
         if len(self.calls) == 1:
             raise LaplaceFailedError("no mode found in 500 Newton steps (test)")
         ones = np.ones((chains, draws))
@@ -126,18 +126,20 @@ class _Failing:
         self.idata = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
 
 
-def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix(monkeypatch):
+@pytest.mark.parametrize("fallback", [None, "numpyro", "nutpie"])
+def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix_with_the_fallback_sampler(monkeypatch, fallback):
     monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: sampling_core.Diagnostics(0, 1.0, 900.0,
                                                                                                900.0, "a"))
     monkeypatch.setattr(sampling_core, "persistent_jax_cache", lambda: None)
     s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, warm_tune=40)
     fake, messages = _Failing(), []
     result = sampling_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
-                               ess_target=400, warm=LaplaceStart(2, 7, messages.append))
-    assert fake.calls == [(40, True), (300, False)]
-    assert messages[0] == ("fit: no Laplace start (no mode found in 500 Newton steps (test)); adapting the mass "
-                           "matrix over 300 tuning steps")
-    assert result.warm_start is None and result.tune == 300
+                               ess_target=400, warm=LaplaceStart(2, 7, messages.append), cold_sampler=fallback)
+    cold = fallback or "numpyro"
+    assert fake.calls == [("numpyro", 40, True), (cold, 300, False)]
+    assert messages[0] == (f"fit: no Laplace start (no mode found in 500 Newton steps (test)); sampling cold with "
+                           f"{cold}, adapting the mass matrix over 300 tuning steps")
+    assert result.warm_start is None and result.tune == 300 and result.sampler == cold
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ def test_warm_starts_are_switched_off_or_numpyro_only(small_fit):
     assert messages == ["no warm start: it is built for numpyro, not nutpie"]
 
 
-def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeypatch):
+def test_fits_that_are_not_warm_started_sample_with_cold_name_and_fall_back_with_fallback_name(small_fit, monkeypatch):
     chosen = []
     monkeypatch.setattr(fitting_core, "sample", lambda mmm, X, y, s, sampler, *args, warm=None, cold_sampler=None, **kw:
                         chosen.append((sampler, type(warm).__name__, cold_sampler)))
@@ -110,6 +110,13 @@ def test_fits_that_are_not_warm_started_sample_with_cold_name(small_fit, monkeyp
     adapt = small_fit.cfg.sampler.model_copy(update={"cold_start": "adapt"})
     fitting_core.fit(small_fit.cfg.model_copy(update={"sampler": adapt}), small_fit.features)
     assert chosen == [("numpyro", "LaplaceStart", "numpyro"), ("numpyro", "NoneType", "numpyro")]
+    # sampler.fallback_name: the backend of the cold fit that replaces a failed Laplace or warm start
+    chosen.clear()
+    fallback = small_fit.cfg.sampler.model_copy(update={"fallback_name": "nutpie"})
+    cfg = small_fit.cfg.model_copy(update={"sampler": fallback})
+    fitting_core.fit(cfg, small_fit.features)
+    fitting_core.fit(cfg, small_fit.features, warm_from=previous)
+    assert chosen == [("numpyro", "LaplaceStart", "nutpie"), ("numpyro", "WarmStart", "nutpie")]
 
 
 class _Fake:
