@@ -438,6 +438,21 @@ def sample_landing(config_path: Path, source_path: Path) -> int:
     return 0
 
 
+def install_stop_signals() -> None:
+    """SIGTERM (systemd, Kubernetes, `kill`) stops a refresh the way Ctrl-C does: the run is marked failed, not left
+    STARTED with its pool slot held.
+
+    Dagster maps SIGTERM onto SIGINT's handler whenever a run starts (``dagster._utils.interrupts``), so a process
+    started with SIGINT ignored (a background job of a non-interactive shell, e.g. ``nohup make run &``; CI starts
+    the tests that way) would ignore SIGTERM from its first run on, and so would the workers it starts after it: SIGINT
+    gets Python's default handler too. Main thread only (signal handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command; returns the process's exit status."""
     parser = argparse.ArgumentParser(prog="python -m mmm_assets", description=__doc__)
@@ -452,10 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sample-landing":
         return sample_landing(args.config, args.source)
-    # SIGTERM (systemd, Kubernetes, `kill`) stops a refresh the way Ctrl-C does: the run is marked failed, not left
-    # STARTED with its pool slot held
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    install_stop_signals()
     try:
         return int(serve_markets(args.config) if args.worker else run(args.config, args.market))
     except KeyboardInterrupt:  # outside a run's steps, e.g. while waiting for another refresh's lock

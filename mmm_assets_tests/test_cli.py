@@ -103,3 +103,28 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch):
     started = time.monotonic()
     cli._stop([child])
     assert time.monotonic() - started < 5 and child.returncode == -signal.SIGKILL
+
+
+STOPS_ON_SIGTERM = """
+import os, signal, sys
+from dagster._utils.interrupts import setup_interrupt_handlers
+from mmm_assets import cli
+cli.install_stop_signals()
+setup_interrupt_handlers()  # what every Dagster run does: SIGTERM gets SIGINT's handler
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+except KeyboardInterrupt:
+    sys.exit(7)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("sigint", ["ignored", "default"])
+def test_a_refresh_stops_on_sigterm_even_when_started_with_sigint_ignored(sigint: str) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored; Dagster's runs map SIGTERM onto it."""
+    def start() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.SIG_DFL)
+
+    done = subprocess.run([sys.executable, "-c", STOPS_ON_SIGTERM], preexec_fn=start, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 7, done.stderr[-2000:]
