@@ -31,9 +31,10 @@ JAX_CACHE_DEFAULT = Path.home() / ".cache" / "mmm_assets" / "jax"
 
 #: Extra draws asked for on top of the estimate when a fit samples again to reach its ESS target.
 ESS_MARGIN = 1.25
-#: The target acceptance rate of a cold fit sampled again because it diverged: smaller steps through the posterior's
-#: curved regions (Stan's advice for divergences: raise adapt_delta). Chosen on config/realistic.yaml, where 0.95
-#: still left 1-5 divergences on some seeds and 0.99 none (README "Validating on real data").
+#: The target acceptance rate of a fit (cold, or from the same warm start) sampled again because it diverged: smaller
+#: steps through the posterior's curved regions (Stan's advice for divergences: raise adapt_delta). Chosen on
+#: config/realistic.yaml, where 0.95 still left 1-5 divergences on some seeds and 0.99 none (README "Validating on
+#: real data").
 DIVERGENCE_TARGET_ACCEPT = 0.99
 
 @dataclass(frozen=True)
@@ -136,9 +137,12 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     The first run's draws are dropped, not mixed with the second's. A ``warm`` start (numpyro) that falls short
     samples ``s.chains`` more chains of the same length instead, started from its own draws and moving with their
     covariance, and keeps them all: the compiled sampler is the same (a new draw count would compile it again),
-    and its chains started from the posterior they are now part of. A warm fit is dropped when it diverges, or
-    still falls short when more chains would take it past ``s.chains * s.max_draws`` draws: the model is then
-    sampled again cold, with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.fallback``).
+    and its chains started from the posterior they are now part of. A warm fit that diverges is sampled again once
+    from the same start with the target acceptance rate raised to DIVERGENCE_TARGET_ACCEPT (its chains so far
+    dropped): a fixed mass matrix with too long a step is the usual cause, and this costs a warm fit, not a cold
+    one. It is dropped when it diverges again, or still falls short when more chains would take it past
+    ``s.chains * s.max_draws`` draws: the model is then sampled again cold (at the raised rate, when it was raised),
+    with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.fallback``).
     A cold fit with more than ``divergences_max`` divergences is sampled again once with the target acceptance rate
     raised to DIVERGENCE_TARGET_ACCEPT.
     A start from the Laplace approximation (:class:`LaplaceStart`) is a warm start in all of this; when it finds no
@@ -202,6 +206,12 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
         if warm:
             chains = mmm.idata.posterior.sizes["chain"]
             room = s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
+            if diagnostics.divergences and accept < DIVERGENCE_TARGET_ACCEPT:
+                accept, attempt, kept = DIVERGENCE_TARGET_ACCEPT, attempt + 1, None
+                report(f"{label}: started from {warm.label}: {diagnostics.divergences} divergences after "
+                       f"{time.monotonic() - started:.1f} s; the same start again with target_accept {accept} "
+                       f"(smaller steps), {s.chains} chains")
+                continue
             if diagnostics.divergences or (reasons and not room):
                 reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
                 start = warm.label

@@ -127,11 +127,13 @@ class _Fake:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, bool]] = []
         self.samplers: list[str] = []
+        self.accept: list[float] = []
 
     def fit(self, X, y, draws, tune, chains, random_seed, nuts_sampler, **kwargs) -> None:
         # (tune, draws, warm: the mass matrix given, not adapted)
         self.calls.append((tune, draws, kwargs.get("nuts_sampler_kwargs", {}).get("adapt_mass_matrix") is False))
         self.samplers.append(nuts_sampler)
+        self.accept.append(kwargs["target_accept"])
         values = np.full((chains, draws), len(self.calls))
         posterior = xr.Dataset({"a": (("chain", "draw"), values)}, coords={"chain": range(chains), "draw": range(draws)})
         stats = xr.Dataset({"diverging": (("chain", "draw"), values == 0)}, coords=posterior.coords)
@@ -157,12 +159,19 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
                        ((1.001, 900.0), (1.001, 300.0), (1.02, 900.0)))
     s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=200,
                       warm_tune=40)
-    fake, messages, result = _sample(monkeypatch, [sampling_core.Diagnostics(2, 1.001, 900.0, 900.0, "a"), ok], s)
-    assert fake.calls == [(40, 100, True), (300, 100, False)]
+    diverged = sampling_core.Diagnostics(2, 1.001, 900.0, 900.0, "a")
+    # divergences: the same start again with smaller steps; diverging again, cold (at the smaller steps)
+    fake, messages, result = _sample(monkeypatch, [diverged, ok], s)
+    assert fake.calls == [(40, 100, True), (40, 100, True)] and fake.accept == [0.9, 0.99]
     assert messages[0].startswith("fit: started from champion v3: 2 divergences after ")
-    assert messages[0].endswith("sampling again cold with numpyro (300 tune + 100 draws)")
+    assert messages[0].endswith("the same start again with target_accept 0.99 (smaller steps), 2 chains")
+    assert result.warm_start == "champion v3" and result.chains == 2
+    fake, messages, result = _sample(monkeypatch, [diverged, diverged, ok], s)
+    assert fake.calls == [(40, 100, True), (40, 100, True), (300, 100, False)] and fake.accept == [0.9, 0.99, 0.99]
+    assert messages[1].startswith("fit: started from champion v3: 2 divergences after ")
+    assert messages[1].endswith("sampling again cold with numpyro (300 tune + 100 draws)")
     assert result.warm_start is None and result.tune == 300 and result.chains == 2
-    assert result.sampler == "numpyro" and fake.samplers == ["numpyro", "numpyro"]
+    assert result.sampler == "numpyro" and fake.samplers == ["numpyro", "numpyro", "numpyro"]
     # short of the ESS target: two more warm chains of the same length, kept with the first two
     fake, messages, result = _sample(monkeypatch, [short, ok], s)
     assert fake.calls == [(40, 100, True), (40, 100, True)]
