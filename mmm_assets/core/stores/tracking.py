@@ -307,12 +307,20 @@ def crown(client: MlflowClient, cfg: MMMConfig, version: str, failed: list[str])
     )
 
 
+#: What the registry answers when the model or its champion alias does not exist yet (MLflow's error codes).
+NOT_REGISTERED = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def champion(client: MlflowClient, cfg: MMMConfig) -> ModelVersion | None:
-    """The version the registry's ``champion`` alias points at; None before the first promotion."""
+    """The version the registry's ``champion`` alias points at; None before the first promotion. Any other error
+    (a tracking server answering 500, say) is raised: taken for "no champion", it made the refresh fit cold and fail
+    only afterwards, when the fit is logged, and the step's retries fitted it twice more."""
     try:
         return client.get_model_version_by_alias(model_name(cfg), CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in NOT_REGISTERED:
+            return None
+        raise
 
 
 def champion_model_file(client: MlflowClient, cfg: MMMConfig) -> tuple[ModelVersion, Path]:
