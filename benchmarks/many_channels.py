@@ -119,8 +119,7 @@ def scenario(channels: int, weeks: int, folder: Path, sampler: dict[str, str] | 
     start = dt.date.fromisoformat(str(raw["data"]["synthetic"]["start_date"]))
     raw["data"]["synthetic"]["end_date"] = str(start + dt.timedelta(weeks=weeks - 1))
     raw["scenario"] = f"many_{channels}c_{weeks}w"
-    raw.setdefault("sampler", {})
-    raw["sampler"].update({key: yaml.safe_load(value) for key, value in (sampler or {}).items()})
+    raw.setdefault("sampler", {}).update({key: yaml.safe_load(value) for key, value in (sampler or {}).items()})
     path = folder / f"{raw['scenario']}_{'_'.join(f'{k}-{v}' for k, v in (sampler or {}).items()) or 'default'}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -67,8 +67,6 @@ from mmm_assets.core.synthetic.generator import GroundTruth, generate
 
 #: Columns of the experiments file, in the order :func:`sample_lift_tests` writes them.
 COLUMNS = ["channel", "start_date", "end_date", "delta_spend", "lift", "lift_sd"]
-#: The optional column naming the market an experiment ran in.
-MARKET = MARKET_COLUMN
 NUMBERS = ["delta_spend", "lift", "lift_sd"]
 DATES = ["start_date", "end_date"]
 #: Name of the lift-test likelihood in the model.
@@ -102,15 +100,15 @@ def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, eac
             f"{source}: column(s) {', '.join(map(repr, missing))} missing; the experiments file needs the columns "
             f"{', '.join(COLUMNS)} (has {', '.join(map(repr, table.columns))})"
         )
-    by_market = MARKET in table.columns
+    by_market = MARKET_COLUMN in table.columns
     if not by_market and markets is not None and len(markets) > 1:
         raise InputError(
-            f"{source}: column {MARKET!r} missing; the scenario has several markets ({', '.join(markets)}), so each "
-            "experiment must name the market it ran in"
+            f"{source}: column {MARKET_COLUMN!r} missing; the scenario has several markets ({', '.join(markets)}), "
+            "so each experiment must name the market it ran in"
         )
     if table.empty:
         raise InputError(f"{source}: no experiments (the file has a header but no rows)")
-    work = table[[*COLUMNS, *([MARKET] if by_market else [])]].reset_index(drop=True)
+    work = table[[*COLUMNS, *([MARKET_COLUMN] if by_market else [])]].reset_index(drop=True)
     lines = pd.Series(range(FIRST_LINE, FIRST_LINE + len(work)))
     problems: list[str] = []
 
@@ -126,12 +124,12 @@ def validate_lift_tests(  # noqa: C901 -- a flat list of independent checks, eac
         problems.append(f"{at(unknown, 'channel', text)}: not a channel of the scenario (channels: {list(channels)})")
     out = pd.DataFrame({"channel": text})
     if by_market:
-        market = work[MARKET].astype(str).str.strip()
+        market = work[MARKET_COLUMN].astype(str).str.strip()
         unknown = market.eq("") | (~market.isin(list(markets)) if markets is not None else False)
         if unknown.any():
             known = f" (markets: {list(markets)})" if markets is not None else ""
-            problems.append(f"{at(unknown, MARKET, market)}: not a market of the scenario{known}")
-        out[MARKET] = market
+            problems.append(f"{at(unknown, MARKET_COLUMN, market)}: not a market of the scenario{known}")
+        out[MARKET_COLUMN] = market
     for column in DATES:
         parsed = pd.to_datetime(work[column].astype(str).str.strip(), format="%Y-%m-%d", errors="coerce")
         bad = parsed.isna()
@@ -176,8 +174,8 @@ def load_lift_tests(cfg: MMMConfig, every_market: bool = False) -> pd.DataFrame 
     if path is None:
         return None
     tests = read_lift_tests(path, cfg.channels, cfg.market_names)
-    if MARKET in tests and cfg.market is not None and not every_market:
-        tests = tests[tests[MARKET] == cfg.market].reset_index(drop=True)
+    if MARKET_COLUMN in tests and cfg.market is not None and not every_market:
+        tests = tests[tests[MARKET_COLUMN] == cfg.market].reset_index(drop=True)
     return tests
 
 
@@ -287,14 +285,16 @@ def add_lift_tests(
     if isinstance(features, pd.DataFrame):
         rows, notes = to_library_rows(tests, features)
     else:
-        if MARKET not in tests:
-            raise InputError(f"the pooled model's experiments need a {MARKET!r} column naming the market of each")
+        if MARKET_COLUMN not in tests:
+            raise InputError(
+                f"the pooled model's experiments need a {MARKET_COLUMN!r} column naming the market of each"
+            )
         if method != "exact":
             raise ValueError(f"the pooled model takes lift tests with method 'exact', not {method!r}")
         parts, notes = [], []
         for market, frame in features.items():
-            part, left_out = to_library_rows(tests[tests[MARKET] == market], frame)
-            parts.append(part.assign(**{MARKET: market}))
+            part, left_out = to_library_rows(tests[tests[MARKET_COLUMN] == market], frame)
+            parts.append(part.assign(**{MARKET_COLUMN: market}))
             notes += [f"market {market}: {note}" for note in left_out]
         rows = pd.concat(parts, ignore_index=True)
     if rows.empty:

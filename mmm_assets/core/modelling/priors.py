@@ -184,9 +184,8 @@ class RoleTerms(MuEffect):
         if self.market_dim is None:
             groups = [({}, self.centers, self.scales)]
         else:
-            markets = [str(m) for m in mmm.model.coords[self.market_dim]]
             groups = [({self.market_dim: m}, self.market_centers.setdefault(m, {}), self.market_scales.setdefault(m, {}))
-                      for m in markets]
+                      for m in self._markets(mmm.model)]
         for where, centers, scales in groups:
             for name, centred in zip(self.names, self.center):
                 if name == self.trend:
@@ -203,6 +202,10 @@ class RoleTerms(MuEffect):
         """The dims of a term's input besides ``date`` and ``term``: the market's in a pooled model."""
         return (self.market_dim,) if self.market_dim else ()
 
+    def _markets(self, model: pm.Model) -> list[str]:
+        """The pooled model's markets in its coordinate's order; none in a single-market model."""
+        return [str(m) for m in model.coords[self.market_dim]] if self.market_dim else []
+
     # -- effect -------------------------------------------------------------------------------------------------
     def _inputs(self, mmm: Any) -> pt.TensorVariable:
         """(date, [market,] term) array of the scaled (and centred) inputs, before carry-over."""
@@ -213,7 +216,7 @@ class RoleTerms(MuEffect):
             data = model[CONTROL_DATA]
             order = [data.type.dims.index(d) for d in (DATE_COLUMN, *self._dims(), CONTROL_DIM)]
             controls = data.values if order == sorted(order) else data.values.transpose(order)
-        markets = [str(m) for m in model.coords[self.market_dim]] if self.market_dim else []
+        markets = self._markets(model)
         for name in self.names:
             if name == self.trend:
                 raw = model[self._trend_name()].values
