@@ -34,7 +34,7 @@ def model_for(n: int, weeks: int):
     from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
     from mmm_assets.core.inference.sampling import sampling_model
     from mmm_assets.core.modelling import build as build_core
-    from mmm_assets.core.modelling import pooling
+    from mmm_assets.core.modelling import panel, pooling
 
     cfg = geos.scenario(max(n, 2), weeks, 2, 300, 500)
     names = geos.geo_names(n)
@@ -44,7 +44,7 @@ def model_for(n: int, weeks: int):
         X, y = build_core.split_xy(frames[names[0]])
     else:
         mmm = pooling.build_pooled_mmm(cfg)
-        X, y = build_core.split_xy(pooling.stack_markets(frames, [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns]))
+        X, y = build_core.split_xy(panel.stack_markets(frames, [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns]))
     mmm.build_model(X, y)
     return sampling_model(mmm)
 

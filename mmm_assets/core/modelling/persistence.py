@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pymc_marketing.mmm import MMM
 
+from mmm_assets.core.modelling import panel  # noqa: F401  (a pooled model's padded likelihood, so its file loads)
 from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, ensure_free_space, no_room_is_disk_space_error
 from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
 

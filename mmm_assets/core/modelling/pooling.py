@@ -30,11 +30,13 @@ ROI priors (``model.roi_priors``) state the belief on every market's own ROAS; l
 experiment names (its ``market`` column), with that market's parameters and scales
 (:mod:`mmm_assets.core.modelling.calibration`).
 
-The library needs a balanced panel: every market over the same weeks (it fills missing cells with 0, which would be
-fitted as observed zeros), so ``fit_pooled`` refuses markets whose weeks differ.
+Markets may cover different weeks (a region that opened later, one whose history ends earlier). The library needs a
+balanced panel, so the markets are stacked over the union of their weeks and each market's missing weeks are padded
+and left out of the likelihood (:mod:`mmm_assets.core.modelling.panel`): a market's parameters, scales, term centres,
+carry-over and lift tests are those of its own weeks, and its view below covers its own weeks only.
 
 ``market_view`` turns the pooled model into an ordinary single-market ``MMM`` whose posterior is the pooled
-posterior's slice for one market and whose scales are that market's scales (fixed), so everything that takes a
+posterior's slice for one market (over its own weeks) and whose scales are that market's scales (fixed), so everything that takes a
 single-market model (ROAS, budget, contributions, predictions, ``model.save_model`` / ``model.load_model``) works
 on it unchanged.
 """
@@ -64,7 +66,7 @@ from mmm_assets.core.config import (
     MMMConfig,
     SamplerConfig,
 )
-from mmm_assets.core.errors import InputError, day, examples
+from mmm_assets.core.errors import InputError, day
 from mmm_assets.core.inference.laplace import LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
@@ -72,6 +74,15 @@ from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
 from mmm_assets.core.modelling.calibration import add_lift_tests, load_lift_tests
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
+from mmm_assets.core.modelling.panel import (
+    Panel,
+    check_scales,
+    market_span,
+    own_weeks,
+    padded_predictive,
+    stack_panel,
+    use_panel,
+)
 from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
 from mmm_assets.core.stores.duckdb_store import content_hash
 from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
@@ -134,61 +145,6 @@ class PoolingPriors:
         }
 
 
-def stack_markets(
-    frames: Mapping[str, pd.DataFrame], columns: list[str], channels: list[str] | None = None
-) -> pd.DataFrame:
-    """One long frame (``market`` first) from per-market feature frames that cover the same weeks and columns.
-
-    ``columns`` are the model's columns (date, target, channels, controls); ``channels`` those scaled by their
-    maximum in each market, which must not be zero in every week (default: every column but date and target).
-    Raises :class:`InputError` naming the market and what differs when the markets cannot form a balanced panel.
-    """
-    if len(frames) < 2:
-        raise InputError(f"pooling needs at least two markets, got {sorted(frames)}; fit a single market separately")
-    problems = []
-    reference_market, reference = next(iter(frames.items()))
-    reference_dates = pd.DatetimeIndex(reference[DATE_COLUMN]) if DATE_COLUMN in reference else None
-    for market, frame in frames.items():
-        absent = [c for c in columns if c not in frame.columns]
-        if absent:
-            problems.append(f"market {market!r}: column(s) {absent} missing (it has {list(frame.columns)})")
-            continue
-        if frame[columns].isna().any().any():
-            holes = [c for c in columns if frame[c].isna().any()]
-            problems.append(f"market {market!r}: empty cells in column(s) {holes}; give every market every column")
-        dates = pd.DatetimeIndex(frame[DATE_COLUMN])
-        if reference_dates is not None and not dates.equals(reference_dates):
-            only = [day(d) for d in dates.difference(reference_dates)]
-            lacks = [day(d) for d in reference_dates.difference(dates)]
-            detail = "; ".join(
-                part
-                for part in (
-                    f"weeks {reference_market!r} lacks: {examples(only)}" if only else "",
-                    f"weeks it lacks: {examples(lacks)}" if lacks else "",
-                )
-                if part
-            ) or "same weeks in another order"
-            problems.append(
-                f"market {market!r} covers {day(dates.min())}..{day(dates.max())} ({len(dates)} weeks), "
-                f"market {reference_market!r} {day(reference_dates.min())}..{day(reference_dates.max())} "
-                f"({len(reference_dates)} weeks): {detail}. The pooled model needs every market over the same "
-                "weeks; trim the markets to their common weeks or fit them separately"
-            )
-        scaled = channels if channels is not None else [c for c in columns if c not in (DATE_COLUMN, TARGET_COLUMN)]
-        silent = [c for c in scaled if not (frame[c] != 0).any()]
-        if silent:
-            problems.append(
-                f"market {market!r}: column(s) {silent} are zero in every week, so the market's max scaling is "
-                "undefined; drop the column from the scenario or fit the markets separately"
-            )
-    if problems:
-        bullets = "\n".join(f"  - {p}" for p in problems)
-        raise InputError(f"the markets' feature tables cannot be pooled:\n{bullets}")
-    parts = [frame[columns].assign(**{MARKET_DIM: market}) for market, frame in frames.items()]
-    stacked = pd.concat(parts, ignore_index=True)
-    return stacked[[MARKET_DIM, *columns]]
-
-
 def unsupported(cfg: MMMConfig) -> list[str]:
     """The scenario's settings the pooled model does not implement yet (it has media, intercept, seasonality and the
     non-media terms)."""
@@ -237,6 +193,21 @@ def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM
     return pooled
 
 
+def built_pooled_mmm(
+    cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], priors: PoolingPriors | None = None
+) -> tuple[MMM, Panel]:
+    """The pooled model built on every market's frame (over the union of their weeks, padded: :mod:`.panel`), its
+    original-scale channel contributions and ``y`` registered; no ROI priors or lift tests yet. Also the panel."""
+    mmm = build_pooled_mmm(cfg, priors)
+    columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
+    panel = stack_panel(frames, columns, list(mmm.channel_columns), role_terms(mmm))
+    use_panel(mmm, panel)
+    mmm.build_model(*split_xy(panel.frame))
+    check_scales(mmm, frames)
+    mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
+    return mmm, panel
+
+
 def fit_pooled(
     cfg: MMMConfig,
     frames: Mapping[str, pd.DataFrame],
@@ -248,7 +219,8 @@ def fit_pooled(
     """Fit one hierarchical MMM to every market's validated feature frame (market name -> frame).
 
     ``cfg`` is the scenario (any market's narrowed copy works too: only model and sampler settings are read).
-    The frames must cover the same weeks with the same columns. Diagnostics are over every free parameter of the
+    The frames must have the same columns; they may cover different weeks, each market's consecutive and all on one
+    weekly grid (:mod:`mmm_assets.core.modelling.panel`). Diagnostics are over every free parameter of the
     pooled model, hyper-parameters included; ``diagnose(market_view(...).idata, ...)`` gives one market's own.
     """
     # numpyro's own diagonal mass matrix when it adapts one: with the dense one (sampler.dense_mass) this hierarchical
@@ -259,12 +231,9 @@ def fit_pooled(
     s = (sampler_cfg or cfg.sampler).model_copy(update={"dense_mass": False})
     sampler = available_sampler(s.cold, report)
     warm = LaplaceStart(s.chains, s.seed, report) if sampler == "numpyro" and s.cold_start == "laplace" else None
-    mmm = build_pooled_mmm(cfg, priors)
-    columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
-    X, y = split_xy(stack_markets(frames, columns, list(mmm.channel_columns)))
-    mmm.build_model(X, y)
-    mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
-    with_prior = add_roi_priors(mmm, cfg, X, list(frames))
+    mmm, panel = built_pooled_mmm(cfg, frames, priors)
+    X, y = split_xy(panel.frame)
+    with_prior = add_roi_priors(mmm, cfg, X, list(frames), own_weeks(mmm))
     if with_prior:
         report(f"ROI priors on {', '.join(with_prior)}, in every market")
     tests = load_lift_tests(cfg, every_market=True)
@@ -275,15 +244,20 @@ def fit_pooled(
         report(f"lift tests: {added} of {len(tests)} experiments calibrate the model (exact, each in its market)")
     parameters = free_parameters(mmm)
     weeks = X[DATE_COLUMN].nunique()
+    if panel.padded:
+        report("markets cover different weeks, each fitted on its own (the others padded, outside the likelihood): "
+               + ", ".join(f"{m} {day(a)}..{day(b)} ({len(f)} weeks)" for (m, (a, b)), f in
+                           zip(panel.spans.items(), frames.values())))
     report(
         f"fitting a pooled model of {len(frames)} markets ({', '.join(frames)}) x {weeks} weeks x "
         f"{len(mmm.channel_columns)} channels with {sampler}: {s.chains} chains x "
         f"({s.warm_tune if warm else s.tune} tune + {s.draws} draws){f', from {warm.label}' if warm else ''}"
     )
     t = cfg.validation.thresholds
-    return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
-                  ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
-                  divergences_max=t.divergences_max)
+    with padded_predictive(mmm):
+        return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
+                      ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
+                      divergences_max=t.divergences_max)
 
 
 def pooled_version(cfg: MMMConfig, frames: Mapping[str, pd.DataFrame]) -> str:
@@ -312,15 +286,17 @@ def _single_market(transform: Transformation) -> Transformation:
     return single
 
 
-def _slice(group: xr.Dataset, market: str) -> xr.Dataset:
-    return group.sel({MARKET_DIM: market}, drop=True) if MARKET_DIM in group.dims else group
+def _slice(group: xr.Dataset, market: str, span: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> xr.Dataset:
+    """The market's part of a group, over its own weeks (``span``) when the markets' weeks differ."""
+    group = group.sel({MARKET_DIM: market}, drop=True) if MARKET_DIM in group.dims else group
+    return group.sel({DATE_COLUMN: slice(*span)}) if span is not None and DATE_COLUMN in group.dims else group
 
 
 def market_view(pooled: MMM, market: str) -> MMM:
     """A single-market ``MMM`` whose posterior is ``pooled``'s for ``market``.
 
-    Built like a model loaded from a file (``MMM.load_from_idata``): the market's slice of every idata group, the
-    single-market model's own variables only (the pooled hyper-parameters stay in the pooled model), the market's
+    Built like a model loaded from a file (``MMM.load_from_idata``): the market's slice of every idata group (over its
+    own weeks when the markets' weeks differ), the single-market model's own variables only (the pooled hyper-parameters stay in the pooled model), the market's
     channel and target scales as fixed scaling, and the pooled sampler's ``sample_stats`` (divergences are the
     pooled fit's). Its nominal priors are the library defaults: it is never refitted; the idata attributes
     ``pooled_market`` / ``pooled_markets`` / ``pooled_model_id`` record where the posterior came from.
@@ -328,8 +304,8 @@ def market_view(pooled: MMM, market: str) -> MMM:
     markets = pooled_markets(pooled)
     if market not in markets:
         raise ValueError(f"the pooled model has no market {market!r}; its markets are {markets}")
-    source = pooled.idata
-    constant = _slice(source.constant_data.to_dataset(), market)
+    source, span = pooled.idata, market_span(pooled, market)
+    constant = _slice(source.constant_data.to_dataset(), market, span)
     channel_scale = constant["channel_scale"].astype(float)
     target_scale = float(constant["target_scale"])
     view = MMM(
@@ -350,7 +326,7 @@ def market_view(pooled: MMM, market: str) -> MMM:
     terms = role_terms(pooled)
     if terms is not None:
         view.add_mu_effect(terms.for_market(market))
-    fit_data = _slice(source.fit_data.to_dataset(), market)
+    fit_data = _slice(source.fit_data.to_dataset(), market, span)
     features = fit_data.to_dataframe().reset_index()
     X, y = features.drop(columns=[view.target_column]), features[view.target_column]
     view.build_model(X, y)  # only to learn the single-market model's variable names
@@ -358,7 +334,7 @@ def market_view(pooled: MMM, market: str) -> MMM:
 
     groups: dict[str, xr.Dataset] = {}
     for name, node in source.children.items():
-        group = _slice(node.to_dataset(), market)
+        group = _slice(node.to_dataset(), market, span)
         if name in _PARAMETER_GROUPS:
             group = group[[v for v in group.data_vars if v in own]]
         groups[name] = group
@@ -394,11 +370,25 @@ def view_is_pooled(mmm: MMM) -> str | None:
 def holdout_forecast_pooled(
     cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], weeks: int, report: Reporter = silent
 ) -> tuple[dict[str, pd.DataFrame], FitResult]:
-    """The pooled counterpart of ``model.holdout_forecast``: one pooled refit without the last ``weeks`` weeks.
+    """The pooled counterpart of ``model.holdout_forecast``: one pooled refit without the last ``weeks`` weeks of
+    every market (its own last weeks: a market whose history ends earlier is held out earlier).
 
     Returns, per market, the forecast of its held-out weeks (``date``, ``actual``, ``predicted_mean`` / HDI, as
-    ``model.holdout_forecast``) and the refit itself.
+    ``model.holdout_forecast``) and the refit itself. Raises :class:`InputError` naming every market with fewer
+    than ``validation.min_weeks`` weeks, or not more than ``weeks``, which the refit could not be trained on.
     """
+    least = max(cfg.validation.min_weeks, weeks + 1)
+    short = [
+        f"market {m!r} has {len(f)} weeks ({day(f[DATE_COLUMN].iloc[0])}..{day(f[DATE_COLUMN].iloc[-1])})"
+        for m, f in frames.items() if len(f) < least
+    ]
+    if short:
+        raise InputError(
+            f"the pooled holdout refit holds out the last {weeks} weeks of every market and trains on the weeks "
+            f"before them, so it needs at least {least} weeks per market (validation.min_weeks "
+            f"{cfg.validation.min_weeks}, more than validation.holdout_weeks {weeks}): {'; '.join(short)}. "
+            "Lower validation.holdout_weeks, or fit the markets separately"
+        )
     train = {m: f.iloc[:-weeks].reset_index(drop=True) for m, f in frames.items()}
     report(f"holdout: refitting the pooled model without the last {weeks} weeks of every market")
     sampler = refit_sampler(cfg, cfg.validation.holdout_draws)

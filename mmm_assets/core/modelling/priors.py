@@ -52,6 +52,7 @@ import xarray as xr
 from pydantic import Field
 from pymc_marketing.mmm import MMM
 from pymc_marketing.mmm.additive_effect import MuEffect
+from pymc_marketing.mmm.lift_test import add_cost_per_target_observations
 from pymc_marketing.mmm.transformers import geometric_adstock
 from pymc_marketing.serialization import SerializableBaseModel
 from pytensor.xtensor import as_xtensor
@@ -72,6 +73,17 @@ CONTROL_DATA = "control_data"
 CONTROL_DIM = "control"
 #: Days per year, the unit of the trend.
 DAYS_PER_YEAR = 365.25
+
+
+def center_of(values: np.ndarray, centred: bool) -> float:
+    """A term's centre: the mean of its training values when the term is centred, else 0."""
+    return float(np.mean(values)) if centred else 0.0
+
+
+def scale_of(values: np.ndarray, center: float) -> float:
+    """A term's scale: its largest absolute training value around ``center`` (1 when it never moves from it)."""
+    largest = float(np.abs(np.asarray(values, dtype=float) - center).max())
+    return largest if largest > 0 else 1.0
 
 
 class NoControlCoefficients(SerializableBaseModel):
@@ -192,11 +204,12 @@ class RoleTerms(MuEffect):
                     centers.setdefault(name, 0.0)
                     scales.setdefault(name, 1.0)  # the trend is in years already
                     continue
+                if name in centers and name in scales:
+                    continue  # fixed: configured, or from the market's own weeks (pooled model, modelling.panel)
                 assert data is not None
                 values = np.asarray(data.sel({CONTROL_DIM: name, **where}).values, dtype=float)
-                centers.setdefault(name, float(values.mean()) if centred else 0.0)
-                largest = float(np.abs(values - centers[name]).max())
-                scales.setdefault(name, largest if largest > 0 else 1.0)
+                centers.setdefault(name, center_of(values, centred))
+                scales.setdefault(name, scale_of(values, centers[name]))
 
     def _dims(self) -> tuple[str, ...]:
         """The dims of a term's input besides ``date`` and ``term``: the market's in a pooled model."""
@@ -370,25 +383,42 @@ def roi_prior_table(cfg: MMMConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["channel", "roas", "sigma"])
 
 
-def add_roi_priors(mmm: MMM, cfg: MMMConfig, X: pd.DataFrame, markets: Sequence[str] = ()) -> list[str]:
+def add_roi_priors(
+    mmm: MMM, cfg: MMMConfig, X: pd.DataFrame, markets: Sequence[str] = (), own_weeks: XTensorVariable | None = None
+) -> list[str]:
     """Add the ROI priors of ``cfg`` to a built model (``X``: the inputs it was built with); the channels covered.
 
     Needs ``channel_contribution_original_scale`` registered first (the ROAS is computed from it). In the pooled
     model (``markets``: its markets) the belief is stated on every market's own ROAS, one term per market and channel
     (PyMC-Marketing's calibration over the model's market dimension), so each market's view reports its own.
+    ``own_weeks``: a pooled model whose markets cover different weeks, 1 on each market's own weeks and 0 on its
+    padding (:mod:`mmm_assets.core.modelling.panel`); the ROAS is then over the market's own weeks, as its view
+    reports it: the library's calibration would also count, after a market's last week, the carry-over of its spend
+    into the padded weeks. The same calibration term, built by the library's own function over masked contributions.
     """
     table = roi_prior_table(cfg)
     if table.empty:
         return []
     if markets:
         table = pd.concat([table.assign(**{MARKET_COLUMN: market}) for market in markets], ignore_index=True)
-    mmm.add_cost_per_target_calibration(
-        data=X,
-        calibration_data=table,
-        name_prefix=ROI_PRIOR,
-        target_column="roas",
-        target_per_cost=True,
-    )
+    if own_weeks is None:
+        mmm.add_cost_per_target_calibration(
+            data=X,
+            calibration_data=table,
+            name_prefix=ROI_PRIOR,
+            target_column="roas",
+            target_per_cost=True,
+        )
+    else:  # the identity link's ROAS (mmm.add_cost_per_target_calibration's, with a Normal likelihood) on own weeks
+        add_cost_per_target_observations(
+            calibration_df=table,
+            model=mmm.model,
+            cost_value=mmm.model["channel_data"] * own_weeks,
+            target_value=mmm.model[CONTRIBUTIONS] * own_weeks,
+            target_column="roas",
+            name_prefix=ROI_PRIOR,
+            target_per_cost=True,
+        )
     return list(dict.fromkeys(table["channel"]))
 
 

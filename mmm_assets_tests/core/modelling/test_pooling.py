@@ -1,5 +1,7 @@
 """Partial pooling across markets: the hierarchical fit, its single-market views, and what pooling buys a market
-with little information (config/markets_pooled.yaml: `west` is ten times noisier, with hardly varying spend)."""
+with little information (config/markets_pooled.yaml: `west` is ten times noisier, with hardly varying spend). The
+markets cover different weeks here (south opens half a year after the others; in the controls scenario south's
+history ends earlier), so every pooled fit of this module also runs the padding of mmm_assets.core.modelling.panel."""
 
 import datetime as dt
 import logging
@@ -23,7 +25,7 @@ from mmm_assets.core.evaluation import metrics
 from mmm_assets.core.inference import sampling as sampling_core
 from mmm_assets.core.inference.compiling import QUICK_MODE
 from mmm_assets.core.modelling import build as build_core
-from mmm_assets.core.modelling import calibration, pooling
+from mmm_assets.core.modelling import calibration, panel, pooling
 from mmm_assets.core.modelling import fitting as fitting_core
 from mmm_assets.core.modelling import forecast as forecast_core
 from mmm_assets.core.modelling import persistence as persistence_core
@@ -41,6 +43,10 @@ CONTROLS = PROJECT_DIR / "config" / "markets_pooled_controls.yaml"
 POOR = "west"
 #: Standard errors of a difference of two posterior-predictive means allowed before calling it more than noise.
 NOISE_SE = 5.0
+#: The pooled fixture's market that opens later, and when: 25 weeks after the others (2019-01-07).
+LATE, OPENS = "south", "2019-07-01"
+#: The controls holdout test's market whose history ends earlier, and its last week: 8 weeks before north's.
+EARLY, ENDS = "south", "2020-11-02"
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def market_features(cfg: MMMConfig, market: str) -> tuple[pd.DataFrame, GroundTr
 
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> PooledFit:
-    cfg = scenario(tmp_path_factory.mktemp("pooled"))
+    cfg = scenario(tmp_path_factory.mktemp("pooled"), markets={"data": {LATE: {"synthetic": {"start_date": OPENS}}}})
     data = {m: market_features(cfg, m) for m in cfg.market_names}
     features = {m: f for m, (f, _) in data.items()}
     messages: list[str] = []
@@ -105,6 +111,8 @@ def test_pooled_fit_converges_with_per_market_scaling(pooled: PooledFit) -> None
     assert d.divergences <= t.divergences_max, d
     assert pooling.pooled_markets(pooled.mmm) == pooled.cfg.market_names
     assert any("pooled fit done" in m for m in pooled.messages)
+    assert f"{LATE} {OPENS}..2020-12-28 (79 weeks)" in next(m for m in pooled.messages if "different weeks" in m)
+    assert len(pooled.features[LATE]) == len(pooled.features["north"]) - 25
     scale = pooled.mmm.idata.constant_data["channel_scale"]
     for market, frame in pooled.features.items():  # each market max-scaled on its own, as a separate model is
         channels = list(pooled.mmm.channel_columns)
@@ -112,10 +120,14 @@ def test_pooled_fit_converges_with_per_market_scaling(pooled: PooledFit) -> None
         np.testing.assert_allclose(own, frame[channels].max().to_numpy())
 
 
-@pytest.mark.parametrize("market", ["north", POOR])
+@pytest.mark.parametrize("market", ["north", LATE])
 def test_view_reproduces_the_pooled_model_for_its_market(pooled: PooledFit, market: str) -> None:
     view = pooling.market_view(pooled.mmm, market)
     features = pooled.features[market]
+    own = pd.DatetimeIndex(features[DATE_COLUMN])
+    for group in ("posterior", "posterior_predictive", "observed_data", "constant_data", "fit_data"):
+        dates = view.idata[group].to_dataset().indexes.get(DATE_COLUMN)
+        assert dates is None or dates.equals(own), group  # the market's own weeks only
     np.testing.assert_array_equal(
         view.idata.posterior["saturation_lam"].to_numpy(),
         pooled.mmm.idata.posterior["saturation_lam"].sel(market=market).to_numpy(),
@@ -125,8 +137,9 @@ def test_view_reproduces_the_pooled_model_for_its_market(pooled: PooledFit, mark
         X, var_names=[PREDICTED, CONTRIBUTIONS], extend_idata=False, combined=False,
         progressbar=False, random_seed=7,
     )
-    # The view's own graph (its scales, transforms and parameters) gives the pooled model's channel contributions.
-    pooled_contrib = pooled.mmm.idata.posterior[CONTRIBUTIONS].sel(market=market)
+    # The view's own graph (its scales, transforms and parameters) gives the pooled model's channel contributions: a
+    # market that opens later carries nothing over from the padded weeks before it, as a separate model would not.
+    pooled_contrib = pooled.mmm.idata.posterior[CONTRIBUTIONS].sel(market=market, date=own)
     np.testing.assert_allclose(
         fresh[CONTRIBUTIONS].transpose(*pooled_contrib.dims).to_numpy(), pooled_contrib.to_numpy(), rtol=1e-6
     )
@@ -163,10 +176,18 @@ def test_view_feeds_the_single_market_steps_and_round_trips(pooled: PooledFit, t
     pd.testing.assert_frame_equal(read_back, features[read_back.columns])
     pd.testing.assert_frame_equal(roas.channel_roas(loaded, features), table)
 
-    # The pooled model itself round-trips too, and a view of the reloaded one is the same view.
+    # The pooled model itself round-trips too, and a view of the reloaded one is the same view; the reloaded model
+    # still leaves the late market's padded weeks out of its likelihood (the same log-probability at a point).
     pooled_path = persistence_core.save_model(pooled.mmm, tmp_path / "pooled.nc")
-    again = pooling.market_view(persistence_core.load_model(pooled_path), POOR)
-    pd.testing.assert_frame_equal(posterior_core.posterior_parameters(again), posterior_core.posterior_parameters(view))
+    reloaded = persistence_core.load_model(pooled_path)
+    for market in (POOR, LATE):
+        again = pooling.market_view(reloaded, market)
+        pd.testing.assert_frame_equal(posterior_core.posterior_parameters(again),
+                                      posterior_core.posterior_parameters(pooling.market_view(pooled.mmm, market)))
+    assert panel.market_span(reloaded, LATE) == (pd.Timestamp(OPENS), pd.Timestamp("2020-12-28"))
+    assert [p.name for p in reloaded.model.potentials] == [p.name for p in pooled.mmm.model.potentials] != []
+    point = reloaded.model.initial_point(0)
+    assert float(reloaded.model.compile_logp()(point)) == float(pooled.mmm.model.compile_logp()(point))
 
 
 def test_lambda_recovered_in_every_market(pooled: PooledFit) -> None:
@@ -195,7 +216,8 @@ def test_market_view_names_the_markets(pooled: PooledFit) -> None:
         pooling.market_view(build_core.build_mmm(pooled.cfg), "north")
 
 
-def _frames() -> dict[str, pd.DataFrame]:
+def small_frames() -> dict[str, pd.DataFrame]:
+    """Two markets over the same ten weeks: a date, the target y and one channel, tv."""
     dates = pd.date_range("2024-01-01", periods=10, freq="W-MON")
     rng = np.random.default_rng(0)
     return {
@@ -204,66 +226,27 @@ def _frames() -> dict[str, pd.DataFrame]:
     }
 
 
-def test_stack_markets_makes_one_long_frame() -> None:
-    stacked = pooling.stack_markets(_frames(), [DATE_COLUMN, "y", "tv"])
-    assert list(stacked.columns) == ["market", DATE_COLUMN, "y", "tv"]
-    assert stacked["market"].value_counts().to_dict() == {"north": 10, "south": 10}
-
-
-def _one_market(frames: dict[str, pd.DataFrame]) -> None:
-    frames.pop("south")
-
-
-def _later_start(frames: dict[str, pd.DataFrame]) -> None:
-    frames["south"] = frames["south"].iloc[2:]
-
-
-def _no_column(frames: dict[str, pd.DataFrame]) -> None:
-    frames["south"] = frames["south"].drop(columns="tv")
-
-
-def _never_spent(frames: dict[str, pd.DataFrame]) -> None:
-    frames["north"]["tv"] = 0.0
-
-
-def _empty_cell(frames: dict[str, pd.DataFrame]) -> None:
-    frames["north"].loc[3, "y"] = np.nan
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (_one_market, r"at least two markets"),
-        (_later_start, r"market 'south' covers 2024-01-15\.\.2024-03-04 \(8 weeks\).*weeks it lacks: 2024-01-01"),
-        (_no_column, r"market 'south': column\(s\) \['tv'\] missing"),
-        (_never_spent, r"market 'north': column\(s\) \['tv'\] are zero in every week"),
-        (_empty_cell, r"market 'north': empty cells in column\(s\) \['y'\]"),
-    ],
-)
-def test_stack_markets_refuses_what_the_panel_model_cannot_fit(change, message: str) -> None:
-    frames = _frames()
-    change(frames)
-    with pytest.raises(InputError, match=message):
-        pooling.stack_markets(frames, [DATE_COLUMN, "y", "tv"])
-
-
 def test_pooled_holdout_with_market_level_controls_forecasts_every_market_and_recovers_each_markets_terms(
     tmp_path: Path,
 ) -> None:
     # config/markets_pooled_controls.yaml: a price with a different level, variation and effect per market, a trend
-    # and an event; one pooled refit without the last weeks does the holdout and is checked term by term
-    cfg = scenario(tmp_path, CONTROLS)
+    # and an event; south's history ends 8 weeks before north's. One pooled refit without each market's own last
+    # weeks does the holdout and is checked term by term
+    cfg = scenario(tmp_path, CONTROLS, markets={"data": {EARLY: {"synthetic": {"end_date": ENDS}}}})
     data = {m: market_features(cfg, m) for m in cfg.market_names}
     features = {m: f for m, (f, _) in data.items()}
     assert "price" in features["north"] and "event_black_friday" in features["north"]
+    assert features[EARLY][DATE_COLUMN].iloc[-1] == pd.Timestamp(ENDS) < features["north"][DATE_COLUMN].iloc[-1]
     weeks = cfg.validation.holdout_weeks
-    forecasts, refit = pooling.holdout_forecast_pooled(cfg, features, weeks)
-    last_fitted = pd.Timestamp(refit.mmm.idata.fit_data[DATE_COLUMN].values[-1])
+    messages: list[str] = []
+    forecasts, refit = pooling.holdout_forecast_pooled(cfg, features, weeks, messages.append)
+    assert any("different weeks" in m for m in messages)
     gate = cfg.validation.thresholds.oos_mape_max_pct
     for market, frame in features.items():
         forecast = forecasts[market]
         assert list(forecast[DATE_COLUMN]) == list(frame[DATE_COLUMN].iloc[-weeks:])
-        assert forecast[DATE_COLUMN].min() > last_fitted
+        trained = pd.DatetimeIndex(frame[DATE_COLUMN].iloc[:-weeks])
+        assert panel.market_span(refit.mmm, market) == (trained[0], trained[-1])
         assert metrics.mape_pct(forecast["actual"], forecast["predicted_mean"]) <= gate, (market, forecast)
         inside = forecast["actual"].between(forecast["predicted_hdi_low"], forecast["predicted_hdi_high"])
         assert inside.sum() >= weeks / 2, (market, forecast)
@@ -281,7 +264,7 @@ def test_pooled_holdout_with_market_level_controls_forecasts_every_market_and_re
             X, var_names=[name], include_last_observations=False, extend_idata=False, combined=False,
             progressbar=False,
         )[name]
-        pooled_terms = refit.mmm.idata.posterior[name].sel({pooling.MARKET_DIM: market})
+        pooled_terms = refit.mmm.idata.posterior[name].sel({pooling.MARKET_DIM: market, DATE_COLUMN: trained})
         np.testing.assert_allclose(recomputed.values, pooled_terms.values, rtol=1e-9, atol=1e-12)
     # saved and loaded (as the pooled model asset does), every market keeps its own terms
     persistence_core.save_model(refit.mmm, tmp_path / "pooled.nc")
@@ -290,6 +273,11 @@ def test_pooled_holdout_with_market_level_controls_forecasts_every_market_and_re
         "price", "effect_per_unit"]) for m in ("north", "south")}
     # north's effect per unit is twice south's (-0.3 x 100k against -0.15 x 60k)
     assert price["north"] < 2 * price["south"] < 0
+    # a market too short for the holdout refit is named with its weeks
+    short = {**features, EARLY: features[EARLY].iloc[-(cfg.validation.min_weeks - 1):]}
+    with pytest.raises(InputError, match=rf"needs at least {cfg.validation.min_weeks} weeks per market.*market "
+                                         rf"'{EARLY}' has {cfg.validation.min_weeks - 1} weeks \(\d{{4}}-"):
+        pooling.holdout_forecast_pooled(cfg, short, weeks)
 
 
 @pytest.mark.parametrize("sign", ["negative", "free"])
@@ -307,7 +295,7 @@ def test_pooled_terms_compile_without_rewrite_failures_and_have_a_coefficient_pe
     frames = {m: market_features(cfg, m)[0] for m in cfg.market_names}
     mmm = pooling.build_pooled_mmm(cfg)
     columns = [DATE_COLUMN, "y", *mmm.channel_columns, *mmm.control_columns]
-    X, y = build_core.split_xy(pooling.stack_markets(frames, columns, list(mmm.channel_columns)))
+    X, y = build_core.split_xy(panel.stack_markets(frames, columns, list(mmm.channel_columns)))
     mmm.build_model(X, y)
     for model in (mmm.model, freeze_dims_and_data(mmm.model)):
         for mode in (QUICK_MODE, "JAX"):
@@ -369,17 +357,17 @@ def test_the_pooled_version_changes_with_the_data_the_settings_and_the_experimen
     path.write_text(yaml.safe_dump({"extends": str(CONTROLS),
                                     "model": {"lift_tests": {"file": lift.name, "folder": str(tmp_path)}}}))
     cfg = load_config(path)
-    frames = _frames()
+    frames = small_frames()
     version = pooling.pooled_version(cfg, frames)
-    assert pooling.pooled_version(cfg.for_market("south"), _frames()) == version  # any market's run: the same
+    assert pooling.pooled_version(cfg.for_market("south"), small_frames()) == version  # any market's run: the same
     frames["south"].loc[9, "y"] += 1.0
     assert pooling.pooled_version(cfg, frames) != version
     believed = tmp_path / "believed.yaml"
     believed.write_text(yaml.safe_dump({"extends": str(path),
                                         "model": {"roi_priors": {"adwords": {"mean": 2.0, "sd": 0.5}}}}))
-    assert pooling.pooled_version(load_config(believed), _frames()) != version
+    assert pooling.pooled_version(load_config(believed), small_frames()) != version
     lift.write_text(lift.read_text().replace(",2000,", ",2500,"))
-    assert pooling.pooled_version(cfg, _frames()) != version
+    assert pooling.pooled_version(cfg, small_frames()) != version
 
 
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
