@@ -1,6 +1,8 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,34 @@ def write_scenario(folder: Path, overrides: dict | None = None, name: str = "sce
     path = folder / name
     path.write_text(yaml.safe_dump(merge(raw, overrides or {}), sort_keys=False))
     return path
+
+
+#: A file system in memory, used for the tests' temporary files when it has room (see ``pytest_configure``).
+RAM_TEMP = Path("/dev/shm")
+RAM_TEMP_MIN_FREE = 8 * 2**30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every temporary file of the suite (each tmp_path: the tests' Dagster instances, DuckDB files, MLflow stores,
+    models; the child processes' too, through ``TMPDIR``) in memory when /dev/shm has room and neither ``TMPDIR``
+    nor ``--basetemp`` says otherwise.
+
+    Dagster's SQLite event log, MLflow's SQLite store, DuckDB and PostgreSQL flush every commit to disk (fsync), and
+    a Dagster run commits hundreds of times: on a virtual disk shared with other jobs that is seconds a run, in memory
+    nothing (docs/performance.md, "Test suite time"). No test depends on it: a process killed mid-write loses what
+    it had not written either way, since what was written sits in the operating system's page cache on both."""
+    if "TMPDIR" in os.environ or config.option.basetemp or not _has_room(RAM_TEMP, RAM_TEMP_MIN_FREE):
+        return
+    os.environ["TMPDIR"] = str(RAM_TEMP)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def _has_room(folder: Path, free_bytes: int) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and stats.f_bavail * stats.f_frsize >= free_bytes
 
 
 @pytest.fixture
