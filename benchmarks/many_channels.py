@@ -1,6 +1,6 @@
 """Many channels on realistic data: fit time, convergence and recovery at 10 / 20 / 30 channels with the defaults.
 
-    python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900] [--baseline]
+    python benchmarks/many_channels.py [--channels 10 20 30] [--weeks 156] [--timeout 900] [--baseline] [--grouped]
                                        [--variant "" "fallback_name=nutpie" "cold_name=nutpie" ...]
 
 Each cell is config/realistic.yaml (7 % noise, trend, season, events, price, two bought-together pairs) with its
@@ -8,9 +8,12 @@ eight channels' truth repeated, with perturbed saturation and smaller effects, u
 by the core fit in its own process (run.py's cache_env: compile caches under benchmarks/.work/many-channels-cache), cut off after
 --timeout seconds; each --variant (comma-separated sampler settings, "" = the defaults) is fitted on every cell, one
 after another in the same run, so their ratios share the machine's load; with --baseline, PyMC-Marketing's defaults +
-nutpie on the same data too (BASELINE_CELL). Per cell: fit and whole-process seconds, the sampler that drew the kept
+nutpie on the same data too (BASELINE_CELL); with --grouped, the same data with every channel's repeats summed into
+one column (the 8 base channels: what the channels_measured check suggests for channels bought together). Per cell: fit and whole-process seconds, the sampler that drew the kept
 sample and the start it kept (a Laplace start, or none when the fit fell back cold), divergences, worst R-hat, smallest bulk / tail ESS, how many channels'
-true ROAS lie in their 94 % HDI, the media's estimated and true share of the KPI. Writes
+true ROAS lie in their 94 % HDI, how many channels' ROAS the data measured (core.evaluation.measurement) and the
+spend share left at the prior, how many of the true ROAS outside their HDI also lie outside their prior's 94 %
+range (misses the prior explains) and how many the channels_measured check flags (at its prior), the media's estimated and true share of the KPI. Writes
 benchmarks/results/many-channels-<UTC stamp>.md.
 """
 
@@ -29,31 +32,49 @@ from run import cache_env
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".work" / "many-channels-cache"
+#: config/realistic.yaml's channels, which every cell repeats.
+BASE_CHANNELS = 8
 
 CELL = """
 import json, sys
 from mmm_assets.core.config import load_config
 from mmm_assets.core.data.inputs import weekly_features
+from mmm_assets.core.evaluation.measurement import AT_PRIOR, measurement_metrics
+from mmm_assets.core.evaluation.prior_checks import prior_checks
 from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.modelling.priors import posterior_roas
 from mmm_assets.core.synthetic.generator import generate
 cfg = load_config(sys.argv[1])
 frame, truth = generate(cfg.data.synthetic, cfg.model.calendar)
+contributions = truth.contributions
+if len(sys.argv) > 2:  # grouped: each channel's repeats summed into it, fitted as the 8-channel scenario sys.argv[2]
+    base = lambda c: c.rsplit("_", 1)[0] if c.rsplit("_", 1)[-1].isdigit() else c
+    frame = frame.drop(columns=cfg.channels).join(frame[cfg.channels].T.groupby(base, sort=False).sum().T)
+    contributions = contributions[cfg.channels].T.groupby(base, sort=False).sum().T
+    cfg = load_config(sys.argv[2])
 features = weekly_features(cfg, frame)
 result = fit(cfg, features, in_sample_predictive=False, report=lambda m: print(m, file=sys.stderr, flush=True))
 roas = posterior_roas(result.mmm)
 hdi = mean_hdi(roas).set_index(roas["channel"].to_index())
 spend = features[cfg.channels].sum()
-true = truth.contributions[cfg.channels].sum() / spend
+true = contributions[cfg.channels].sum() / spend
 inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for c in cfg.channels))
+missed = [c for c in cfg.channels if not hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"]]
+table = prior_checks(result.mmm, cfg).channels.set_index("channel")
+metrics = measurement_metrics(table.reset_index())
+outside_prior = [c for c in missed if not table.loc[c, "prior_low"] <= true[c] <= table.loc[c, "prior_high"]]
 d = result.diagnostics
 print(json.dumps({"fit_seconds": result.wall_seconds, "sampler": result.sampler,
                   "kept_start": result.warm_start or "cold", "divergences": d.divergences,
                   "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
                   "roas_in_hdi": f"{inside}/{len(cfg.channels)}",
+                  "roas_measured": f"{metrics['channels_measured']:.0f}/{len(cfg.channels)}",
+                  "unmeasured_spend_share": metrics["unmeasured_spend_share"],
+                  "misses_outside_prior_range": f"{len(outside_prior)}/{len(missed)}",
+                  "misses_flagged_at_prior": f"{sum(table.loc[c, 'verdict'] == AT_PRIOR for c in missed)}/{len(missed)}",
                   "media_share": float((hdi["mean"] * spend).sum() / features["y"].sum()),
-                  "true_media_share": float(truth.contributions[cfg.channels].sum().sum() / features["y"].sum())}))
+                  "true_media_share": float(contributions[cfg.channels].sum().sum() / features["y"].sum())}))
 """
 
 #: PyMC-Marketing's MMM with its defaults on the same weeks: the scenario's channels, its other columns (price, the
@@ -92,6 +113,10 @@ inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for 
 print(json.dumps({"fit_seconds": seconds, "sampler": "pymc-marketing defaults + nutpie", "divergences": d.divergences,
                   "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
                   "roas_in_hdi": f"{inside}/{len(cfg.channels)}",
+                  "roas_measured": f"{metrics['channels_measured']:.0f}/{len(cfg.channels)}",
+                  "unmeasured_spend_share": metrics["unmeasured_spend_share"],
+                  "misses_outside_prior_range": f"{len(outside_prior)}/{len(missed)}",
+                  "misses_flagged_at_prior": f"{sum(table.loc[c, 'verdict'] == AT_PRIOR for c in missed)}/{len(missed)}",
                   "media_share": float((hdi["mean"] * spend).sum() / features["y"].sum()),
                   "true_media_share": float(truth.contributions[cfg.channels].sum().sum() / features["y"].sum())}))
 """
@@ -125,12 +150,13 @@ def scenario(channels: int, weeks: int, folder: Path, sampler: dict[str, str] | 
     return path
 
 
-def run_cell(config: Path, timeout: float, cell: str = CELL) -> dict:
-    """``cell`` on one scenario file in its own process: its figures and the whole process's wall seconds, the
-    error, or the timeout."""
+def run_cell(config: Path, timeout: float, cell: str = CELL, grouped: Path | None = None) -> dict:
+    """``cell`` on one scenario file in its own process (with ``grouped``, CELL fits the channels summed into the
+    scenario ``grouped``'s): its figures and the whole process's wall seconds, the error, or the timeout."""
     started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-c", cell, str(config)], capture_output=True, text=True, cwd=ROOT,
+        done = subprocess.run([sys.executable, "-c", cell, str(config), *([str(grouped)] if grouped else [])],
+                              capture_output=True, text=True, cwd=ROOT,
                               env=cache_env(CACHE / "pytensor", CACHE / "jax"), timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"timed_out_after_seconds": timeout}
@@ -168,6 +194,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--variant", nargs="+", default=[""],
                         help='our fit\'s sampler settings, e.g. "fallback_name=nutpie,max_draws=3000"; "" = defaults')
+    parser.add_argument("--grouped", action="store_true",
+                        help=f"also fit each cell with every channel's repeats summed into it ({BASE_CHANNELS} channels)")
     parser.add_argument("--baseline", action="store_true",
                         help="also fit PyMC-Marketing's defaults with nutpie on each cell (BASELINE_CELL)")
     args = parser.parse_args()
@@ -181,9 +209,14 @@ def main() -> None:
             for name, cell, config in fits:
                 rows.append({"channels": n, "weeks": args.weeks, "fit": name, **run_cell(config, args.timeout, cell)})
                 print(rows[-1], flush=True)
+            if args.grouped and n > BASE_CHANNELS:
+                grouped = scenario(BASE_CHANNELS, args.weeks, Path(tmp))
+                rows.append({"channels": n, "weeks": args.weeks, "fit": f"ours, grouped into {BASE_CHANNELS}",
+                             **run_cell(fits[0][2], args.timeout, grouped=grouped)})
+                print(rows[-1], flush=True)
     out = write_results(rows, "many-channels", "Many channels on realistic data",
                         f"python benchmarks/many_channels.py --channels {' '.join(map(str, args.channels))} "
-                        f"--weeks {args.weeks} --timeout {args.timeout:.0f}{' --baseline' * args.baseline}"
+                        f"--weeks {args.weeks} --timeout {args.timeout:.0f}{' --baseline' * args.baseline}{' --grouped' * args.grouped}"
                         f" --variant {' '.join(repr(v) for v in args.variant)}")
     print(out.read_text())
 

@@ -63,7 +63,7 @@ def _truth_row(features: pd.DataFrame, truth) -> dict:
 def measure(name: str, cfg: MMMConfig, mmm, features: pd.DataFrame, truth) -> dict:
     """Every figure of one fitted scenario."""
     settings = cfg.validation.plausibility
-    checks = prior_checks(mmm, settings.prior_predictive_max_orders)
+    checks = prior_checks(mmm, cfg)
     table = checks.prior_posterior
     informed, dominated = table[table["verdict"] == INFORMED], table[table["verdict"] != INFORMED]
     roas = channel_roas(mmm, fitted_features(mmm))
@@ -96,7 +96,7 @@ def wrong_target_scale(cfg: MMMConfig, features: pd.DataFrame) -> list[dict]:
     for label, factor in (("data maximum (default)", 1.0), ("/ 100", 0.01), ("/ 1000", 0.001), ("x 1000", 1000.0)):
         mmm = build_mmm(cfg, ModelScales(target=top * factor))
         mmm.build_model(*split_xy(features))
-        _, draws = sample_prior(mmm)
+        draws = sample_prior(mmm).kpi
         check = scale_check(draws, observed_kpi(mmm), cfg.validation.plausibility.prior_predictive_max_orders)
         rows.append({"scenario": cfg.scenario, "target scale": label, "orders_apart": round(check["orders_apart"], 2),
                      "blocks": check["orders_apart"] > check["max_orders"]})
@@ -115,7 +115,7 @@ def more_channels(counts: list[int]) -> list[dict]:
             features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "bench")
             mmm = build_mmm(cfg)
             mmm.build_model(*split_xy(features))
-            _, draws = sample_prior(mmm)
+            draws = sample_prior(mmm).kpi
             check = scale_check(draws, observed_kpi(mmm), cfg.validation.plausibility.prior_predictive_max_orders)
             rows.append({"channels": n, "orders_apart": round(check["orders_apart"], 2)})
     return rows

@@ -46,6 +46,7 @@ from mmm_assets.defs.model import (
 )
 from mmm_assets.defs.planner import goal_plans, plan_evaluations, score_plans
 from mmm_assets.defs.plausibility import contribution_shares_plausible, roas_plausible
+from mmm_assets.defs.prior_checks import channels_measured
 from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
 from mmm_assets.defs.schedules import weekly_refresh_schedule
 from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor, plan_file_sensor
@@ -74,8 +75,8 @@ ASSETS = [
     markets_rollup,
     all_markets_budget,
 ]
-CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, cross_validation_gates, refresh_stability,
-          roas_plausible, contribution_shares_plausible]
+CHECKS = [mmm_features_quality, mmm_features_adequacy, mmm_quality_gates, channels_measured, cross_validation_gates,
+          refresh_stability, roas_plausible, contribution_shares_plausible]
 
 #: The whole graph in one process: the heavy PyMC stack is imported once, and DuckDB sees one writer.
 weekly_refresh = define_asset_job(

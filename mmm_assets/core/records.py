@@ -59,6 +59,8 @@ class PriorChecks:
 
     #: The blocking check's name (on mmm_validation).
     CHECK = "prior_predictive_scale"
+    #: The WARN check's name (on mmm_validation): which channels' ROAS the data measured.
+    MEASURED_CHECK = "channels_measured"
 
     prior_level: float
     observed_level: float
@@ -67,6 +69,9 @@ class PriorChecks:
     message: str
     band: pd.DataFrame
     prior_posterior: pd.DataFrame
+    #: Per channel, its ROAS before and after the data and whether the data measured it
+    #: (core.evaluation.measurement.channel_measurement); None when not computed.
+    channels: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:

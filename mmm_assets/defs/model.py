@@ -8,7 +8,6 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -373,7 +372,7 @@ def mmm_validation(
     checks read this report.
     """
     from mmm_assets.core.evaluation.prior_checks import prior_checks
-    from mmm_assets.core.evaluation.validation import validate
+    from mmm_assets.core.evaluation.validation import validate, with_prior_checks
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.stores import tracking
 
@@ -384,7 +383,7 @@ def mmm_validation(
     report = validate(
         cfg, features, mmm, mmm_posterior.diagnostics, held_out, ground_truth, mmm_posterior.model_version
     )
-    report = replace(report, prior_checks=prior_checks(mmm, cfg.validation.plausibility.prior_predictive_max_orders))
+    report = with_prior_checks(cfg, report, prior_checks(mmm, cfg))
     tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, report.metrics, prefix="validation.")
     scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))
     failed = report.failed_gates()

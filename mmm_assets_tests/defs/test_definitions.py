@@ -69,8 +69,9 @@ def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validat
 def test_the_gates_block_and_the_advisory_checks_do_not():
     specs = {spec.name: spec for checks_def in defs.asset_checks for spec in checks_def.check_specs}
     advisory = {"cross_validation_gates", "refresh_stability",  # nothing downstream to stop; they alert instead
-                "roas_plausible", "baseline_share_positive", "channel_share_plausible", "media_share_plausible"}
-    assert len(specs) == 31 and advisory <= set(specs) and "prior_predictive_scale" in specs
+                "roas_plausible", "baseline_share_positive", "channel_share_plausible", "media_share_plausible",
+                "channels_measured"}
+    assert len(specs) == 33 and advisory <= set(specs) and "prior_predictive_scale" in specs
     assert all(spec.blocking == (name not in advisory) for name, spec in specs.items())
 
 

@@ -7,7 +7,9 @@ import pytest
 from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.inputs import weekly_features
-from mmm_assets.core.evaluation.validation import holdout, validate
+from mmm_assets.core.evaluation.measurement import AT_PRIOR, MEASURED
+from mmm_assets.core.evaluation.prior_checks import prior_checks
+from mmm_assets.core.evaluation.validation import holdout, validate, with_prior_checks
 from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.modelling.priors import posterior_roas
@@ -22,6 +24,7 @@ def realistic():
     result = fit(cfg, features)
     report = validate(cfg, features, result.mmm, result.diagnostics.as_dict(),
                       holdout(cfg, features, result.mmm, print), None, None)
+    report = with_prior_checks(cfg, report, prior_checks(result.mmm, cfg))
     return cfg, features, truth, result, report
 
 
@@ -41,3 +44,15 @@ def test_every_true_roas_lies_in_its_hdi(realistic):
     outside = [(c, round(true[c], 3), round(roas.loc[c, "hdi_low"], 3), round(roas.loc[c, "hdi_high"], 3))
                for c in cfg.channels if not roas.loc[c, "hdi_low"] <= true[c] <= roas.loc[c, "hdi_high"]]
     assert outside == []
+
+
+def test_the_measurement_check_says_which_channels_the_data_measured(realistic):
+    """At 7 % noise the weekly data measure the ROAS of the largest budget (tv, 29 % of the spend) but leave most
+    channels' ROAS at their prior, and the report says so (the HDIs above hold the truth because they are wide)."""
+    cfg, _, _, _, report = realistic
+    table = report.prior_checks.channels.set_index("channel")
+    assert table.loc["tv", "verdict"] == MEASURED, table
+    at_prior = table[table["verdict"] == AT_PRIOR]
+    assert len(at_prior) >= len(cfg.channels) // 2, table
+    assert report.metrics["channels_at_prior"] == len(at_prior)
+    assert report.metrics["unmeasured_spend_share"] == pytest.approx(at_prior["spend_share"].sum())

@@ -75,6 +75,10 @@ class Thresholds(_Strict):
     holdout_noise_ratio_max: float | None = Field(
         default=None, gt=0, description="Largest holdout RMSE relative to the noise the model estimates (its sigma)."
     )
+    unmeasured_spend_share_max: float | None = Field(
+        default=None, ge=0, le=1, description="Largest share of the paid spend on channels whose ROAS is still at its "
+        "prior (core.evaluation.measurement); no profile gates it: the channels_measured check warns instead.",
+    )
 
 
 #: Each profile's thresholds; a scenario's own `validation.thresholds` are laid over them.

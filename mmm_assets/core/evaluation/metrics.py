@@ -164,6 +164,14 @@ GATES: tuple[Gate, ...] = (
         "<=",
         "Lag-1 autocorrelation of the in-sample residuals: high when the model misses a slow pattern.",
     ),
+    Gate(
+        "unmeasured_spend",
+        "unmeasured_spend_share",
+        "unmeasured_spend_share_max",
+        "<=",
+        "Share of the paid spend on channels whose ROAS the data left at its prior (the channels_measured check); "
+        "not gated unless a threshold is set.",
+    ),
     Gate("max_rhat", "max_rhat", "rhat_max", "<=", "Worst R-hat over the model's free parameters."),
     Gate("min_ess_bulk", "min_ess_bulk", "ess_bulk_min", ">=", "Smallest bulk effective sample size."),
     Gate("min_ess_tail", "min_ess_tail", "ess_tail_min", ">=", "Smallest tail effective sample size."),

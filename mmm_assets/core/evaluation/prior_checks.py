@@ -23,6 +23,7 @@ so ``pm.sample_prior_predictive`` is called on the model (the call that method w
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,11 +31,14 @@ import pymc as pm
 import xarray as xr
 from pymc_marketing.mmm import MMM
 
-from mmm_assets.core.config import DATE_COLUMN
+from mmm_assets.core.config import DATE_COLUMN, MMMConfig
+from mmm_assets.core.evaluation.measurement import channel_measurement
 from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.modelling.pooling import view_is_pooled
 from mmm_assets.core.modelling.posterior import HDI_PROB
+from mmm_assets.core.modelling.priors import posterior_roas
 from mmm_assets.core.records import PriorChecks
+from mmm_assets.core.variables import CONTRIBUTIONS
 
 #: Prior draws: a variance from 500 draws is within ~6 % (sqrt(2/500)), so a contraction within ~0.06.
 PRIOR_DRAWS = 500
@@ -53,18 +57,42 @@ SAMPLE_DIMS = ("chain", "draw")
 UNSCALED = "_unscaled"
 
 
-def sample_prior(mmm: MMM, draws: int = PRIOR_DRAWS, seed: int = 0) -> tuple[xr.Dataset, xr.DataArray]:
+def channel_spend(mmm: MMM) -> xr.DataArray:
+    """Each channel's total spend (activity, for owned media) over the weeks the model was built on, from its data
+    (a built model's too, before it is fitted)."""
+    dims = mmm.model.named_vars_to_dims["channel_data"]
+    values = np.asarray(mmm.model["channel_data"].get_value(), dtype=float)
+    return xr.DataArray(values, dims=dims, coords={d: np.asarray(mmm.model.coords[d]) for d in dims}).sum(DATE_COLUMN)
+
+
+class PriorDraws(NamedTuple):
+    """Draws from the model's prior: its free parameters (and the parameters they scale), the weekly KPI in its own
+    units (chain, draw, date) and each channel's ROAS over the fitted weeks (chain, draw, channel; None when the model
+    has no contributions in the KPI's units registered, as a model built for a quick look)."""
+
+    parameters: xr.Dataset
+    kpi: xr.DataArray
+    roas: xr.DataArray | None
+
+
+def sample_prior(mmm: MMM, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorDraws:
     """Prior draws of the model's free parameters and of the parameters they scale (the media's ceilings under a
-    shared scale: ``saturation_beta`` beside ``saturation_beta_unscaled``), and of the weekly KPI in its own units
-    (chain, draw, date)."""
+    shared scale: ``saturation_beta`` beside ``saturation_beta_unscaled``), of the weekly KPI in its own units and
+    of each channel's ROAS (its contribution over the fitted weeks per unit of spend, as ``posterior_roas``)."""
     free = [rv.name for rv in mmm.model.free_RVs]
     scaled = [n.removesuffix(UNSCALED) for n in free if n.endswith(UNSCALED) and n.removesuffix(UNSCALED) in mmm.model.named_vars]
     names = [*free, *scaled]
+    contributions = [CONTRIBUTIONS] if CONTRIBUTIONS in mmm.model.named_vars else []
     with quick_compile(), mmm.model:
-        drawn = pm.sample_prior_predictive(draws=draws, var_names=[*names, mmm.output_var], random_seed=seed)
+        drawn = pm.sample_prior_predictive(draws=draws, var_names=[*names, *contributions, mmm.output_var],
+                                           random_seed=seed)
     target_scale = float(np.asarray(mmm.model["target_scale"].get_value()).reshape(-1)[0])
     kpi = drawn.prior_predictive[mmm.output_var] * target_scale
-    return drawn.prior.to_dataset()[names], kpi.transpose(*SAMPLE_DIMS, DATE_COLUMN)
+    roas = None
+    if contributions:
+        spend = channel_spend(mmm)
+        roas = (drawn.prior[CONTRIBUTIONS].sum(DATE_COLUMN) / spend.where(spend > 0)).transpose(*SAMPLE_DIMS, ...)
+    return PriorDraws(drawn.prior.to_dataset()[names], kpi.transpose(*SAMPLE_DIMS, DATE_COLUMN), roas)
 
 
 def observed_kpi(mmm: MMM) -> pd.Series:
@@ -150,17 +178,21 @@ def prior_posterior_table(prior: xr.Dataset, posterior: xr.Dataset) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def prior_checks(mmm: MMM, max_orders: float, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorChecks | None:
-    """The prior predictive check and the prior-to-posterior table of a fitted model; None for a market's view of a
-    pooled model, whose priors are the pooled model's hierarchy and not the view's nominal ones."""
+def prior_checks(mmm: MMM, cfg: MMMConfig, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorChecks | None:
+    """The prior predictive check, the prior-to-posterior table and which channels' ROAS the data measured
+    (:mod:`mmm_assets.core.evaluation.measurement`) of a fitted model; None for a market's view of a pooled model,
+    whose priors are the pooled model's hierarchy and not the view's nominal ones."""
     if view_is_pooled(mmm):
         return None
-    prior, kpi_draws = sample_prior(mmm, draws, seed)
+    prior = sample_prior(mmm, draws, seed)
     observed = observed_kpi(mmm)
+    spend = channel_spend(mmm).to_series()
     return PriorChecks(
-        **scale_check(kpi_draws, observed, max_orders),
-        band=prior_band(kpi_draws, observed),
-        prior_posterior=prior_posterior_table(prior, mmm.idata.posterior.to_dataset()),
+        **scale_check(prior.kpi, observed, cfg.validation.plausibility.prior_predictive_max_orders),
+        band=prior_band(prior.kpi, observed),
+        prior_posterior=prior_posterior_table(prior.parameters, mmm.idata.posterior.to_dataset()),
+        channels=None if prior.roas is None else channel_measurement(prior.roas, posterior_roas(mmm), spend,
+                                                                     cfg.paid_channels),
     )
 
 

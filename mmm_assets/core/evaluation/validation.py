@@ -6,7 +6,7 @@ What `mmm_validation` reports and the blocking checks read, computed without Dag
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +23,7 @@ from mmm_assets.core.evaluation.metrics import (
     r2,
     rmse,
 )
-from mmm_assets.core.records import ValidationReport
+from mmm_assets.core.records import PriorChecks, ValidationReport
 
 if TYPE_CHECKING:  # the generator imports PyMC-Marketing, which validation defers
     from mmm_assets.core.synthetic.generator import GroundTruth
@@ -107,3 +107,16 @@ def validate(
         metrics=metrics, gates=gates, recovery=table, in_sample=in_sample, holdout=frame, model_version=model_version,
         identification=identification_summary(adequacy_table(cfg, features)),
     )
+
+
+def with_prior_checks(cfg: MMMConfig, report: ValidationReport, checks: PriorChecks | None) -> ValidationReport:
+    """The report with its prior checks and, from them, how many channels' ROAS the data measured among its metrics
+    (``channels_measured``, ``channels_at_prior``, ``unmeasured_spend_share``) and gates (the last one's gate holds
+    only when ``validation.thresholds.unmeasured_spend_share_max`` is set)."""
+    from mmm_assets.core.evaluation.measurement import measurement_metrics
+
+    if checks is None or checks.channels is None:
+        return replace(report, prior_checks=checks)
+    metrics = {**report.metrics, **measurement_metrics(checks.channels)}
+    gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
+    return replace(report, prior_checks=checks, metrics=metrics, gates=gates)

@@ -10,6 +10,7 @@ import xarray as xr
 
 from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
 from mmm_assets.core.data.features import validate_features
+from mmm_assets.core.evaluation.measurement import MEASURED
 from mmm_assets.core.evaluation.prior_checks import (
     INFORMED,
     PRIOR_DOMINATED,
@@ -74,7 +75,7 @@ def test_a_failed_prior_check_fails_the_validation_report():
 
 @pytest.mark.slow
 def test_the_small_fit_prior_is_on_the_kpi_scale_and_its_betas_are_informed(small_fit):
-    checks = prior_checks(small_fit.mmm, max_orders=2.0)
+    checks = prior_checks(small_fit.mmm, small_fit.cfg)
     assert checks.passed and checks.orders_apart < 1.0, checks.message
     assert checks.observed_level == pytest.approx(small_fit.features[TARGET_COLUMN].abs().mean())
     assert len(checks.band) == len(small_fit.features)
@@ -87,6 +88,9 @@ def test_the_small_fit_prior_is_on_the_kpi_scale_and_its_betas_are_informed(smal
     assert {"intercept_contribution", "y_sigma"} <= set(table["parameter"])
     betas = table[table["parameter"] == "saturation_beta"]
     assert (betas["verdict"] == INFORMED).all() and (betas["contraction"] > 0.9).all()
+    measured = checks.channels.set_index("channel")  # 1 % noise: the data pin every channel's ROAS down
+    assert list(measured.index) == channels and (measured["verdict"] == MEASURED).all(), measured
+    assert (measured["contraction"] > 0.9).all() and measured["spend_share"].sum() == pytest.approx(1.0)
 
 
 def test_a_target_scale_in_the_wrong_units_puts_the_prior_orders_away(small_config):
@@ -97,7 +101,7 @@ def test_a_target_scale_in_the_wrong_units_puts_the_prior_orders_away(small_conf
     features = validate_features(frame, cfg.channels, [], cfg.validation.min_weeks, "test")
     mmm = build_mmm(cfg, ModelScales(target=float(features[TARGET_COLUMN].max()) / 1e4))
     mmm.build_model(*split_xy(features))
-    _, draws = sample_prior(mmm, draws=200)
+    draws = sample_prior(mmm, draws=200).kpi
     check = scale_check(draws, observed_kpi(mmm), max_orders=2.0)
     assert check["orders_apart"] > 3.0 and check["prior_level"] < check["observed_level"]
     assert "more than the 2 allowed" in check["message"] and "model.scaling.target" in check["message"]

@@ -102,6 +102,6 @@ def test_a_fit_with_a_shared_scale_is_saved_loaded_and_reads_its_ceilings(small_
     assert isinstance(loaded.saturation.function_priors["beta"], Scaled)
     assert {"saturation_beta", "saturation_beta_unscaled", "saturation_beta_unscaled_sigma"} <= set(
         loaded.idata.posterior.data_vars)
-    table = prior_checks(result.mmm, 2.0, draws=200).prior_posterior
+    table = prior_checks(result.mmm, cfg, draws=200).prior_posterior
     betas = table[table["parameter"] == "saturation_beta"]
     assert set(betas["element"]) == set(cfg.channels) and (betas["verdict"] == "informed by the data").all()
