@@ -36,7 +36,7 @@ def measurement_plot(table: pd.DataFrame, title: str) -> bytes:
     ax.set_xlabel("ROAS over the fitted weeks")
     ax.plot([], [], color=MEASURED_COLOUR, lw=6, label="posterior 94 % HDI: measured")
     ax.plot([], [], color=AT_PRIOR_COLOUR, lw=6, label="posterior 94 % HDI: still at its prior")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     buffer = io.BytesIO()
