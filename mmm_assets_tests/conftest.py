@@ -1,5 +1,6 @@
 """Shared fixtures: small scenarios written as real YAML files, with every output under the test's tmp_path."""
 
+import functools
 import os
 import shutil
 import tempfile
@@ -44,9 +45,40 @@ def write_scenario(folder: Path, overrides: dict | None = None, name: str = "sce
         "alerts_log": str(folder / "alerts.jsonl"),
         "mlflow_dir": str(folder / "mlruns"),
     }
+    scenario = merge(raw, overrides or {})
     path = folder / name
-    path.write_text(yaml.safe_dump(merge(raw, overrides or {}), sort_keys=False))
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    _seed_mlflow_store(Path(scenario["paths"]["mlflow_dir"]))
     return path
+
+
+#: The session's temporary folders, for what the plain helpers above make once per session (set by _isolated_session).
+_session_temp: pytest.TempPathFactory | None = None
+
+
+@functools.cache
+def _empty_mlflow_store() -> Path:
+    """An MLflow SQLite store as MLflow creates it on first use (its schema, nothing logged), made once per session."""
+    from mlflow import MlflowClient
+
+    from mmm_assets.core.stores.tracking import DB_FILE
+
+    store = _session_temp.mktemp("empty_mlflow_store") / DB_FILE
+    MlflowClient(f"sqlite:///{store}").search_experiments()
+    return store
+
+
+def _seed_mlflow_store(folder: Path) -> None:
+    """A copy of the session's empty MLflow store where a scenario's embedded store will be, unless one is there.
+
+    MLflow creates a new store's schema by running its every migration, seconds of CPU each time; a copy of the empty
+    store it made once is the same empty store (docs/performance.md, "Test suite time")."""
+    from mmm_assets.core.stores.tracking import DB_FILE
+
+    if _session_temp is None or (folder / DB_FILE).exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_mlflow_store(), folder / DB_FILE)
 
 
 #: A file system in memory, used for the tests' temporary files when it has room (see ``pytest_configure``).
@@ -100,13 +132,16 @@ ISOLATED_ENV = ("MMM_CONFIG", "MMM_DUCKDB_PATH", "MLFLOW_TRACKING_URI", "MMM_ALE
 def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Before any fixture, module-scoped ones included: a Dagster home of the session's own (never the developer's
     `.dagster_home`, which `make test` points DAGSTER_HOME at and a fresh clone does not have), no overrides."""
+    global _session_temp
     home = tmp_path_factory.mktemp("session_dagster_home")
     shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(home))
         for name in ISOLATED_ENV:
             patch.delenv(name, raising=False)
+        _session_temp = tmp_path_factory
         yield
+        _session_temp = None
 
 
 @pytest.fixture(autouse=True)
