@@ -91,8 +91,9 @@ def main() -> None:
     table = pd.DataFrame([row for mode in args.modes for row in run(mode, args.opens)])
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = ROOT / "benchmarks" / "results" / f"staggered-{stamp}.md"
-    text = (f"# Markets over different weeks, pooled ({stamp})\n\n`benchmarks/staggered.py --modes {' '.join(args.modes)}"
-            f" --opens {args.opens}`, {os.cpu_count()} cores, other jobs may have been running.\n\n"
+    command = f"benchmarks/staggered.py --modes {' '.join(args.modes)} --opens {args.opens}"
+    text = (f"# Markets over different weeks, pooled ({stamp})\n\n`{command}`, {os.cpu_count()} cores, other jobs may "
+            f"have been running.\n\n"
             f"{table.round(4).to_markdown(index=False)}\n")
     out.write_text(text)
     print(text)

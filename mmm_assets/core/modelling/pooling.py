@@ -36,9 +36,9 @@ and left out of the likelihood (:mod:`mmm_assets.core.modelling.panel`): a marke
 carry-over and lift tests are those of its own weeks, and its view below covers its own weeks only.
 
 ``market_view`` turns the pooled model into an ordinary single-market ``MMM`` whose posterior is the pooled
-posterior's slice for one market (over its own weeks) and whose scales are that market's scales (fixed), so everything that takes a
-single-market model (ROAS, budget, contributions, predictions, ``model.save_model`` / ``model.load_model``) works
-on it unchanged.
+posterior's slice for one market (over its own weeks) and whose scales are that market's scales (fixed), so
+everything that takes a single-market model (ROAS, budget, contributions, predictions, ``model.save_model`` /
+``model.load_model``) works on it unchanged.
 """
 
 from __future__ import annotations
@@ -296,10 +296,11 @@ def market_view(pooled: MMM, market: str) -> MMM:
     """A single-market ``MMM`` whose posterior is ``pooled``'s for ``market``.
 
     Built like a model loaded from a file (``MMM.load_from_idata``): the market's slice of every idata group (over its
-    own weeks when the markets' weeks differ), the single-market model's own variables only (the pooled hyper-parameters stay in the pooled model), the market's
-    channel and target scales as fixed scaling, and the pooled sampler's ``sample_stats`` (divergences are the
-    pooled fit's). Its nominal priors are the library defaults: it is never refitted; the idata attributes
-    ``pooled_market`` / ``pooled_markets`` / ``pooled_model_id`` record where the posterior came from.
+    own weeks when the markets' weeks differ), the single-market model's own variables only (the pooled
+    hyper-parameters stay in the pooled model), the market's channel and target scales as fixed scaling, and the
+    pooled sampler's ``sample_stats`` (divergences are the pooled fit's). Its nominal priors are the library
+    defaults: it is never refitted; the idata attributes ``pooled_market`` / ``pooled_markets`` /
+    ``pooled_model_id`` record where the posterior came from.
     """
     markets = pooled_markets(pooled)
     if market not in markets:
