@@ -100,21 +100,26 @@ def channel_contributions(
 def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion) -> pd.DataFrame:
     """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
     the average weekly spend at which marginal ROAS falls to breakeven and the headroom to it. For a conversions KPI
-    (`kpi.type`) also the cost per acquisition and marginal CPA, breakeven being the value of a conversion.
+    (`kpi.type`) also the cost per acquisition and marginal CPA, breakeven being the value of a conversion. What each
+    ROAS rests on (`roas_basis`: measured by the data, or still at its prior; core.evaluation.measurement), so the
+    advice can say when it restates the priors.
 
     Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`; every refresh's
     rows are also kept in `channel_roas_history` (with the model version), for the stability check.
     """
     from mmm_assets.core.decisions.roas import channel_roas as compute
+    from mmm_assets.core.evaluation.measurement import with_basis
+    from mmm_assets.core.evaluation.prior_checks import measure_channels
     from mmm_assets.core.presentation.plots import roas_plot
 
     cfg = scenario.load()
     mmm, features, version = champion_model(context, mmm_champion)
-    table = compute(mmm, features, cfg.kpi)
+    table = with_basis(compute(mmm, features, cfg.kpi), measure_channels(mmm, cfg))
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
     costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if kpi_terms(cfg).conversions else []
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean", *costs,
-                   "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct"]]
+                   "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct",
+                   *[c for c in ("roas_basis",) if c in table.columns]]]
     publish(context, scenario, "channel_roas", table, roas_plot(table, kpi_terms(cfg)), roas=md.table_md(shown),
              kpi=kpi_terms(cfg).describe())
     return table

@@ -16,6 +16,7 @@ from pymc_marketing.mmm import MMM
 from mmm_assets.core.config import KpiConfig, MMMConfig
 from mmm_assets.core.decisions.budget import BudgetResult, optimize_budget
 from mmm_assets.core.decisions.kpi import KpiTerms, reciprocal_interval
+from mmm_assets.core.evaluation.measurement import AT_PRIOR
 from mmm_assets.core.evaluation.stability import previous_reference
 from mmm_assets.core.formatting import number
 from mmm_assets.core.modelling.posterior import HDI_PROB
@@ -90,7 +91,8 @@ def recommendations(
     ``-hold_band_pct`` % REDUCE, HOLD in between. With a ``roas`` table (``channel, mroas_mean, mroas_hdi_low,
     mroas_hdi_high``) the reason also compares the marginal return with breakeven: marginal ROAS against 1 for
     revenue (``kpi`` None or revenue), marginal CPA against ``kpi.value_per_unit`` for conversions, whose table also
-    gets ``mcpa_mean`` and ``mcpa_rank`` (1 = the cheapest next conversion) when the ROAS table is given.
+    gets ``mcpa_mean`` and ``mcpa_rank`` (1 = the cheapest next conversion) when the ROAS table is given. A channel
+    whose ``roas_basis`` says its ROAS is still at its prior gets that said, and what would measure it.
     """
     if hold_band_pct < 0:
         raise ValueError(f"hold_band_pct must be >= 0, got {hold_band_pct}")
@@ -120,6 +122,9 @@ def recommendations(
                 reason += " " + _cpa_sentence(marginal.loc[row.channel], terms, ranks)
             else:
                 reason += " " + _roas_sentence(marginal.loc[row.channel], terms.breakeven_return)
+            if known and marginal.loc[row.channel].get("roas_basis") == AT_PRIOR:
+                reason += (" The data did not measure this channel's ROAS (it is still its prior's), so this advice "
+                           "restates the priors: a lift test or an ROI prior would measure it.")
             if terms.conversions:
                 extra = {"mcpa_mean": marginal["mcpa_mean"].get(row.channel, np.nan),
                          "mcpa_rank": ranks.get(row.channel, np.nan)}

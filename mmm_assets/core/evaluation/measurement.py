@@ -117,3 +117,13 @@ def measurement_message(table: pd.DataFrame) -> str:
         "not what the weekly data showed. A lift test (model.lift_tests) or an ROI prior (model.roi_priors) on the "
         "largest of them would measure them; so would more weeks in which their spend moves on its own."
     )
+
+
+def with_basis(roas: pd.DataFrame, measurement: pd.DataFrame | None) -> pd.DataFrame:
+    """The ROAS table with, per channel, what its ROAS rests on: ``roas_basis`` (the measurement's verdict) and
+    ``roas_contraction``; unchanged when no measurement was made (a pooled market's view)."""
+    if measurement is None:
+        return roas
+    verdicts = measurement.set_index("channel")
+    return roas.assign(roas_basis=roas["channel"].map(verdicts["verdict"]),
+                       roas_contraction=roas["channel"].map(verdicts["contraction"]))

@@ -178,21 +178,31 @@ def prior_posterior_table(prior: xr.Dataset, posterior: xr.Dataset) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def measure_channels(mmm: MMM, cfg: MMMConfig, prior: PriorDraws | None = None) -> pd.DataFrame | None:
+    """Which channels' ROAS the data measured (:func:`~mmm_assets.core.evaluation.measurement.channel_measurement`),
+    from ``prior`` or fresh prior draws; None for a market's view of a pooled model (its priors are the pooled
+    model's hierarchy) or a model without contributions in the KPI's units."""
+    if view_is_pooled(mmm):
+        return None
+    prior = prior or sample_prior(mmm)
+    if prior.roas is None:
+        return None
+    return channel_measurement(prior.roas, posterior_roas(mmm), channel_spend(mmm).to_series(), cfg.paid_channels)
+
+
 def prior_checks(mmm: MMM, cfg: MMMConfig, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorChecks | None:
     """The prior predictive check, the prior-to-posterior table and which channels' ROAS the data measured
-    (:mod:`mmm_assets.core.evaluation.measurement`) of a fitted model; None for a market's view of a pooled model,
-    whose priors are the pooled model's hierarchy and not the view's nominal ones."""
+    (:func:`measure_channels`) of a fitted model; None for a market's view of a pooled model, whose priors are the
+    pooled model's hierarchy and not the view's nominal ones."""
     if view_is_pooled(mmm):
         return None
     prior = sample_prior(mmm, draws, seed)
     observed = observed_kpi(mmm)
-    spend = channel_spend(mmm).to_series()
     return PriorChecks(
         **scale_check(prior.kpi, observed, cfg.validation.plausibility.prior_predictive_max_orders),
         band=prior_band(prior.kpi, observed),
         prior_posterior=prior_posterior_table(prior.parameters, mmm.idata.posterior.to_dataset()),
-        channels=None if prior.roas is None else channel_measurement(prior.roas, posterior_roas(mmm), spend,
-                                                                     cfg.paid_channels),
+        channels=measure_channels(mmm, cfg, prior),
     )
 
 

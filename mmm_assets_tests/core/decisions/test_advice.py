@@ -74,3 +74,14 @@ def test_a_marginal_return_that_can_be_zero_has_no_upper_cpa_and_one_never_posit
     assert "ranks 1 of 2 by marginal CPA" in first
     assert "Marginal CPA undefined: the next unit of spend may bring no conversions" in second
     assert "is not ranked" in second and np.isnan(advice["mcpa_rank"].iloc[1])
+
+
+@pytest.mark.parametrize("kpi", [None, KpiConfig(type="conversions", name="sign-ups", value_per_unit=40.0)])
+def test_advice_on_a_channel_the_data_did_not_measure_says_it_restates_the_priors(kpi):
+    table = _marginal([1.6, 0.6, 1.1], [1.3, 0.4, 0.8], [1.9, 0.8, 1.4]).assign(
+        roas_basis=["measured", "at its prior", "measured"])
+    reasons = recommendations(_budget([1.0, 1.0, 1.0], [1.2, 0.8, 1.0]), table, kpi=kpi).set_index("channel")["reason"]
+    said = "The data did not measure this channel's ROAS (it is still its prior's), so this advice restates the priors"
+    assert said in reasons["search"] and "lift test" in reasons["search"]
+    assert said not in reasons["tv"] and said not in reasons["social"]
+    assert not any(said in r for r in recommendations(_budget([1.0], [1.2]), table.iloc[:1], kpi=kpi)["reason"])

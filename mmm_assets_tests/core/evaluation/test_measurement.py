@@ -14,6 +14,7 @@ from mmm_assets.core.evaluation.measurement import (
     channel_measurement,
     measurement_message,
     measurement_metrics,
+    with_basis,
 )
 from mmm_assets.core.evaluation.validation import with_prior_checks
 from mmm_assets.core.records import PriorChecks, ValidationReport
@@ -96,3 +97,10 @@ def test_the_unmeasured_spend_gate_holds_only_when_a_threshold_is_set(small_conf
     loose = small_config({"validation": {"thresholds": {"unmeasured_spend_share_max": 0.5}}})
     assert with_prior_checks(loose, report, checks).failed_gates() == []
     assert with_prior_checks(strict, report, None).failed_gates() == []  # a pooled market's view: not measured
+
+
+def test_the_roas_table_gets_what_each_roas_rests_on(table):
+    roas = pd.DataFrame({"channel": ["radio", "tv"], "roas_mean": [1.0, 1.5]})
+    based = with_basis(roas, table)
+    assert list(based["roas_basis"]) == [AT_PRIOR, MEASURED] and based["roas_contraction"].iloc[1] > 0.99
+    assert with_basis(roas, None) is roas  # a pooled market's view: nothing measured, nothing said
