@@ -40,7 +40,7 @@ import json, sys
 from mmm_assets.core.config import load_config
 from mmm_assets.core.data.inputs import weekly_features
 from mmm_assets.core.evaluation.measurement import AT_PRIOR, measurement_metrics
-from mmm_assets.core.evaluation.prior_checks import prior_checks
+from mmm_assets.core.evaluation.prior_checks import measure_channels
 from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.modelling.posterior import mean_hdi
 from mmm_assets.core.modelling.priors import posterior_roas
@@ -61,7 +61,7 @@ spend = features[cfg.channels].sum()
 true = contributions[cfg.channels].sum() / spend
 inside = int(sum(hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"] for c in cfg.channels))
 missed = [c for c in cfg.channels if not hdi.loc[c, "hdi_low"] <= true[c] <= hdi.loc[c, "hdi_high"]]
-table = prior_checks(result.mmm, cfg).channels.set_index("channel")
+table = measure_channels(result.mmm, cfg).set_index("channel")
 metrics = measurement_metrics(table.reset_index())
 outside_prior = [c for c in missed if not table.loc[c, "prior_low"] <= true[c] <= table.loc[c, "prior_high"]]
 d = result.diagnostics

@@ -69,9 +69,6 @@ class PriorChecks:
     message: str
     band: pd.DataFrame
     prior_posterior: pd.DataFrame
-    #: Per channel, its ROAS before and after the data and whether the data measured it
-    #: (core.evaluation.measurement.channel_measurement); None when not computed.
-    channels: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:
@@ -93,6 +90,9 @@ class ValidationReport:
     #: What the data cannot tell apart and what would help (core.evaluation.adequacy.identification_summary); empty
     #: when every identification check passed. Shown with a failed gate, since weak identification is the usual cause.
     identification: str = ""
+    #: Per channel, its ROAS before and after the data and whether the data measured it
+    #: (core.evaluation.measurement.channel_measurement); None when not measured.
+    measurement: pd.DataFrame | None = None
 
     def failed_gates(self) -> list[str]:
         """The names of the gates that failed (the prior predictive's scale check included)."""

@@ -89,10 +89,11 @@ def _build_once(path: Path, report, build) -> None:
 def _pooled_view(scenario: ScenarioResource, cfg, report):
     """The market's slice of the pooled model over every market's current features (fitted once per version of the
     data and settings, pooling.pooled_version)."""
+    from mmm_assets.core.evaluation.measurement import PRIOR_DRAWS
     from mmm_assets.core.inference.sampling import FitResult, diagnose
     from mmm_assets.core.modelling.build import free_parameters
     from mmm_assets.core.modelling.persistence import load_model, save_model
-    from mmm_assets.core.modelling.pooling import fit_pooled, market_view, pooled_version
+    from mmm_assets.core.modelling.pooling import fit_pooled, keep_prior_totals, market_view, pooled_version
 
     frames = _market_frames(scenario, cfg)
     path = cfg.paths.models_dir / "pooled" / f"pooled_{cfg.scenario}_{pooled_version(cfg, frames)}.nc"
@@ -100,6 +101,7 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
 
     def build(target: Path) -> None:
         fitted.append(fit_pooled(cfg, frames, report))
+        keep_prior_totals(fitted[0].mmm, PRIOR_DRAWS)  # what each market's view's channels_measured check reads
         save_model(fitted[0].mmm, target, cfg.operations.min_free_disk_mb)
 
     _build_once(path, report, build)
@@ -371,7 +373,6 @@ def mmm_validation(
     Every metric is appended to DuckDB table `validation_history` and logged to the fit's MLflow run. The blocking
     checks read this report.
     """
-    from mmm_assets.core.evaluation.prior_checks import prior_checks
     from mmm_assets.core.evaluation.validation import validate, with_prior_checks
     from mmm_assets.core.modelling.persistence import load_model
     from mmm_assets.core.stores import tracking
@@ -383,7 +384,7 @@ def mmm_validation(
     report = validate(
         cfg, features, mmm, mmm_posterior.diagnostics, held_out, ground_truth, mmm_posterior.model_version
     )
-    report = with_prior_checks(cfg, report, prior_checks(mmm, cfg))
+    report = with_prior_checks(cfg, report, mmm)
     tracking.log_metrics(mlflow.tracking_client, mmm_posterior.mlflow_run_id, report.metrics, prefix="validation.")
     scenario.append(HISTORY_TABLE, _history_rows(context.run_id, cfg.scenario, report, cfg.validation.thresholds))
     failed = report.failed_gates()
@@ -395,7 +396,7 @@ def mmm_validation(
         context.log.warning(f"what the data cannot tell apart: {report.identification}")
     context.add_output_metadata(
         {**_validation_metadata(cfg, report, held_out.method), **_calibration_reports(scenario, cfg, mmm),
-         **prior_reports(scenario, cfg, report.prior_checks)}
+         **prior_reports(scenario, cfg, report.prior_checks, report.measurement)}
     )
     return report
 

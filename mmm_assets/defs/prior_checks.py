@@ -3,6 +3,7 @@ the prior-to-posterior table and which channels' ROAS the data measured, in its 
 the blocking `prior_predictive_scale` check, which sits with the quality gates on `mmm_validation` and reads only its
 report; and the WARN check `channels_measured`, which names the channels whose ROAS is still their prior's."""
 
+import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from mmm_assets.core.records import PriorChecks, ValidationReport
@@ -17,34 +18,36 @@ PRIOR_SCALE_DESCRIPTION = (
     "magnitude of the observed KPI's: priors stated in the KPI's units (a fixed target scale in other units fails)."
 )
 NOT_APPLICABLE = "not applicable: a market's view of a pooled model (its priors are the pooled model's hierarchy)"
+UNMEASURED = "not measured: a pooled model fitted before its prior draws were kept with it"
 
 
-def prior_reports(scenario: ScenarioResource, cfg, checks: PriorChecks | None) -> dict:
-    """What the model believed before the data: the prior predictive against the KPI (plot) and, per parameter, how
-    far the data moved it (DuckDB `prior_posterior`, and which parameters the data informed)."""
+def prior_reports(scenario: ScenarioResource, cfg, checks: PriorChecks | None, measurement: pd.DataFrame | None) -> dict:
+    """What the model believed before the data: the prior predictive against the KPI (plot), per parameter how far
+    the data moved it (DuckDB `prior_posterior`, and which parameters the data informed) and per channel whether the
+    data measured its ROAS (DuckDB `channel_measurement`, a table and a picture)."""
     from mmm_assets.core.evaluation.measurement import measurement_message
     from mmm_assets.core.evaluation.prior_checks import informed
     from mmm_assets.core.presentation.measurement_plot import measurement_plot
     from mmm_assets.core.presentation.plots import prior_predictive_plot
 
-    if checks is None:
-        return {"prior_checks": NOT_APPLICABLE}
-    scenario.store(PRIOR_POSTERIOR_TABLE, checks.prior_posterior)
-    by_data, by_prior = informed(checks.prior_posterior)
-    title = f"{cfg.scenario}/{cfg.market}: prior predictive vs actual ({checks.orders_apart:.2g} orders apart)"
-    meta = {
-        "prior_predictive": checks.message,
-        "prior_predictive_plot": md.image(prior_predictive_plot(checks.band, title), "prior predictive vs actual"),
-        "prior_posterior": md.table_md(checks.prior_posterior),
-        "informed_by_the_data": ", ".join(by_data) or "none",
-        "prior_dominated": ", ".join(by_prior) or "none",
-    }
-    if checks.channels is not None:
-        scenario.store(MEASUREMENT_TABLE, checks.channels)
-        plot = measurement_plot(checks.channels, f"{cfg.scenario}/{cfg.market}: ROAS before and after the data")
-        meta |= {"channel_measurement": md.table_md(checks.channels),
+    meta = {"prior_checks": NOT_APPLICABLE}
+    if checks is not None:
+        scenario.store(PRIOR_POSTERIOR_TABLE, checks.prior_posterior)
+        by_data, by_prior = informed(checks.prior_posterior)
+        title = f"{cfg.scenario}/{cfg.market}: prior predictive vs actual ({checks.orders_apart:.2g} orders apart)"
+        meta = {
+            "prior_predictive": checks.message,
+            "prior_predictive_plot": md.image(prior_predictive_plot(checks.band, title), "prior predictive vs actual"),
+            "prior_posterior": md.table_md(checks.prior_posterior),
+            "informed_by_the_data": ", ".join(by_data) or "none",
+            "prior_dominated": ", ".join(by_prior) or "none",
+        }
+    if measurement is not None:
+        scenario.store(MEASUREMENT_TABLE, measurement)
+        plot = measurement_plot(measurement, f"{cfg.scenario}/{cfg.market}: ROAS before and after the data")
+        meta |= {"channel_measurement": md.table_md(measurement),
                  "channel_measurement_plot": md.image(plot, "ROAS: prior vs posterior"),
-                 "channels_measured": measurement_message(checks.channels)}
+                 "channels_measured": measurement_message(measurement)}
     return meta
 
 
@@ -82,10 +85,10 @@ def channels_measured(mmm_validation: ValidationReport) -> AssetCheckResult:
     """The channels whose ROAS the data left at its prior (core.evaluation.measurement)."""
     from mmm_assets.core.evaluation.measurement import AT_PRIOR, measurement_message, measurement_metrics
 
-    checks = mmm_validation.prior_checks
-    if checks is None or checks.channels is None:
-        return AssetCheckResult(check_name=PriorChecks.MEASURED_CHECK, passed=True, metadata={"note": NOT_APPLICABLE})
-    table, metrics = checks.channels, measurement_metrics(checks.channels)
+    table = mmm_validation.measurement
+    if table is None:
+        return AssetCheckResult(check_name=PriorChecks.MEASURED_CHECK, passed=True, metadata={"note": UNMEASURED})
+    metrics = measurement_metrics(table)
     message = measurement_message(table)
     return AssetCheckResult(
         check_name=PriorChecks.MEASURED_CHECK,

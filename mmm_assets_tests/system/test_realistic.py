@@ -8,7 +8,6 @@ from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.inputs import weekly_features
 from mmm_assets.core.evaluation.measurement import AT_PRIOR, MEASURED
-from mmm_assets.core.evaluation.prior_checks import prior_checks
 from mmm_assets.core.evaluation.validation import holdout, validate, with_prior_checks
 from mmm_assets.core.modelling.fitting import fit
 from mmm_assets.core.modelling.posterior import mean_hdi
@@ -24,7 +23,7 @@ def realistic():
     result = fit(cfg, features)
     report = validate(cfg, features, result.mmm, result.diagnostics.as_dict(),
                       holdout(cfg, features, result.mmm, print), None, None)
-    report = with_prior_checks(cfg, report, prior_checks(result.mmm, cfg))
+    report = with_prior_checks(cfg, report, result.mmm)
     return cfg, features, truth, result, report
 
 
@@ -50,7 +49,8 @@ def test_the_measurement_check_says_which_channels_the_data_measured(realistic):
     """At 7 % noise the weekly data measure the ROAS of the largest budget (tv, 29 % of the spend) but leave most
     channels' ROAS at their prior, and the report says so (the HDIs above hold the truth because they are wide)."""
     cfg, _, _, _, report = realistic
-    table = report.prior_checks.channels.set_index("channel")
+    assert report.prior_checks is not None and report.prior_checks.passed
+    table = report.measurement.set_index("channel")
     assert table.loc["tv", "verdict"] == MEASURED, table
     at_prior = table[table["verdict"] == AT_PRIOR]
     assert len(at_prior) >= len(cfg.channels) // 2, table

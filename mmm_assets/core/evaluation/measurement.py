@@ -27,6 +27,8 @@ import xarray as xr
 
 from mmm_assets.core.modelling.posterior import HDI_PROB, mean_hdi
 
+#: Prior draws of every prior check: a variance from 500 draws is within ~6 % (sqrt(2/500)), a contraction ~0.06.
+PRIOR_DRAWS = 500
 #: The ROAS counts as measured when its posterior variance is at most half its prior's: the threshold of the
 #: parameters' table (prior_checks.INFORMED_CONTRACTION), for the same reason.
 MEASURED_CONTRACTION = 0.5

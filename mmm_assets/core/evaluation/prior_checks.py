@@ -32,16 +32,14 @@ import xarray as xr
 from pymc_marketing.mmm import MMM
 
 from mmm_assets.core.config import DATE_COLUMN, MMMConfig
-from mmm_assets.core.evaluation.measurement import channel_measurement
+from mmm_assets.core.evaluation.measurement import PRIOR_DRAWS, channel_measurement
 from mmm_assets.core.inference.compiling import quick_compile
-from mmm_assets.core.modelling.pooling import view_is_pooled
+from mmm_assets.core.modelling.pooling import PRIOR_TOTALS_GROUP, view_is_pooled
 from mmm_assets.core.modelling.posterior import HDI_PROB
 from mmm_assets.core.modelling.priors import posterior_roas
 from mmm_assets.core.records import PriorChecks
 from mmm_assets.core.variables import CONTRIBUTIONS
 
-#: Prior draws: a variance from 500 draws is within ~6 % (sqrt(2/500)), so a contraction within ~0.06.
-PRIOR_DRAWS = 500
 #: A parameter is "informed by the data" when its posterior variance is at most half its prior's. Measured: on the
 #: reference scenario every parameter contracts by >= 0.999; on config/realistic.yaml β, the intercept, the
 #: seasonality, the terms and σ contract by 0.989-1.0 while every adstock α (-0.02-0.28) and saturation λ (-0.8-0.01;
@@ -178,31 +176,40 @@ def prior_posterior_table(prior: xr.Dataset, posterior: xr.Dataset) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def _prior_roas(mmm: MMM, prior: PriorDraws | None) -> xr.DataArray | None:
+    """Prior draws of each channel's ROAS: a pooled market's view's from the pooled model's own prior, kept with it
+    (pooling.PRIOR_TOTALS_GROUP; None when the pooled model predates it), else ``prior``'s or fresh ones."""
+    if not view_is_pooled(mmm):
+        return (prior or sample_prior(mmm)).roas
+    if PRIOR_TOTALS_GROUP not in mmm.idata.children:
+        return None
+    spend = channel_spend(mmm)
+    return (mmm.idata[PRIOR_TOTALS_GROUP][CONTRIBUTIONS] / spend.where(spend > 0)).transpose(*SAMPLE_DIMS, ...)
+
+
 def measure_channels(mmm: MMM, cfg: MMMConfig, prior: PriorDraws | None = None) -> pd.DataFrame | None:
     """Which channels' ROAS the data measured (:func:`~mmm_assets.core.evaluation.measurement.channel_measurement`),
-    from ``prior`` or fresh prior draws; None for a market's view of a pooled model (its priors are the pooled
-    model's hierarchy) or a model without contributions in the KPI's units."""
-    if view_is_pooled(mmm):
+    against ``prior`` or fresh prior draws, or for a market's view of a pooled model the pooled model's own prior
+    draws; None without prior draws of the contributions."""
+    roas = _prior_roas(mmm, prior)
+    if roas is None:
         return None
-    prior = prior or sample_prior(mmm)
-    if prior.roas is None:
-        return None
-    return channel_measurement(prior.roas, posterior_roas(mmm), channel_spend(mmm).to_series(), cfg.paid_channels)
+    return channel_measurement(roas, posterior_roas(mmm), channel_spend(mmm).to_series(), cfg.paid_channels)
 
 
-def prior_checks(mmm: MMM, cfg: MMMConfig, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorChecks | None:
-    """The prior predictive check, the prior-to-posterior table and which channels' ROAS the data measured
-    (:func:`measure_channels`) of a fitted model; None for a market's view of a pooled model, whose priors are the
-    pooled model's hierarchy and not the view's nominal ones."""
+def prior_checks(mmm: MMM, cfg: MMMConfig, draws: int = PRIOR_DRAWS, seed: int = 0,
+                 prior: PriorDraws | None = None) -> PriorChecks | None:
+    """The prior predictive check and the prior-to-posterior table of a fitted model (from ``prior`` or fresh
+    draws); None for a market's view of a pooled model, whose priors are the pooled model's hierarchy and not the
+    view's nominal ones."""
     if view_is_pooled(mmm):
         return None
-    prior = sample_prior(mmm, draws, seed)
+    prior = prior or sample_prior(mmm, draws, seed)
     observed = observed_kpi(mmm)
     return PriorChecks(
         **scale_check(prior.kpi, observed, cfg.validation.plausibility.prior_predictive_max_orders),
         band=prior_band(prior.kpi, observed),
         prior_posterior=prior_posterior_table(prior.parameters, mmm.idata.posterior.to_dataset()),
-        channels=measure_channels(mmm, cfg, prior),
     )
 
 

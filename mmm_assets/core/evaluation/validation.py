@@ -23,7 +23,7 @@ from mmm_assets.core.evaluation.metrics import (
     r2,
     rmse,
 )
-from mmm_assets.core.records import PriorChecks, ValidationReport
+from mmm_assets.core.records import ValidationReport
 
 if TYPE_CHECKING:  # the generator imports PyMC-Marketing, which validation defers
     from mmm_assets.core.synthetic.generator import GroundTruth
@@ -109,14 +109,25 @@ def validate(
     )
 
 
-def with_prior_checks(cfg: MMMConfig, report: ValidationReport, checks: PriorChecks | None) -> ValidationReport:
-    """The report with its prior checks and, from them, how many channels' ROAS the data measured among its metrics
-    (``channels_measured``, ``channels_at_prior``, ``unmeasured_spend_share``) and gates (the last one's gate holds
-    only when ``validation.thresholds.unmeasured_spend_share_max`` is set)."""
+def with_prior_checks(cfg: MMMConfig, report: ValidationReport, mmm) -> ValidationReport:
+    """The report with the fitted ``mmm``'s prior checks (none for a pooled market's view) and which channels' ROAS
+    the data measured (:func:`~mmm_assets.core.evaluation.prior_checks.measure_channels`), from one set of prior
+    draws; the measurement's metrics (``channels_measured``, ``channels_at_prior``, ``unmeasured_spend_share``) join
+    the report's, and its gate holds only when ``validation.thresholds.unmeasured_spend_share_max`` is set."""
+    from mmm_assets.core.evaluation.prior_checks import measure_channels, prior_checks, sample_prior
+    from mmm_assets.core.modelling.pooling import view_is_pooled
+
+    prior = None if view_is_pooled(mmm) else sample_prior(mmm)
+    return with_measurement(cfg, replace(report, prior_checks=prior_checks(mmm, cfg, prior=prior)),
+                            measure_channels(mmm, cfg, prior))
+
+
+def with_measurement(cfg: MMMConfig, report: ValidationReport, measurement: pd.DataFrame | None) -> ValidationReport:
+    """The report with a channel measurement, its metrics and the gates evaluated again over them."""
     from mmm_assets.core.evaluation.measurement import measurement_metrics
 
-    if checks is None or checks.channels is None:
-        return replace(report, prior_checks=checks)
-    metrics = {**report.metrics, **measurement_metrics(checks.channels)}
+    if measurement is None:
+        return report
+    metrics = {**report.metrics, **measurement_metrics(measurement)}
     gates = [g.as_dict() for g in evaluate_gates(metrics, cfg.validation.thresholds)]
-    return replace(report, prior_checks=checks, metrics=metrics, gates=gates)
+    return replace(report, metrics=metrics, gates=gates, measurement=measurement)

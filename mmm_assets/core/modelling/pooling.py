@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
 from pymc_extras.prior import Prior
 from pymc_marketing.mmm import MMM
@@ -67,6 +68,7 @@ from mmm_assets.core.config import (
     SamplerConfig,
 )
 from mmm_assets.core.errors import InputError, day
+from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.inference.laplace import LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
@@ -85,7 +87,7 @@ from mmm_assets.core.modelling.panel import (
 )
 from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
 from mmm_assets.core.stores.duckdb_store import content_hash
-from mmm_assets.core.variables import ORIGINAL_SCALE_SUFFIX
+from mmm_assets.core.variables import CONTRIBUTIONS, ORIGINAL_SCALE_SUFFIX
 
 MARKET_DIM = MARKET_COLUMN
 #: Idata attributes of a market view saying where its posterior came from.
@@ -94,6 +96,11 @@ VIEW_MARKETS_ATTR = "pooled_markets"
 VIEW_SOURCE_ATTR = "pooled_model_id"
 #: Groups whose variables are restricted to the single-market model's own variables (hyper-parameters are dropped).
 _PARAMETER_GROUPS = ("posterior", "prior")
+#: The idata group that keeps the pooled model's own prior draws of each market's and channel's contribution summed
+#: over the market's own weeks (KPI units; variable CONTRIBUTIONS, dims chain, draw, market, channel): a market's
+#: view has only nominal priors, so which channels its data measured is judged against these
+#: (core.evaluation.measurement).
+PRIOR_TOTALS_GROUP = "prior_contribution_totals"
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,35 @@ def _slice(group: xr.Dataset, market: str, span: tuple[pd.Timestamp, pd.Timestam
     """The market's part of a group, over its own weeks (``span``) when the markets' weeks differ."""
     group = group.sel({MARKET_DIM: market}, drop=True) if MARKET_DIM in group.dims else group
     return group.sel({DATE_COLUMN: slice(*span)}) if span is not None and DATE_COLUMN in group.dims else group
+
+
+#: Memory keep_prior_totals lets one batch of weekly prior contributions take (each batch compiles its sampler
+#: again, so a small panel is drawn in one): 500 draws of 50 geos x 10 channels x 156 weeks would take 312 MB.
+PRIOR_BATCH_BYTES = 64 * 2**20
+
+
+def _prior_totals(mmm: MMM, draws: int, seed: int) -> xr.DataArray:
+    """``draws`` prior draws of each market's and channel's contribution summed over the market's own weeks."""
+    with quick_compile(), padded_predictive(mmm), mmm.model:
+        drawn = pm.sample_prior_predictive(draws=draws, var_names=[CONTRIBUTIONS], random_seed=seed)
+    weekly = drawn.prior[CONTRIBUTIONS].to_dataset()
+    totals = [_slice(weekly, m, market_span(mmm, m))[CONTRIBUTIONS].sum(DATE_COLUMN).expand_dims({MARKET_DIM: [m]})
+              for m in pooled_markets(mmm)]
+    return xr.concat(totals, MARKET_DIM)
+
+
+def keep_prior_totals(mmm: MMM, draws: int, seed: int = 0, batch_bytes: int = PRIOR_BATCH_BYTES) -> MMM:
+    """Add to a fitted pooled model's idata (group PRIOR_TOTALS_GROUP) ``draws`` prior draws of each market's and
+    channel's contribution over the market's own weeks, which every market's view then carries; returns ``mmm``.
+    Drawn in batches of at most ``batch_bytes`` of weekly contributions, so a large panel's are never all in memory
+    at once."""
+    cells = math.prod(len(mmm.model.coords[d]) for d in mmm.model.named_vars_to_dims[CONTRIBUTIONS])
+    batch = max(1, batch_bytes // (8 * cells))
+    sizes = [min(batch, draws - start) for start in range(0, draws, batch)]
+    batches = [_prior_totals(mmm, size, seed + i) for i, size in enumerate(sizes)]
+    totals = xr.concat(batches, "draw").assign_coords(draw=np.arange(draws))
+    mmm.idata[PRIOR_TOTALS_GROUP] = xr.DataTree(totals.to_dataset(name=CONTRIBUTIONS))
+    return mmm
 
 
 def market_view(pooled: MMM, market: str) -> MMM:

@@ -16,7 +16,7 @@ from mmm_assets.core.evaluation.measurement import (
     measurement_metrics,
     with_basis,
 )
-from mmm_assets.core.evaluation.validation import with_prior_checks
+from mmm_assets.core.evaluation.validation import with_measurement
 from mmm_assets.core.records import PriorChecks, ValidationReport
 from mmm_assets.defs.prior_checks import channels_measured
 
@@ -68,35 +68,34 @@ def test_the_message_names_the_channels_at_their_prior_largest_spend_first_and_w
     assert "still" not in measurement_message(measured_only)
 
 
-def _report(channels: pd.DataFrame | None) -> ValidationReport:
-    checks = PriorChecks(prior_level=1.0, observed_level=1.0, orders_apart=0.0, max_orders=2.0, message="",
-                         band=pd.DataFrame(), prior_posterior=pd.DataFrame(), channels=channels)
-    return ValidationReport(metrics={}, gates=[], prior_checks=checks)
+def _report(measurement: pd.DataFrame | None) -> ValidationReport:
+    return ValidationReport(metrics={}, gates=[], measurement=measurement)
 
 
 def test_the_check_warns_naming_the_channels_at_their_prior(table):
     result = channels_measured(build_asset_check_context(), _report(table))
-    assert result.check_name == PriorChecks.MEASURED_CHECK and not result.passed and result.severity == AssetCheckSeverity.WARN
+    assert result.check_name == PriorChecks.MEASURED_CHECK and not result.passed
+    assert result.severity == AssetCheckSeverity.WARN
     assert result.metadata["flagged"].text == "search, radio"
     assert result.metadata["value"].value == pytest.approx(0.4)
     passed = channels_measured(build_asset_check_context(), _report(table[table["verdict"] == MEASURED]))
     assert passed.passed
-    pooled_view = ValidationReport(metrics={}, gates=[], prior_checks=None)
-    assert channels_measured(build_asset_check_context(), pooled_view).passed
+    unmeasured = channels_measured(build_asset_check_context(), _report(None))
+    assert unmeasured.passed and "not measured" in unmeasured.metadata["note"].text
 
 
 def test_the_unmeasured_spend_gate_holds_only_when_a_threshold_is_set(small_config, table):
     report = ValidationReport(metrics={"max_rhat": 1.0}, gates=[])
-    checks = _report(table).prior_checks
-    default = with_prior_checks(small_config(), report, checks)
+    default = with_measurement(small_config(), report, table)
     assert default.metrics["unmeasured_spend_share"] == pytest.approx(0.4) and default.failed_gates() == []
+    assert default.measurement is table
     gate = next(g for g in default.gates if g["gate"] == "unmeasured_spend")
     assert gate["threshold"] is None and gate["value"] == pytest.approx(0.4)
     strict = small_config({"validation": {"thresholds": {"unmeasured_spend_share_max": 0.3}}})
-    assert with_prior_checks(strict, report, checks).failed_gates() == ["unmeasured_spend"]
+    assert with_measurement(strict, report, table).failed_gates() == ["unmeasured_spend"]
     loose = small_config({"validation": {"thresholds": {"unmeasured_spend_share_max": 0.5}}})
-    assert with_prior_checks(loose, report, checks).failed_gates() == []
-    assert with_prior_checks(strict, report, None).failed_gates() == []  # a pooled market's view: not measured
+    assert with_measurement(loose, report, table).failed_gates() == []
+    assert with_measurement(strict, report, None).failed_gates() == []  # nothing measured, nothing gated
 
 
 def test_the_roas_table_gets_what_each_roas_rests_on(table):

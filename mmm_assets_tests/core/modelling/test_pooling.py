@@ -380,3 +380,27 @@ def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> 
         pooling.build_pooled_mmm(cfg)
     assert pooling.unsupported(load_config(SCENARIO)) == []
     assert pooling.unsupported(load_config(CONTROLS)) == []
+
+
+def test_each_markets_view_measures_its_channels_against_the_pooled_models_own_prior(
+    pooled: PooledFit, tmp_path: Path
+) -> None:
+    """A market's view has only nominal priors; the pooled model's own prior draws of each market's contributions,
+    kept with it, are what its channels' posterior ROAS is compared with, and they survive saving the pooled model."""
+    from mmm_assets.core.evaluation.measurement import MEASURED
+    from mmm_assets.core.evaluation.prior_checks import measure_channels
+
+    copy_ = persistence_core.load_model(persistence_core.save_model(pooled.mmm, tmp_path / "pooled.nc"))
+    assert measure_channels(pooling.market_view(copy_, POOR), pooled.cfg) is None  # no prior kept: nothing said
+    cells = copy_.idata.posterior[CONTRIBUTIONS].isel(chain=0, draw=0).size
+    batched = pooling.keep_prior_totals(copy_, draws=200, batch_bytes=8 * cells * 70)  # 70 + 70 + 60 draws
+    assert list(batched.idata[pooling.PRIOR_TOTALS_GROUP]["draw"].values) == list(range(200))
+    kept = persistence_core.load_model(persistence_core.save_model(batched, tmp_path / "kept.nc"))
+    tables = {m: measure_channels(pooling.market_view(kept, m), pooled.cfg) for m in pooled.cfg.market_names}
+    for market, table in tables.items():
+        assert list(table["channel"]) == list(kept.channel_columns), market
+        assert (table["prior_high"] > table["prior_low"]).all() and table["spend_share"].sum() == pytest.approx(1.0)
+    # 1 % noise: the informative markets' data pin their ROAS down, each against its own prior
+    for market in set(pooled.cfg.market_names) - {POOR}:
+        assert (tables[market]["verdict"] == MEASURED).all(), tables[market]
+    assert not np.allclose(tables["north"]["prior_mean"], tables["south"]["prior_mean"])
