@@ -95,16 +95,10 @@ def pytest_configure(config: pytest.Config) -> None:
     a Dagster run commits hundreds of times: on a virtual disk shared with other jobs that is seconds a run, in memory
     nothing (docs/performance.md, "Test suite time"). No test depends on it: a process killed mid-write loses what
     it had not written either way, since what was written sits in the operating system's page cache on both."""
-    global _in_ram
     if "TMPDIR" in os.environ or config.option.basetemp or not _has_room(RAM_TEMP, RAM_TEMP_MIN_FREE):
         return
     os.environ["TMPDIR"] = str(RAM_TEMP)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
-    _in_ram = True
-
-
-#: Whether ``pytest_configure`` chose RAM_TEMP (then _isolated_session narrows TMPDIR to the session's own folder).
-_in_ram = False
 
 
 def _has_room(folder: Path, free_bytes: int) -> bool:
@@ -145,9 +139,6 @@ def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         patch.setenv("DAGSTER_HOME", str(home))
         for name in ISOLATED_ENV:
             patch.delenv(name, raising=False)
-        if _in_ram:  # what libraries leave behind in TMPDIR (PyTensor's numba sources) goes with the session's folder
-            patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
-            patch.setattr(tempfile, "tempdir", None)
         _session_temp = tmp_path_factory
         yield
         _session_temp = None
