@@ -123,7 +123,8 @@ def measurement_message(table: pd.DataFrame) -> str:
 
 def with_basis(roas: pd.DataFrame, measurement: pd.DataFrame | None) -> pd.DataFrame:
     """The ROAS table with, per channel, what its ROAS rests on: ``roas_basis`` (the measurement's verdict) and
-    ``roas_contraction``; unchanged when no measurement was made (a pooled market's view)."""
+    ``roas_contraction``; unchanged when no measurement was made (a pooled model saved before its prior draws were
+    kept with it)."""
     if measurement is None:
         return roas
     verdicts = measurement.set_index("channel")

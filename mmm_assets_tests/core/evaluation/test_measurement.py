@@ -102,4 +102,4 @@ def test_the_roas_table_gets_what_each_roas_rests_on(table):
     roas = pd.DataFrame({"channel": ["radio", "tv"], "roas_mean": [1.0, 1.5]})
     based = with_basis(roas, table)
     assert list(based["roas_basis"]) == [AT_PRIOR, MEASURED] and based["roas_contraction"].iloc[1] > 0.99
-    assert with_basis(roas, None) is roas  # a pooled market's view: nothing measured, nothing said
+    assert with_basis(roas, None) is roas  # nothing measured, nothing said
