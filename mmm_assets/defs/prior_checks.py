@@ -21,7 +21,8 @@ NOT_APPLICABLE = "not applicable: a market's view of a pooled model (its priors 
 UNMEASURED = "not measured: a pooled model fitted before its prior draws were kept with it"
 
 
-def prior_reports(scenario: ScenarioResource, cfg, checks: PriorChecks | None, measurement: pd.DataFrame | None) -> dict:
+def prior_reports(scenario: ScenarioResource, cfg, checks: PriorChecks | None,
+                  measurement: pd.DataFrame | None) -> dict:
     """What the model believed before the data: the prior predictive against the KPI (plot), per parameter how far
     the data moved it (DuckDB `prior_posterior`, and which parameters the data informed) and per channel whether the
     data measured its ROAS (DuckDB `channel_measurement`, a table and a picture)."""
