@@ -283,12 +283,12 @@ def test_model_asset_pages_show_numbers_tables_and_loaded_plots(server, launched
 
 
 def test_checks_tab_shows_every_blocking_gate_passed(server, launched_run, page, screenshots):
-    """mmm_validation's checks tab: the blocking gates and the prior predictive's, each Succeeded; mmm_features: its
-    8 checks."""
+    """mmm_validation's checks tab: the blocking gates, the prior predictive's and the channel-measurement check
+    (WARN; every channel measured on this scenario's data), each Succeeded; mmm_features: its 8 checks."""
     expect = _expect()
     for asset, names, shot in (("mmm_features", FEATURE_CHECKS, None),
-                               ("mmm_validation", [*(g.name for g in GATES), PriorChecks.CHECK],
-                                "validation_checks")):
+                               ("mmm_validation", [*(g.name for g in GATES), PriorChecks.CHECK,
+                                                   PriorChecks.MEASURED_CHECK], "validation_checks")):
         open_asset(page, server, asset, view="checks")
         expect(page.get_by_text(f"Checks ({len(names)})", exact=True)).to_be_visible()
         for name in names:
