@@ -5,7 +5,8 @@
 Reads the newest `benchmarks/results/` file of each kind, measures nothing:
 
 - geos: `scale-*.json` (our pooled fit and Google Meridian on the same data, `make bench-scale`) and the newest
-  `geos-*.json` files holding the pooled fit and the separate fits in one process (`benchmarks/geos.py`);
+  `geos-*.json` files holding the pooled fit and the separate fits in one process (`benchmarks/geos.py`), at 3
+  channels a geo (runs with `--channels N` are other curves) and not measured under load;
 - channels: every `many-channels-*.json` (`benchmarks/many_channels.py`, with `--baseline` PyMC-Marketing's defaults
   beside ours, `--variant cold_name=nutpie` our model on nutpie), the newest row per series and channel count;
   files with a `load` entry (measured beside another job) are left out.
@@ -32,9 +33,12 @@ GATE = {"max_rhat": 1.01, "min_ess_bulk": 400.0}
 
 
 def newest(pattern: str, holding: str | None = None) -> dict:
-    """The newest result file matching ``pattern`` (whose rows have a ``holding`` variant, when given), loaded."""
+    """The newest result file matching ``pattern`` (whose rows have a ``holding`` variant, when given), loaded;
+    files measured beside another job (a ``load`` entry) or at other than 3 channels a geo are passed over."""
     for path in sorted(RESULTS.glob(pattern), reverse=True):
         data = json.loads(path.read_text())
+        if "load" in data or data.get("args", {}).get("channels", 3) != 3:
+            continue
         if holding is None or any(row.get("variant") == holding or row.get("fit") == holding for row in data["rows"]):
             return data | {"file": path.name}
     raise SystemExit(f"no {pattern} in {RESULTS}{f' with {holding}' if holding else ''}: run its benchmark first")

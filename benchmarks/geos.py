@@ -1,9 +1,10 @@
 """Pooled (hierarchical, multi-geo) MMM against the number of geos: wall time, peak memory, convergence, recovery.
 
-    .venv/bin/python benchmarks/geos.py [--geos 5,10,20] [--weeks 156] [--timeout 900] [--variants ...]
+    .venv/bin/python benchmarks/geos.py [--geos 5,10,20] [--weeks 156] [--channels 3] [--timeout 900] [--variants ...]
                                         [--learnt-sampler auto|numpyro|nutpie|both] [--chains 2 --tune 300 --draws 500]
 
-The scenario is built in memory from config/default.yaml (the reference 3 channels): N geos g00..g<N-1>, W weeks,
+The scenario is built in memory from config/default.yaml (the reference 3 channels; --channels N repeats them with
+perturbed truths, many_channels.repeat_channels): N geos g00..g<N-1>, W weeks,
 each geo reseeded and with its own truth: saturation_lam x exp(0.15 z), adstock_alpha + 0.03 z (clipped to
 [0.05, 0.9]), beta x exp(0.15 z), spend range x 0.5-2 and outcome_scale x 0.5-2 (log-uniform), z ~ N(0, 1) from a
 fixed seed per geo, so geo i has the same truth at every N. The geos are a `markets:` section laid over the default
@@ -85,12 +86,16 @@ def geo_truth(i: int, base: dict) -> dict:
                           "channels": channels}}
 
 
-def scenario(n: int, weeks: int, chains: int, tune: int, draws: int):
-    """The N-geo scenario as a validated MMMConfig (config/default.yaml with a pooled `markets:` section)."""
+def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3):
+    """The N-geo scenario as a validated MMMConfig (config/default.yaml with a pooled `markets:` section), with
+    ``channels`` channels per geo: the default's 3 repeated with perturbed truths as many_channels.py does."""
+    from many_channels import repeat_channels
+
     from mmm_assets.core.config.loading import parse_config
 
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
     base = raw["data"]["synthetic"]
+    base["channels"] = repeat_channels(base["channels"], channels)
     start = dt.date.fromisoformat(str(base["start_date"]))
     base["end_date"] = str(start + dt.timedelta(weeks=weeks))  # trimmed to `weeks` rows in geo_data
     names = geo_names(n)
@@ -181,7 +186,7 @@ def recovery_summary(rows: list[dict]) -> dict:
     }
 
 
-def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int) -> dict:
+def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3) -> dict:
     """Fit one variant on the N-geo scenario in this process; its figures."""
     from mmm_assets.core.inference import sampling as sampling_core
     from mmm_assets.core.modelling import build as build_core
@@ -189,11 +194,11 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int) -
     from mmm_assets.core.modelling import pooling
 
     started = time.monotonic()
-    cfg = scenario(n, weeks, chains, tune, draws)
+    cfg = scenario(n, weeks, chains, tune, draws, channels)
     geos = geo_names(n)
     data = {g: geo_data(cfg, g, weeks) for g in geos}
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    out: dict = {"variant": variant, "geos": n, "weeks": weeks}
+    out: dict = {"variant": variant, "geos": n, "weeks": weeks, "channels": channels}
     if variant == SEPARATE:
         rows, diags, stats, fit_wall, final_draws = [], [], [], [], []
         for g in geos:
@@ -281,7 +286,7 @@ def run_cell(variant: str, n: int, args, env: dict, logs: Path) -> dict:
     """`cell` in a fresh process, cut off after args.timeout; wall time and peak RSS (wait4) measured from here."""
     command = [sys.executable, str(Path(__file__).resolve()), "--cell", variant, "--geos", str(n),
                "--weeks", str(args.weeks), "--chains", str(args.chains), "--tune", str(args.tune),
-               "--draws", str(args.draws)]
+               "--draws", str(args.draws), "--channels", str(args.channels)]
     stdout, stderr = logs / f"{variant}-{n}.out", logs / f"{variant}-{n}.err"
     with stdout.open("w") as out, stderr.open("w") as err:
         measured = run_measured(command, env, out, err, args.timeout)
@@ -310,8 +315,9 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}`",
         "",
-        f"{a['weeks']} weeks x 3 channels (config/default.yaml's) per geo, truth perturbed per geo (lam x exp(0.15 z), "
-        f"alpha + 0.03 z, beta x exp(0.15 z), sizes x 0.5-2). Every variant {a['chains']} chains x ({a['tune']} tune "
+        f"{a['weeks']} weeks x {a.get('channels', 3)} channels (config/default.yaml's, repeated) per geo, truth "
+        f"perturbed per geo (lam x exp(0.15 z), alpha + 0.03 z, beta x exp(0.15 z), sizes x 0.5-2). Every variant "
+        f"{a['chains']} chains x ({a['tune']} tune "
         f"+ {a['draws']} draws) (separate: the project's single-market fit, Laplace start + 100 tune steps, more "
         f"draws when short of ESS 400), no in-sample predictive. {result['machine']}; compare variants within a run "
         "rather than absolute seconds across runs (the machines are shared; the load column says how busy).",
@@ -369,8 +375,11 @@ def write(result: dict, name: str = "geos", render=markdown) -> Path:
 
 
 def budget_arguments(parser: argparse.ArgumentParser, timeout: float) -> None:
-    """The options every geo benchmark shares: weeks per geo, the sampling budget, the time limit per cell."""
+    """The options every geo benchmark shares: weeks and channels per geo, the sampling budget, the time limit per
+    cell."""
     parser.add_argument("--weeks", type=int, default=156)
+    parser.add_argument("--channels", type=int, default=3,
+                        help="channels per geo: config/default.yaml's 3, repeated with perturbed truths beyond")
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--draws", type=int, default=500)
@@ -411,7 +420,8 @@ def main() -> None:
         return
 
     if args.cell:
-        print(json.dumps(cell(args.cell, int(args.geos), args.weeks, args.chains, args.tune, args.draws)), flush=True)
+        print(json.dumps(cell(args.cell, int(args.geos), args.weeks, args.chains, args.tune, args.draws,
+                              args.channels)), flush=True)
         return
 
     from run import cache_env  # benchmarks/run.py (this folder is on sys.path when run as a script)

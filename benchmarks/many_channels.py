@@ -122,24 +122,30 @@ print(json.dumps({"fit_seconds": seconds, "sampler": "pymc-marketing defaults + 
 """
 
 
+def repeat_channels(specs: dict[str, dict], n: int) -> dict[str, dict]:
+    """``n`` channels from the synthetic channel ``specs``, in order, repeated when ``n`` is larger: round r's copy
+    of a channel is named <name>_<r>, with saturation_lam x (1 + 0.1 r), beta / (1 + r) and no ``follows``."""
+    names = list(specs)
+    out = {}
+    for i in range(n):
+        round_, name = i // len(names), names[i % len(names)]
+        spec = dict(specs[name])
+        if round_:
+            spec.pop("follows", None)
+            spec["saturation_lam"] = spec["saturation_lam"] * (1 + 0.1 * round_)
+            spec["beta"] = spec["beta"] / (1 + round_)
+        out[f"{name}_{round_}" if round_ else name] = spec
+    return out
+
+
 def scenario(channels: int, weeks: int, folder: Path, sampler: dict[str, str] | None = None) -> Path:
     """config/realistic.yaml with ``channels`` channels over ``weeks`` weeks (its own channels first), with the
     ``sampler`` settings over the default's."""
     raw = yaml.safe_load((ROOT / "config" / "realistic.yaml").read_text())
     base = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())["data"]["synthetic"]["channels"]
     own = raw["data"]["synthetic"]["channels"]
-    truth = [{**base.get(name, {}), **spec} for name, spec in own.items()]
-    names = list(own)
-    channels_out = {}
-    for i in range(channels):
-        spec = dict(truth[i % len(truth)])
-        round_ = i // len(truth)
-        if round_:
-            spec.pop("follows", None)
-            spec["saturation_lam"] = spec["saturation_lam"] * (1 + 0.1 * round_)
-            spec["beta"] = spec["beta"] / (1 + round_)
-        channels_out[names[i] if i < len(names) else f"{names[i % len(names)]}_{round_}"] = spec
-    raw["data"]["synthetic"]["channels"] = channels_out
+    raw["data"]["synthetic"]["channels"] = repeat_channels(
+        {name: {**base.get(name, {}), **spec} for name, spec in own.items()}, channels)
     raw["extends"] = str(ROOT / "config" / "default.yaml")
     start = dt.date.fromisoformat(str(raw["data"]["synthetic"]["start_date"]))
     raw["data"]["synthetic"]["end_date"] = str(start + dt.timedelta(weeks=weeks - 1))

@@ -1,20 +1,23 @@
 """Our pooled geo model against Google Meridian on the same simulated geo data, side by side: `make bench-scale`.
 
-    .venv/bin/python benchmarks/scale.py [--geos 10,20] [--weeks 156] [--chains 2 --tune 300 --draws 500]
+    .venv/bin/python benchmarks/scale.py [--geos 10,20] [--weeks 156] [--channels 3] [--chains 2 --tune 300 --draws 500]
                                          [--timeout 1800]
 
-Data: benchmarks/geos.py's scenario (config/default.yaml's 3 channels, each geo reseeded with its own truth and
-size), written once per N as a long CSV (date, geo, kpi, population 1, one spend column per channel) that both
-tools read: ours through geos.py's `pooled-fixed-numpyro` cell (`pooling.fit_pooled` as it ships, with the
-project's sampler settings), Meridian 2.1 through benchmarks/meridian/fit.py in its own venv (`make meridian-venv`)
-with its defaults (ROI priors, Hill saturation, geometric adstock over 8 weeks, one time knot per week).
+Data: benchmarks/geos.py's scenario (config/default.yaml's 3 channels, or --channels N of them repeated with perturbed
+truths, each geo reseeded with its own truth and size), written once per N as a long CSV (date, geo, kpi,
+population 1, one spend column per channel) that both tools read: ours through geos.py's `pooled-fixed-numpyro`
+cell (`pooling.fit_pooled` as it ships, with the project's sampler settings), Meridian 2.1 through
+benchmarks/meridian/fit.py in its own venv (`make meridian-venv`) with its defaults (ROI priors, Hill saturation, geometric adstock over 8 weeks, one time knot per week).
 
 The same budget for both: --chains chains, --tune adaptation steps (Meridian's n_adapt, n_burnin 0) and --draws
 kept draws; ours may start from the Laplace approximation (fewer tuning steps) and tops up its draws when short of
 its ESS gate, as it does in production. Both are judged by one rule over all of their free parameters: R-hat <=
 1.01 and bulk ESS >= 400, and wall time and peak RSS are measured from outside (wait4) with compile included; each
 tool keeps its own JAX compile cache under benchmarks/.work/scale-cache, so a first run is cold for both and a
-second warm for both. Writes benchmarks/results/scale-<UTC stamp>.{md,json} and prints the table.
+second warm for both. Each row keeps the machine's load averages (1/5/15 min, as `uptime` prints them) from just
+before its cell; with --under-load "why", the result gets a "load" entry (that sentence and those figures), which
+benchmarks/curves.py reads as "measured beside other work" and leaves out. Writes
+benchmarks/results/scale-<UTC stamp>.{md,json} and prints the table.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def write_long_csv(n: int, args, path: Path) -> list[str]:
 
     from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
 
-    cfg = geos.scenario(n, args.weeks, args.chains, args.tune, args.draws)
+    cfg = geos.scenario(n, args.weeks, args.chains, args.tune, args.draws, args.channels)
     parts = []
     for g in geos.geo_names(n):
         frame, _ = geos.geo_data(cfg, g, args.weeks)
@@ -69,7 +72,7 @@ def meridian_cell(n: int, data: Path, channels: list[str], args, logs: Path) -> 
     with stderr.open("w") as err:
         measured = geos.run_measured(command, env, subprocess.DEVNULL, err, args.timeout)
     code = measured.pop("exit_code")
-    row = {"tool": "meridian", "geos": n, **measured}
+    row = {"tool": "meridian", "geos": n, "channels": args.channels, **measured}
     if code is None:
         return row | {"status": f"timed out after {args.timeout:.0f} s"}
     if not out_json.exists():
@@ -93,7 +96,7 @@ def ours_cell(n: int, args, logs: Path) -> dict:
     env = cache_env(CACHE / "ours-pytensor", CACHE / "ours-jax")
     env["PYTHONUNBUFFERED"] = "1"
     row = geos.run_cell(OURS, n, args, env, logs)
-    return row | {"tool": "mmm_assets (pooled)"}
+    return row | {"tool": "mmm_assets (pooled)", "channels": args.channels}
 
 
 def passes(row: dict) -> bool | None:
@@ -108,12 +111,13 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Pooled geo model: mmm_assets against Google Meridian ({result['stamp']})", "",
         f"`{result['command']}`", "",
-        f"benchmarks/geos.py's scenario, {a['weeks']} weeks x 3 channels per geo (own truth and size per geo), one "
+        f"benchmarks/geos.py's scenario, {a['weeks']} weeks x {a.get('channels', 3)} channels per geo (own truth and "
+        f"size per geo), one "
         f"long CSV per N read by both. Budget: {a['chains']} chains x ({a['tune']} adaptation + {a['draws']} kept "
         f"draws) for both (ours from the Laplace approximation tunes fewer steps and tops up its draws when short "
         f"of ESS {ESS_MIN}). Gate: R-hat <= {RHAT_MAX} and bulk ESS >= {ESS_MIN} over every free parameter. Wall = "
         f"the whole process from outside, compile and imports included; fit = the sampling call. "
-        f"{result['machine']}.", "",
+        f"{result['machine']}." + (f" Load: {result['load']}" if result.get("load") else ""), "",
         "| tool | geos | status | wall s | fit s | CPU s | peak RSS MiB | max R-hat | min bulk ESS | min tail ESS | "
         "divergences | media max R-hat | media min bulk ESS | leapfrog / draw | gate |",
         "|" + "---|" * 15,
@@ -145,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--geos", default="10,20", help="comma-separated numbers of geos")
     geos.budget_arguments(parser, timeout=1800.0)
+    parser.add_argument("--under-load", default=None, metavar="WHY",
+                        help="the machine is shared during this run: say with what (kept as the result's load entry)")
     args = parser.parse_args()
     if not MERIDIAN_PY.exists():
         sys.exit(f"error: {MERIDIAN_PY} not found; run `make meridian-venv` first (or `make bench-scale`)")
@@ -160,7 +166,12 @@ def main() -> None:
             for name, run in (("ours", lambda: ours_cell(n, args, logs)),
                               ("meridian", lambda: meridian_cell(n, data, channels, args, logs))):
                 print(f"[{time.monotonic() - began:.0f} s] {name} x {n} geos ...", flush=True)
-                row = run()
+                load = [round(x, 2) for x in os.getloadavg()]
+                row = run() | {"load_before": load}
+                if args.under_load:
+                    result["load"] = (f"{args.under_load} uptime load averages (1/5/15 min) before each cell: "
+                                      + "; ".join(f"{r['tool']} x {r['geos']}: {r['load_before']}"
+                                                  for r in [*result["rows"], row]))
                 row.pop("log_tail", None)
                 result["rows"].append(row)
                 print(json.dumps({k: row.get(k) for k in ("status", "wall_seconds", "peak_rss_mib", "max_rhat",
