@@ -112,3 +112,6 @@ class Champion:
     data_version: str
     mlflow_run_id: str
     source: str
+    #: Which channels' ROAS the data measured (core.evaluation.measurement), as the champion's validation found:
+    #: the decisions say which of their figures restate the priors without drawing the prior again.
+    measurement: pd.DataFrame | None = None

@@ -5,6 +5,8 @@ Dagster skips this asset (and every decision behind it), so the registry's `cham
 (The failed version is tagged a rejected challenger by `mmm_validation`, where the verdict is computed.)
 """
 
+from dataclasses import replace
+
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from mmm_assets.core.records import Champion, FittedModel, ValidationReport
@@ -20,7 +22,8 @@ def mmm_champion(
     mmm_posterior: FittedModel,
     mmm_validation: ValidationReport,
 ) -> Champion:
-    """The fitted version promoted to the registry's `champion` (every gate passed), with its posterior file.
+    """The fitted version promoted to the registry's `champion` (every gate passed), with its posterior file and
+    which channels' ROAS its data measured (its validation's `channel_measurement`).
 
     The decision assets take this value as their input: the registry is read once per run, here. The version is an
     MLflow model: `mlflow.pyfunc.load_model("models:/<model>@champion").predict(weekly_spend)` gives the KPI.
@@ -28,7 +31,8 @@ def mmm_champion(
     from mmm_assets.core.stores import tracking
 
     cfg = scenario.load()
-    champion = tracking.crown(tracking.client_for(cfg), cfg, mmm_posterior.model_version, mmm_validation.failed_gates())
+    crowned = tracking.crown(tracking.client_for(cfg), cfg, mmm_posterior.model_version, mmm_validation.failed_gates())
+    champion = replace(crowned, measurement=mmm_validation.measurement)
     context.log.info(f"model {champion.model_name} v{champion.version} is the champion")
     context.add_output_metadata(
         {

@@ -109,17 +109,16 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
     """
     from mmm_assets.core.decisions.roas import channel_roas as compute
     from mmm_assets.core.evaluation.measurement import with_basis
-    from mmm_assets.core.evaluation.prior_checks import measure_channels
     from mmm_assets.core.presentation.plots import roas_plot
 
     cfg = scenario.load()
     mmm, features, version = champion_model(context, mmm_champion)
-    table = with_basis(compute(mmm, features, cfg.kpi), measure_channels(mmm, cfg))
+    table = with_basis(compute(mmm, features, cfg.kpi), mmm_champion.measurement)
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
     costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if kpi_terms(cfg).conversions else []
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean", *costs,
                    "breakeven_weekly_spend", "current_weekly_spend", "headroom_pct",
-                   *[c for c in ("roas_basis",) if c in table.columns]]]
+                   *(["roas_basis"] if "roas_basis" in table.columns else [])]]
     publish(context, scenario, "channel_roas", table, roas_plot(table, kpi_terms(cfg)), roas=md.table_md(shown),
              kpi=kpi_terms(cfg).describe())
     return table

@@ -146,6 +146,8 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
     assert set(tables["budget_recommendations"]["action"]) <= {"INCREASE", "HOLD", "REDUCE"}
     assert len(tables["budget_scenarios"]["level"].unique()) == len(cfg.decisions.budget.scenario_levels)
     assert set(tables["channel_roas"]["channel"]) == set(cfg.channels)
+    measured = tables["channel_measurement"].set_index("channel")["verdict"]  # the validation's, via the champion
+    assert tables["channel_roas"].set_index("channel")["roas_basis"].to_dict() == measured[cfg.channels].to_dict()
     assert tables["response_curves"]["is_current"].sum() == len(cfg.channels)
 
     (report,) = cfg.paths.reports_dir.iterdir()
