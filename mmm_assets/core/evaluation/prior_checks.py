@@ -36,7 +36,7 @@ from mmm_assets.core.evaluation.measurement import PRIOR_DRAWS, channel_measurem
 from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.modelling.pooling import PRIOR_TOTALS_GROUP, view_is_pooled
 from mmm_assets.core.modelling.posterior import HDI_PROB
-from mmm_assets.core.modelling.priors import posterior_roas
+from mmm_assets.core.modelling.priors import posterior_roas, roas_of
 from mmm_assets.core.records import PriorChecks
 from mmm_assets.core.variables import CONTRIBUTIONS
 
@@ -88,8 +88,7 @@ def sample_prior(mmm: MMM, draws: int = PRIOR_DRAWS, seed: int = 0) -> PriorDraw
     kpi = drawn.prior_predictive[mmm.output_var] * target_scale
     roas = None
     if contributions:
-        spend = channel_spend(mmm)
-        roas = (drawn.prior[CONTRIBUTIONS].sum(DATE_COLUMN) / spend.where(spend > 0)).transpose(*SAMPLE_DIMS, ...)
+        roas = roas_of(drawn.prior[CONTRIBUTIONS].sum(DATE_COLUMN), channel_spend(mmm)).transpose(*SAMPLE_DIMS, ...)
     return PriorDraws(drawn.prior.to_dataset()[names], kpi.transpose(*SAMPLE_DIMS, DATE_COLUMN), roas)
 
 
@@ -183,8 +182,7 @@ def _prior_roas(mmm: MMM, prior: PriorDraws | None) -> xr.DataArray | None:
         return (prior or sample_prior(mmm)).roas
     if PRIOR_TOTALS_GROUP not in mmm.idata.children:
         return None
-    spend = channel_spend(mmm)
-    return (mmm.idata[PRIOR_TOTALS_GROUP][CONTRIBUTIONS] / spend.where(spend > 0)).transpose(*SAMPLE_DIMS, ...)
+    return roas_of(mmm.idata[PRIOR_TOTALS_GROUP][CONTRIBUTIONS], channel_spend(mmm)).transpose(*SAMPLE_DIMS, ...)
 
 
 def measure_channels(mmm: MMM, cfg: MMMConfig, prior: PriorDraws | None = None) -> pd.DataFrame | None:

@@ -422,11 +422,15 @@ def add_roi_priors(
     return list(dict.fromkeys(table["channel"]))
 
 
+def roas_of(contribution: xr.DataArray, spend: xr.DataArray) -> xr.DataArray:
+    """Total contribution / total spend per channel (and per draw); missing (NaN) for a channel with no spend."""
+    return contribution / spend.where(spend > 0)
+
+
 def posterior_roas(mmm: MMM) -> xr.DataArray:
     """Each channel's ROAS over the fitted weeks, per posterior draw: total contribution / total spend."""
-    contribution = mmm.idata.posterior[CONTRIBUTIONS].sum(DATE_COLUMN)
-    spend = mmm.idata.constant_data["channel_data"].sum(DATE_COLUMN)
-    return contribution / spend.where(spend > 0)
+    return roas_of(mmm.idata.posterior[CONTRIBUTIONS].sum(DATE_COLUMN),
+                   mmm.idata.constant_data["channel_data"].sum(DATE_COLUMN))
 
 
 def roi_prior_report(mmm: MMM, cfg: MMMConfig) -> pd.DataFrame:
