@@ -17,7 +17,6 @@ from dagster import (
     define_asset_job,
     in_process_executor,
 )
-from dagster_mlflow import end_mlflow_on_run_finished
 
 from mmm_assets.defs import pool_wait
 from mmm_assets.defs.alerts import nonblocking_check_alert_sensor, run_failure_alert_sensor
@@ -47,7 +46,7 @@ from mmm_assets.defs.model import (
 from mmm_assets.defs.planner import goal_plans, plan_evaluations, score_plans
 from mmm_assets.defs.plausibility import contribution_shares_plausible, roas_plausible
 from mmm_assets.defs.prior_checks import channels_measured
-from mmm_assets.defs.resources import ScenarioResource, mlflow_tracking_for_scenario
+from mmm_assets.defs.resources import ScenarioResource, end_mlflow_on_run_finished, mlflow_tracking_for_scenario
 from mmm_assets.defs.schedules import weekly_refresh_schedule
 from mmm_assets.defs.sensors import dead_run_sensor, landing_file_sensor, market_partitions_sensor, plan_file_sensor
 

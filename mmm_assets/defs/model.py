@@ -26,7 +26,6 @@ from dagster import (
     asset,
     multi_asset_check,
 )
-from dagster_mlflow.resources import MlFlow
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.config.paths import PROJECT_DIR, default_operations
@@ -41,7 +40,7 @@ from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.features import mmm_features
 from mmm_assets.defs.partitions import MARKETS
 from mmm_assets.defs.prior_checks import PRIOR_SCALE_DESCRIPTION, prior_reports, prior_scale_result
-from mmm_assets.defs.resources import ScenarioResource
+from mmm_assets.defs.resources import LazyMlflow, ScenarioResource
 
 HISTORY_TABLE = "validation_history"
 #: Dagster pool of the steps that sample a posterior; dagster.yaml's `concurrency: pools:` bounds how many run at once.
@@ -194,7 +193,7 @@ def _ensure_room_for_the_model(cfg) -> None:
 def mmm_posterior(
     context: AssetExecutionContext,
     scenario: ScenarioResource,
-    mlflow: ResourceParam[MlFlow],
+    mlflow: ResourceParam[LazyMlflow],
     model_comparison: ModelChoice,
 ) -> FittedModel:
     """The fitted PyMC-Marketing MMM (the configured adstock and saturation families, or the specification
@@ -359,7 +358,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
 def mmm_validation(
     context: AssetExecutionContext,
     scenario: ScenarioResource,
-    mlflow: ResourceParam[MlFlow],
+    mlflow: ResourceParam[LazyMlflow],
     mmm_posterior: FittedModel,
     ground_truth: GroundTruth | None,
 ) -> ValidationReport:

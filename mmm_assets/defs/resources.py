@@ -1,17 +1,23 @@
-"""Resources: the scenario configuration, the DuckDB database it names, and MLflow tracking."""
+"""Resources: the scenario configuration, the DuckDB database it names, and MLflow tracking.
 
+MLflow is imported when a run first tracks, not when the definitions load: importing it (through dagster-mlflow)
+takes about as long as the rest of the definitions, and the code server, the daemon and sensors never use it
+(docs/performance.md, "Start-up of a process").
+"""
+
+from __future__ import annotations
 
 import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
-from dagster import ConfigurableResource, InitResourceContext, resource
+from dagster import ConfigurableResource, HookDefinition, InitResourceContext, resource
 from dagster_duckdb import DuckDBResource
-from dagster_mlflow.resources import MlFlow
 from pydantic import Field, PrivateAttr
 
 from mmm_assets.core.config import (
@@ -31,6 +37,9 @@ from mmm_assets.core.stores.duckdb_store import (
     replace_market,
 )
 from mmm_assets.defs.constants import ALL_MARKETS, PARTITION_TAG
+
+if TYPE_CHECKING:
+    from dagster_mlflow.resources import MlFlow
 
 
 class ScenarioResource(ConfigurableResource):
@@ -171,6 +180,8 @@ def mlflow_tracking_for_scenario(context: InitResourceContext) -> LazyMlflow:
 
 
 def _start_tracking(context: InitResourceContext, client) -> MlFlow:
+    from dagster_mlflow.resources import MlFlow
+
     from mmm_assets.core.stores import tracking
 
     cfg = context.resources.scenario.load()
@@ -194,3 +205,17 @@ def _start_tracking(context: InitResourceContext, client) -> MlFlow:
     else:
         os.environ["MLFLOW_TRACKING_URI"] = exported
     return tracking_resource
+
+
+def _end_mlflow_run(context, event_list):
+    """dagster-mlflow's own hook, imported on its first call (after a run's first step), not at load."""
+    from dagster_mlflow import end_mlflow_on_run_finished as library_hook
+
+    return library_hook.hook_fn(context, event_list)
+
+
+#: dagster-mlflow's `end_mlflow_on_run_finished` (same name, resource and code): ends the run's MLflow run as failed
+#: after a failed step, and as finished after the job's last step.
+end_mlflow_on_run_finished = HookDefinition(
+    name="end_mlflow_on_run_finished", hook_fn=_end_mlflow_run, required_resource_keys={"mlflow"}
+)
