@@ -7,7 +7,10 @@ Data: benchmarks/geos.py's scenario (config/default.yaml's 3 channels, or --chan
 truths, each geo reseeded with its own truth and size), written once per N as a long CSV (date, geo, kpi,
 population 1, one spend column per channel) that both tools read: ours through geos.py's `pooled-fixed-numpyro`
 cell (`pooling.fit_pooled` as it ships, with the project's sampler settings), Meridian 2.1 through
-benchmarks/meridian/fit.py in its own venv (`make meridian-venv`) with its defaults (ROI priors, Hill saturation, geometric adstock over 8 weeks, one time knot per week).
+benchmarks/meridian/fit.py in its own venv (`make meridian-venv`) with its defaults (ROI priors, Hill saturation,
+geometric adstock over 8 weeks, one time knot per week in a geo model) or --meridian-knots K time knots: the
+scenario has no time effect (config/default.yaml: an intercept per geo, no trend or season), so K = 1, Meridian's
+national default and a common intercept, is the model that matches it.
 
 The same budget for both: --chains chains, --tune adaptation steps (Meridian's n_adapt, n_burnin 0) and --draws
 kept draws; ours may start from the Laplace approximation (fewer tuning steps) and tops up its draws when short of
@@ -65,7 +68,8 @@ def meridian_cell(n: int, data: Path, channels: list[str], args, logs: Path) -> 
     out_json = logs / f"meridian-{n}.json"
     command = [str(MERIDIAN_PY), str(HERE / "meridian" / "fit.py"), "--data", str(data), "--channels",
                ",".join(channels), "--chains", str(args.chains), "--adapt", str(args.tune), "--burnin", "0",
-               "--draws", str(args.draws), "--out", str(out_json), "--jax-cache-dir", str(CACHE / "meridian-jax")]
+               "--draws", str(args.draws), "--out", str(out_json), "--jax-cache-dir", str(CACHE / "meridian-jax"),
+               *(["--knots", str(args.meridian_knots)] if args.meridian_knots else [])]
     env = {k: v for k, v in os.environ.items() if not (k.startswith("JAX_") and "CACHE" in k)}
     env["PYTHONUNBUFFERED"] = "1"
     stderr = logs / f"meridian-{n}.err"
@@ -99,6 +103,12 @@ def ours_cell(n: int, args, logs: Path) -> dict:
     return row | {"tool": "mmm_assets (pooled)", "channels": args.channels}
 
 
+def meridian_model(args: dict) -> str:
+    """Meridian's time effect in this run, in words."""
+    knots = args.get("meridian_knots")
+    return f"{knots} time knot{'s' if knots != 1 else ''}" if knots else "one time knot per week (its geo default)"
+
+
 def passes(row: dict) -> bool | None:
     if row.get("status") != "ok" or row.get("max_rhat") is None:
         return None
@@ -115,7 +125,8 @@ def markdown(result: dict) -> str:
         f"size per geo), one "
         f"long CSV per N read by both. Budget: {a['chains']} chains x ({a['tune']} adaptation + {a['draws']} kept "
         f"draws) for both (ours from the Laplace approximation tunes fewer steps and tops up its draws when short "
-        f"of ESS {ESS_MIN}). Gate: R-hat <= {RHAT_MAX} and bulk ESS >= {ESS_MIN} over every free parameter. Wall = "
+        f"of ESS {ESS_MIN}). Meridian: {meridian_model(a)}. Gate: R-hat <= {RHAT_MAX} and bulk ESS >= {ESS_MIN} "
+        f"over every free parameter. Wall = "
         f"the whole process from outside, compile and imports included; fit = the sampling call. "
         f"{result['machine']}." + (f" Load: {result['load']}" if result.get("load") else ""), "",
         "| tool | geos | status | wall s | fit s | CPU s | peak RSS MiB | max R-hat | min bulk ESS | min tail ESS | "
@@ -149,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--geos", default="10,20", help="comma-separated numbers of geos")
     geos.budget_arguments(parser, timeout=1800.0)
+    parser.add_argument("--meridian-knots", type=int, default=None, metavar="K",
+                        help="Meridian's ModelSpec knots (default: its own, one per week in a geo model)")
     parser.add_argument("--under-load", default=None, metavar="WHY",
                         help="the machine is shared during this run: say with what (kept as the result's load entry)")
     args = parser.parse_args()
