@@ -86,9 +86,11 @@ def geo_truth(i: int, base: dict) -> dict:
                           "channels": channels}}
 
 
-def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3):
+def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3,
+             sampler: dict | None = None):
     """The N-geo scenario as a validated MMMConfig (config/default.yaml with a pooled `markets:` section), with
-    ``channels`` channels per geo: the default's 3 repeated with perturbed truths as many_channels.py does."""
+    ``channels`` channels per geo: the default's 3 repeated with perturbed truths as many_channels.py does, and
+    ``sampler`` settings over the default's."""
     from many_channels import repeat_channels
 
     from mmm_assets.core.config.loading import parse_config
@@ -101,7 +103,7 @@ def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: i
     names = geo_names(n)
     raw |= {"scenario": f"geos_{n}", "markets": {"names": names, "pooling": "pooled",
                                                  "data": {g: geo_truth(i, base) for i, g in enumerate(names)}}}
-    raw["sampler"] |= {"chains": chains, "tune": tune, "draws": draws}
+    raw["sampler"] |= {"chains": chains, "tune": tune, "draws": draws} | (sampler or {})
     raw["validation"] |= {"holdout_weeks": 0}
     return parse_config(raw, source=f"geos({n})", root=ROOT)
 
@@ -186,7 +188,8 @@ def recovery_summary(rows: list[dict]) -> dict:
     }
 
 
-def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3) -> dict:
+def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3,
+         sampler: dict | None = None) -> dict:
     """Fit one variant on the N-geo scenario in this process; its figures."""
     from mmm_assets.core.inference import sampling as sampling_core
     from mmm_assets.core.modelling import build as build_core
@@ -194,7 +197,7 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, c
     from mmm_assets.core.modelling import pooling
 
     started = time.monotonic()
-    cfg = scenario(n, weeks, chains, tune, draws, channels)
+    cfg = scenario(n, weeks, chains, tune, draws, channels, sampler)
     geos = geo_names(n)
     data = {g: geo_data(cfg, g, weeks) for g in geos}
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -286,7 +289,8 @@ def run_cell(variant: str, n: int, args, env: dict, logs: Path) -> dict:
     """`cell` in a fresh process, cut off after args.timeout; wall time and peak RSS (wait4) measured from here."""
     command = [sys.executable, str(Path(__file__).resolve()), "--cell", variant, "--geos", str(n),
                "--weeks", str(args.weeks), "--chains", str(args.chains), "--tune", str(args.tune),
-               "--draws", str(args.draws), "--channels", str(args.channels)]
+               "--draws", str(args.draws), "--channels", str(args.channels),
+               *(f"--sampler-set={kv}" for kv in getattr(args, "sampler_set", []))]
     stdout, stderr = logs / f"{variant}-{n}.out", logs / f"{variant}-{n}.err"
     with stdout.open("w") as out, stderr.open("w") as err:
         measured = run_measured(command, env, out, err, args.timeout)
@@ -384,6 +388,14 @@ def budget_arguments(parser: argparse.ArgumentParser, timeout: float) -> None:
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=timeout, help="seconds per cell")
+    parser.add_argument("--sampler-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a sampler setting over config/default.yaml's (a YAML value), e.g. "
+                        "laplace_longer_from=null; repeatable")
+
+
+def sampler_settings(args) -> dict:
+    """--sampler-set's settings as a dict."""
+    return {key: yaml.safe_load(value) for key, value in (kv.split("=", 1) for kv in args.sampler_set)}
 
 
 def main() -> None:
@@ -421,7 +433,7 @@ def main() -> None:
 
     if args.cell:
         print(json.dumps(cell(args.cell, int(args.geos), args.weeks, args.chains, args.tune, args.draws,
-                              args.channels)), flush=True)
+                              args.channels, sampler_settings(args))), flush=True)
         return
 
     from run import cache_env  # benchmarks/run.py (this folder is on sys.path when run as a script)

@@ -259,6 +259,16 @@ class SamplerConfig(_Strict):
         "or again cold.",
     )
     warm_tune: int = Field(default=100, ge=10, description="Tuning steps (step size only) of a warm-started fit.")
+    laplace_longer_from: int | None = Field(
+        default=600,
+        ge=1,
+        description="A fit started from the Laplace approximation with at least this many unconstrained parameters "
+        "that misses a gate is sampled again from the same approximation with longer chains (draws sized to the gates "
+        "as a cold fit's, up to max_draws), not with more chains of the same length; null = always more chains. "
+        "Measured (docs/performance.md, 'Pooled fits from the Laplace approximation'): 559 parameters (50 geos x 3 "
+        "channels) passed with more chains; at 670 (20 geos x 10 channels) a new pair of chains wandered into a "
+        "slowly mixing tail its 500 draws could not cover and R-hat got worse with every pair.",
+    )
     cold_start: Literal["laplace", "adapt"] = Field(
         default="laplace",
         description="numpyro, fits that are not warm-started: laplace = start from the Laplace approximation at the "

@@ -87,6 +87,11 @@ class LaplaceStart:
 
     nuts_kwargs = staticmethod(WarmStart.nuts_kwargs)
 
+    @property
+    def parameters(self) -> int | None:
+        """Unconstrained parameters of the model, once the mode has been searched (None before)."""
+        return None if self._found is None else int(self._found[0].size)
+
     def starting_points(self) -> contextlib.AbstractContextManager[None]:
         """Inside the block, PyMC's numpyro sampler starts its chains at draws of the Laplace approximation and moves
         with its covariance; :class:`LaplaceFailedError` is raised from the sampler's call when there is none."""

@@ -142,6 +142,45 @@ def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix_with_the_fallbac
     assert result.warm_start is None and result.tune == 300 and result.sampler == cold
 
 
+def _found(parameters: int) -> LaplaceStart:
+    """A Laplace start whose mode (of ``parameters`` unconstrained parameters) has been found."""
+    start = LaplaceStart(2, 7, lambda _: None)
+    start._found = np.zeros(parameters), np.eye(parameters), np.eye(parameters)
+    return start
+
+
+def test_a_large_laplace_start_short_of_a_gate_samples_longer_chains_not_more(monkeypatch):
+    """From sampler.laplace_longer_from unconstrained parameters a Laplace start that misses a gate is sampled again
+    with longer chains (sized like a cold fit's, up to max_draws), then cold; below it, more chains of one length."""
+    from mmm_assets_tests.core.inference.test_warmstart import _Fake
+
+    high, ok = (sampling_core.Diagnostics(0, rhat, 900.0, 900.0, "a") for rhat in (1.02, 1.001))
+    monkeypatch.setattr(sampling_core, "persistent_jax_cache", lambda: None)
+    monkeypatch.setattr(sampling_core, "_continued", lambda mmm, warm, chains, seed: warm)
+    s = SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, target_accept=0.9, seed=7, max_draws=300,
+                      warm_tune=40, laplace_longer_from=5)
+
+    def run(parameters: int, found: list) -> tuple[_Fake, list[str], sampling_core.FitResult]:
+        in_turn, fake, messages = iter(found), _Fake(), []
+        monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(in_turn))
+        result = sampling_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
+                                      ess_target=400, rhat_target=1.01, warm=_found(parameters))
+        return fake, messages, result
+
+    fake, messages, result = run(5, [high, ok])
+    assert fake.calls == [(40, 100, True), (40, 200, True)]  # R-hat high: twice the draws, the same two chains
+    assert messages[0].startswith("fit: max R-hat 1.0200 > 1.01 after ")
+    assert messages[0].endswith("2 new chains of 200 draws from the Laplace approximation at the mode (5 "
+                                "unconstrained parameters, from sampler.laplace_longer_from 5: longer chains, not more)")
+    assert result.chains == 2 and result.draws == 200 and result.warm_start == "the Laplace approximation at the mode"
+    fake, _, result = run(5, [high, high, high, ok])  # at max_draws and still short: cold
+    assert fake.calls == [(40, 100, True), (40, 200, True), (40, 300, True), (300, 100, False)]
+    assert result.warm_start is None and result.chains == 2
+    fake, _, result = run(4, [high, ok])  # a smaller model: two more chains of the same length
+    assert fake.calls == [(40, 100, True), (40, 100, True)] and result.chains == 4
+    assert SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, seed=7).laplace_longer_from == 600
+
+
 @pytest.mark.slow
 def test_a_cold_fit_starts_from_the_laplace_approximation(small_fit):
     s = small_fit.cfg.sampler
