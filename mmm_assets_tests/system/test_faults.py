@@ -42,7 +42,9 @@ from mmm_assets_tests.system.test_bad_inputs import errors
 
 #: One year of the reference scenario, the default sampler (numpyro, its compiled sampler cached across processes)
 #: and lenient gates: a whole refresh that passes in about 17 s (26 s compiling into an empty cache; with PyMC's own
-#: sampler 27 s and 54 s).
+#: sampler 27 s and 54 s). No goal plans, as in SMALL: their searches are a few seconds of every refresh, and the
+#: tests of TINY refreshes are about the runs, not the plans (test_graph.py's whole graph plans the default goals;
+#: test_scenarios.py puts them back, since it compares every table's rows).
 TINY = {
     "scenario": "tiny",
     "data": {"synthetic": {"end_date": "2019-12-31"}},
@@ -51,7 +53,7 @@ TINY = {
         "r2_min": 0.5, "mape_max_pct": 50, "rhat_max": 2, "ess_bulk_min": 1, "ess_tail_min": 1,
         "divergences_max": 1000, "lam_rel_error_max": 1, "alpha_abs_error_max": 1,
         "curve_rel_error_max": 1, "mean_lag_abs_error_max": 12}},
-    "decisions": {"budget": {"scenario_levels": [1.0]}, "response_curve_points": 5},
+    "decisions": {"budget": {"scenario_levels": [1.0]}, "response_curve_points": 5, "planner": {"goals": []}},
 }
 KILLS_TABLE = 6
 KILLS_FILES = 3

@@ -6,18 +6,22 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from mmm_assets import cli
 from mmm_assets.core.config import DEFAULT_MARKET, SCENARIO_COLUMN, load_config
+from mmm_assets.core.config.paths import DEFAULT_CONFIG
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.stores.duckdb_store import read_table
 from mmm_assets_tests.conftest import merge
 from mmm_assets_tests.system.test_faults import TINY
 
+#: The default goal plans, which TINY leaves out: their tables' rows are compared too.
+_GOALS = {"decisions": {"planner": {"goals": yaml.safe_load(DEFAULT_CONFIG.read_text())["decisions"]["planner"]["goals"]}}}
 #: Another brand's data on the same machine: its own scenario name and seed, the same (default) market name.
-BRAND_A = merge(TINY, {"scenario": "brand_a"})
-BRAND_B = merge(TINY, {"scenario": "brand_b", "data": {"synthetic": {"seed": 11}}})
+BRAND_A = merge(TINY, {"scenario": "brand_a", **_GOALS})
+BRAND_B = merge(TINY, {"scenario": "brand_b", "data": {"synthetic": {"seed": 11}}, **_GOALS})
 
 
 def _rows_of(conn: duckdb.DuckDBPyConnection, scenario: str) -> dict[str, pd.DataFrame]:
