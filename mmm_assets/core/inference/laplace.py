@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mmm_assets.core.inference.progress import PROGRESS_EVERY_S, Reporter, silent
 from mmm_assets.core.inference.warmstart import WarmStart, placed
 
 #: Newton steps before the search for the mode gives up.
@@ -129,7 +130,8 @@ class LaplaceStart:
         # function; the search starts at the first
         points = pymc_points(model=model, chains=chains, logp_fn=energy, **pymc_kwargs)
         first = [jnp.asarray(p[0] if chains > 1 else p) for p in points]
-        mode, hessian, steps = find_mode(derivatives, np.asarray(ravel_pytree(first)[0], dtype=float))
+        mode, hessian, steps = find_mode(derivatives, np.asarray(ravel_pytree(first)[0], dtype=float),
+                                         report=self.report)
         covariance, root = laplace_covariance(hessian)
         sd = np.sqrt(np.diag(covariance))
         self.report(
@@ -183,11 +185,12 @@ def find_mode(
     derivatives: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     x0: np.ndarray,
     max_steps: int = MAX_NEWTON_STEPS,
+    report: Reporter = silent,
 ) -> tuple[np.ndarray, np.ndarray, Steps]:
     """The minimum of a potential energy from ``x0``: (mode, Hessian there, :class:`Steps`), by scipy's trust-region
     Newton method with ``derivatives`` (x -> value, gradient, Hessian). The search stops at a point within
     ``MODE_DISTANCE`` of the mode as Newton's step measures it (in the sd of the Laplace approximation there), or
-    at scipy's own convergence; it raises :class:`LaplaceFailedError` when it reaches neither. Points where the energy or
+    at scipy's own convergence (L-BFGS's progress to ``report``); it raises :class:`LaplaceFailedError` when it reaches neither. Points where the energy or
     its derivatives are not finite count as infinitely high (the trust region shrinks)."""
     import scipy.optimize
 
@@ -222,7 +225,7 @@ def find_mode(
 
     approached = 0
     if x0.size >= QUASI_NEWTON_FROM and hasattr(derivatives, "value_and_grad"):
-        x0, approached = _approach(derivatives.value_and_grad, x0)
+        x0, approached = _approach(derivatives.value_and_grad, x0, report)
         if near(x0):  # L-BFGS got there: one Hessian, no Newton step
             return x0, curvature(x0), Steps(0, approached)
     found = scipy.optimize.minimize(energy, x0, jac=True, hess=curvature, method="trust-exact",
@@ -232,8 +235,8 @@ def find_mode(
     return found.x, curvature(found.x), Steps(int(found.nit), approached)
 
 
-def _approach(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray
-              ) -> tuple[np.ndarray, int]:
+def _approach(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
+              report: Reporter = silent) -> tuple[np.ndarray, int]:
     """A point near the mode by L-BFGS from ``x0`` and its iterations (``x0`` itself when L-BFGS gets nowhere
     finite); Newton's steps then finish the search where it stopped short. L-BFGS stops on the gradient only, not on
     a small fall of the energy: a posterior 50x narrower in some directions than in others moves the energy by
@@ -246,7 +249,16 @@ def _approach(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], 
         usable = np.isfinite(value) and np.isfinite(grad).all()
         return (value, grad) if usable else (np.inf, np.zeros_like(x))
 
-    found = scipy.optimize.minimize(energy, x0, jac=True, method="L-BFGS-B",
+    started, steps, last = time.monotonic(), [0], [time.monotonic()]
+
+    def progress(intermediate_result) -> None:  # a line every PROGRESS_EVERY_S s (50 geos x 10 channels: ~10 min)
+        steps[0] += 1
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+            last[0] = time.monotonic()
+            report(f"Laplace start: L-BFGS step {steps[0]:,} of at most {MAX_QUASI_NEWTON_STEPS:,} "
+                   f"({x0.size} parameters), energy {intermediate_result.fun:.2f}, {last[0] - started:.0f} s")
+
+    found = scipy.optimize.minimize(energy, x0, jac=True, method="L-BFGS-B", callback=progress,
                                     options={"maxiter": MAX_QUASI_NEWTON_STEPS, "ftol": 0.0,
                                              "gtol": QUASI_NEWTON_GTOL, "maxcor": QUASI_NEWTON_MEMORY})
     usable = np.isfinite(found.fun) and found.fun <= energy(x0)[0]

@@ -74,9 +74,10 @@ def test_a_hessian_of_many_points_is_batched_in_calls_of_one_size(monkeypatch):
     np.testing.assert_allclose(grad, _gaussian(x)[1])
 
 
-def test_a_large_model_approaches_its_mode_by_gradients_before_newton_steps():
+def test_a_large_model_approaches_its_mode_by_gradients_before_newton_steps(monkeypatch):
     """From QUASI_NEWTON_FROM parameters, L-BFGS (one gradient per step) brings the search near the mode and Newton
-    (2 x parameters gradients per step) only finishes it: far fewer Hessians, the same mode and curvature."""
+    (2 x parameters gradients per step) only finishes it: far fewer Hessians, the same mode and curvature. L-BFGS
+    says how far it got every PROGRESS_EVERY_S seconds (here every step)."""
     d = QUASI_NEWTON_FROM + 50
     rng = np.random.default_rng(0)
     factor = rng.standard_normal((d, d)) / np.sqrt(d)
@@ -89,12 +90,16 @@ def test_a_large_model_approaches_its_mode_by_gradients_before_newton_steps():
         delta = points - mode
         return 0.5 * np.einsum("ij,jk,ik->i", delta, precision, delta), delta @ precision
 
-    found, hessian, steps = find_mode(Derivatives(value_and_grad), np.full(d, 5.0))
+    monkeypatch.setattr("mmm_assets.core.inference.laplace.PROGRESS_EVERY_S", 0.0)
+    messages = []
+    found, hessian, steps = find_mode(Derivatives(value_and_grad), np.full(d, 5.0), report=messages.append)
     np.testing.assert_allclose(found, mode, atol=1e-4)
     np.testing.assert_allclose(hessian, precision, rtol=1e-4, atol=1e-4)
     hessians = sum(n == 2 * d + 1 for n in batches)
     assert sum(n == 1 for n in batches) > 10 and hessians <= 4, (hessians, len(batches))
     assert steps.quasi_newton > 10 and steps.newton <= 2, steps
+    assert len(messages) == steps.quasi_newton and messages[0].startswith(
+        f"Laplace start: L-BFGS step 1 of at most 10,000 ({d} parameters), energy "), messages[:2]
 
 
 def test_no_mode_no_laplace_start():
