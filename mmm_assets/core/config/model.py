@@ -263,11 +263,11 @@ class SamplerConfig(_Strict):
         default=600,
         ge=1,
         description="A fit started from the Laplace approximation with at least this many unconstrained parameters "
-        "that misses a gate is sampled again from the same approximation with longer chains (draws sized to the gates "
-        "as a cold fit's, up to max_draws), not with more chains of the same length; null = always more chains. "
-        "Measured (docs/performance.md, 'Pooled fits from the Laplace approximation'): 559 parameters (50 geos x 3 "
-        "channels) passed with more chains; at 670 (20 geos x 10 channels) a new pair of chains wandered into a "
-        "slowly mixing tail its 500 draws could not cover and R-hat got worse with every pair.",
+        "samples max_draws per chain at once and, short of a gate, again cold, instead of draws per chain and then more "
+        "chains of that length; null = never. Measured (docs/performance.md, 'Pooled fits from the Laplace "
+        "approximation'): 559 parameters (50 geos x 3 channels) passed with more chains; at 670 (20 geos x 10 "
+        "channels) new pairs of 500-draw chains wandered into a slowly mixing tail and R-hat got worse with every "
+        "pair, 2 x 1,000 draws still missed, 2 x 2,000 passed (and at 1,630 parameters 2 x 1,751).",
     )
     cold_start: Literal["laplace", "adapt"] = Field(
         default="laplace",

@@ -146,14 +146,18 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     A cold fit with more than ``divergences_max`` divergences is sampled again once with the target acceptance rate
     raised to DIVERGENCE_TARGET_ACCEPT.
     A start from the Laplace approximation (:class:`LaplaceStart`) is a warm start in all of this, except that one of
-    at least ``s.laplace_longer_from`` unconstrained parameters falls short with longer chains instead of more
-    (:func:`_longer_chains`): new chains from the same approximation with the draws sized as a cold fit's, at most
-    ``s.max_draws``, then cold. When it finds no mode the model is sampled cold at once (by ``cold_sampler`` when
-    given), adapting its mass matrix.
+    at least ``s.laplace_longer_from`` unconstrained parameters samples ``s.max_draws`` per chain at once and, short
+    of a gate, again cold instead of with more chains (:func:`_long_chains`). When it finds no mode the model is
+    sampled cold at once (by ``cold_sampler`` when given), adapting its mass matrix.
     """
     started = time.monotonic()
     draws, chains, attempt, accept = s.draws, s.chains, 0, s.target_accept
     kept: xr.DataTree | None = None  # the warm chains so far, when more are sampled
+    long = _long_chains(mmm, warm, s)
+    if long:
+        draws = s.max_draws
+        report(f"{label}: {long} unconstrained parameters, from sampler.laplace_longer_from "
+               f"{s.laplace_longer_from}: {s.chains} chains of {draws} draws from the Laplace approximation at once")
     if sampler == "numpyro":
         persistent_jax_cache()
     while True:
@@ -208,9 +212,7 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
             wanted = max(wanted, 2 * draws)
         if warm:
             chains = mmm.idata.posterior.sizes["chain"]
-            longer = _longer_chains(warm, s)
-            room = s.max_draws is not None and (
-                draws < s.max_draws if longer else (chains + s.chains) * draws <= s.chains * s.max_draws)
+            room = not long and s.max_draws is not None and (chains + s.chains) * draws <= s.chains * s.max_draws
             if diagnostics.divergences and accept < DIVERGENCE_TARGET_ACCEPT:
                 accept, attempt, kept = DIVERGENCE_TARGET_ACCEPT, attempt + 1, None
                 report(f"{label}: started from {warm.label}: {diagnostics.divergences} divergences after "
@@ -228,12 +230,6 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
                 continue
             if not reasons:
                 break
-            if longer:
-                draws, attempt = min(s.max_draws, int(np.ceil(wanted))), attempt + 1
-                report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; {s.chains} new "
-                       f"chains of {draws} draws from {warm.label} ({warm.parameters} unconstrained parameters, "
-                       f"from sampler.laplace_longer_from {s.laplace_longer_from}: longer chains, not more)")
-                continue
             kept, attempt = mmm.idata, attempt + 1
             warm = _continued(mmm, warm, s.chains, s.seed + attempt)
             report(f"{label}: {' and '.join(reasons)} after {time.monotonic() - started:.1f} s; {s.chains} more "
@@ -266,14 +262,16 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     return FitResult(mmm=mmm, sampler=sampler, wall_seconds=wall, diagnostics=diagnostics, draws=draws, tune=tune,
                      warm_start=warm.label if warm else None)
 
-def _longer_chains(warm: WarmStart | LaplaceStart, s: SamplerConfig) -> bool:
-    """Whether a warm fit short of a gate samples again with longer chains rather than more of the same length: a
-    Laplace start of at least ``s.laplace_longer_from`` unconstrained parameters. There the approximation's
-    covariance misses a few slowly mixing directions (a tail it makes too narrow); each new pair of chains starts
-    with its own burn-in and may wander into one for most of its draws, so R-hat over the chains got worse with
-    every pair (20 geos x 10 channels, docs/performance.md), while longer chains cover it."""
-    found = warm.parameters if isinstance(warm, LaplaceStart) else None
-    return s.laplace_longer_from is not None and found is not None and found >= s.laplace_longer_from
+def _long_chains(mmm: MMM, warm: WarmStart | LaplaceStart | None, s: SamplerConfig) -> int:
+    """The unconstrained parameters of a Laplace start that samples ``s.max_draws`` per chain at once (at least
+    ``s.laplace_longer_from`` of them), 0 for any other fit. There the approximation's covariance misses a few slowly
+    mixing directions (a tail it makes too narrow): new pairs of 500-draw chains, each with its own burn-in, may
+    wander into one for most of their draws, so R-hat over the chains got worse with every pair, and 2 x 1,000 draws
+    still missed, while 2 x 2,000 passed at 20 and 50 geos x 10 channels (docs/performance.md)."""
+    if not isinstance(warm, LaplaceStart) or s.laplace_longer_from is None or s.max_draws is None:
+        return 0
+    found = warm.parameters or sum(int(np.size(v)) for v in sampling_model(mmm).initial_point().values())
+    return found if found >= s.laplace_longer_from else 0
 
 
 def _with_chains_of(first: xr.DataTree, second: xr.DataTree) -> xr.DataTree:

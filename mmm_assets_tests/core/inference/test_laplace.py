@@ -154,9 +154,9 @@ def _found(parameters: int) -> LaplaceStart:
     return start
 
 
-def test_a_large_laplace_start_short_of_a_gate_samples_longer_chains_not_more(monkeypatch):
-    """From sampler.laplace_longer_from unconstrained parameters a Laplace start that misses a gate is sampled again
-    with longer chains (sized like a cold fit's, up to max_draws), then cold; below it, more chains of one length."""
+def test_a_large_laplace_start_samples_max_draws_at_once_then_cold(monkeypatch):
+    """From sampler.laplace_longer_from unconstrained parameters a Laplace start samples max_draws per chain at once
+    and, short of a gate, again cold (not more chains); below it, draws per chain and more chains when short."""
     from mmm_assets_tests.core.inference.test_warmstart import _Fake
 
     high, ok = (sampling_core.Diagnostics(0, rhat, 900.0, 900.0, "a") for rhat in (1.02, 1.001))
@@ -172,16 +172,15 @@ def test_a_large_laplace_start_short_of_a_gate_samples_longer_chains_not_more(mo
                                       ess_target=400, rhat_target=1.01, warm=_found(parameters))
         return fake, messages, result
 
-    fake, messages, result = run(5, [high, ok])
-    assert fake.calls == [(40, 100, True), (40, 200, True)]  # R-hat high: twice the draws, the same two chains
-    assert messages[0].startswith("fit: max R-hat 1.0200 > 1.01 after ")
-    assert messages[0].endswith("2 new chains of 200 draws from the Laplace approximation at the mode (5 "
-                                "unconstrained parameters, from sampler.laplace_longer_from 5: longer chains, not more)")
-    assert result.chains == 2 and result.draws == 200 and result.warm_start == "the Laplace approximation at the mode"
-    fake, _, result = run(5, [high, high, high, ok])  # at max_draws and still short: cold
-    assert fake.calls == [(40, 100, True), (40, 200, True), (40, 300, True), (300, 100, False)]
+    fake, messages, result = run(5, [ok])
+    assert fake.calls == [(40, 300, True)]
+    assert messages[0] == ("fit: 5 unconstrained parameters, from sampler.laplace_longer_from 5: 2 chains of 300 "
+                           "draws from the Laplace approximation at once")
+    assert result.chains == 2 and result.draws == 300 and result.warm_start == "the Laplace approximation at the mode"
+    fake, _, result = run(5, [high, ok])  # short of a gate: cold, with the configured draws and chains
+    assert fake.calls == [(40, 300, True), (300, 100, False)]
     assert result.warm_start is None and result.chains == 2
-    fake, _, result = run(4, [high, ok])  # a smaller model: two more chains of the same length
+    fake, _, result = run(4, [high, ok])  # a smaller model: two more chains of the configured length
     assert fake.calls == [(40, 100, True), (40, 100, True)] and result.chains == 4
     assert SamplerConfig(name="numpyro", chains=2, draws=100, tune=300, seed=7).laplace_longer_from == 600
 
