@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from mmm_assets.core.config.paths import PROJECT_DIR
-from mmm_assets_tests.system.servers import start_server
+from mmm_assets_tests.system.servers import start_server, stop_server
 
 DEPLOY = PROJECT_DIR / "deploy"
 INSTANCE = DEPLOY / "dagster.yaml"
@@ -45,6 +44,8 @@ PG_ENV = {
 FIT_POOL = "mmm_fit"
 #: Seconds the code location's gRPC server may take to import the stack and answer.
 GRPC_START_TIMEOUT_S = 180
+#: Seconds the gRPC server may take to stop before SIGKILL.
+GRPC_STOP_GRACE_S = 30
 
 
 def load_yaml(path: Path) -> dict:
@@ -437,12 +438,7 @@ def test_code_location_command_serves_the_definitions(tmp_path: Path) -> None:
         assert '"weekly_refresh"' in snapshot, "the code location does not serve job weekly_refresh"
         assert '"market"' in snapshot, "the code location does not serve the market partitions"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and nothing else
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server, GRPC_STOP_GRACE_S)
 
 
 # --- MLflow server ---------------------------------------------------------------------------------------------------

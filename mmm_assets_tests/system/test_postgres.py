@@ -16,7 +16,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from mmm_assets.core.config import load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.stores import tracking
 from mmm_assets_tests.conftest import SMALL, merge, write_scenario
+from mmm_assets_tests.system.servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +61,8 @@ FIT_POOL = "mmm_fit"
 FIT_POOL_LIMIT = 2
 #: Seconds the daemon may take to run the whole backfill (three small markets, two at a time, on 2 loaded cores).
 BACKFILL_TIMEOUT_S = 900
+#: Seconds the daemon may take to stop (its code server with it) before SIGKILL.
+DAEMON_STOP_GRACE_S = 30
 
 
 def find_pg_bin() -> Path | None:
@@ -219,8 +221,8 @@ def mlflow_server(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[t
     assert sorted(from_secret) == sorted(secret_values), f"{MLFLOW_MANIFEST} takes {from_secret} from its Secret"
     log = tmp_path / "mlflow-server.log"
     with log.open("w") as out:
-        server = subprocess.Popen(command, env={**os.environ, **secret_values}, stdout=out, stderr=subprocess.STDOUT,
-                                  cwd=tmp_path, start_new_session=True)
+        server = start_server(command, env={**os.environ, **secret_values}, stdout=out, stderr=subprocess.STDOUT,
+                              cwd=tmp_path)
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
@@ -238,12 +240,8 @@ def mlflow_server(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[t
             time.sleep(1)
         yield uri, artifacts
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and its workers, nothing else
-        try:
-            server.wait(timeout=MLFLOW_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:  # its job-queue consumers take ~15 s to wind down; the data is thrown away
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        # its job-queue consumers take ~15 s to wind down; after that the data is thrown away
+        stop_server(server, MLFLOW_STOP_GRACE_S)
 
 
 def deploy_instance_for_here() -> dict:
@@ -334,9 +332,8 @@ def test_backfill_over_market_partitions_takes_turns_in_the_pool(
 
         log = tmp_path / "daemon.log"
         with log.open("w") as out:
-            daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                                       "workspace.yaml"], cwd=PROJECT_DIR, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            daemon = start_server([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                                  cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
         in_progress_seen = 0
         try:
             deadline = time.monotonic() + BACKFILL_TIMEOUT_S
@@ -352,12 +349,7 @@ def test_backfill_over_market_partitions_takes_turns_in_the_pool(
                     f"\n{log.read_text()[-4000:]}")
                 time.sleep(1)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)  # its own session: the daemon and its code server
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_server(daemon, DAEMON_STOP_GRACE_S)  # the daemon and its code server
 
         records = instance.get_run_records(backfill)
         runs = {r.dagster_run.run_id: r.dagster_run for r in records}
