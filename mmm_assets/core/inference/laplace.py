@@ -88,11 +88,6 @@ class LaplaceStart:
 
     nuts_kwargs = staticmethod(WarmStart.nuts_kwargs)
 
-    @property
-    def parameters(self) -> int | None:
-        """Unconstrained parameters of the model, once the mode has been searched (None before)."""
-        return None if self._found is None else int(self._found[0].size)
-
     def starting_points(self) -> contextlib.AbstractContextManager[None]:
         """Inside the block, PyMC's numpyro sampler starts its chains at draws of the Laplace approximation and moves
         with its covariance; :class:`LaplaceFailedError` is raised from the sampler's call when there is none."""
@@ -190,8 +185,9 @@ def find_mode(
     """The minimum of a potential energy from ``x0``: (mode, Hessian there, :class:`Steps`), by scipy's trust-region
     Newton method with ``derivatives`` (x -> value, gradient, Hessian). The search stops at a point within
     ``MODE_DISTANCE`` of the mode as Newton's step measures it (in the sd of the Laplace approximation there), or
-    at scipy's own convergence (L-BFGS's progress to ``report``); it raises :class:`LaplaceFailedError` when it reaches neither. Points where the energy or
-    its derivatives are not finite count as infinitely high (the trust region shrinks)."""
+    at scipy's own convergence (L-BFGS's progress to ``report``); it raises :class:`LaplaceFailedError` when it
+    reaches neither. Points where the energy or its derivatives are not finite count as infinitely high (the trust
+    region shrinks)."""
     import scipy.optimize
 
     def finite(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:

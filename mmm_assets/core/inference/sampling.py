@@ -270,8 +270,13 @@ def _long_chains(mmm: MMM, warm: WarmStart | LaplaceStart | None, s: SamplerConf
     still missed, while 2 x 2,000 passed at 20 and 50 geos x 10 channels (docs/performance.md)."""
     if not isinstance(warm, LaplaceStart) or s.laplace_longer_from is None or s.max_draws is None:
         return 0
-    found = warm.parameters or sum(int(np.size(v)) for v in sampling_model(mmm).initial_point().values())
+    found = unconstrained_parameters(mmm)
     return found if found >= s.laplace_longer_from else 0
+
+
+def unconstrained_parameters(mmm: MMM) -> int:
+    """How many unconstrained parameters the sampler moves (the size of the sampling model's initial point)."""
+    return sum(int(np.size(v)) for v in sampling_model(mmm).initial_point().values())
 
 
 def _with_chains_of(first: xr.DataTree, second: xr.DataTree) -> xr.DataTree:

@@ -147,13 +147,6 @@ def test_without_a_laplace_start_the_fit_adapts_its_mass_matrix_with_the_fallbac
     assert result.warm_start is None and result.tune == 300 and result.sampler == cold
 
 
-def _found(parameters: int) -> LaplaceStart:
-    """A Laplace start whose mode (of ``parameters`` unconstrained parameters) has been found."""
-    start = LaplaceStart(2, 7, lambda _: None)
-    start._found = np.zeros(parameters), np.eye(parameters), np.eye(parameters)
-    return start
-
-
 def test_a_large_laplace_start_samples_max_draws_at_once_then_cold(monkeypatch):
     """From sampler.laplace_longer_from unconstrained parameters a Laplace start samples max_draws per chain at once
     and, short of a gate, again cold (not more chains); below it, draws per chain and more chains when short."""
@@ -168,8 +161,9 @@ def test_a_large_laplace_start_samples_max_draws_at_once_then_cold(monkeypatch):
     def run(parameters: int, found: list) -> tuple[_Fake, list[str], sampling_core.FitResult]:
         in_turn, fake, messages = iter(found), _Fake(), []
         monkeypatch.setattr(sampling_core, "diagnose", lambda idata, parameters: next(in_turn))
+        monkeypatch.setattr(sampling_core, "unconstrained_parameters", lambda mmm: parameters)
         result = sampling_core.sample(fake, None, None, s, "numpyro", [], messages.append, in_sample_predictive=False,
-                                      ess_target=400, rhat_target=1.01, warm=_found(parameters))
+                                      ess_target=400, rhat_target=1.01, warm=LaplaceStart(2, 7, lambda _: None))
         return fake, messages, result
 
     fake, messages, result = run(5, [ok])
@@ -193,6 +187,7 @@ def test_a_cold_fit_starts_from_the_laplace_approximation(small_fit):
     assert result.warm_start == "the Laplace approximation at the mode" and result.tune == s.warm_tune
     found = [m for m in small_fit.messages if m.startswith("Laplace start: mode found in ")]
     assert len(found) == 1 and "11 unconstrained parameters" in found[0], small_fit.messages
+    assert sampling_core.unconstrained_parameters(small_fit.mmm) == 11  # what sampler.laplace_longer_from compares
     d = result.diagnostics
     assert d.divergences == 0 and d.max_rhat < 1.05 and d.min_ess_bulk >= 100
     # it moves with a matrix fitted to the posterior from the first step: few leapfrog steps per draw, and the
