@@ -237,7 +237,7 @@ def fit_pooled(
     # proper mode and no funnel (benchmarks/geos.py: ~15 leapfrog steps per draw against ~500 adapting)
     s = (sampler_cfg or cfg.sampler).model_copy(update={"dense_mass": False})
     sampler = available_sampler(s.cold, report)
-    warm = LaplaceStart(s.chains, s.seed, report) if sampler == "numpyro" and s.cold_start == "laplace" else None
+    warm = LaplaceStart(s.chains, s.seed, report, MARKET_DIM) if sampler == "numpyro" and s.cold_start == "laplace" else None
     mmm, panel = built_pooled_mmm(cfg, frames, priors)
     X, y = split_xy(panel.frame)
     with_prior = add_roi_priors(mmm, cfg, X, list(frames), own_weeks(mmm))

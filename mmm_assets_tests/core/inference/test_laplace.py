@@ -11,6 +11,7 @@ from mmm_assets.core.config import SamplerConfig
 from mmm_assets.core.inference import sampling as sampling_core
 from mmm_assets.core.inference.laplace import (
     QUASI_NEWTON_FROM,
+    Blocks,
     Derivatives,
     LaplaceFailedError,
     LaplaceStart,
@@ -72,6 +73,47 @@ def test_a_hessian_of_many_points_is_batched_in_calls_of_one_size(monkeypatch):
     np.testing.assert_allclose(hessian, PRECISION, rtol=1e-6)
     assert value == pytest.approx(_gaussian(x)[0])
     np.testing.assert_allclose(grad, _gaussian(x)[1])
+
+
+def _pooled_energy(shared: int, blocks: int, size: int, coupled: bool = False):
+    """A batched energy of ``shared`` coordinates and ``blocks`` blocks of ``size`` (laid out as [shared, block 0,
+    block 1, ...]): quartic in every coordinate, each block tied to the shared ones, and, when ``coupled``, block 0
+    to block 1 as well; with its exact Hessian."""
+    rng = np.random.default_rng(1)
+    d = shared + blocks * size
+    tie = np.zeros((d, d))
+    for b in range(blocks):
+        own = slice(shared + b * size, shared + (b + 1) * size)
+        tie[own, :shared] = rng.standard_normal((size, shared))
+        tie[own, own] = rng.standard_normal((size, size))
+    if coupled:
+        tie[shared, shared + size] = 0.7
+    tie = (tie + tie.T) / 2
+
+    def value_and_grad(points):
+        return (points**4).sum(axis=1) / 4 + 0.5 * np.einsum("ij,jk,ik->i", points, tie, points), points**3 + points @ tie
+
+    return value_and_grad, lambda x: np.diag(3 * x**2) + tie
+
+
+def test_a_posterior_of_blocks_has_its_hessian_taken_a_block_at_a_time():
+    """The same coordinate of every block moves at once: 2 x (shared + block size) + 1 gradients for the Hessian,
+    not 2 x d + 1, and the same Hessian. Blocks that turn out to be tied are dropped (a coordinate at a time)."""
+    shared, count, size = 3, 5, 4
+    blocks = Blocks(np.r_[np.full(shared, -1), np.repeat(np.arange(count), size)],
+                    np.r_[np.arange(shared), shared + np.tile(np.arange(size), count)])
+    x = np.random.default_rng(2).standard_normal(shared + count * size)
+    for coupled, points in ((False, 2 * (shared + size) + 1), (True, 2 * x.size + 1)):
+        energy, exact = _pooled_energy(shared, count, size, coupled)
+        calls = []
+        derivatives = Derivatives(lambda p: calls.append(len(p)) or energy(p), blocks)  # noqa: B023
+        assert derivatives.blocks_hold(x) is not coupled
+        assert (derivatives.blocks is None) is coupled
+        calls.clear()
+        value, grad, hessian = derivatives(x)
+        assert calls == [points]
+        np.testing.assert_allclose(hessian, exact(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad, energy(x[None])[1][0])
 
 
 def test_a_large_model_approaches_its_mode_by_gradients_before_newton_steps(monkeypatch):
