@@ -338,7 +338,7 @@ def keep_prior_totals(mmm: MMM, draws: int, seed: int = 0, batch_bytes: int = PR
     return mmm
 
 
-def market_view(pooled: MMM, market: str) -> MMM:
+def market_view(pooled: MMM, market: str, contributions: bool = True) -> MMM:
     """A single-market ``MMM`` whose posterior is ``pooled``'s for ``market``.
 
     Built like a model loaded from a file (``MMM.load_from_idata``): the market's slice of every idata group (over its
@@ -353,7 +353,8 @@ def market_view(pooled: MMM, market: str) -> MMM:
     its own graph, which gives the pooled model's values for that market (a market that opens later carries nothing
     over from the padded weeks before it). Every market's weekly contributions for every draw would otherwise sit in
     the pooled posterior (5.2 GiB at 50 markets x 10 channels x 156 weeks x 4,000 draws), loaded again by every
-    market's run.
+    market's run. Without ``contributions`` the view keeps its parameters only, which is all a forecast of new weeks
+    needs (the pooled holdout refit's).
     """
     markets = pooled_markets(pooled)
     if market not in markets:
@@ -414,7 +415,7 @@ def market_view(pooled: MMM, market: str) -> MMM:
     if not np.allclose(built_scale, channel_scale.sel(channel=loaded.channel_columns).to_numpy()):
         raise RuntimeError(f"market view {market!r}: its channel scale does not match the pooled model's")
     missing = [v.name for v in loaded.model.deterministics if v.name not in loaded.idata.posterior]
-    if missing:
+    if missing and contributions:
         pm.compute_deterministics(loaded.idata, var_names=missing, model=loaded.model, extend_dataset=True,
                                   progressbar=False)
     return loaded
@@ -452,7 +453,8 @@ def holdout_forecast_pooled(
     sampler = refit_sampler(cfg, cfg.validation.holdout_draws)
     result = fit_pooled(cfg, train, report, sampler_cfg=sampler, in_sample_predictive=False)
     forecasts = {
-        market: predict_weeks(market_view(result.mmm, market), frame.iloc[-weeks:], cfg.sampler.seed)[0]
+        market: predict_weeks(market_view(result.mmm, market, contributions=False), frame.iloc[-weeks:],
+                              cfg.sampler.seed)[0]
         for market, frame in frames.items()
     }
     return forecasts, result

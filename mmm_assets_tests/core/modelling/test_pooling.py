@@ -151,6 +151,8 @@ def test_view_reproduces_the_pooled_model_for_its_market(pooled: PooledFit, mark
     for contrib in (fresh[CONTRIBUTIONS], view.idata.posterior[CONTRIBUTIONS]):  # recomputed, and kept by the view
         np.testing.assert_allclose(contrib.transpose(*pooled_contrib.dims).to_numpy(), pooled_contrib.to_numpy(),
                                    rtol=1e-6)
+    bare = pooling.market_view(pooled.mmm, market, contributions=False)  # what a forecast of new weeks takes
+    assert CONTRIBUTIONS not in bare.idata.posterior and "saturation_lam" in bare.idata.posterior
     # ...and its prediction equals the pooled model's for that market within the noise of two predictive samples.
     stored = forecast_core.in_sample_prediction(view, features)
     draws = fresh[PREDICTED]
