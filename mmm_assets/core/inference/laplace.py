@@ -239,11 +239,10 @@ class Derivatives:
             return self._last[1]
         d = x.size
         blocks = self.blocks or Blocks(np.full(d, -1), np.arange(d))
-        h = FD_STEP * np.maximum(1.0, np.abs(x))
-        steps = np.zeros((blocks.colours, d))
+        h, k = FD_STEP * np.maximum(1.0, np.abs(x)), blocks.colours
+        steps = np.zeros((k, d))
         steps[blocks.colour, np.arange(d)] = h
         values, grads = self._batched(np.concatenate([x[None], x + steps, x - steps]))
-        k = blocks.colours
         moved = (grads[1 : k + 1] - grads[k + 1 :]) / 2  # moved[c, i]: sum over j of colour c of H[i, j] h[j]
         columns = moved[blocks.colour].T / h[None, :]  # H[i, j] where j's colour moved nothing else i reacts to
         shared_row, shared_column = blocks.block[:, None] < 0, blocks.block[None, :] < 0

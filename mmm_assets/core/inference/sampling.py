@@ -155,6 +155,7 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     started = time.monotonic()
     draws, chains, attempt, accept = s.draws, s.chains, 0, s.target_accept
     kept: xr.DataTree | None = None  # the warm chains so far, when more are sampled
+    kept_vars = {} if var_names is None else {"var_names": var_names}
     long = _long_chains(mmm, warm, s)
     if long:
         draws = s.max_draws
@@ -178,7 +179,6 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
         # the draws, not PyMC-Marketing's recompute afterwards, which evaluates them one draw at a time in Python
         # (1,400 calls): the same values (to 2e-16); cold reference fit on warm caches 6.4 -> 4.8-5.1 s
         mmm._recompute_deterministics = sampler != "numpyro" and var_names is None
-        kept_vars = {} if var_names is None else {"var_names": var_names}
         try:
             with sampler_progress(sampler, report, s.chains * (tune + draws)) as extra, around, placed:
                 mmm.fit(

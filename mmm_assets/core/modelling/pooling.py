@@ -237,7 +237,8 @@ def fit_pooled(
     # proper mode and no funnel (benchmarks/geos.py: ~15 leapfrog steps per draw against ~500 adapting)
     s = (sampler_cfg or cfg.sampler).model_copy(update={"dense_mass": False})
     sampler = available_sampler(s.cold, report)
-    warm = LaplaceStart(s.chains, s.seed, report, MARKET_DIM) if sampler == "numpyro" and s.cold_start == "laplace" else None
+    laplace_start = sampler == "numpyro" and s.cold_start == "laplace"
+    warm = LaplaceStart(s.chains, s.seed, report, MARKET_DIM) if laplace_start else None
     mmm, panel = built_pooled_mmm(cfg, frames, priors)
     X, y = split_xy(panel.frame)
     with_prior = add_roi_priors(mmm, cfg, X, list(frames), own_weeks(mmm))
@@ -324,13 +325,17 @@ def _prior_totals(mmm: MMM, draws: int, seed: int) -> xr.DataArray:
     return xr.concat(totals, MARKET_DIM)
 
 
+def contribution_cells(mmm: MMM) -> int:
+    """The values of one draw of a built pooled model's weekly channel contributions (dates x markets x channels)."""
+    return math.prod(len(mmm.model.coords[d]) for d in mmm.model.named_vars_to_dims[CONTRIBUTIONS])
+
+
 def keep_prior_totals(mmm: MMM, draws: int, seed: int = 0, batch_bytes: int = PRIOR_BATCH_BYTES) -> MMM:
     """Add to a fitted pooled model's idata (group PRIOR_TOTALS_GROUP) ``draws`` prior draws of each market's and
     channel's contribution over the market's own weeks, which every market's view then carries; returns ``mmm``.
     Drawn in batches of at most ``batch_bytes`` of weekly contributions, so a large panel's are never all in memory
     at once."""
-    cells = math.prod(len(mmm.model.coords[d]) for d in mmm.model.named_vars_to_dims[CONTRIBUTIONS])
-    batch = max(1, batch_bytes // (8 * cells))
+    batch = max(1, batch_bytes // (8 * contribution_cells(mmm)))
     sizes = [min(batch, draws - start) for start in range(0, draws, batch)]
     batches = [_prior_totals(mmm, size, seed + i) for i, size in enumerate(sizes)]
     totals = xr.concat(batches, "draw").assign_coords(draw=np.arange(draws))

@@ -171,6 +171,9 @@ def test_numpyro_deterministics_come_from_the_sampler_and_are_pymcs(fitted):
 
     _, features, _, result, _ = fitted
     mmm = result.mmm
+    # PyMC-Marketing's own switch (a class attribute of its model builder), which sampling.sample sets: a library
+    # that dropped or renamed it would recompute them again, and a pooled fit's var_names would reach pm.sample twice
+    assert any("_recompute_deterministics" in vars(cls) for cls in type(mmm).__mro__)
     assert mmm._recompute_deterministics is False
     posterior = mmm.idata.posterior
     assert {type(v.variable._data) for v in posterior.data_vars.values()} == {np.ndarray}  # not JAX's arrays

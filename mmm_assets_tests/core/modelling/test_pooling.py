@@ -424,8 +424,7 @@ def test_each_markets_view_measures_its_channels_against_the_pooled_models_own_p
 
     copy_ = persistence_core.load_model(persistence_core.save_model(pooled.mmm, tmp_path / "pooled.nc"))
     assert measure_channels(pooling.market_view(copy_, POOR), pooled.cfg) is None  # no prior kept: nothing said
-    cells = int(np.prod([len(copy_.model.coords[d]) for d in copy_.model.named_vars_to_dims[CONTRIBUTIONS]]))
-    batched = pooling.keep_prior_totals(copy_, draws=200, batch_bytes=8 * cells * 70)  # 70 + 70 + 60 draws
+    batched = pooling.keep_prior_totals(copy_, draws=200, batch_bytes=8 * pooling.contribution_cells(copy_) * 70)  # 70 + 70 + 60 draws
     assert list(batched.idata[pooling.PRIOR_TOTALS_GROUP]["draw"].values) == list(range(200))
     kept = persistence_core.load_model(persistence_core.save_model(batched, tmp_path / "kept.nc"))
     tables = {m: measure_channels(pooling.market_view(kept, m), pooled.cfg) for m in pooled.cfg.market_names}
