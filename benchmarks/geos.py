@@ -17,6 +17,8 @@ Variants, each in its own process (compile caches .cache/pytensor and .cache/jax
   sampler settings numpyro from the Laplace approximation at the mode, its covariance as a fixed dense mass matrix,
   more chains when short of the R-hat / ESS gates);
 - pooled-fixed-nutpie: the same model with sampler nutpie (adapting its own mass matrix over --tune steps);
+- pooled-eb-numpyro: as pooled-fixed-numpyro, but with markets.spread: learnt (the between-geo spreads estimated
+  before sampling by empirical Bayes, `spread.learn_spreads`, then fixed);
 - pooled-learnt-noncentred-<sampler>: the between-geo spread learnt (HalfNormal(spread) per channel), non-centred
   (pymc_extras Prior(centered=False, transform=...)), around PoolingPriors' means; the sampler is whichever of the
   two fixed variants was faster at the smallest N (--learnt-sampler auto), or the one(s) named;
@@ -61,6 +63,7 @@ MEDIA = ("saturation_lam", "adstock_alpha", "saturation_beta")
 FIXED = ("pooled-fixed-numpyro", "pooled-fixed-nutpie")
 SEPARATE = "separate-in-process"
 LEARNT = "pooled-learnt-noncentred-"
+EB = "pooled-eb-numpyro"
 
 
 # ---------------------------------------------------------------------------------------------------------- scenario
@@ -68,8 +71,9 @@ def geo_names(n: int) -> list[str]:
     return [f"g{i:02d}" for i in range(n)]
 
 
-def geo_truth(i: int, base: dict) -> dict:
-    """Geo i's synthetic overrides: reseeded, perturbed lam / alpha / beta, its own spend and outcome size."""
+def geo_truth(i: int, base: dict, spread: float = 0.15) -> dict:
+    """Geo i's synthetic overrides: reseeded, lam and beta x exp(spread z), alpha + (spread / 5) z, its own spend and
+    outcome size."""
     rng = np.random.default_rng([TRUTH_SEED, i])
     spend_size, outcome_size = np.exp(rng.uniform(math.log(0.5), math.log(2.0), 2))
     channels = {}
@@ -78,19 +82,20 @@ def geo_truth(i: int, base: dict) -> dict:
         channels[name] = {
             "spend_min": round(spec["spend_min"] * spend_size, 2),
             "spend_max": round(spec["spend_max"] * spend_size, 2),
-            "saturation_lam": round(spec["saturation_lam"] * math.exp(0.15 * z_lam), 4),
-            "adstock_alpha": round(float(np.clip(spec["adstock_alpha"] + 0.03 * z_alpha, 0.05, 0.9)), 4),
-            "beta": round(spec["beta"] * math.exp(0.15 * z_beta), 4),
+            "saturation_lam": round(spec["saturation_lam"] * math.exp(spread * z_lam), 4),
+            "adstock_alpha": round(float(np.clip(spec["adstock_alpha"] + spread / 5 * z_alpha, 0.05, 0.9)), 4),
+            "beta": round(spec["beta"] * math.exp(spread * z_beta), 4),
         }
     return {"synthetic": {"seed": DATA_SEED + i, "outcome_scale": round(base["outcome_scale"] * outcome_size, 2),
                           "channels": channels}}
 
 
 def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3,
-             sampler: dict | None = None):
+             sampler: dict | None = None, truth_spread: float = 0.15, noise: float | None = None):
     """The N-geo scenario as a validated MMMConfig (config/default.yaml with a pooled `markets:` section), with
     ``channels`` channels per geo: the default's 3 repeated with perturbed truths as many_channels.py does, and
-    ``sampler`` settings over the default's."""
+    ``sampler`` settings over the default's; ``truth_spread``: how far the geos' truths are apart (geo_truth),
+    ``noise``: every geo's noise_sigma (the default's 0.01 when None)."""
     from many_channels import repeat_channels
 
     from mmm_assets.core.config.loading import parse_config
@@ -98,11 +103,14 @@ def scenario(n: int, weeks: int, chains: int, tune: int, draws: int, channels: i
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
     base = raw["data"]["synthetic"]
     base["channels"] = repeat_channels(base["channels"], channels)
+    if noise is not None:
+        base["noise_sigma"] = noise
     start = dt.date.fromisoformat(str(base["start_date"]))
     base["end_date"] = str(start + dt.timedelta(weeks=weeks))  # trimmed to `weeks` rows in geo_data
     names = geo_names(n)
     raw |= {"scenario": f"geos_{n}", "markets": {"names": names, "pooling": "pooled",
-                                                 "data": {g: geo_truth(i, base) for i, g in enumerate(names)}}}
+                                                 "data": {g: geo_truth(i, base, truth_spread)
+                                                          for i, g in enumerate(names)}}}
     raw["sampler"] |= {"chains": chains, "tune": tune, "draws": draws} | (sampler or {})
     raw["validation"] |= {"holdout_weeks": 0}
     return parse_config(raw, source=f"geos({n})", root=ROOT)
@@ -189,7 +197,7 @@ def recovery_summary(rows: list[dict]) -> dict:
 
 
 def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, channels: int = 3,
-         sampler: dict | None = None) -> dict:
+         sampler: dict | None = None, truth_spread: float = 0.15, noise: float | None = None) -> dict:
     """Fit one variant on the N-geo scenario in this process; its figures."""
     from mmm_assets.core.inference import sampling as sampling_core
     from mmm_assets.core.modelling import build as build_core
@@ -197,7 +205,7 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, c
     from mmm_assets.core.modelling import pooling
 
     started = time.monotonic()
-    cfg = scenario(n, weeks, chains, tune, draws, channels, sampler)
+    cfg = scenario(n, weeks, chains, tune, draws, channels, sampler, truth_spread, noise)
     geos = geo_names(n)
     data = {g: geo_data(cfg, g, weeks) for g in geos}
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -229,6 +237,8 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, c
     else:
         sampler = variant.rsplit("-", 1)[1]
         s = cfg.sampler.model_copy(update={"name": sampler, "cold_name": None})
+        spread = "learnt" if variant == EB else "fixed"
+        cfg = cfg.model_copy(update={"markets": cfg.markets.model_copy(update={"spread": spread})})
         priors = LearntSpreadPriors() if variant.startswith(LEARNT) else None
         frames = {g: data[g][0] for g in geos}
         result = pooling.fit_pooled(cfg, frames, report=log, sampler_cfg=s, priors=priors,
@@ -247,7 +257,10 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, c
         }
         for name in ("saturation_lam", "adstock_alpha", "saturation_beta"):
             spread = f"{name}_raw_sigma"
-            if spread in mmm.idata.posterior:
+            sigma = np.asarray(mmm.model_config[name].parameters.get("sigma", np.nan), dtype=float)
+            if variant == EB:
+                out[f"{spread}_mean"] = {str(c): float(v) for c, v in zip(mmm.channel_columns, sigma, strict=True)}
+            elif spread in mmm.idata.posterior:
                 out[f"{spread}_mean"] = {str(c): float(v) for c, v in zip(
                     mmm.idata.posterior["channel"].values,
                     mmm.idata.posterior[spread].mean(("chain", "draw")).values, strict=True)}
@@ -290,6 +303,7 @@ def run_cell(variant: str, n: int, args, env: dict, logs: Path) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--cell", variant, "--geos", str(n),
                "--weeks", str(args.weeks), "--chains", str(args.chains), "--tune", str(args.tune),
                "--draws", str(args.draws), "--channels", str(args.channels),
+               "--truth-spread", str(args.truth_spread), *(["--noise", str(args.noise)] if args.noise else []),
                *(f"--sampler-set={kv}" for kv in getattr(args, "sampler_set", []))]
     stdout, stderr = logs / f"{variant}-{n}.out", logs / f"{variant}-{n}.err"
     with stdout.open("w") as out, stderr.open("w") as err:
@@ -320,7 +334,8 @@ def markdown(result: dict) -> str:
         f"`{result['command']}`",
         "",
         f"{a['weeks']} weeks x {a.get('channels', 3)} channels (config/default.yaml's, repeated) per geo, truth "
-        f"perturbed per geo (lam x exp(0.15 z), alpha + 0.03 z, beta x exp(0.15 z), sizes x 0.5-2). Every variant "
+        f"perturbed per geo (lam x exp(s z), alpha + s/5 z, beta x exp(s z), s = {a.get('truth_spread', 0.15)}, "
+        f"sizes x 0.5-2), noise_sigma {a.get('noise') or 0.01}. Every variant "
         f"{a['chains']} chains x ({a['tune']} tune "
         f"+ {a['draws']} draws) (separate: the project's single-market fit, Laplace start + 100 tune steps, more "
         f"draws when short of ESS 400), no in-sample predictive. {result['machine']}; compare variants within a run "
@@ -358,8 +373,9 @@ def markdown(result: dict) -> str:
         )
     learnt = [r for r in result["rows"] if r["status"] == "ok" and "saturation_lam_raw_sigma_mean" in r]
     if learnt:
-        lines += ["", "Learnt between-geo spreads (posterior mean of sigma on the log / logit scale; truth: lam 0.15, "
-                  "beta 0.15, alpha ~0.03 / (α(1-α)) ≈ 0.1-0.2):", ""]
+        lines += ["", "Learnt between-geo spreads (the posterior mean of sigma, or the empirical-Bayes estimate, "
+                  f"on the log / logit scale; truth: lam {a.get('truth_spread', 0.15)}, beta "
+                  f"{a.get('truth_spread', 0.15)}, alpha ~{a.get('truth_spread', 0.15) / 5:.3g} / (α(1-α))):", ""]
         for r in learnt:
             parts = [f"{p}: " + ", ".join(f"{c} {v:.3f}" for c, v in r[f"{p}_raw_sigma_mean"].items())
                      for p in MEDIA if f"{p}_raw_sigma_mean" in r]
@@ -388,6 +404,9 @@ def budget_arguments(parser: argparse.ArgumentParser, timeout: float) -> None:
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=timeout, help="seconds per cell")
+    parser.add_argument("--truth-spread", type=float, default=0.15,
+                        help="how far apart the geos' true lam and beta are (log scale; alpha: a fifth of it)")
+    parser.add_argument("--noise", type=float, default=None, help="every geo's noise_sigma (default 0.01)")
     parser.add_argument("--sampler-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a sampler setting over config/default.yaml's (a YAML value), e.g. "
                         "laplace_longer_from=null; repeatable")
@@ -403,7 +422,7 @@ def main() -> None:
     parser.add_argument("--geos", default="5,10,20", help="comma-separated numbers of geos (one N with --cell)")
     budget_arguments(parser, timeout=900.0)
     parser.add_argument("--variants", default=",".join([*FIXED, "learnt", SEPARATE]),
-                        help="comma-separated: pooled-fixed-numpyro, pooled-fixed-nutpie, learnt, "
+                        help="comma-separated: pooled-fixed-numpyro, pooled-fixed-nutpie, pooled-eb-numpyro, learnt, "
                         "separate-in-process")
     parser.add_argument("--learnt-sampler", default="auto", choices=["auto", "numpyro", "nutpie", "both"])
     parser.add_argument("--stop-after", type=float, default=None,
@@ -433,7 +452,7 @@ def main() -> None:
 
     if args.cell:
         print(json.dumps(cell(args.cell, int(args.geos), args.weeks, args.chains, args.tune, args.draws,
-                              args.channels, sampler_settings(args))), flush=True)
+                              args.channels, sampler_settings(args), args.truth_spread, args.noise)), flush=True)
         return
 
     from run import cache_env  # benchmarks/run.py (this folder is on sys.path when run as a script)
@@ -450,7 +469,7 @@ def main() -> None:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="geos-") as tmp:
         for n in counts:
-            plan = [v for v in FIXED if v in wanted]
+            plan = [v for v in (*FIXED, EB) if v in wanted]
             for step in ["fixed", SEPARATE, "learnt"]:
                 if step == "fixed":
                     variants = plan

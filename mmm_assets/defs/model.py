@@ -6,6 +6,7 @@ PyMC-Marketing is imported inside the asset bodies, not at module level, so the 
 
 import contextlib
 import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,7 +311,17 @@ def _posterior_metadata(cfg, result, fitted: FittedModel, weeks: int, url: str) 
         "mlflow_run_id": fitted.mlflow_run_id,
         "mlflow_run": MetadataValue.url(url),
         "model_version": f"{tracking.model_name(cfg)} v{fitted.model_version}",
+        **_spreads_metadata(result.mmm),
     }
+
+
+def _spreads_metadata(mmm) -> dict:
+    """A pooled market's between-market spreads (learnt or stated, per parameter and channel), as the pooled model
+    was fitted with them; nothing for a market fitted on its own."""
+    from mmm_assets.core.modelling.spread import SPREADS_ATTR
+
+    record = mmm.idata.attrs.get(SPREADS_ATTR)
+    return {"between_market_spreads": MetadataValue.json(json.loads(record))} if record else {}
 
 
 def fit_title(cfg) -> str:

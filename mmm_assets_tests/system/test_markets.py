@@ -148,14 +148,19 @@ def two_markets(tmp_path_factory):
                 DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
         }
         partitions = instance.get_dynamic_partitions(MARKETS.name)
+        spreads = {market: entry.asset_materialization.metadata["between_market_spreads"].value
+                   for market, record in runs.items()
+                   for entry in instance.all_logs(record.dagster_run.run_id,
+                                                  of_type=DagsterEventType.ASSET_MATERIALIZATION)
+                   if "between_market_spreads" in entry.asset_materialization.metadata}
     assert {r.dagster_run.tags["dagster/partition"] for r in inputs_first} == {"north", "south"}
     assert all(r.dagster_run.is_success for r in inputs_first)  # every market's features, before any fit
-    return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions
+    return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, spreads
 
 
 @pytest.mark.slow
 def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_markets):
-    cfg, exit_code, out, runs, _, partitions = two_markets
+    cfg, exit_code, out, runs, _, partitions, spreads = two_markets
     assert exit_code == 1, out
     assert sorted(partitions) == ["north", "south"] and set(runs) == {"north", "south"}
     assert runs["north"].dagster_run.is_success and runs["south"].dagster_run.is_failure
@@ -185,12 +190,15 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
     assert len(list((cfg.paths.models_dir / "pooled").glob("pooled_*.nc"))) == 1
     assert len(list((cfg.paths.models_dir / "pooled").glob("pooled_*_holdout6.parquet"))) == 1
     assert {p.name.split("_")[3] for p in cfg.paths.models_dir.glob("mmm_*.nc")} == {"north", "south"}
+    # each market's fit says which between-market spreads the pooled model had: with two markets, the stated ones
+    assert spreads["north"] == spreads["south"] and spreads["north"]["source"].startswith("stated"), spreads
+    assert spreads["north"]["spreads"]["saturation_lam"] == {c: 0.2 for c in cfg.channels}
 
 
 @pytest.mark.slow
 def test_concurrent_market_runs_sample_one_posterior_at_a_time(two_markets):
     """The two runs overlap, but no two steps of the samplers' pool do (dagster.yaml: pools default_limit 1)."""
-    _, _, _, runs, steps, _ = two_markets
+    _, _, _, runs, steps, _, _ = two_markets
     spans = []
     for market in runs:
         for step in ("mmm_posterior", "mmm_validation"):

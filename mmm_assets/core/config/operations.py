@@ -86,6 +86,13 @@ class MarketsConfig(_Strict):
         default="separate",
         description="separate: one model per market; pooled: one hierarchical model across the markets.",
     )
+    spread: Literal["auto", "learnt", "fixed"] = Field(
+        default="auto",
+        description="pooled: how much each channel's media parameters differ between markets. learnt: estimated "
+        "from the data before sampling (empirical Bayes, one spread per parameter and channel); fixed: the stated "
+        "assumption (about +-20 % in saturation lam, +-30 % in beta); auto: learnt from 5 markets on, fixed below "
+        "(core.modelling.spread.LEARNT_FROM_MARKETS: fewer markets say too little about how far apart they are).",
+    )
     data: dict[str, dict] = Field(
         default_factory=dict,
         description="Per market, settings laid over the scenario's `data` section (e.g. another seed or truth).",

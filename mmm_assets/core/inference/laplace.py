@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -85,6 +85,9 @@ class LaplaceStart:
     #: A dimension along which the posterior's blocks are independent given the variables without it (a pooled
     #: model's markets): its Hessian is then taken a block at a time (:func:`blocks_along`).
     block_dim: str | None = None
+    #: The mode, if already known (unconstrained value variables by name: the pooled model's, found while learning
+    #: its spreads, :mod:`mmm_assets.core.modelling.spread`): the search starts there instead of at PyMC's start.
+    start: Mapping[str, np.ndarray] | None = None
     label: str = field(default="the Laplace approximation at the mode", init=False)
     #: The mode and covariance once found: more chains of the same fit (``sampling._continued``, when the fit's own
     #: draws are too few for a covariance of their own) start from them instead of searching again (20 geos: 83 s).
@@ -127,14 +130,16 @@ class LaplaceStart:
         def energy(values: list) -> float:
             return derivatives(np.asarray(ravel_pytree([jnp.asarray(v) for v in values])[0], dtype=float))[0]
 
-        # PyMC's jittered points (it checks that the energy is finite there), checked with the one compiled
-        # function; the search starts at the first
-        points = pymc_points(model=model, chains=chains, logp_fn=energy, **pymc_kwargs)
-        first = np.asarray(ravel_pytree([jnp.asarray(p[0] if chains > 1 else p) for p in points])[0], dtype=float)
+        if self.start is not None:
+            first = np.concatenate([np.ravel(self.start[v.name]) for v in model.value_vars]).astype(float)
+        else:  # PyMC's jittered points (it checks that the energy is finite there), checked with the one compiled
+            # function; the search starts at the first
+            points = pymc_points(model=model, chains=chains, logp_fn=energy, **pymc_kwargs)
+            first = np.asarray(ravel_pytree([jnp.asarray(p[0] if chains > 1 else p) for p in points])[0], dtype=float)
         if derivatives.blocks is not None and not derivatives.blocks_hold(first):
             self.report(f"Laplace start: the {self.block_dim} blocks of the posterior are not independent given the "
                         "shared variables; its Hessian is taken a parameter at a time")
-        mode, hessian, steps = find_mode(derivatives, first, report=self.report)
+        mode, hessian, steps = find_mode(derivatives, first, report=self.report, near_start=self.start is not None)
         covariance, root = laplace_covariance(hessian)
         sd = np.sqrt(np.diag(covariance))
         self.report(
@@ -259,13 +264,16 @@ def find_mode(
     x0: np.ndarray,
     max_steps: int = MAX_NEWTON_STEPS,
     report: Reporter = silent,
+    near_start: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Steps]:
     """The minimum of a potential energy from ``x0``: (mode, Hessian there, :class:`Steps`), by scipy's trust-region
     Newton method with ``derivatives`` (x -> value, gradient, Hessian). The search stops at a point within
     ``MODE_DISTANCE`` of the mode as Newton's step measures it (in the sd of the Laplace approximation there), or
     at scipy's own convergence (L-BFGS's progress to ``report``); it raises :class:`LaplaceFailedError` when it
-    reaches neither. Points where the energy or its derivatives are not finite count as infinitely high (the trust
-    region shrinks)."""
+    reaches neither. ``near_start``: ``x0`` is expected at or near the mode (a mode found before, for a slightly
+    different posterior), so it is returned as it is when already within reach, and Newton's steps start from it
+    without the L-BFGS approach. Points where the energy or its derivatives are not finite count as infinitely high
+    (the trust region shrinks)."""
     import scipy.optimize
 
     def finite(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
@@ -298,10 +306,10 @@ def find_mode(
             raise StopIteration
 
     approached = 0
-    if x0.size >= QUASI_NEWTON_FROM and hasattr(derivatives, "value_and_grad"):
+    if not near_start and x0.size >= QUASI_NEWTON_FROM and hasattr(derivatives, "value_and_grad"):
         x0, approached = _approach(derivatives.value_and_grad, x0, report)
-        if near(x0):  # L-BFGS got there: one Hessian, no Newton step
-            return x0, curvature(x0), Steps(0, approached)
+    if (near_start or approached) and near(x0):  # there already, or L-BFGS got there: one Hessian, no Newton step
+        return x0, curvature(x0), Steps(0, approached)
     found = scipy.optimize.minimize(energy, x0, jac=True, hess=curvature, method="trust-exact",
                                     callback=stop_near_the_mode, options={"maxiter": max_steps, "gtol": 0.0})
     if not (found.success or near(found.x)):

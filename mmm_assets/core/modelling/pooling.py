@@ -10,9 +10,10 @@ parameters are drawn around a per-channel mean shared by the markets::
 
 so a market whose own data say little borrows strength from the others, and one whose data say a lot keeps its own
 values. ``spread`` is the standard deviation between markets on the log (``lam``, ``beta``) or logit (``alpha``)
-scale: 0.2 means markets are expected to differ by roughly ±20 %. It is a stated assumption, not estimated: with a
-handful of markets the data barely inform a between-market scale, and the variants that learned it sampled
-worse (docs/performance.md, "Pooling: a fixed spread").
+scale: 0.2 means markets are expected to differ by roughly ±20 %. It is fixed while sampling (sampled with the rest,
+it made a funnel no sampler crossed: docs/performance.md, "Pooling: a fixed spread"): ``markets.spread`` says
+whether it is learnt from the data first, one per parameter and channel (:mod:`.spread`, by default from 5
+markets on), or the stated assumption below (``PoolingPriors``).
 
 Scaling is per market (``DataDerivedScaling(method="max", dims=())``: the maximum over the dates only, separately
 for every market and channel), unlike the library's default for a panel, which takes one maximum over all markets.
@@ -48,13 +49,11 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from pymc_extras.prior import Prior
 from pymc_marketing.mmm import MMM
 from pymc_marketing.mmm.components.base import Transformation
 from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
@@ -86,6 +85,7 @@ from mmm_assets.core.modelling.panel import (
     use_panel,
 )
 from mmm_assets.core.modelling.priors import add_roi_priors, role_terms
+from mmm_assets.core.modelling.spread import SPREADS_ATTR, PoolingPriors, learn_spreads, learns, spread_record
 from mmm_assets.core.stores.duckdb_store import content_hash
 from mmm_assets.core.variables import CONTRIBUTIONS, ORIGINAL_SCALE_SUFFIX
 
@@ -101,55 +101,6 @@ _PARAMETER_GROUPS = ("posterior", "prior")
 #: view has only nominal priors, so which channels its data measured is judged against these
 #: (core.evaluation.measurement).
 PRIOR_TOTALS_GROUP = "prior_contribution_totals"
-
-
-@dataclass(frozen=True)
-class HierarchicalPrior:
-    """One media parameter across markets: ``link(theta[m, c])``, ``theta[m, c] ~ Normal(mu[c], spread)`` and
-    ``mu[c] ~ Normal(mean, mean_sd)``, on the link's unbounded scale (log or logit)."""
-
-    mean: float
-    mean_sd: float
-    spread: float
-
-    def __post_init__(self) -> None:
-        if not (self.mean_sd > 0 and self.spread > 0):
-            raise ValueError(f"mean_sd ({self.mean_sd}) and spread ({self.spread}) must be > 0")
-
-    def prior(self, transform: str) -> Prior:
-        """The prior of one media parameter across markets, drawn around its per-channel mean."""
-        return Prior(
-            "Normal",
-            mu=Prior("Normal", mu=self.mean, sigma=self.mean_sd, dims="channel"),
-            sigma=self.spread,
-            dims=(MARKET_DIM, "channel"),
-            transform=transform,
-        )
-
-
-@dataclass(frozen=True)
-class PoolingPriors:
-    """The hierarchical priors of the pooled model.
-
-    The shared means default to the single-market model's default priors, moment-matched on the link scale:
-    ``lam`` ~ Gamma(3, 1) (mean 3, sd 1.7) gives log-normal (0.955, 0.536); ``alpha`` ~ Beta(1, 3) (mean 0.25)
-    gives logit-normal (-1.1, 1.2); ``beta`` ~ HalfNormal(2) on the max-scaled target becomes a log-normal centred
-    on 0.5 with sd 1 (0.07-3.5 for 95 % of the mass), a log scale being what lets markets be pooled by ratio. The
-    spreads say how alike the markets are assumed to be: about ±20 % in ``lam``, ±0.3 on the logit scale in
-    ``alpha`` (±0.05 around 0.25) and ±30 % in ``beta`` (in units of each market's own target maximum).
-    """
-
-    saturation_lam: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(0.955, 0.536, 0.2))
-    adstock_alpha: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(-1.1, 1.2, 0.3))
-    saturation_beta: HierarchicalPrior = field(default_factory=lambda: HierarchicalPrior(math.log(0.5), 1.0, 0.3))
-
-    def model_config(self) -> dict[str, Prior]:
-        """PyMC-Marketing's model_config for the pooled media parameters."""
-        return {
-            "saturation_lam": self.saturation_lam.prior("exp"),
-            "adstock_alpha": self.adstock_alpha.prior("sigmoid"),
-            "saturation_beta": self.saturation_beta.prior("exp"),
-        }
 
 
 def unsupported(cfg: MMMConfig) -> list[str]:
@@ -215,6 +166,23 @@ def built_pooled_mmm(
     return mmm, panel
 
 
+def _calibrated(
+    cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], priors: PoolingPriors, report: Reporter
+) -> tuple[MMM, Panel]:
+    """:func:`built_pooled_mmm` with the scenario's ROI priors and lift tests (what they cover said to ``report``)."""
+    mmm, panel = built_pooled_mmm(cfg, frames, priors)
+    with_prior = add_roi_priors(mmm, cfg, split_xy(panel.frame)[0], list(frames), own_weeks(mmm))
+    if with_prior:
+        report(f"ROI priors on {', '.join(with_prior)}, in every market")
+    tests = load_lift_tests(cfg, every_market=True)
+    if tests is not None:
+        added, notes = add_lift_tests(mmm, tests, frames)
+        for note in notes:
+            report(f"lift tests: {note}")
+        report(f"lift tests: {added} of {len(tests)} experiments calibrate the model (exact, each in its market)")
+    return mmm, panel
+
+
 def fit_pooled(
     cfg: MMMConfig,
     frames: Mapping[str, pd.DataFrame],
@@ -237,19 +205,15 @@ def fit_pooled(
     # proper mode and no funnel (benchmarks/geos.py: ~15 leapfrog steps per draw against ~500 adapting)
     s = (sampler_cfg or cfg.sampler).model_copy(update={"dense_mass": False})
     sampler = available_sampler(s.cold, report)
-    laplace_start = sampler == "numpyro" and s.cold_start == "laplace"
-    warm = LaplaceStart(s.chains, s.seed, report, MARKET_DIM) if laplace_start else None
-    mmm, panel = built_pooled_mmm(cfg, frames, priors)
+    priors, learnt = priors or PoolingPriors(), None
+    if cfg.markets is not None and learns(cfg.markets.spread, len(frames), report):
+        learnt = learn_spreads(_calibrated(cfg, frames, priors, report)[0].model, priors.spreads(), MARKET_DIM, report)
+        priors = priors.with_spreads(learnt.spreads)
+    start = learnt.mode if learnt else None
+    mmm, panel = _calibrated(cfg, frames, priors, silent if start is not None else report)
     X, y = split_xy(panel.frame)
-    with_prior = add_roi_priors(mmm, cfg, X, list(frames), own_weeks(mmm))
-    if with_prior:
-        report(f"ROI priors on {', '.join(with_prior)}, in every market")
-    tests = load_lift_tests(cfg, every_market=True)
-    if tests is not None:
-        added, notes = add_lift_tests(mmm, tests, frames)
-        for note in notes:
-            report(f"lift tests: {note}")
-        report(f"lift tests: {added} of {len(tests)} experiments calibrate the model (exact, each in its market)")
+    laplace_start = sampler == "numpyro" and s.cold_start == "laplace"
+    warm = LaplaceStart(s.chains, s.seed, report, MARKET_DIM, start) if laplace_start else None
     parameters = free_parameters(mmm)
     weeks = X[DATE_COLUMN].nunique()
     if panel.padded:
@@ -263,9 +227,11 @@ def fit_pooled(
     )
     t = cfg.validation.thresholds
     with padded_predictive(mmm):
-        return sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
-                      ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
-                      divergences_max=t.divergences_max, var_names=kept_in_posterior(mmm))
+        result = sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
+                        ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
+                        divergences_max=t.divergences_max, var_names=kept_in_posterior(mmm))
+    result.mmm.idata.attrs[SPREADS_ATTR] = spread_record(priors, list(mmm.channel_columns), learnt)
+    return result
 
 
 def kept_in_posterior(mmm: MMM) -> list[str]:
@@ -280,11 +246,12 @@ def kept_in_posterior(mmm: MMM) -> list[str]:
 
 def pooled_version(cfg: MMMConfig, frames: Mapping[str, pd.DataFrame]) -> str:
     """What a pooled fit and its holdout refit depend on, as a short hash: every market's features, the model,
-    sampler and validation settings, and the experiments it is calibrated with (the file's contents), so a changed
-    prior, setting or lift test refits the model instead of reusing the one fitted before."""
+    sampler and validation settings, markets.spread, and the experiments it is calibrated with (the file's
+    contents), so a changed prior, setting or lift test refits the model instead of reusing the one fitted before."""
     digest = hashlib.sha256(content_hash(pd.concat(frames, names=[MARKET_DIM]).reset_index(level=0)).encode())
     for section in (cfg.model, cfg.sampler, cfg.validation):
         digest.update(section.model_dump_json().encode())
+    digest.update(f"spread {cfg.markets.spread if cfg.markets else None}".encode())
     tests = load_lift_tests(cfg, every_market=True)
     digest.update(content_hash(tests).encode() if tests is not None else b"no lift tests")
     return digest.hexdigest()[:16]
@@ -414,6 +381,7 @@ def market_view(pooled: MMM, market: str, contributions: bool = True) -> MMM:
         VIEW_MARKET_ATTR: market,
         VIEW_MARKETS_ATTR: json.dumps(markets),
         VIEW_SOURCE_ATTR: str(source.attrs.get("id", pooled.id)),
+        **({SPREADS_ATTR: source.attrs[SPREADS_ATTR]} if SPREADS_ATTR in source.attrs else {}),
     }
     loaded = MMM.load_from_idata(idata)
     built_scale = loaded.model["channel_scale"].get_value()

@@ -115,6 +115,8 @@ def test_pooled_fit_converges_with_per_market_scaling(pooled: PooledFit) -> None
     assert d.divergences <= t.divergences_max, d
     assert pooling.pooled_markets(pooled.mmm) == pooled.cfg.market_names
     assert any("pooled fit done" in m for m in pooled.messages)
+    assert "between-market spreads: the stated ones (markets.spread auto learns them from 5 markets on; there are 3)" \
+        in pooled.messages
     assert f"{LATE} {OPENS}..2020-12-28 (92 weeks)" in next(m for m in pooled.messages if "different weeks" in m)
     assert len(pooled.features[LATE]) == len(pooled.features["north"]) - 12
     scale = pooled.mmm.idata.constant_data["channel_scale"]
@@ -331,15 +333,28 @@ def test_pooled_roi_priors_and_lift_tests_hold_in_every_market(tmp_path: Path) -
     model in that market's units, and its view reports its own experiment only."""
     belief = {"mean": 1.2, "sd": 0.05}
     lift = {"file": "lift.csv", "folder": str(tmp_path)}
-    cfg = scenario(tmp_path, CONTROLS, model={"roi_priors": {"facebook": belief}, "lift_tests": lift})
+    cfg = scenario(tmp_path, CONTROLS, model={"roi_priors": {"facebook": belief}, "lift_tests": lift},
+                   markets={"spread": "learnt"})
     data = {m: market_features(cfg, m) for m in cfg.market_names}
     experiment = calibration.Experiment("adwords", dt.date(2020, 6, 1), 6, 0.3)
     pd.concat([calibration.sample_lift_tests(truth, features, [experiment], 0.05).assign(market=market)
                for market, (features, truth) in data.items()]).to_csv(tmp_path / "lift.csv", index=False)
     messages: list[str] = []
     result = pooling.fit_pooled(cfg, {m: f for m, (f, _) in data.items()}, report=messages.append)
-    assert "ROI priors on facebook, in every market" in messages
-    assert "lift tests: 2 of 2 experiments calibrate the model (exact, each in its market)" in messages
+    assert messages.count("ROI priors on facebook, in every market") == 1
+    assert messages.count("lift tests: 2 of 2 experiments calibrate the model (exact, each in its market)") == 1
+    # the spreads were learnt on the model with its ROI priors and lift tests, the model sampled was built with
+    # them (one per parameter and channel), and its Laplace start began at the mode found while learning them
+    assert any(m.startswith("between-market spreads learnt from the data") for m in messages), messages
+    spreads = pooling.PoolingPriors().spreads()
+    for name in spreads:
+        sigma = np.asarray(result.mmm.model_config[name].parameters["sigma"])
+        assert sigma.shape == (len(result.mmm.channel_columns),) and not np.allclose(sigma, spreads[name])
+    assert any(m.startswith("Laplace start: mode found in 0 Newton steps") for m in messages), messages
+    loaded = persistence_core.load_model(persistence_core.save_model(result.mmm, tmp_path / "pooled.nc"))
+    for name in spreads:
+        np.testing.assert_array_equal(np.asarray(loaded.model_config[name].parameters["sigma"]),
+                                      np.asarray(result.mmm.model_config[name].parameters["sigma"]))
     in_graph = result.mmm.idata.posterior[f"{calibration.LIFT_TESTS}_model_lift_original_scale"]
     for position, (market, (features, truth)) in enumerate(data.items()):
         narrowed, view = cfg.for_market(market), pooling.market_view(result.mmm, market)
@@ -402,6 +417,8 @@ def test_the_pooled_version_changes_with_the_data_the_settings_and_the_experimen
     assert pooling.pooled_version(load_config(believed), small_frames()) != version
     lift.write_text(lift.read_text().replace(",2000,", ",2500,"))
     assert pooling.pooled_version(cfg, small_frames()) != version
+    fixed = cfg.model_copy(update={"markets": cfg.markets.model_copy(update={"spread": "fixed"})})
+    assert pooling.pooled_version(fixed, small_frames()) != pooling.pooled_version(cfg, small_frames())
 
 
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
