@@ -229,7 +229,8 @@ def fit_pooled(
     with padded_predictive(mmm):
         result = sample(mmm, X, y, s, sampler, parameters, report, in_sample_predictive, label="pooled fit",
                         ess_target=max(t.ess_bulk_min, t.ess_tail_min), rhat_target=t.rhat_max, warm=warm,
-                        divergences_max=t.divergences_max, var_names=kept_in_posterior(mmm))
+                        cold_sampler=s.fallback, divergences_max=t.divergences_max,
+                        var_names=kept_in_posterior(mmm))
     result.mmm.idata.attrs[SPREADS_ATTR] = spread_record(priors, list(mmm.channel_columns), learnt)
     return result
 

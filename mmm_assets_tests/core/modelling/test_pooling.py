@@ -421,6 +421,24 @@ def test_the_pooled_version_changes_with_the_data_the_settings_and_the_experimen
     assert pooling.pooled_version(fixed, small_frames()) != pooling.pooled_version(cfg, small_frames())
 
 
+def test_a_pooled_fit_falls_back_to_the_configured_sampler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sampler.fallback_name is the backend of the cold refit that replaces a failed Laplace start, pooled too."""
+    cfg = scenario(tmp_path, sampler={"fallback_name": "nutpie"})
+    asked: dict = {}
+
+    class AskedError(Exception):
+        pass
+
+    def sample(*args, **kwargs):
+        asked.update(kwargs)
+        raise AskedError
+
+    monkeypatch.setattr(pooling, "sample", sample)
+    with pytest.raises(AskedError):
+        pooling.fit_pooled(cfg, {m: market_features(cfg, m)[0] for m in cfg.market_names})
+    assert asked["cold_sampler"] == "nutpie"
+
+
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
     path = tmp_path / "scales.yaml"
     path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"scaling": {"target": 100000.0}}}))
