@@ -68,7 +68,7 @@ from mmm_assets.core.config import (
 )
 from mmm_assets.core.errors import InputError, day
 from mmm_assets.core.inference.compiling import quick_compile
-from mmm_assets.core.inference.laplace import LaplaceStart
+from mmm_assets.core.inference.laplace import LaplaceFailedError, LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
 from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
@@ -207,8 +207,13 @@ def fit_pooled(
     sampler = available_sampler(s.cold, report)
     priors, learnt = priors or PoolingPriors(), None
     if cfg.markets is not None and learns(cfg.markets.spread, len(frames), report):
-        learnt = learn_spreads(_calibrated(cfg, frames, priors, report)[0].model, priors.spreads(), MARKET_DIM, report)
-        priors = priors.with_spreads(learnt.spreads)
+        try:
+            learnt = learn_spreads(_calibrated(cfg, frames, priors, report)[0].model, priors.spreads(), MARKET_DIM,
+                                   report)
+        except LaplaceFailedError as err:  # no usable mode to learn them at: the fit goes on as with `fixed`
+            report(f"between-market spreads: the stated ones, since learning them found no usable mode ({err})")
+        else:
+            priors = priors.with_spreads(learnt.spreads)
     start = learnt.mode if learnt else None
     mmm, panel = _calibrated(cfg, frames, priors, silent if start is not None else report)
     X, y = split_xy(panel.frame)

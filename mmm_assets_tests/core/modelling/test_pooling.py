@@ -421,9 +421,12 @@ def test_the_pooled_version_changes_with_the_data_the_settings_and_the_experimen
     assert pooling.pooled_version(fixed, small_frames()) != pooling.pooled_version(cfg, small_frames())
 
 
-def test_a_pooled_fit_falls_back_to_the_configured_sampler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """sampler.fallback_name is the backend of the cold refit that replaces a failed Laplace start, pooled too."""
-    cfg = scenario(tmp_path, sampler={"fallback_name": "nutpie"})
+def test_a_pooled_fit_falls_back_to_the_stated_spreads_and_the_configured_sampler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When learning the spreads finds no usable mode, the fit goes on with the stated ones; and
+    sampler.fallback_name is the backend of the cold refit that replaces a failed Laplace start, pooled too."""
+    cfg = scenario(tmp_path, sampler={"fallback_name": "nutpie"}, markets={"spread": "learnt"})
     asked: dict = {}
 
     class AskedError(Exception):
@@ -433,10 +436,18 @@ def test_a_pooled_fit_falls_back_to_the_configured_sampler(tmp_path: Path, monke
         asked.update(kwargs)
         raise AskedError
 
+    def no_mode(*args, **kwargs):
+        raise laplace.LaplaceFailedError("the Hessian at the mode is not positive definite")
+
     monkeypatch.setattr(pooling, "sample", sample)
+    monkeypatch.setattr(pooling, "learn_spreads", no_mode)
+    messages: list[str] = []
     with pytest.raises(AskedError):
-        pooling.fit_pooled(cfg, {m: market_features(cfg, m)[0] for m in cfg.market_names})
+        pooling.fit_pooled(cfg, {m: market_features(cfg, m)[0] for m in cfg.market_names}, report=messages.append)
     assert asked["cold_sampler"] == "nutpie"
+    assert "between-market spreads: the stated ones, since learning them found no usable mode (the Hessian at the " \
+        "mode is not positive definite)" in messages
+    assert asked["warm"].start is None
 
 
 def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
