@@ -257,8 +257,8 @@ def cell(variant: str, n: int, weeks: int, chains: int, tune: int, draws: int, c
         }
         for name in ("saturation_lam", "adstock_alpha", "saturation_beta"):
             spread = f"{name}_raw_sigma"
-            sigma = np.asarray(mmm.model_config[name].parameters.get("sigma", np.nan), dtype=float)
             if variant == EB:
+                sigma = np.asarray(mmm.model_config[name].parameters["sigma"], dtype=float)
                 out[f"{spread}_mean"] = {str(c): float(v) for c, v in zip(mmm.channel_columns, sigma, strict=True)}
             elif spread in mmm.idata.posterior:
                 out[f"{spread}_mean"] = {str(c): float(v) for c, v in zip(

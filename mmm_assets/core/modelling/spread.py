@@ -34,7 +34,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,17 +214,6 @@ class Respread:
         return np.sqrt((d**2 + variance).sum(axis=1) / (self.theta.shape[1] - 1))
 
 
-def _layout(model) -> tuple[dict[str, slice], dict[str, tuple[int, ...]]]:
-    """Where each value variable sits in the flat vector (model.value_vars' order, C order) and its shape."""
-    point = model.initial_point()
-    where, shapes, at = {}, {}, 0
-    for value in model.value_vars:
-        shape = np.shape(point[value.name])
-        where[value.name], shapes[value.name] = slice(at, at + int(np.prod(shape))), shape
-        at += int(np.prod(shape))
-    return where, shapes
-
-
 def learn_spreads(model, spreads: Mapping[str, float | Sequence[float]], market_dim: str,
                   report: Reporter = silent) -> LearntSpreads:
     """The spreads of a built pooled model's (``pm.Model``) media parameters that maximise the data's marginal
@@ -232,23 +221,24 @@ def learn_spreads(model, spreads: Mapping[str, float | Sequence[float]], market_
     channel) around ``<name>_raw_mu`` with dims (channel,)), the spread the model was built with (one, or one per
     channel), where the search starts."""
     import jax
+    from jax.flatten_util import ravel_pytree
     from pymc.sampling.jax import get_jaxified_logp
 
     started = time.monotonic()
-    where, shapes = _layout(model)
+    names = [v.name for v in model.value_vars]
+    point = model.initial_point()
+    flat, unravel = ravel_pytree([np.asarray(point[n]) for n in names])  # as LaplaceStart lays the values out
+    offset = dict(zip(names, np.cumsum([0, *(np.size(point[n]) for n in names)])[:-1], strict=True))
     markets, channels = len(model.coords[market_dim]), [str(c) for c in model.coords["channel"]]
     arange = np.arange(markets * len(channels)).reshape(markets, len(channels))
-    theta = np.concatenate([(where[f"{p}_raw"].start + arange).T for p in spreads])
-    mu = np.concatenate([where[f"{p}_raw_mu"].start + np.arange(len(channels)) for p in spreads])
+    theta = np.concatenate([(offset[f"{p}_raw"] + arange).T for p in spreads])
+    mu = np.concatenate([offset[f"{p}_raw_mu"] + np.arange(len(channels)) for p in spreads])
     s0 = np.concatenate([np.broadcast_to(np.asarray(spreads[p], dtype=float), len(channels)) for p in spreads])
 
     energy = get_jaxified_logp(model, negative_logp=False)
-    names = [v.name for v in model.value_vars]
-    unflat = _unflatten(where, shapes, names)
-    respread = Respread(Derivatives(jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(unflat(x))))),
+    respread = Respread(Derivatives(jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(unravel(x))))),
                                     blocks_along(model, market_dim)), theta, mu, s0)
-    point = model.initial_point()
-    x = np.concatenate([np.ravel(point[n]) for n in names]).astype(float)
+    x = np.asarray(flat, dtype=float)
     report(f"learning the between-market spreads: the posterior's mode with the assumed ones ({x.size} parameters)")
     x, hessian, steps = find_mode(respread, x, report=report)
     report(f"learning the between-market spreads: mode found in {steps} ({time.monotonic() - started:.1f} s)")
@@ -266,19 +256,8 @@ def learn_spreads(model, spreads: Mapping[str, float | Sequence[float]], market_
             settled = True
             break
     learnt = {p: respread.spreads[i * len(channels):(i + 1) * len(channels)].copy() for i, p in enumerate(spreads)}
-    found = LearntSpreads(learnt, channels, unflat(x, numpy=True), iteration, settled, time.monotonic() - started)
+    mode = {n: np.asarray(v) for n, v in zip(names, unravel(x), strict=True)}
+    found = LearntSpreads(learnt, channels, mode, iteration, settled, time.monotonic() - started)
     report(f"between-market spreads learnt from the data in {iteration} EM iterations ({found.seconds:.1f} s"
            f"{'' if settled else ', not settled: the last ones are used'}): {found.describe()}")
     return found
-
-
-def _unflatten(where: dict[str, slice], shapes: dict[str, tuple[int, ...]], names: list[str]) -> Callable:
-    """flat vector -> the value variables (a list in ``names``' order for the JAX log-density; a dict by name with
-    ``numpy=True``)."""
-
-    def unflat(x, numpy: bool = False):
-        if numpy:
-            return {n: np.reshape(x[where[n]], shapes[n]) for n in names}
-        return [x[where[n]].reshape(shapes[n]) for n in names]
-
-    return unflat

@@ -37,17 +37,13 @@ def toy(y: np.ndarray, spread) -> pm.Model:
 
 def derivatives(model: pm.Model) -> Derivatives:
     import jax
+    from jax.flatten_util import ravel_pytree
     from pymc.sampling.jax import get_jaxified_logp
 
     energy = get_jaxified_logp(model, negative_logp=False)
-    sizes = [MARKETS * CHANNELS if v.name == "p_raw" else CHANNELS for v in model.value_vars]
-    shapes = {"p_raw": (MARKETS, CHANNELS), "p_raw_mu": (CHANNELS,)}
-
-    def unflat(x):
-        parts = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
-        return [x[p].reshape(shapes[v.name]) for p, v in zip(parts, model.value_vars, strict=True)]
-
-    return Derivatives(jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(unflat(x))))),
+    point = model.initial_point()
+    _, unravel = ravel_pytree([np.asarray(point[v.name]) for v in model.value_vars])
+    return Derivatives(jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(unravel(x))))),
                        blocks_along(model, "market"))
 
 
