@@ -85,8 +85,8 @@ class MediaPrior(_Strict):
     )
 
 
-class ScalingConfig(_Strict):
-    """Fixed scales, so one more week of data does not change what the model's parameters mean."""
+class MarketScales(_Strict):
+    """Fixed scales of one model: the target's, every channel's, some controls'."""
 
     target: float | None = Field(default=None, gt=0, description="Target scale (outcome units); null = its maximum.")
     channels: dict[str, float] | None = Field(
@@ -105,6 +105,29 @@ class ScalingConfig(_Strict):
             if bad:
                 raise ValueError(f"{group} scales must be > 0, got {bad}")
         return self
+
+
+class ScalingConfig(MarketScales):
+    """Fixed scales, so one more week of data does not change what the model's parameters mean; per market, where
+    markets differ in size (a pooled model's markets must each be on their own scale for their parameters to be
+    comparable: README "Markets")."""
+
+    markets: dict[str, MarketScales] = Field(
+        default_factory=dict,
+        description="Per market, scales over the ones above for that market (its target, all its channels, some of "
+        "its controls); a market not listed takes the ones above.",
+    )
+
+    def of_market(self, market: str | None) -> MarketScales:
+        """The scales of ``market``: its own entry over the scenario's (controls merged name by name)."""
+        own = self.markets.get(market) if market is not None else None
+        if own is None:
+            return MarketScales(target=self.target, channels=self.channels, controls=self.controls)
+        return MarketScales(
+            target=own.target if own.target is not None else self.target,
+            channels=own.channels if own.channels is not None else self.channels,
+            controls={**self.controls, **own.controls},
+        )
 
 
 class LiftTestsConfig(_Strict):

@@ -204,14 +204,7 @@ class MMMConfig(_Strict):
         unknown = sorted(set(m.roi_priors) - set(channels))
         if unknown:
             raise ValueError(f"model.roi_priors names {unknown}, which are not channels (channels: {channels})")
-        if m.scaling is not None and m.scaling.channels is not None and set(m.scaling.channels) != set(channels):
-            raise ValueError(
-                f"model.scaling.channels must give a scale for every channel {channels} (got "
-                f"{sorted(m.scaling.channels)}); or set it to null to scale by the data"
-            )
-        unknown = sorted(set(m.scaling.controls if m.scaling else ()) - set(self.controls))
-        if unknown:
-            raise ValueError(f"model.scaling.controls names {unknown}, which are not controls ({self.controls})")
+        self._scales_known()
         synthetic = self.data.synthetic if self.data.source == "synthetic" else None
         unknown = sorted(set(synthetic.events if synthetic else ()) - set(m.calendar))
         if unknown:
@@ -226,6 +219,26 @@ class MMMConfig(_Strict):
                 "weekly data; name the data file in data.files.file or put the experiments in model.lift_tests.folder"
             )
         return self
+
+    def _scales_known(self) -> None:
+        """``model.scaling`` (and each market's entry) names every channel or none, only controls, only markets."""
+        scaling, channels = self.model.scaling, self.channels
+        if scaling is None:
+            return
+        names = self.market_names
+        unknown = sorted(set(scaling.markets) - set(names)) if names is not None else []
+        if unknown:
+            raise ValueError(f"model.scaling.markets names {unknown}, which are not markets of the scenario ({names})")
+        for where, scales in (("model.scaling", scaling), *((f"model.scaling.markets.{market}", scales)
+                                                              for market, scales in scaling.markets.items())):
+            if scales.channels is not None and set(scales.channels) != set(channels):
+                raise ValueError(
+                    f"{where}.channels must give a scale for every channel {channels} (got "
+                    f"{sorted(scales.channels)}); or set it to null to scale by the data"
+                )
+            unknown = sorted(set(scales.controls) - set(self.controls))
+            if unknown:
+                raise ValueError(f"{where}.controls names {unknown}, which are not controls ({self.controls})")
 
     @model_validator(mode="after")
     def _enough_weeks(self) -> MMMConfig:

@@ -59,11 +59,12 @@ class ModelScales:
         return self.target is not None or self.channels is not None
 
 def resolve_scales(cfg: MMMConfig, features: pd.DataFrame, scales: ModelScales | None = None) -> ModelScales | None:
-    """The scales a fit uses: ``scales`` over ``model.scaling``; None when neither fixes anything (data maxima).
+    """The scales a fit uses: ``scales`` over ``model.scaling`` (the market's own, for a scenario narrowed to one);
+    None when neither fixes anything (data maxima).
 
     A channel the given scales do not cover (e.g. one added since the champion) takes its maximum in ``features``.
     """
-    configured = cfg.model.scaling
+    configured = cfg.model.scaling.of_market(cfg.market) if cfg.model.scaling else None
     target = scales.target if scales is not None and scales.target is not None else None
     if target is None and configured is not None:
         target = configured.target

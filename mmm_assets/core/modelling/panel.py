@@ -36,15 +36,18 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from pymc_extras.deserialize import deserialize
 from pymc_extras.prior import Prior
 from pymc_marketing.mmm import MMM
+from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 from pymc_marketing.serialization import serialization
 from pytensor.xtensor import as_xtensor
 from pytensor.xtensor.type import XTensorVariable
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.errors import InputError, day, examples
+from mmm_assets.core.modelling.build import ModelScales
 from mmm_assets.core.modelling.priors import RoleTerms, center_of, role_terms, scale_of
 
 WEEK = pd.Timedelta(days=7)
@@ -235,29 +238,72 @@ def _deserialize(data: dict[str, Any], context: Any = None) -> PaddedLikelihood:
 serialization.register(TYPE_KEY, PaddedLikelihood, serializer=_serialize, deserializer=_deserialize)
 
 
-def use_panel(mmm: MMM, panel: Panel) -> None:
-    """Make the (unbuilt) pooled ``mmm`` take ``panel``: its terms' centres and scales over each market's own weeks,
-    and, when a market is padded, the likelihood without the padded cells."""
+def use_panel(mmm: MMM, panel: Panel, fixed: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    """Make the (unbuilt) pooled ``mmm`` take ``panel``: its terms' centres and scales over each market's own weeks
+    (a scale in ``fixed``, per market and control, instead), and, when a market is padded, the likelihood without the
+    padded cells."""
     terms = role_terms(mmm)
     if terms is not None:
         for market in panel.spans:
             terms.market_centers.setdefault(market, {}).update(panel.centers.get(market, {}))
-            terms.market_scales.setdefault(market, {}).update(panel.scales.get(market, {}))
+            scales = terms.market_scales.setdefault(market, {})
+            scales.update(panel.scales.get(market, {}))
+            scales.update((fixed or {}).get(market, {}))
     if panel.padded:
         mmm.model_config["likelihood"] = PaddedLikelihood.around(mmm.model_config["likelihood"], panel.spans)
 
 
-def check_scales(mmm: MMM, frames: Mapping[str, pd.DataFrame]) -> None:
-    """Raise when a built pooled model's channel or target scale is not the maximum over the market's own weeks (the
-    padding must never change them)."""
-    scalers = mmm.scalers
-    for market, frame in frames.items():
-        channels = list(mmm.channel_columns)
-        own = np.append(frame[channels].max().to_numpy(float), float(frame[TARGET_COLUMN].max()))
-        built = np.append(scalers["_channel"].sel({MARKET_COLUMN: market}).sel(channel=channels).to_numpy(),
-                          float(scalers["_target"].sel({MARKET_COLUMN: market})))
-        if not np.allclose(own, built, rtol=1e-12):
-            raise RuntimeError(f"market {market!r}: the pooled model's scales {built} are not its own weeks' {own}")
+@dataclass(frozen=True)
+class PanelScales:
+    """Each market's target and channel scales: its fixed ones (``model.scaling``, the market's own entry over the
+    scenario's), else the maximum over its own weeks (which the padding never changes).
+
+    The library scales a whole variable one way, so as soon as one market's target (or channels) is fixed, every
+    market's is given to it as a fixed value, each market without one at its own maximum.
+    """
+
+    target: dict[str, float]
+    channels: dict[str, dict[str, float]]
+    fixed_target: bool = False
+    fixed_channels: bool = False
+
+    @classmethod
+    def of(cls, frames: Mapping[str, pd.DataFrame], channels: list[str],
+           fixed: Mapping[str, ModelScales | None] | None = None) -> PanelScales:
+        """The scales of ``frames`` (each market's own weeks), ``fixed`` (per market, None = its data's) over them."""
+        fixed = fixed or {}
+        target, scales = {}, {}
+        for market, frame in frames.items():
+            own = fixed.get(market)
+            target[market] = float(own.target if own and own.target is not None else frame[TARGET_COLUMN].max())
+            given = own.channels if own and own.channels is not None else {}
+            scales[market] = {c: float(given[c]) if c in given else float(frame[c].max()) for c in channels}
+        return cls(target, scales, any(s is not None and s.target is not None for s in fixed.values()),
+                   any(s is not None and s.channels is not None for s in fixed.values()))
+
+    def scaling(self) -> Scaling:
+        """PyMC-Marketing's scaling for the panel: per market (its maxima over the dates only, unlike the library's
+        panel default of one maximum over every market), fixed where fixed."""
+        data_max = DataDerivedScaling(method="max", dims=())
+        channel: DataDerivedScaling | FixedScaling = data_max
+        if self.fixed_channels:
+            markets, channels = list(self.channels), list(next(iter(self.channels.values())))
+            grid = [[self.channels[m][c] for c in channels] for m in markets]
+            channel = FixedScaling(dims=(), value=xr.DataArray(
+                grid, dims=(MARKET_COLUMN, "channel"), coords={MARKET_COLUMN: markets, "channel": channels}))
+        target = FixedScaling(dims=(), value=dict(self.target)) if self.fixed_target else data_max
+        return Scaling(target=target, channel=channel)
+
+    def check(self, mmm: MMM) -> None:
+        """Raise when a built pooled model's channel or target scale of a market is not this one."""
+        scalers = mmm.scalers
+        for market, channels in self.channels.items():
+            names = list(channels)
+            own = np.append(list(channels.values()), self.target[market])
+            built = np.append(scalers["_channel"].sel({MARKET_COLUMN: market}).sel(channel=names).to_numpy(),
+                              float(scalers["_target"].sel({MARKET_COLUMN: market})))
+            if not np.allclose(own, built, rtol=1e-12):
+                raise RuntimeError(f"market {market!r}: the pooled model's scales {built} are not its own {own}")
 
 
 def own_weeks(mmm: MMM) -> XTensorVariable | None:

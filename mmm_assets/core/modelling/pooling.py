@@ -18,7 +18,9 @@ markets on), or the stated assumption below (``PoolingPriors``).
 Scaling is per market (``DataDerivedScaling(method="max", dims=())``: the maximum over the dates only, separately
 for every market and channel), unlike the library's default for a panel, which takes one maximum over all markets.
 So a market's ``lam`` applies to its own max-scaled spend and its ``beta`` is in units of its own target maximum,
-exactly as in a model fitted to that market alone, and the two are comparable.
+exactly as in a model fitted to that market alone, and the two are comparable. Fixed scales (``model.scaling``, per
+market in ``model.scaling.markets``) replace a market's maxima, so one more week does not change what its parameters
+mean (:class:`~.panel.PanelScales`); they should then be near each market's own maxima, for the same reason.
 
 The non-media terms (controls, competitors, calendar events, the trend; :class:`~mmm_assets.core.modelling.priors.
 RoleTerms`) are per market: each market has its own centre and scale per term (a price around 10 in one market and
@@ -56,7 +58,7 @@ import pymc as pm
 import xarray as xr
 from pymc_marketing.mmm import MMM
 from pymc_marketing.mmm.components.base import Transformation
-from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
+from pymc_marketing.mmm.scaling import FixedScaling, Scaling
 
 from mmm_assets.core.config import (
     DATE_COLUMN,
@@ -71,13 +73,13 @@ from mmm_assets.core.inference.compiling import quick_compile
 from mmm_assets.core.inference.laplace import LaplaceFailedError, LaplaceStart
 from mmm_assets.core.inference.progress import Reporter, silent
 from mmm_assets.core.inference.sampling import FitResult, available_sampler, sample
-from mmm_assets.core.modelling.build import build_mmm, free_parameters, split_xy
+from mmm_assets.core.modelling.build import build_mmm, free_parameters, resolve_scales, split_xy
 from mmm_assets.core.modelling.calibration import add_lift_tests, load_lift_tests
 from mmm_assets.core.modelling.fitting import refit_sampler
 from mmm_assets.core.modelling.forecast import predict_weeks
 from mmm_assets.core.modelling.panel import (
     Panel,
-    check_scales,
+    PanelScales,
     market_span,
     own_weeks,
     padded_predictive,
@@ -107,15 +109,14 @@ def unsupported(cfg: MMMConfig) -> list[str]:
     """The scenario's settings the pooled model does not implement yet (it has media, intercept, seasonality and the
     non-media terms)."""
     found = []
-    if cfg.model.scaling:
-        found.append("model.scaling")
     if cfg.model.lift_tests and cfg.model.lift_tests.method != "exact":
         found.append(f"model.lift_tests.method {cfg.model.lift_tests.method!r} (it takes 'exact')")
     return found
 
 
-def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM:
-    """The hierarchical MMM: the project's single-market model (``model.build_mmm``) with a market dimension.
+def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None, scaling: Scaling | None = None) -> MMM:
+    """The hierarchical MMM: the project's single-market model (``model.build_mmm``) with a market dimension, scaled
+    by ``scaling`` (default: each market by its own maxima; :class:`~.panel.PanelScales`).
 
     Raises :class:`ConfigError` when the scenario uses what the pooled model does not implement (:func:`unsupported`).
     """
@@ -139,10 +140,7 @@ def build_pooled_mmm(cfg: MMMConfig, priors: PoolingPriors | None = None) -> MMM
         control_columns=template.control_columns,
         yearly_seasonality=template.yearly_seasonality,
         dims=(MARKET_DIM,),
-        scaling=Scaling(
-            target=DataDerivedScaling(method="max", dims=()),
-            channel=DataDerivedScaling(method="max", dims=()),
-        ),
+        scaling=scaling or PanelScales({}, {}).scaling(),
         model_config=model_config,
     )
     terms = role_terms(template)
@@ -155,13 +153,18 @@ def built_pooled_mmm(
     cfg: MMMConfig, frames: Mapping[str, pd.DataFrame], priors: PoolingPriors | None = None
 ) -> tuple[MMM, Panel]:
     """The pooled model built on every market's frame (over the union of their weeks, padded: :mod:`.panel`), its
-    original-scale channel contributions and ``y`` registered; no ROI priors or lift tests yet. Also the panel."""
-    mmm = build_pooled_mmm(cfg, priors)
+    original-scale channel contributions and ``y`` registered; no ROI priors or lift tests yet. Also the panel.
+
+    Each market is scaled by its own weeks' maxima, or by its fixed scales in ``model.scaling`` (its own entry in
+    ``model.scaling.markets`` over the scenario's): target, channels and controls."""
+    fixed = {market: resolve_scales(cfg.for_market(market), frame) for market, frame in frames.items()}
+    scales = PanelScales.of(frames, cfg.channels, fixed)
+    mmm = build_pooled_mmm(cfg, priors, scales.scaling())
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
     panel = stack_panel(frames, columns, list(mmm.channel_columns), role_terms(mmm))
-    use_panel(mmm, panel)
+    use_panel(mmm, panel, {market: own.controls for market, own in fixed.items() if own is not None})
     mmm.build_model(*split_xy(panel.frame))
-    check_scales(mmm, frames)
+    scales.check(mmm)
     mmm.add_original_scale_contribution_variable(var=["channel_contribution", "y"])
     return mmm, panel
 

@@ -191,7 +191,8 @@ def test_scales_and_term_centres_are_each_markets_own_weeks(staggered) -> None:
         assert terms.market_scales[market]["price"] == pytest.approx(np.abs(price - price.mean()).max(), rel=1e-12)
     padded = panel.PaddedLikelihood.around(mmm.model_config["likelihood"], {"north": ("2019-01-07", "2020-12-28")})
     with pytest.raises(RuntimeError, match="market 'south': the pooled model's scales"):
-        panel.check_scales(mmm, {**frames, "south": frames["south"].assign(y=frames["south"]["y"] * 2)})
+        panel.PanelScales.of({**frames, "south": frames["south"].assign(y=frames["south"]["y"] * 2)},
+                             list(mmm.channel_columns)).check(mmm)
     with pytest.raises(ValueError, match=r"no weeks of market\(s\) \['south'\]"):
         padded.padded_cells(mmm.model.coords["date"], ["north", "south"], ("date", "market"))
 

@@ -13,10 +13,11 @@ import pandas as pd
 import pymc as pm
 import pytensor
 import pytest
+import xarray as xr
 import yaml
 from pymc.model.transform.optimization import freeze_dims_and_data
 
-from mmm_assets.core.config import DATE_COLUMN, ConfigError, MMMConfig, load_config
+from mmm_assets.core.config import DATE_COLUMN, MMMConfig, load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
@@ -333,9 +334,14 @@ def test_pooled_roi_priors_and_lift_tests_hold_in_every_market(tmp_path: Path) -
     model in that market's units, and its view reports its own experiment only."""
     belief = {"mean": 1.2, "sd": 0.05}
     lift = {"file": "lift.csv", "folder": str(tmp_path)}
-    cfg = scenario(tmp_path, CONTROLS, model={"roi_priors": {"facebook": belief}, "lift_tests": lift},
-                   markets={"spread": "learnt"})
+    model = {"roi_priors": {"facebook": belief}, "lift_tests": lift}
+    cfg = scenario(tmp_path, CONTROLS, model=model, markets={"spread": "learnt"})
     data = {m: market_features(cfg, m) for m in cfg.market_names}
+    # and fixed scales, each market's own (a fifth above its maxima, in round numbers)
+    fixed = {market: {"target": float(round(1.2 * features["y"].max(), -3)),
+                      "channels": {c: float(round(1.2 * features[c].max(), -2)) for c in cfg.channels}}
+             for market, (features, _) in data.items()}
+    cfg = scenario(tmp_path, CONTROLS, model={**model, "scaling": {"markets": fixed}}, markets={"spread": "learnt"})
     experiment = calibration.Experiment("adwords", dt.date(2020, 6, 1), 6, 0.3)
     pd.concat([calibration.sample_lift_tests(truth, features, [experiment], 0.05).assign(market=market)
                for market, (features, truth) in data.items()]).to_csv(tmp_path / "lift.csv", index=False)
@@ -358,6 +364,8 @@ def test_pooled_roi_priors_and_lift_tests_hold_in_every_market(tmp_path: Path) -
     in_graph = result.mmm.idata.posterior[f"{calibration.LIFT_TESTS}_model_lift_original_scale"]
     for position, (market, (features, truth)) in enumerate(data.items()):
         narrowed, view = cfg.for_market(market), pooling.market_view(result.mmm, market)
+        scales = build_core.fitted_scales(view)
+        assert (scales.target, scales.channels) == (fixed[market]["target"], fixed[market]["channels"])
         report = priors_core.roi_prior_report(view, narrowed)
         row = report.set_index("channel").loc["facebook"]
         assert (row["prior_mean"], row["prior_sd"]) == (belief["mean"], belief["sd"])
@@ -450,12 +458,29 @@ def test_a_pooled_fit_falls_back_to_the_stated_spreads_and_the_configured_sample
     assert asked["warm"].start is None
 
 
-def test_pooled_model_refuses_settings_it_does_not_implement(tmp_path: Path) -> None:
-    path = tmp_path / "scales.yaml"
-    path.write_text(yaml.safe_dump({"extends": str(SCENARIO), "model": {"scaling": {"target": 100000.0}}}))
-    cfg = load_config(path)
-    with pytest.raises(ConfigError, match=r"'pooled'.*does not support model\.scaling"):
-        pooling.build_pooled_mmm(cfg)
+def test_pooled_markets_take_their_fixed_scales_and_a_new_maximum_moves_none(tmp_path: Path) -> None:
+    """model.scaling with pooling: each market's entry over the scenario's scales (controls name by name); a market
+    without a fixed target takes its own weeks' maximum; a week above a fixed maximum changes none of the scales."""
+    channels = {"adwords": 5e4, "facebook": 9e4, "linkedin": 1.6e5}
+    cfg = scenario(tmp_path, CONTROLS, model={"scaling": {"controls": {"price": 5.0}, "markets": {
+        "north": {"target": 3e5, "channels": channels, "controls": {"price": 7.0}}}}})
+    frames = {m: market_features(cfg, m)[0] for m in cfg.market_names}
+
+    def built(frames: dict[str, pd.DataFrame]) -> tuple[xr.Dataset, dict]:
+        mmm, _ = pooling.built_pooled_mmm(cfg, frames)
+        return mmm.scalers, priors_core.role_terms(mmm).market_scales
+
+    scalers, terms = built(frames)
+    assert float(scalers["_target"].sel(market="north")) == 3e5
+    assert float(scalers["_target"].sel(market="south")) == frames["south"]["y"].max()
+    assert scalers["_channel"].sel(market="north", channel=list(channels)).values.tolist() == list(channels.values())
+    np.testing.assert_array_equal(scalers["_channel"].sel(market="south", channel=cfg.channels),
+                                  frames["south"][cfg.channels].max())
+    assert (terms["north"]["price"], terms["south"]["price"]) == (7.0, 5.0)
+    north = frames["north"].copy()
+    north.loc[north.index[-1], ["y", *channels]] *= 3  # a week far above every maximum
+    grown, _ = built({**frames, "north": north})
+    xr.testing.assert_equal(grown.sel(market="north"), scalers.sel(market="north"))
     assert pooling.unsupported(load_config(SCENARIO)) == []
     assert pooling.unsupported(load_config(CONTROLS)) == []
 

@@ -15,7 +15,7 @@ from mmm_assets.core.modelling.priors import term_estimates
 from mmm_assets.core.modelling.roles import term_specs
 from mmm_assets.core.synthetic.generator import generate, landing_export
 from mmm_assets.core.variables import PREDICTED
-from mmm_assets_tests.conftest import SMALL
+from mmm_assets_tests.conftest import SMALL, merge
 from mmm_assets_tests.role_scenarios import ROLES_EXAMPLE, roles_fit, roles_overrides, scenario
 
 BF = {"dates": ["2019-11-29", "2020-11-27"], "sign": "positive"}
@@ -71,6 +71,11 @@ def test_term_settings_override_role_defaults(small_config):
         ({"model": {"roi_priors": {"adwords": {"mean": -2, "sd": 1}}}}, "roi_priors.adwords.mean"),
         ({"model": {"scaling": {"channels": {"adwords": 1000}}}}, "model.scaling.channels must give a scale"),
         ({"model": {"scaling": {"target": 0}}}, "model.scaling.target"),
+        ({"model": {"scaling": {"markets": {"east": {"target": 1}}}}}, "model.scaling.markets names ['east']"),
+        ({"model": {"scaling": {"markets": {"national": {"channels": {"adwords": 1}}}}}},
+         "model.scaling.markets.national.channels must give a scale for every channel"),
+        ({"model": {"scaling": {"markets": {"national": {"controls": {"tv": 1}}}}}},
+         "model.scaling.markets.national.controls names ['tv']"),
         ({"data": {"synthetic": {"events": {"easter": 0.1}}}}, "not events of model.calendar"),
         ({"model": {"lift_tests": {"file": "tests.csv"}}}, "model.lift_tests.folder is needed"),
         ({"model": {"lift_tests": {"file": "../tests.csv", "folder": "x"}}}, "plain file name"),
@@ -313,3 +318,18 @@ def test_explicit_scales_win_and_a_new_channel_takes_its_maximum(small_config):
     assert resolved.channels == {"adwords": 6e4, "facebook": 9e4, "linkedin": float(features["linkedin"].max())}
     assert _built_scales(cfg, features, champion) == (400000.0, resolved.channels)
     assert build_core.resolve_scales(small_config(), features) is None  # nothing fixed: the library's maxima
+
+
+def test_a_markets_own_scales_are_laid_over_the_scenarios(small_config):
+    """model.scaling.markets: a market's entry wins for that market (controls name by name), the others take the
+    scenario's scales."""
+    roles = scenario("roles", roles_overrides())
+    channels = {"adwords": 5e4, "facebook": 9e4, "linkedin": 1.6e5, "email": 2e5}
+    cfg = small_config(merge(roles_overrides(), {"markets": {"names": ["north", "south"]}, "model": {"scaling": {
+        "target": 5e5, "channels": None, "controls": {"price": 2.0},
+        "markets": {"south": {"target": 2e5, "channels": channels, "controls": {"rival": 3.0}}}}}}))
+    north = build_core.resolve_scales(cfg.for_market("north"), roles.features)
+    south = build_core.resolve_scales(cfg.for_market("south"), roles.features)
+    assert (north.target, north.channels, north.controls) == (5e5, None, {"price": 2.0})
+    assert (south.target, south.channels, south.controls) == (2e5, channels, {"price": 2.0, "rival": 3.0})
+    assert _built_scales(cfg.for_market("south"), roles.features) == (2e5, channels)
