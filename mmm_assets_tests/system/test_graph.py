@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import time
@@ -16,7 +17,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, SkipReason, build_sensor_context
 
 from mmm_assets import cli
-from mmm_assets.core.config import DEFAULT_MARKET, MMMConfig, load_config
+from mmm_assets.core.config import DEFAULT_MARKET, TARGET_COLUMN, MMMConfig, load_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG, PROJECT_DIR
 from mmm_assets.core.stores import tracking
 from mmm_assets.core.stores.alerts import fmt_number
@@ -168,7 +169,7 @@ def test_whole_graph_materialises_and_passes_its_gates(good_refresh):
 
 
 @pytest.mark.slow
-def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh):
+def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh, tmp_path):
     cfg = good_refresh.cfg
     client = tracking.client_for(cfg)
     experiment = client.get_experiment_by_name(cfg.operations.mlflow_experiment)
@@ -191,6 +192,12 @@ def test_the_fit_is_an_mlflow_run_with_its_lineage_and_the_champion(good_refresh
     )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "report"} <= artifacts and "posterior" not in artifacts  # the posterior is the model's artifact
+    # the scales the fit divided by (no fixed ones: the data's maxima), in the shape model.scaling takes
+    scales = json.loads(Path(client.download_artifacts(run.info.run_id, "model_scales.json", str(tmp_path)))
+                        .read_text())
+    assert scales == {"target": features[TARGET_COLUMN].max(), "controls": {},
+                      "channels": {c: features[c].max() for c in cfg.channels}}
+    assert "between_market_spreads.json" not in artifacts  # a market fitted on its own
     (dataset,) = run.inputs.dataset_inputs
     assert (dataset.dataset.name, dataset.dataset.digest) == ("mmm_features", tags["data_version"])
     champion = tracking.champion(client, cfg.for_market(DEFAULT_MARKET))

@@ -148,19 +148,21 @@ def two_markets(tmp_path_factory):
                 DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
         }
         partitions = instance.get_dynamic_partitions(MARKETS.name)
-        spreads = {market: entry.asset_materialization.metadata["between_market_spreads"].value
-                   for market, record in runs.items()
-                   for entry in instance.all_logs(record.dagster_run.run_id,
-                                                  of_type=DagsterEventType.ASSET_MATERIALIZATION)
-                   if "between_market_spreads" in entry.asset_materialization.metadata}
+        fitted = {market: entry.asset_materialization.metadata
+                  for market, record in runs.items()
+                  for entry in instance.all_logs(record.dagster_run.run_id,
+                                                 of_type=DagsterEventType.ASSET_MATERIALIZATION)
+                  if "between_market_spreads" in entry.asset_materialization.metadata}
+        records = {market: {name: metadata[name].value for name in ("between_market_spreads", "model_scales")}
+                   for market, metadata in fitted.items()}
     assert {r.dagster_run.tags["dagster/partition"] for r in inputs_first} == {"north", "south"}
     assert all(r.dagster_run.is_success for r in inputs_first)  # every market's features, before any fit
-    return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, spreads
+    return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, records
 
 
 @pytest.mark.slow
 def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_markets):
-    cfg, exit_code, out, runs, _, partitions, spreads = two_markets
+    cfg, exit_code, out, runs, _, partitions, records = two_markets
     assert exit_code == 1, out
     assert sorted(partitions) == ["north", "south"] and set(runs) == {"north", "south"}
     assert runs["north"].dagster_run.is_success and runs["south"].dagster_run.is_failure
@@ -175,6 +177,7 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
             assert markets_in(table) == {"north"}, table
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert "all_markets_budget" not in tables and "markets_rollup" not in tables
+        maxima = conn.execute("SELECT market, max(y) FROM mmm_features GROUP BY market").fetchall()
         failed = conn.execute(
             "SELECT metric FROM validation_history WHERE market = 'south' AND NOT passed"
         ).df()["metric"].tolist()
@@ -191,8 +194,11 @@ def test_a_failing_market_blocks_only_its_own_budget_in_a_pooled_model(two_marke
     assert len(list((cfg.paths.models_dir / "pooled").glob("pooled_*_holdout6.parquet"))) == 1
     assert {p.name.split("_")[3] for p in cfg.paths.models_dir.glob("mmm_*.nc")} == {"north", "south"}
     # each market's fit says which between-market spreads the pooled model had: with two markets, the stated ones
+    spreads = {market: record["between_market_spreads"] for market, record in records.items()}
     assert spreads["north"] == spreads["south"] and spreads["north"]["source"].startswith("stated"), spreads
     assert spreads["north"]["spreads"]["saturation_lam"] == {c: 0.2 for c in cfg.channels}
+    # and which scales: each market its own maxima (no fixed ones here)
+    assert {market: records[market]["model_scales"]["target"] for market in records} == dict(maxima)
 
 
 @pytest.mark.slow

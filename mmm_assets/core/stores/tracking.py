@@ -200,9 +200,11 @@ def log_fit(
     config_file: Path,
     features: pd.DataFrame,
     data_version: str,
+    records: Mapping[str, dict] | None = None,
 ) -> None:
-    """Tags, params, metrics, the scenario file, and the feature table as the input dataset (the posterior is logged
-    once, as the registered model's artifact: :func:`register_version`)."""
+    """Tags, params, metrics, the scenario file, ``records`` as JSON artifacts (``<name>.json``), and the feature
+    table as the input dataset (the posterior is logged once, as the registered model's artifact:
+    :func:`register_version`)."""
     client.log_batch(
         run_id,
         params=[Param(k, v) for k, v in fit_params(cfg).items()],
@@ -210,6 +212,8 @@ def log_fit(
     )
     log_metrics(client, run_id, metrics)
     client.log_artifact(run_id, str(config_file), artifact_path="config")
+    for name, record in (records or {}).items():
+        client.log_dict(run_id, record, f"{name}.json")
     dataset = mlflow.data.from_pandas(features, name="mmm_features", digest=data_version)
     client.log_inputs(
         run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
