@@ -97,6 +97,12 @@ class MarketsConfig(_Strict):
         default_factory=dict,
         description="Per market, settings laid over the scenario's `data` section (e.g. another seed or truth).",
     )
+    population: dict[str, float] = Field(
+        default_factory=dict,
+        description="pooled: every market's population (or another measure of its size), to scale each market's "
+        "target and channels in proportion to it, as Meridian does, instead of by the market's own maxima; empty = "
+        "each market's maxima. model.scaling's fixed scales win over these.",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> MarketsConfig:
@@ -108,4 +114,13 @@ class MarketsConfig(_Strict):
         unknown = sorted(set(self.data) - set(self.names))
         if unknown:
             raise ValueError(f"markets.data names {unknown}, which are not in markets.names {self.names}")
+        bad = {name: size for name, size in self.population.items() if not size > 0}
+        if bad:
+            raise ValueError(f"markets.population must be > 0, got {bad}")
+        if self.population and self.pooling != "pooled":
+            raise ValueError("markets.population scales the markets of a pooled model (markets.pooling: pooled); "
+                             "a market fitted on its own is scaled by its own maxima or model.scaling")
+        if self.population and self.names and set(self.population) != set(self.names):
+            raise ValueError(f"markets.population must give every market's population: markets {self.names}, got "
+                             f"{sorted(self.population)}")
         return self

@@ -256,7 +256,10 @@ def use_panel(mmm: MMM, panel: Panel, fixed: Mapping[str, Mapping[str, float]] |
 @dataclass(frozen=True)
 class PanelScales:
     """Each market's target and channel scales: its fixed ones (``model.scaling``, the market's own entry over the
-    scenario's), else the maximum over its own weeks (which the padding never changes).
+    scenario's), else in proportion to its population when the markets' populations are given (Meridian's population
+    scaling: population x the median over the markets of their maxima per head, so a market that spends more per head
+    than the others is further up the same response curve, not on a curve of its own), else the maximum over its own
+    weeks (which the padding never changes).
 
     The library scales a whole variable one way, so as soon as one market's target (or channels) is fixed, every
     market's is given to it as a fixed value, each market without one at its own maximum.
@@ -269,17 +272,30 @@ class PanelScales:
 
     @classmethod
     def of(cls, frames: Mapping[str, pd.DataFrame], channels: list[str],
-           fixed: Mapping[str, ModelScales | None] | None = None) -> PanelScales:
-        """The scales of ``frames`` (each market's own weeks), ``fixed`` (per market, None = its data's) over them."""
+           fixed: Mapping[str, ModelScales | None] | None = None,
+           population: Mapping[str, float] | None = None) -> PanelScales:
+        """The scales of ``frames`` (each market's own weeks): ``fixed`` (per market, None = not fixed) over the ones
+        in proportion to ``population`` (per market; None or empty = each market's maxima)."""
         fixed = fixed or {}
+        columns = [TARGET_COLUMN, *channels]
+        maxima = pd.DataFrame({market: frame[columns].max() for market, frame in frames.items()}, dtype=float).T
+        if population:
+            missing = sorted(set(frames) - set(population))
+            if missing:
+                raise InputError(f"markets.population has no population for market(s) {missing}; give every "
+                                 "market's, or none")
+            sizes = pd.Series({market: float(population[market]) for market in frames})
+            per_head = maxima.div(sizes, axis=0).median()
+            maxima = pd.DataFrame(np.outer(sizes, per_head), index=sizes.index, columns=columns)
         target, scales = {}, {}
-        for market, frame in frames.items():
+        for market in frames:
             own = fixed.get(market)
-            target[market] = float(own.target if own and own.target is not None else frame[TARGET_COLUMN].max())
+            target[market] = float(own.target if own and own.target is not None else maxima.loc[market, TARGET_COLUMN])
             given = own.channels if own and own.channels is not None else {}
-            scales[market] = {c: float(given[c]) if c in given else float(frame[c].max()) for c in channels}
-        return cls(target, scales, any(s is not None and s.target is not None for s in fixed.values()),
-                   any(s is not None and s.channels is not None for s in fixed.values()))
+            scales[market] = {c: float(given[c]) if c in given else float(maxima.loc[market, c]) for c in channels}
+        fixing = [s for s in fixed.values() if s is not None]
+        return cls(target, scales, bool(population) or any(s.target is not None for s in fixing),
+                   bool(population) or any(s.channels is not None for s in fixing))
 
     def scaling(self) -> Scaling:
         """PyMC-Marketing's scaling for the panel: per market (its maxima over the dates only, unlike the library's

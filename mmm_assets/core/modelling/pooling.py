@@ -18,9 +18,11 @@ markets on), or the stated assumption below (``PoolingPriors``).
 Scaling is per market (``DataDerivedScaling(method="max", dims=())``: the maximum over the dates only, separately
 for every market and channel), unlike the library's default for a panel, which takes one maximum over all markets.
 So a market's ``lam`` applies to its own max-scaled spend and its ``beta`` is in units of its own target maximum,
-exactly as in a model fitted to that market alone, and the two are comparable. Fixed scales (``model.scaling``, per
-market in ``model.scaling.markets``) replace a market's maxima, so one more week does not change what its parameters
-mean (:class:`~.panel.PanelScales`); they should then be near each market's own maxima, for the same reason.
+exactly as in a model fitted to that market alone, and the two are comparable. ``markets.population`` scales each
+market in proportion to its population instead (Meridian's population scaling), and fixed scales (``model.scaling``,
+per market in ``model.scaling.markets``) replace a market's maxima, so one more week does not change what its
+parameters mean (:class:`~.panel.PanelScales`); they should then be near each market's own maxima, for the same
+reason.
 
 The non-media terms (controls, competitors, calendar events, the trend; :class:`~mmm_assets.core.modelling.priors.
 RoleTerms`) are per market: each market has its own centre and scale per term (a price around 10 in one market and
@@ -155,10 +157,11 @@ def built_pooled_mmm(
     """The pooled model built on every market's frame (over the union of their weeks, padded: :mod:`.panel`), its
     original-scale channel contributions and ``y`` registered; no ROI priors or lift tests yet. Also the panel.
 
-    Each market is scaled by its own weeks' maxima, or by its fixed scales in ``model.scaling`` (its own entry in
-    ``model.scaling.markets`` over the scenario's): target, channels and controls."""
+    Each market is scaled by its own weeks' maxima, or in proportion to its population (``markets.population``), or
+    by its fixed scales in ``model.scaling`` (its own entry in ``model.scaling.markets`` over the scenario's): target,
+    channels and controls (:class:`~.panel.PanelScales`)."""
     fixed = {market: resolve_scales(cfg.for_market(market), frame) for market, frame in frames.items()}
-    scales = PanelScales.of(frames, cfg.channels, fixed)
+    scales = PanelScales.of(frames, cfg.channels, fixed, cfg.markets.population if cfg.markets else None)
     mmm = build_pooled_mmm(cfg, priors, scales.scaling())
     columns = [DATE_COLUMN, TARGET_COLUMN, *mmm.channel_columns, *(mmm.control_columns or [])]
     panel = stack_panel(frames, columns, list(mmm.channel_columns), role_terms(mmm))
@@ -261,6 +264,7 @@ def pooled_version(cfg: MMMConfig, frames: Mapping[str, pd.DataFrame]) -> str:
     for section in (cfg.model, cfg.sampler, cfg.validation):
         digest.update(section.model_dump_json().encode())
     digest.update(f"spread {cfg.markets.spread if cfg.markets else None}".encode())
+    digest.update(f"population {sorted(cfg.markets.population.items()) if cfg.markets else None}".encode())
     tests = load_lift_tests(cfg, every_market=True)
     digest.update(content_hash(tests).encode() if tests is not None else b"no lift tests")
     return digest.hexdigest()[:16]

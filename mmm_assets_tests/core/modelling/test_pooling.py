@@ -17,7 +17,7 @@ import xarray as xr
 import yaml
 from pymc.model.transform.optimization import freeze_dims_and_data
 
-from mmm_assets.core.config import DATE_COLUMN, MMMConfig, load_config
+from mmm_assets.core.config import DATE_COLUMN, ConfigError, MMMConfig, load_config
 from mmm_assets.core.config.paths import PROJECT_DIR
 from mmm_assets.core.data.calendar import with_calendar
 from mmm_assets.core.data.features import validate_features
@@ -483,6 +483,28 @@ def test_pooled_markets_take_their_fixed_scales_and_a_new_maximum_moves_none(tmp
     xr.testing.assert_equal(grown.sel(market="north"), scalers.sel(market="north"))
     assert pooling.unsupported(load_config(SCENARIO)) == []
     assert pooling.unsupported(load_config(CONTROLS)) == []
+
+
+def test_population_scales_every_market_in_proportion_to_it_and_fixed_scales_win(tmp_path: Path) -> None:
+    """markets.population: each market's scales are its population times the markets' median maximum per head (so
+    with the same population two markets share one scale per head); a market's fixed scales win over them."""
+    population, scaling = {"north": 1.0e6, "south": 2.5e6}, {"scaling": {"markets": {"south": {"target": 7e5}}}}
+    cfg = scenario(tmp_path, CONTROLS, markets={"population": population}, model=scaling)
+    frames = {m: market_features(cfg, m)[0] for m in cfg.market_names}
+    mmm, _ = pooling.built_pooled_mmm(cfg, frames)
+    per_head = {c: np.median([frames[m][c].max() / population[m] for m in frames]) for c in ["y", *cfg.channels]}
+    for market, size in population.items():
+        channels = mmm.scalers["_channel"].sel(market=market, channel=cfg.channels).to_numpy()
+        np.testing.assert_allclose(channels, [size * per_head[c] for c in cfg.channels], rtol=1e-12)
+    assert float(mmm.scalers["_target"].sel(market="north")) == pytest.approx(population["north"] * per_head["y"])
+    assert float(mmm.scalers["_target"].sel(market="south")) == 7e5
+    assert pooling.pooled_version(cfg, frames) != pooling.pooled_version(scenario(tmp_path, CONTROLS, model=scaling),
+                                                                         frames)
+    for markets, message in (({"population": {"north": 1.0}}, r"every market's population.*got \['north'\]"),
+                             ({"population": {"north": 1.0, "south": 0}}, "must be > 0"),
+                             ({"pooling": "separate", "population": population}, "scales the markets of a pooled")):
+        with pytest.raises(ConfigError, match=message):
+            scenario(tmp_path, CONTROLS, markets=markets)
 
 
 def test_each_markets_view_measures_its_channels_against_the_pooled_models_own_prior(
