@@ -1,11 +1,12 @@
 """`make run` over many markets: wall time, peak memory and processes alive, with every market's run started at once
 (the old behaviour) against the bounded default (operations.max_parallel_runs: null, from cores and memory).
 
-    python benchmarks/markets_parallel.py [--markets 8] [--limits all,auto] [--weeks 52] [--full]
+    python benchmarks/markets_parallel.py [--markets 8] [--limits all,auto] [--weeks 52] [--full] [--pooling pooled]
 
 Each setting runs `python -m mmm_assets run` on a fresh instance and fresh stores: N synthetic markets (the
 reference scenario's channels, --weeks weeks from 2019-01-01, reseeded per market; small draws and no holdout, or with
---full the reference scenario's own sampler and validation settings), sampling the machine's available memory
+--full the reference scenario's own sampler and validation settings; fitted one by one, or with --pooling pooled
+by one hierarchical model), sampling the machine's available memory
 (/proc/meminfo) and the number of `mmm_assets run` processes every 0.25 s. Writes
 benchmarks/results/markets-parallel-<UTC stamp>.md.
 """
@@ -31,12 +32,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _scenario(folder: Path, markets: int, limit: int | None, weeks: int, full: bool) -> Path:
+def _scenario(folder: Path, markets: int, limit: int | None, weeks: int, full: bool, pooling: str) -> Path:
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
     names = [f"m{i:02d}" for i in range(markets)]
     raw |= {
         "scenario": "parallel",
-        "markets": {"names": names, "pooling": "separate",
+        "markets": {"names": names, "pooling": pooling,
                     "data": {n: {"synthetic": {"seed": 1000 + i}} for i, n in enumerate(names)}},
         "paths": {k: str(folder / k) for k in ("duckdb", "models_dir", "reports_dir", "alerts_log", "mlflow_dir")},
     }
@@ -83,12 +84,12 @@ def _step_seconds(home: Path) -> Counter:
     return totals
 
 
-def _measure(markets: int, limit: int | None, weeks: int, full: bool) -> dict:
+def _measure(markets: int, limit: int | None, weeks: int, full: bool, pooling: str) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="markets-parallel-"))
     home = folder / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    config = _scenario(folder, markets, limit, weeks, full)
+    config = _scenario(folder, markets, limit, weeks, full, pooling)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     env.pop("MMM_CONFIG", None)
     samples: list[tuple[float, int]] = []
@@ -110,10 +111,16 @@ def _measure(markets: int, limit: int | None, weeks: int, full: bool) -> dict:
     sampler.join()
     cpu = _children_cpu_s() - cpu_before
     steps = _step_seconds(home)
-    shutil.rmtree(folder, ignore_errors=True)
+    if run.returncode == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:  # kept for inspection: the instance, the stores and what the run printed
+        (folder / "run.out").write_text(run.stdout)
+        (folder / "run.err").write_text(run.stderr)
+        print(f"exit {run.returncode}: the run's instance, stores and output are kept in {folder}", flush=True)
     verdict = [line for line in run.stdout.splitlines() if line.startswith("markets:")]
     return {
-        "markets": markets, "max_parallel_runs": limit or "auto", "exit": run.returncode, "wall_s": round(seconds),
+        "markets": markets, "pooling": pooling, "max_parallel_runs": limit or "auto", "exit": run.returncode,
+        "wall_s": round(seconds),
         "cpu_s": round(cpu), "busiest_steps_s": ", ".join(f"{k} {v:.0f}" for k, v in steps.most_common(6)),
         "peak_memory_used_gib": round((before - min(a for a, _ in samples)) / 1024, 2),
         "max_processes_alive": max(n for _, n in samples) - 1,  # less the parent `make run` process
@@ -127,16 +134,18 @@ def main() -> None:
     parser.add_argument("--limits", default="all,auto", help="all = every market at once; auto = the default; or K")
     parser.add_argument("--weeks", type=int, default=52, help="weeks of data per market")
     parser.add_argument("--full", action="store_true", help="the scenario's own draws and holdout (else small draws)")
+    parser.add_argument("--pooling", choices=("separate", "pooled"), default="separate")
     args = parser.parse_args()
     rows = []
     for limit in args.limits.split(","):
         k = args.markets if limit == "all" else None if limit == "auto" else int(limit)
-        rows.append(_measure(args.markets, k, args.weeks, args.full))
+        rows.append(_measure(args.markets, k, args.weeks, args.full, args.pooling))
         print(rows[-1], flush=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = ROOT / "benchmarks" / "results" / f"markets-parallel-{stamp}.md"
     out.write_text(f"# `make run` over {args.markets} markets ({stamp})\n\n`python benchmarks/markets_parallel.py "
-                   f"--markets {args.markets} --limits {args.limits} --weeks {args.weeks}{' --full' * args.full}`\n\n"
+                   f"--markets {args.markets} --limits {args.limits} --weeks {args.weeks}{' --full' * args.full} "
+                   f"--pooling {args.pooling}`\n\n"
                    f"{pd.DataFrame(rows).to_markdown(index=False)}\n")
     print(out.read_text())
 

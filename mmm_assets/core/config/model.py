@@ -273,7 +273,8 @@ class SamplerConfig(_Strict):
         default=None,
         ge=10,
         description="When a fit's smallest bulk or tail ESS falls short of the ESS gates (or its R-hat is above the "
-        "R-hat gate), sample again with the draws that should reach them, at most this many per chain; null = never.",
+        "R-hat gate), sample again with the draws that should reach them, at most this many per chain; null = never "
+        "(a warm or Laplace start that misses is then kept too, not sampled again cold).",
     )
     warm_start: bool = Field(
         default=True,

@@ -144,7 +144,10 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
     dropped): a fixed mass matrix with too long a step is the usual cause, and this costs a warm fit, not a cold
     one. It is dropped when it diverges again, or still falls short when more chains would take it past
     ``s.chains * s.max_draws`` draws: the model is then sampled again cold (at the raised rate, when it was raised),
-    with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.fallback``).
+    with ``s.tune`` and ``s.draws``, by ``cold_sampler`` when given (``sampler.fallback``). With ``s.max_draws`` None
+    no fit is sampled again for a gate it misses, a warm one included (a refit that only predicts: a cold refit of a
+    50-geo pooled model would cost many times the warm start it replaced, and be kept whatever its gates); one that
+    diverges still is.
     A cold fit with more than ``divergences_max`` divergences is sampled again once with the target acceptance rate
     raised to DIVERGENCE_TARGET_ACCEPT.
     A start from the Laplace approximation (:class:`LaplaceStart`) is a warm start in all of this, except that one of
@@ -223,7 +226,7 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
                        f"{time.monotonic() - started:.1f} s; the same start again with target_accept {accept} "
                        f"(smaller steps), {s.chains} chains")
                 continue
-            if diagnostics.divergences or (reasons and not room):
+            if diagnostics.divergences or (reasons and not room and s.max_draws is not None):
                 reasons += [f"{diagnostics.divergences} divergences"] if diagnostics.divergences else []
                 start = warm.label
                 draws, chains, warm, kept, attempt = s.draws, s.chains, None, None, attempt + 1
@@ -232,7 +235,7 @@ def sample(  # noqa: C901 -- one escalation ladder (start, more chains, cold ref
                        f"{time.monotonic() - started:.1f} s; "
                        f"sampling again cold with {sampler} ({s.tune} tune + {draws} draws)")
                 continue
-            if not reasons:
+            if not reasons or s.max_draws is None:  # null: never sampled again for a gate, warm or cold
                 break
             kept, attempt = mmm.idata, attempt + 1
             warm = _continued(mmm, warm, s.chains, s.seed + attempt)

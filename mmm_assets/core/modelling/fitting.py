@@ -102,6 +102,7 @@ def _warm_start(mmm: MMM, s: SamplerConfig, previous: PreviousPosterior | None, 
 
 def refit_sampler(cfg: MMMConfig, draws: int) -> SamplerConfig:
     """The sampler of a refit that only predicts: at most ``draws`` draws per chain and as many tuning steps, both
-    capped at the configured sampler's own."""
+    capped at the configured sampler's own, and never sampled again for a gate it misses (``max_draws`` None; one
+    that diverges still is: ``inference.sampling.sample``)."""
     draws = min(draws, cfg.sampler.draws)
     return cfg.sampler.model_copy(update={"draws": draws, "tune": min(cfg.sampler.tune, draws), "max_draws": None})

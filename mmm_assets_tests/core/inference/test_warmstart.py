@@ -188,6 +188,14 @@ def test_a_warm_fit_that_misses_the_gates_samples_more_warm_chains_or_again_cold
     assert messages[1].endswith("sampling again cold with nutpie (300 tune + 100 draws)")
     assert result.warm_start is None and result.chains == 2
     assert fake.samplers == ["numpyro", "numpyro", "nutpie"] and result.sampler == "nutpie"
+    # with max_draws null (a refit that only predicts) a warm fit short of a gate is kept, not sampled again cold;
+    # one that diverges is still sampled again
+    never = s.model_copy(update={"max_draws": None})
+    fake, messages, result = _sample(monkeypatch, [high], never)
+    assert fake.calls == [(40, 100, True)] and result.warm_start == "champion v3" and result.chains == 2
+    assert len(messages) == 1 and messages[0].startswith("fit done in ")
+    fake, _, result = _sample(monkeypatch, [diverged, diverged, ok], never)
+    assert fake.calls == [(40, 100, True), (40, 100, True), (300, 100, False)] and result.warm_start is None
 
 
 def test_more_warm_chains_start_from_the_fit_and_are_kept_with_it(small_fit, monkeypatch):
