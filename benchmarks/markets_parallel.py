@@ -2,6 +2,7 @@
 (the old behaviour) against the bounded default (operations.max_parallel_runs: null, from cores and memory).
 
     python benchmarks/markets_parallel.py [--markets 8] [--limits all,auto] [--weeks 52] [--full] [--pooling pooled]
+                                          [--channels 3] [--own-truths]
 
 Each setting runs `python -m mmm_assets run` on a fresh instance and fresh stores: N synthetic markets (the
 reference scenario's channels, --weeks weeks from 2019-01-01, reseeded per market; small draws and no holdout, or with
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import resource
 import shutil
@@ -30,20 +32,30 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 
 
-def _scenario(folder: Path, markets: int, limit: int | None, weeks: int, full: bool, pooling: str) -> Path:
+def _scenario(folder: Path, markets: int, limit: int | None, a: argparse.Namespace) -> Path:
+    """The scenario file: config/default.yaml over ``markets`` markets, reseeded, or each with its own truth and size
+    (--own-truths: benchmarks/geos.py's geo_truth), with --channels channels (many_channels.repeat_channels)."""
+    sys.path.insert(0, str(HERE))
+    from geos import geo_truth
+    from many_channels import repeat_channels
+
     raw = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
+    base = raw["data"]["synthetic"]
+    base["channels"] = repeat_channels(base["channels"], a.channels)
     names = [f"m{i:02d}" for i in range(markets)]
+    data = {n: geo_truth(i, base) if a.own_truths else {"synthetic": {"seed": 1000 + i}} for i, n in enumerate(names)}
+    data = json.loads(json.dumps(data, default=float))  # numpy numbers as plain ones, for YAML
     raw |= {
         "scenario": "parallel",
-        "markets": {"names": names, "pooling": pooling,
-                    "data": {n: {"synthetic": {"seed": 1000 + i}} for i, n in enumerate(names)}},
+        "markets": {"names": names, "pooling": a.pooling, "data": data},
         "paths": {k: str(folder / k) for k in ("duckdb", "models_dir", "reports_dir", "alerts_log", "mlflow_dir")},
     }
     start = pd.Timestamp(raw["data"]["synthetic"]["start_date"])
-    raw["data"]["synthetic"]["end_date"] = str((start + pd.Timedelta(weeks=weeks) - pd.Timedelta(days=1)).date())
-    if not full:
+    raw["data"]["synthetic"]["end_date"] = str((start + pd.Timedelta(weeks=a.weeks) - pd.Timedelta(days=1)).date())
+    if not a.full:
         raw["sampler"] |= {"chains": 2, "draws": 150, "tune": 300}
         raw["validation"] |= {"holdout_weeks": 0, "min_weeks": 26}
     raw["operations"]["max_parallel_runs"] = limit
@@ -84,12 +96,12 @@ def _step_seconds(home: Path) -> Counter:
     return totals
 
 
-def _measure(markets: int, limit: int | None, weeks: int, full: bool, pooling: str) -> dict:
+def _measure(markets: int, limit: int | None, a: argparse.Namespace) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="markets-parallel-"))
     home = folder / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    config = _scenario(folder, markets, limit, weeks, full, pooling)
+    config = _scenario(folder, markets, limit, a)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     env.pop("MMM_CONFIG", None)
     samples: list[tuple[float, int]] = []
@@ -119,7 +131,7 @@ def _measure(markets: int, limit: int | None, weeks: int, full: bool, pooling: s
         print(f"exit {run.returncode}: the run's instance, stores and output are kept in {folder}", flush=True)
     verdict = [line for line in run.stdout.splitlines() if line.startswith("markets:")]
     return {
-        "markets": markets, "pooling": pooling, "max_parallel_runs": limit or "auto", "exit": run.returncode,
+        "markets": markets, "channels": a.channels, "pooling": a.pooling, "max_parallel_runs": limit or "auto", "exit": run.returncode,
         "wall_s": round(seconds),
         "cpu_s": round(cpu), "busiest_steps_s": ", ".join(f"{k} {v:.0f}" for k, v in steps.most_common(6)),
         "peak_memory_used_gib": round((before - min(a for a, _ in samples)) / 1024, 2),
@@ -135,17 +147,20 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=52, help="weeks of data per market")
     parser.add_argument("--full", action="store_true", help="the scenario's own draws and holdout (else small draws)")
     parser.add_argument("--pooling", choices=("separate", "pooled"), default="separate")
+    parser.add_argument("--channels", type=int, default=3, help="channels per market (repeat_channels)")
+    parser.add_argument("--own-truths", action="store_true",
+                        help="each market its own truth and size (geos.geo_truth), not the same one reseeded")
     args = parser.parse_args()
     rows = []
     for limit in args.limits.split(","):
         k = args.markets if limit == "all" else None if limit == "auto" else int(limit)
-        rows.append(_measure(args.markets, k, args.weeks, args.full, args.pooling))
+        rows.append(_measure(args.markets, k, args))
         print(rows[-1], flush=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = ROOT / "benchmarks" / "results" / f"markets-parallel-{stamp}.md"
     out.write_text(f"# `make run` over {args.markets} markets ({stamp})\n\n`python benchmarks/markets_parallel.py "
                    f"--markets {args.markets} --limits {args.limits} --weeks {args.weeks}{' --full' * args.full} "
-                   f"--pooling {args.pooling}`\n\n"
+                   f"--pooling {args.pooling} --channels {args.channels}{' --own-truths' * args.own_truths}`\n\n"
                    f"{pd.DataFrame(rows).to_markdown(index=False)}\n")
     print(out.read_text())
 

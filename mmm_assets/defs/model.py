@@ -6,7 +6,6 @@ PyMC-Marketing is imported inside the asset bodies, not at module level, so the 
 
 import contextlib
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +254,7 @@ def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, clie
            features: pd.DataFrame, pooled_file, choice: ModelChoice) -> FittedModel:
     """Log the fit to its MLflow run (lineage tags, params, metrics, inputs) and register the model file as a new
     version of the market's model; returns the record the downstream assets get."""
+    from mmm_assets.core.modelling.build import fit_records
     from mmm_assets.core.stores import tracking
 
     data_version = content_hash(features)
@@ -275,7 +275,7 @@ def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, clie
         client, run.info.run_id, cfg, tags=lineage,
         metrics={**result.diagnostics.as_dict(), "fit_wall_seconds": result.wall_seconds},
         config_file=Path(scenario.config_path), features=features, data_version=data_version,
-        records=_fit_records(result.mmm),
+        records=fit_records(result.mmm),
     )
     version = tracking.register_version(
         client, cfg, run.info.run_id, {**lineage, "data_version": data_version}, model_file=path
@@ -290,6 +290,7 @@ def _track(context: AssetExecutionContext, scenario: ScenarioResource, cfg, clie
 
 def _posterior_metadata(cfg, result, fitted: FittedModel, weeks: int, url: str) -> dict:
     """What the UI shows of a fit: sampler, draws, diagnostics, the model file, the MLflow run and version."""
+    from mmm_assets.core.modelling.build import fit_records
     from mmm_assets.core.stores import tracking
 
     d = result.diagnostics
@@ -312,25 +313,8 @@ def _posterior_metadata(cfg, result, fitted: FittedModel, weeks: int, url: str) 
         "mlflow_run_id": fitted.mlflow_run_id,
         "mlflow_run": MetadataValue.url(url),
         "model_version": f"{tracking.model_name(cfg)} v{fitted.model_version}",
-        **{name: MetadataValue.json(record) for name, record in _fit_records(result.mmm).items()},
+        **{name: MetadataValue.json(record) for name, record in fit_records(result.mmm).items()},
     }
-
-
-def _fit_records(mmm) -> dict[str, dict]:
-    """What a fit was scaled and pooled with, shown in the UI and logged to MLflow as JSON:
-
-    - ``model_scales``: the target's, channels' and controls' scales it divided by, in the shape ``model.scaling``
-      (or a market's entry of ``model.scaling.markets``) takes, to fix them for later refreshes;
-    - ``between_market_spreads``: a pooled market's spreads (learnt or stated, per parameter and channel), as the
-      pooled model was fitted with them; absent for a market fitted on its own.
-    """
-    from mmm_assets.core.modelling.build import fitted_scales
-    from mmm_assets.core.modelling.spread import SPREADS_ATTR
-
-    scales = fitted_scales(mmm)
-    records = {"model_scales": {"target": scales.target, "channels": scales.channels, "controls": scales.controls}}
-    spreads = mmm.idata.attrs.get(SPREADS_ATTR)
-    return {**records, "between_market_spreads": json.loads(spreads)} if spreads else records
 
 
 def fit_title(cfg) -> str:

@@ -14,6 +14,7 @@ set in ``model.scaling``; a channel or term without a fixed scale still takes it
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ from mmm_assets.core.config import DATE_COLUMN, SATURATION_CEILING, TARGET_COLUM
 from mmm_assets.core.inference import serialization  # noqa: F401  (a saved model's shared media scale as JSON)
 from mmm_assets.core.modelling.priors import NoControlCoefficients, RoleTerms, role_terms, spend_share_beta_sigma
 from mmm_assets.core.modelling.roles import term_specs
+from mmm_assets.core.modelling.spread import SPREADS_ATTR
 from mmm_assets.core.transforms.media import adstock_transformation, saturation_transformation
 
 
@@ -165,6 +167,20 @@ def fitted_scales(mmm: MMM) -> ModelScales:
         controls={k: v for k, v in (terms.scales if terms else {}).items() if k in columns},
         centers={k: v for k, v in (terms.centers if terms else {}).items() if k in columns},
     )
+
+def fit_records(mmm: MMM) -> dict[str, dict]:
+    """What a fitted model was scaled and pooled with, as JSON-ready records (the UI's metadata, MLflow artifacts):
+
+    - ``model_scales``: the target's, channels' and controls' scales it divided by, in the shape ``model.scaling``
+      (or a market's entry of ``model.scaling.markets``) takes, to fix them for later refreshes;
+    - ``between_market_spreads``: a pooled market's spreads (learnt or stated, per parameter and channel), as the
+      pooled model was fitted with them; absent for a market fitted on its own.
+    """
+    scales = fitted_scales(mmm)
+    records = {"model_scales": {"target": scales.target, "channels": scales.channels, "controls": scales.controls}}
+    spreads = mmm.idata.attrs.get(SPREADS_ATTR)
+    return {**records, "between_market_spreads": json.loads(spreads)} if spreads else records
+
 
 def free_parameters(mmm: MMM) -> list[str]:
     """The model's free random variables' names (what convergence diagnostics cover)."""
