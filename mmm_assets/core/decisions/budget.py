@@ -342,14 +342,43 @@ def _allocate(
     bounds: tuple[np.ndarray, np.ndarray],
     attempts: Sequence[Attempt],
 ) -> tuple[np.ndarray, str, list[str]]:
-    """Horizon totals from the first usable attempt (else the last answer projected), the method, and what failed."""
+    """Horizon totals from the first usable attempt (else the last answer projected), the method, and what failed.
+
+    The optimiser starts from the nearest solved total's answer when there is one, and that answer is kept when it
+    is worth at least the current mix; else it starts from the current mix. The response need not be concave (an
+    S-shaped saturation has more than one local optimum), and a start elsewhere may end in one below today's mix,
+    which a start from the mix never does."""
     lower, upper = bounds
     spent = planner.current.sum()
     share = planner.current / spent if spent > 0 else np.full(len(lower), 1 / len(lower))
+    mix = _project(share * total, lower, upper, total)
     nearest = _nearest_answer(planner, total)
-    start = _project(share * total if nearest is None else nearest, lower, upper, total)
+    if nearest is not None:
+        near = _project(nearest, lower, upper, total)
+        found = _solve_from(planner, settings, total, bounds, attempts, near, "the nearest total's answer")
+        if found[1].startswith("pymc-marketing") and _worth(planner, found[0]) >= _worth(planner, mix):
+            return found
+    return _solve_from(planner, settings, total, bounds, attempts, mix, "the current mix")
+
+
+def _worth(planner: Planner, spend: np.ndarray) -> float:
+    """What the optimiser maximises, at horizon totals ``spend``."""
+    return float(planner.optimizer.evaluate_plan(planner.weekly(spend)).utility)
+
+
+def _solve_from(
+    planner: Planner,
+    settings: BudgetSettings,
+    total: float,
+    bounds: tuple[np.ndarray, np.ndarray],
+    attempts: Sequence[Attempt],
+    start: np.ndarray,
+    start_name: str,
+) -> tuple[np.ndarray, str, list[str]]:
+    """:func:`_allocate` from ``start`` (named ``start_name`` when it is what gets projected)."""
+    lower, upper = bounds
     weekly_bounds = {c: (lo / planner.weeks, hi / planner.weeks) for c, lo, hi in zip(planner.channels, lower, upper)}
-    spend, source, reasons = start, "the current mix", []
+    spend, source, reasons = start, start_name, []
     for attempt in attempts:
         try:
             with warnings.catch_warnings():
