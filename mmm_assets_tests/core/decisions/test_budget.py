@@ -189,6 +189,31 @@ def test_forced_fallback_still_meets_the_constraints_and_says_so(fitted, default
         assert result.optimized_response.mean == pytest.approx(default_result.optimized_response.mean, rel=1e-3)
 
 
+def test_a_start_from_the_nearest_total_never_ends_below_the_current_mix(fitted, default_result, monkeypatch):
+    """An answer found from the nearest total's answer is kept only when it is worth at least the current mix (a
+    non-concave response may hold it in a worse local optimum); otherwise the total is solved from the mix."""
+    features, _, mmm = fitted
+    planner = budget.Planner.build(mmm, features, BudgetSettings())
+    total = float(planner.current.sum())
+    bounds = budget.channel_bounds(planner, BudgetSettings(), total)
+    worse = budget._project(planner.current * np.linspace(0.5, 1.5, len(planner.current)), *bounds, total)
+    solved = []
+    real = budget._solve_from
+
+    def solve_from(planner, settings, total, bounds, attempts, start, start_name):
+        solved.append(start_name)  # from the nearest answer: pretend the optimiser stopped somewhere worse
+        if start_name == "the nearest total's answer":
+            return worse, "pymc-marketing BudgetOptimizer with scipy SLSQP", []
+        return real(planner, settings, total, bounds, attempts, start, start_name)
+
+    monkeypatch.setattr(budget, "_nearest_answer", lambda planner, total: planner.current * 1.0)
+    monkeypatch.setattr(budget, "_solve_from", solve_from)
+    spend, method, _ = budget._allocate(planner, BudgetSettings(), total, bounds, DEFAULT_ATTEMPTS)
+    assert solved == ["the nearest total's answer", "the current mix"] and method.startswith("pymc-marketing")
+    assert budget._worth(planner, worse) < budget._worth(planner, planner.current) <= budget._worth(planner, spend)
+    np.testing.assert_allclose(spend, default_result.allocation["optimized_spend"].to_numpy(), rtol=1e-4)
+
+
 def test_absolute_bounds_and_an_explicit_total_are_honoured(fitted, default_result):
     features, _, mmm = fitted
     current = default_result.allocation.set_index("channel")["current_spend"]
