@@ -44,17 +44,16 @@ from pymc_marketing.mmm.utility import (
     sharpe_ratio,
     value_at_risk,
 )
-from scipy.optimize import brentq
 
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
+from mmm_assets.core.decisions.feasible import BOUND_SLACK as BOUND_SLACK  # re-exported: the budget's slack
+from mmm_assets.core.decisions.feasible import project, violation
 from mmm_assets.core.inference.compiling import RUN_MODE, quick_compile
 from mmm_assets.core.modelling.posterior import HDI_PROB
 from mmm_assets.core.synthetic.generator import GroundTruth
 
 CHANNEL_DIM = "channel"
 WEEK = pd.Timedelta(days=7)
-#: Numeric slack allowed on a bound, relative to the total budget.
-BOUND_SLACK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -294,28 +293,6 @@ def _current_mix(planner: Planner, total: float) -> np.ndarray:
     return np.where(fixed, planner.current, planner.current * left / movable).astype(float)
 
 
-def _project(spend: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float) -> np.ndarray:
-    """The closest allocation to ``spend`` (Euclidean) that sums to ``total`` within the bounds."""
-
-    def excess(shift: float) -> float:
-        return float(np.clip(spend + shift, lower, upper).sum() - total)
-
-    shift = brentq(excess, float((lower - spend).min()), float((upper - spend).max()))
-    return np.clip(spend + shift, lower, upper)
-
-
-def _violation(
-    spend: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float, tolerance: float, channels: list[str]
-) -> str | None:
-    """What an answer breaks (the total or a bound), or None when it holds."""
-    gap = abs(spend.sum() - total)
-    if gap > tolerance * total:
-        return f"spends {spend.sum():,.2f} instead of {total:,.2f} ({100 * gap / total:.3g} % off)"
-    slack = BOUND_SLACK * total
-    outside = [c for c, s, lo, hi in zip(channels, spend, lower, upper) if not lo - slack <= s <= hi + slack]
-    return f"breaks the bounds of {', '.join(outside)}" if outside else None
-
-
 def _change_pct(current: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Percentage change per channel; +inf from zero to some spend, 0 from zero to zero."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -351,10 +328,10 @@ def _allocate(
     lower, upper = bounds
     spent = planner.current.sum()
     share = planner.current / spent if spent > 0 else np.full(len(lower), 1 / len(lower))
-    mix = _project(share * total, lower, upper, total)
+    mix = project(share * total, lower, upper, total)
     nearest = _nearest_answer(planner, total)
     if nearest is not None:
-        near = _project(nearest, lower, upper, total)
+        near = project(nearest, lower, upper, total)
         found = _solve_from(planner, settings, total, bounds, attempts, near, "the nearest total's answer")
         if found[1].startswith("pymc-marketing") and _worth(planner, found[0]) >= _worth(planner, mix):
             return found
@@ -397,12 +374,12 @@ def _solve_from(
         source = f"the {attempt.name} answer"
         scipy_result = result.scipy_result
         problem = None if scipy_result.success else f"did not converge ({scipy_result.message})"
-        problem = problem or _violation(spend, lower, upper, total, settings.total_tolerance, planner.channels)
+        problem = problem or violation(spend, lower, upper, total, settings.total_tolerance, planner.channels)
         if problem is None:
             return spend, f"pymc-marketing BudgetOptimizer with scipy {attempt.name}", reasons
         reasons.append(f"{attempt.name} {problem}")
     method = f"projection onto the budget and bounds of {source}, re-evaluated"
-    return _project(spend, lower, upper, total), method, reasons
+    return project(spend, lower, upper, total), method, reasons
 
 
 def solve_total(

@@ -196,7 +196,7 @@ def test_a_start_from_the_nearest_total_never_ends_below_the_current_mix(fitted,
     planner = budget.Planner.build(mmm, features, BudgetSettings())
     total = float(planner.current.sum())
     bounds = budget.channel_bounds(planner, BudgetSettings(), total)
-    worse = budget._project(planner.current * np.linspace(0.5, 1.5, len(planner.current)), *bounds, total)
+    worse = budget.project(planner.current * np.linspace(0.5, 1.5, len(planner.current)), *bounds, total)
     solved = []
     real = budget._solve_from
 
