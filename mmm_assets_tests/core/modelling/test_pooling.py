@@ -87,7 +87,9 @@ def market_features(cfg: MMMConfig, market: str) -> tuple[pd.DataFrame, GroundTr
 
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> PooledFit:
-    cfg = scenario(tmp_path_factory.mktemp("pooled"), markets={"data": {LATE: {"synthetic": {"start_date": OPENS}}}})
+    # max_draws as in production (SMALL's null never samples again): a start short of an ESS gate draws more chains.
+    cfg = scenario(tmp_path_factory.mktemp("pooled"), markets={"data": {LATE: {"synthetic": {"start_date": OPENS}}}},
+                   sampler={**SMALL["sampler"], "max_draws": 500})
     data = {m: market_features(cfg, m) for m in cfg.market_names}
     features = {m: f for m, (f, _) in data.items()}
     messages: list[str] = []
