@@ -67,6 +67,8 @@ class Attempt:
 #: The library's default (SLSQP on a rescaled objective), then a derivative-free solver that copes with the
 #: response's scale on its own.
 DEFAULT_ATTEMPTS: tuple[Attempt, ...] = (Attempt("SLSQP"), Attempt("COBYQA", {"method": "COBYQA"}))
+#: How an answer the optimiser converged to is named (its method, followed by the attempt's name).
+OPTIMIZED = "pymc-marketing BudgetOptimizer with scipy"
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,7 @@ def _nearest_answer(planner: Planner, total: float) -> np.ndarray | None:
     search, which asks for total after nearby total, starts the next one (SLSQP then needs fewer iterations than
     from the current mix); None before any answer."""
     solved = [(key[0], spend) for key, (spend, method, _) in planner.allocations.items()
-              if method.startswith("pymc-marketing") and key[0] > 0]
+              if method.startswith(OPTIMIZED) and key[0] > 0]
     if not solved:
         return None
     near, spend = min(solved, key=lambda item: abs(np.log(item[0] / total)))
@@ -333,7 +335,7 @@ def _allocate(
     if nearest is not None:
         near = project(nearest, lower, upper, total)
         found = _solve_from(planner, settings, total, bounds, attempts, near, "the nearest total's answer")
-        if found[1].startswith("pymc-marketing") and _worth(planner, found[0]) >= _worth(planner, mix):
+        if found[1].startswith(OPTIMIZED) and _worth(planner, found[0]) >= _worth(planner, mix):
             return found
     return _solve_from(planner, settings, total, bounds, attempts, mix, "the current mix")
 
@@ -353,9 +355,8 @@ def _solve_from(
     start_name: str,
 ) -> tuple[np.ndarray, str, list[str]]:
     """:func:`_allocate` from ``start`` (named ``start_name`` when it is what gets projected)."""
-    lower, upper = bounds
+    (lower, upper), spend, source, reasons = bounds, start, start_name, []
     weekly_bounds = {c: (lo / planner.weeks, hi / planner.weeks) for c, lo, hi in zip(planner.channels, lower, upper)}
-    spend, source, reasons = start, start_name, []
     for attempt in attempts:
         try:
             with warnings.catch_warnings():
@@ -376,7 +377,7 @@ def _solve_from(
         problem = None if scipy_result.success else f"did not converge ({scipy_result.message})"
         problem = problem or violation(spend, lower, upper, total, settings.total_tolerance, planner.channels)
         if problem is None:
-            return spend, f"pymc-marketing BudgetOptimizer with scipy {attempt.name}", reasons
+            return spend, f"{OPTIMIZED} {attempt.name}", reasons
         reasons.append(f"{attempt.name} {problem}")
     method = f"projection onto the budget and bounds of {source}, re-evaluated"
     return project(spend, lower, upper, total), method, reasons
