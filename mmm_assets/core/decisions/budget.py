@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -49,7 +48,7 @@ from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
 from mmm_assets.core.decisions.feasible import BOUND_SLACK as BOUND_SLACK  # re-exported: the budget's slack
 from mmm_assets.core.decisions.feasible import project, violation
 from mmm_assets.core.inference.compiling import RUN_MODE, quick_compile
-from mmm_assets.core.modelling.posterior import HDI_PROB
+from mmm_assets.core.modelling.posterior import Interval
 from mmm_assets.core.synthetic.generator import GroundTruth
 
 CHANNEL_DIM = "channel"
@@ -69,21 +68,11 @@ class Attempt:
 DEFAULT_ATTEMPTS: tuple[Attempt, ...] = (Attempt("SLSQP"), Attempt("COBYQA", {"method": "COBYQA"}))
 #: How an answer the optimiser converged to is named (its method, followed by the attempt's name).
 OPTIMIZED = "pymc-marketing BudgetOptimizer with scipy"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Posterior mean and 94 % HDI (``HDI_PROB``) of a quantity over the posterior draws."""
-
-    mean: float
-    hdi_low: float
-    hdi_high: float
-
-    @classmethod
-    def of(cls, samples: np.ndarray) -> Interval:
-        """Mean and 94 % HDI of ``samples``."""
-        hdi = az.hdi(xr.DataArray(samples, dims=["sample"]), prob=HDI_PROB, dim=["sample"])
-        return cls(float(samples.mean()), float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper")))
+#: Iterations a start from the nearest total's answer gets (the first attempt only) before the total is solved from
+#: the current mix instead, with every attempt. From the mix SLSQP took 20-30 on the 20-market refresh of
+#: docs/performance.md, from the nearest answer mostly fewer, but once 173 (11 s) from a channel on its upper bound,
+#: where the mix took 26 (0.2 s) to the same split. The library's own cap is 1,000.
+WARM_MAXITER = 30
 
 
 @dataclass(frozen=True)
@@ -323,8 +312,9 @@ def _allocate(
 ) -> tuple[np.ndarray, str, list[str]]:
     """Horizon totals from the first usable attempt (else the last answer projected), the method, and what failed.
 
-    The optimiser starts from the nearest solved total's answer when there is one, and that answer is kept when it
-    is worth at least the current mix; else it starts from the current mix. The response need not be concave (an
+    The optimiser starts from the nearest solved total's answer when there is one, with the first attempt only, for
+    WARM_MAXITER iterations; that answer is kept when it converged and is worth at least the current mix; else the
+    total is solved from the current mix, with every attempt. The response need not be concave (an
     S-shaped saturation has more than one local optimum), and a start elsewhere may end in one below today's mix,
     which a start from the mix never does."""
     lower, upper = bounds
@@ -333,8 +323,10 @@ def _allocate(
     mix = project(share * total, lower, upper, total)
     nearest = _nearest_answer(planner, total)
     if nearest is not None:
-        near = project(nearest, lower, upper, total)
-        found = _solve_from(planner, settings, total, bounds, attempts, near, "the nearest total's answer")
+        first = attempts[0].minimize_kwargs
+        capped = Attempt(attempts[0].name, {**first, "options": {**first.get("options", {}), "maxiter": WARM_MAXITER}})
+        found = _solve_from(planner, settings, total, bounds, [capped], project(nearest, lower, upper, total),
+                            "the nearest total's answer")
         if found[1].startswith(OPTIMIZED) and _worth(planner, found[0]) >= _worth(planner, mix):
             return found
     return _solve_from(planner, settings, total, bounds, attempts, mix, "the current mix")

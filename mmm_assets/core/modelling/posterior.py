@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import xarray as xr
 from pymc_marketing.mmm import MMM
@@ -14,6 +16,22 @@ from mmm_assets.core.config import DATE_COLUMN, TARGET_COLUMN
 
 #: Probability mass of every interval the project reports.
 HDI_PROB = 0.94
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Posterior mean and 94 % HDI (``HDI_PROB``) of a quantity over the posterior draws."""
+
+    mean: float
+    hdi_low: float
+    hdi_high: float
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> Interval:
+        """Mean and 94 % HDI of ``samples``."""
+        hdi = az.hdi(xr.DataArray(samples, dims=["sample"]), prob=HDI_PROB, dim=["sample"])
+        return cls(float(samples.mean()), float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper")))
+
 
 def mean_hdi(samples: xr.DataArray, prefix: str = "", sample_dims: Sequence[str] = ("chain", "draw")) -> pd.DataFrame:
     """Posterior mean and 94 % HDI over ``sample_dims``: one row per value of the one remaining dimension."""
