@@ -33,7 +33,7 @@ PINNED_DAGSTER = "1.13.27"
 #: The wrapped method's parameters; a change means the wrapper must be read again.
 CLAIM_PARAMETERS = ("self", "concurrency_key", "step_key", "step_priority")
 #: The longest sleep between two claims: how soon an interrupt is acted upon while waiting.
-POLL_S = 1.0
+POLL_S = 0.2
 #: How often a waiting step looks for runs whose worker died (each look reads the run and event storage).
 SWEEP_EVERY_S = 5.0
 #: How often a waiting step says it is still waiting.
