@@ -123,7 +123,7 @@ def _measure(markets: int, limit: int | None, a: argparse.Namespace) -> dict:
     sampler.join()
     cpu = _children_cpu_s() - cpu_before
     steps = _step_seconds(home)
-    if run.returncode == 0:
+    if run.returncode == 0 and not a.keep:
         shutil.rmtree(folder, ignore_errors=True)
     else:  # kept for inspection: the instance, the stores and what the run printed
         (folder / "run.out").write_text(run.stdout)
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=3, help="channels per market (repeat_channels)")
     parser.add_argument("--own-truths", action="store_true",
                         help="each market its own truth and size (geos.geo_truth), not the same one reseeded")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the instance, stores and output of a run that succeeds too (for timelines.py)")
     args = parser.parse_args()
     rows = []
     for limit in args.limits.split(","):
