@@ -1,0 +1,85 @@
+"""The budget optimiser's start from the nearest total's answer with and without budget.WARM_MAXITER, on refreshed
+markets.
+
+    python benchmarks/markets_parallel.py --markets 20 --limits auto --weeks 156 --full --pooling pooled \
+        --own-truths --keep            # prints the folder it keeps
+    python benchmarks/warm_cap.py <that folder>
+
+For every market of the kept refresh (its champion model and features), in one process: the budget scenarios and
+the default goals (`budget.budget_scenarios`, `goals.plan_goals`) twice each way in ABBA order, "uncapped" (the
+nearest answer's start given the library's 1,000 iterations) and "capped" (WARM_MAXITER, as shipped). The
+optimiser's answers are cleared between plannings and its compiled function kept; a market's first planning (which
+compiles it) is not counted. Prints and writes (benchmarks/results/warm-cap-<UTC stamp>.md) the seconds each way,
+their ratio, the slowest single total each way, the fallbacks from SLSQP and how far the plans are apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    from mmm_assets.core.config import load_config
+    from mmm_assets.core.decisions import budget, goals
+    from mmm_assets.core.modelling.persistence import load_model
+
+    folder = Path(sys.argv[1])
+    cfg = load_config(folder / "scenario.yaml")
+    caps = {"uncapped": 1000, "capped": budget.WARM_MAXITER}
+    seconds, slowest, fallbacks = dict.fromkeys(caps, 0.0), dict.fromkeys(caps, 0.0), dict.fromkeys(caps, 0)
+    allocate, way = budget._allocate, ["uncapped"]
+
+    def timed(*args):
+        started = time.monotonic()
+        found = allocate(*args)
+        slowest[way[0]] = max(slowest[way[0]], time.monotonic() - started)
+        fallbacks[way[0]] += not found[1].endswith("SLSQP")
+        return found
+
+    budget._allocate = timed
+    apart = 0.0
+    with duckdb.connect(str(cfg.paths.duckdb), read_only=True) as con:
+        for i, market in enumerate(cfg.market_names):
+            narrowed = cfg.for_market(market)
+            features = con.execute("SELECT * EXCLUDE (scenario, market) FROM mmm_features WHERE market = ? "
+                                   "ORDER BY date", [market]).df()
+            mmm = load_model(sorted(cfg.paths.models_dir.glob(f"mmm_*_{market}_*.nc"))[-1])
+            order = ("uncapped", "capped", "capped", "uncapped") if i % 2 == 0 else ("capped", "uncapped",
+                                                                                       "uncapped", "capped")
+            plans: dict[str, list[float]] = {}
+            for n, name in enumerate(order):
+                budget.WARM_MAXITER, way[0] = caps[name], name
+                for kept in budget._OPTIMIZERS.values():
+                    kept[2].clear()
+                started = time.monotonic()
+                budget.budget_scenarios(mmm, features, narrowed.decisions.budget, narrowed.owned_channels)
+                found = goals.plan_goals(mmm, features, narrowed.decisions.budget, narrowed.decisions.planner,
+                                         narrowed.kpi, narrowed.owned_channels)
+                if n:
+                    seconds[name] += time.monotonic() - started
+                plans.setdefault(name, [p.result.optimized_response.mean for p in found])
+            apart = max(apart, *(abs(a / b - 1) for a, b in zip(plans["uncapped"], plans["capped"])))
+            print(market, {k: round(v, 1) for k, v in seconds.items()}, flush=True)
+    budget.WARM_MAXITER = caps["capped"]
+    summary = (f"capped {seconds['capped']:.1f} s, uncapped {seconds['uncapped']:.1f} s over {len(cfg.market_names)} "
+               f"markets: ratio {seconds['capped'] / seconds['uncapped']:.3f}; slowest total {slowest['capped']:.2f} "
+               f"s capped, {slowest['uncapped']:.2f} s uncapped; totals not solved by SLSQP: {fallbacks['capped']} "
+               f"capped, {fallbacks['uncapped']} uncapped; plans' expected responses at most {apart:.1e} apart")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = ROOT / "benchmarks" / "results" / f"warm-cap-{stamp}.md"
+    out.write_text(f"# The nearest total's start, capped at WARM_MAXITER {caps['capped']} ({stamp})\n\n"
+                   f"`python benchmarks/warm_cap.py <folder of markets_parallel.py --markets {len(cfg.market_names)} "
+                   f"--limits auto --weeks 156 --full --pooling pooled --own-truths --keep>`\n\n{summary}\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
