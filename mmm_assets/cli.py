@@ -121,9 +121,7 @@ def run(config_path: Path, market: str | None = None) -> int:
 
     # the stores the market runs share are set up once, here, not by several processes racing to create them
     tracking.ensure_experiment(tracking.client_for(cfg), cfg)
-    if cfg.pooled:
-        _features_first(config_path, cfg, markets)
-    code = _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs))
+    code = _run_markets(config_path, markets, *parallel_runs(cfg.operations.max_parallel_runs), inputs_first=cfg.pooled)
     if code != Exit.SUCCESS:
         print("every market at once (roll-up, one budget across markets): skipped, since a market's refresh did not "
               "succeed (its champion and horizon would be older than the others'); run again once every market "
@@ -152,33 +150,25 @@ def _say(line: str) -> None:
 
 #: What a pooled model needs of every market before any market's fit starts.
 INPUT_ASSETS = ("marketing_spend", "ground_truth", "mmm_features")
+#: The suffix of a worker's job that materialises a market's INPUT_ASSETS only (``"<market> inputs"``).
+INPUTS_JOB = " inputs"
 
 
-def _features_first(config_path: Path, cfg: MMMConfig, markets: list[str]) -> None:
-    """Materialise every market's inputs before the markets' runs start, since each market's slice of a pooled model
-    is fitted on all markets' features (a market whose inputs fail its checks then fails every market's fit, with
-    the reason)."""
-    from dagster import AssetKey, DagsterInstance
+def _inputs(config_path: Path, cfg: MMMConfig) -> int:
+    """One market's inputs in this process, for a pooled model, which is fitted on every market's features: `make run`
+    has the workers materialise them all before any market's refresh starts (a market whose inputs fail its checks
+    then fails every market's fit, with the reason). Returns an `Exit`."""
+    from dagster import AssetKey
 
     from mmm_assets.defs.constants import JOB
-    from mmm_assets.defs.recovery import worker_tags
+    from mmm_assets.defs.outcome import Exit
 
-    job = load_definitions(config_path).resolve_job_def(JOB)
-    for market in markets:
-        result = job.execute_in_process(
-            instance=DagsterInstance.get(),
-            partition_key=market,
-            asset_selection=[AssetKey(name) for name in INPUT_ASSETS],
-            run_config={
-                "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-            },
-            raise_on_error=False,
-            tags={"scenario": cfg.scenario, "launched_by": "make run (pooled model: every market's inputs first)",
-                  **worker_tags()},
-        )
-        print(f"inputs of market {market}: {'ready' if result.success else 'FAILED'} (run {result.run_id})",
-              file=sys.stderr, flush=True)
+    result = _execute(config_path, cfg, JOB, "make run (pooled model: every market's inputs first)",
+                      partition_key=cfg.market, asset_selection=[AssetKey(name) for name in INPUT_ASSETS],
+                      log_level="WARNING")
+    print(f"inputs of market {cfg.market}: {'ready' if result.success else 'FAILED'} (run {result.run_id})",
+          file=sys.stderr, flush=True)
+    return Exit.SUCCESS if result.success else Exit.INPUT_REJECTED
 
 
 def _run_market(config_path: Path, cfg: MMMConfig) -> int:
@@ -196,8 +186,9 @@ def _run_market(config_path: Path, cfg: MMMConfig) -> int:
     return verdict.code
 
 
-def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str, **kwargs):
-    """Job ``job_name`` in this process on the scenario ``config_path``, logging at INFO; never raises on failure."""
+def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str, log_level: str = "INFO", **kwargs):
+    """Job ``job_name`` in this process on the scenario ``config_path``, logging at ``log_level``; never raises on
+    failure."""
     from dagster import DagsterInstance
 
     from mmm_assets.defs.recovery import worker_tags
@@ -206,7 +197,7 @@ def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str,
         instance=DagsterInstance.get(),
         run_config={
             "resources": {"scenario": {"config": {"config_path": str(config_path.resolve())}}},
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         raise_on_error=False,
         tags={"scenario": cfg.scenario, "launched_by": launched_by, **worker_tags()},
@@ -265,11 +256,14 @@ class _Worker:
 
 
 class _Queue:
-    """The state of :func:`run_queued`: the jobs waiting, the workers alive, the results, and the workers' events
-    (a job done, a worker's stdout closed) from their reader threads."""
+    """The state of :func:`run_queued`: the jobs waiting (those of the stage under way, and the later stages'), the
+    workers alive, the results, and the workers' events (a job done, a worker's stdout closed) from their reader
+    threads."""
 
-    def __init__(self, command: list[str], jobs: list[str], limit: int, prefix_width: int) -> None:
-        self.command, self.waiting, self.limit, self.prefix_width = command, list(jobs), limit, prefix_width
+    def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int) -> None:
+        stages = [list(jobs) for jobs in stages if jobs]
+        self.waiting, self.later = (stages[0], stages[1:]) if stages else ([], [])
+        self.command, self.limit, self.prefix_width = command, limit, prefix_width
         self.workers: list[_Worker] = []
         self.log_copiers: list[threading.Thread] = []
         self.results: dict[str, tuple[int, str]] = {}
@@ -278,7 +272,8 @@ class _Queue:
     def read_out(self, worker: _Worker) -> None:
         for line in worker.process.stdout:
             if line.startswith(DONE_MARK):
-                name, code = line[len(DONE_MARK):].split()
+                name, code = line[len(DONE_MARK):].rsplit(maxsplit=1)
+                name = name.strip()
                 self.events.put(("done", worker, name, int(code)))
             else:
                 worker.out.append(line)
@@ -296,11 +291,17 @@ class _Queue:
             sys.stderr.flush()
 
     def hand_out(self, worker: _Worker) -> None:
-        """The next job to ``worker``, or its stdin closed when none is left."""
+        """The next job to ``worker``; when the stage under way has none left to hand out, ``worker`` waits (its stdin
+        open) until the stage's last job ends and the next stage starts; its stdin is closed when no job is left."""
+        if not self.waiting and self.later and not any(w.job for w in self.workers if w is not worker):
+            self.waiting = self.later.pop(0)
+            for idle in [w for w in self.workers if w is not worker and w.job is None and not w.process.stdin.closed]:
+                self.hand_out(idle)
         worker.job, worker.out = (self.waiting.pop(0), []) if self.waiting else (None, [])
         try:
             if worker.job is None:
-                worker.process.stdin.close()
+                if not self.later:
+                    worker.process.stdin.close()
                 return
             worker.process.stdin.write(worker.job + "\n")
             worker.process.stdin.flush()
@@ -328,21 +329,23 @@ class _Queue:
         self.workers.remove(worker)
         if worker.job is not None:  # it died during a job
             self.results[worker.job] = (worker.process.returncode, "".join(worker.out))
-            if self.waiting:
+            if self.waiting or self.later:
                 self.start()
 
 
-def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0) -> dict[str, tuple[int, str]]:
+def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0,
+               first: list[str] = ()) -> dict[str, tuple[int, str]]:
     """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
     (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
-    worker whose stdin closes exits. The workers' stderr lines are copied to ours prefixed with their job (a worker
-    starts each job's stderr with ``START_MARK <job>``).
+    worker whose stdin closes exits. The ``first`` jobs all end before any of ``jobs`` starts (by the same workers).
+    The workers' stderr lines are copied to ours prefixed with their job (a worker starts each job's stderr with
+    ``START_MARK <job>``).
     Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
     worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``_stop``) and no job is
     handed out again."""
-    state = _Queue(command, jobs, limit, prefix_width)
+    state = _Queue(command, [list(first), jobs], limit, prefix_width)
     try:
-        for _ in range(min(limit, len(jobs))):
+        for _ in range(min(limit, max(len(first), len(jobs)))):
             state.start()
         while state.workers:
             try:
@@ -354,7 +357,7 @@ def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: in
         raise
     for copier in state.log_copiers:  # every worker's last log lines copied before the summary follows
         copier.join()
-    return {name: state.results[name] for name in jobs}
+    return {name: state.results[name] for name in [*first, *jobs]}
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
@@ -378,19 +381,22 @@ def _peak_child_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) -> int:
+def _run_markets(config_path: Path, markets: list[str], limit: int, why: str, inputs_first: bool = False) -> int:
     """Every market's run, at most ``limit`` at once (``why``: where the number comes from), by as many worker
     processes, each refreshing one market after another in-process (``serve_markets``): the stack is imported and
-    the samplers and optimisers compiled once per worker, not once per market. Dagster's pool `mmm_fit`
-    (dagster.yaml) decides how many fits sample at the same time. A failed market does not stop the others; the exit
-    status is the most serious of the markets' (`defs.outcome.most_serious`).
+    the samplers and optimisers compiled once per worker, not once per market. With ``inputs_first`` (a pooled
+    model) the same workers first materialise every market's inputs (`_inputs`), and no market's refresh starts
+    before they all have. Dagster's pool `mmm_fit` (dagster.yaml) decides how many fits sample at the same time. A
+    failed market does not stop the others; the exit status is the most serious of the markets'
+    (`defs.outcome.most_serious`).
     """
     from mmm_assets.defs.outcome import from_returncode, most_serious
 
     started = time.monotonic()
     _say(f"{len(markets)} market runs, at most {limit} at once ({why}): {', '.join(markets)}")
     command = [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--worker"]
-    results = run_queued(command, markets, limit, max(map(len, markets)))
+    first = [market + INPUTS_JOB for market in markets] if inputs_first else []
+    results = run_queued(command, markets, limit, max(map(len, [*markets, *first])), first)
     codes = {market: from_returncode(results[market][0]) for market in markets}
     for market in markets:
         print(f"===== market {market} =====\n{results[market][1].rstrip()}")
@@ -401,23 +407,24 @@ def _run_markets(config_path: Path, markets: list[str], limit: int, why: str) ->
 
 
 def serve_markets(config_path: Path) -> int:
-    """A market worker of `make run`: refreshes each market named on stdin (a line each) in this process, writing its
-    summary and then ``DONE_MARK <market> <status>`` on stdout (its log lines on stderr after ``START_MARK
-    <market>``); returns when stdin closes. An error outside the run
-    (a lock, the instance) fails that market, not the worker."""
+    """A market worker of `make run`: refreshes each market named on stdin (a line each; ``<market> inputs``: only
+    its inputs, `_inputs`) in this process, writing its summary and then ``DONE_MARK <job> <status>`` on stdout (its
+    log lines on stderr after ``START_MARK <job>``); returns when stdin closes. An error outside the run (a lock, the
+    instance) fails that job, not the worker."""
     from mmm_assets.defs.outcome import Exit
 
     cfg = load_config(config_path)
     while line := sys.stdin.readline():
-        market = line.strip()
-        print(START_MARK, market, file=sys.stderr, flush=True)
+        job = line.strip()
+        market = job.removesuffix(INPUTS_JOB)
+        print(START_MARK, job, file=sys.stderr, flush=True)
         try:
-            code = _run_market(config_path, cfg.for_market(market))
+            code = (_inputs if job.endswith(INPUTS_JOB) else _run_market)(config_path, cfg.for_market(market))
         except Exception as err:  # noqa: BLE001 - any error is this market's failure, said and counted
             print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
             print(f"market {market}: FAILED before its run ended: {type(err).__name__}: {err}")
             code = Exit.UNEXPECTED
-        print(f"{DONE_MARK} {market} {int(code)}", flush=True)
+        print(f"{DONE_MARK} {job} {int(code)}", flush=True)
     return Exit.SUCCESS
 
 

@@ -59,6 +59,27 @@ print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(
     assert cli.START_MARK not in err
 
 
+def test_the_first_jobs_all_end_before_any_other_starts_on_the_same_workers(tmp_path):
+    """A pooled refresh's inputs (`first`, one slow) before any market's refresh: a worker that runs out of first
+    jobs waits for the slow one instead of starting a market, then both workers share the markets."""
+    log = tmp_path / "spans.txt"
+    command = _worker(f"""
+start = time.monotonic(); time.sleep(1.0 if job == 'm0 inputs' else 0.1)
+open({str(log)!r}, 'a').write(f'{{job.replace(" ", "_")}} {{start}} {{time.monotonic()}} {{os.getpid()}}\\n')
+status = 2 if job == 'm2 inputs' else 0
+""")
+    first = ["m0 inputs", "m1 inputs", "m2 inputs"]
+    results = cli.run_queued(command, ["m0", "m1", "m2", "m3"], limit=2, first=first)
+    assert list(results) == [*first, "m0", "m1", "m2", "m3"]
+    assert {name: code for name, (code, _) in results.items()} == {**dict.fromkeys(results, 0), "m2 inputs": 2}
+    lines = (line.split() for line in log.read_text().splitlines())
+    spans = {job: (float(s), float(e), pid) for job, s, e, pid in lines}
+    assert max(e for job, (_, e, _) in spans.items() if "inputs" in job) <= min(
+        s for job, (s, _, _) in spans.items() if "inputs" not in job)
+    assert len({pid for _, _, pid in spans.values()}) == 2  # the same two workers did both stages
+    assert len({spans[m][2] for m in ("m0", "m1", "m2", "m3")}) == 2  # and shared the markets
+
+
 def test_a_worker_that_dies_during_a_job_fails_only_that_job(tmp_path):
     """The job a worker died on gets the worker's exit status and the output it wrote; a new worker takes the rest."""
     log = tmp_path / "pids.txt"

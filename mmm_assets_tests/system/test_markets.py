@@ -157,6 +157,7 @@ def two_markets(tmp_path_factory):
                    for market, metadata in fitted.items()}
     assert {r.dagster_run.tags["dagster/partition"] for r in inputs_first} == {"north", "south"}
     assert all(r.dagster_run.is_success for r in inputs_first)  # every market's features, before any fit
+    assert max(r.end_time for r in inputs_first) <= min(r.start_time for r in runs.values())  # by the workers
     return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, records
 
 
