@@ -189,13 +189,18 @@ def test_forced_fallback_still_meets_the_constraints_and_says_so(fitted, default
         assert result.optimized_response.mean == pytest.approx(default_result.optimized_response.mean, rel=1e-3)
 
 
-def test_a_start_from_the_nearest_total_never_ends_below_the_current_mix(fitted, default_result, monkeypatch):
-    """An answer found from the nearest total's answer is kept only when it is worth at least the current mix (a
-    non-concave response may hold it in a worse local optimum); otherwise the total is solved from the mix."""
+def _at_current_total(fitted) -> tuple[budget.Planner, float, tuple[np.ndarray, np.ndarray]]:
+    """The fitted model's planner under the default settings, today's total and its channel bounds."""
     features, _, mmm = fitted
     planner = budget.Planner.build(mmm, features, BudgetSettings())
     total = float(planner.current.sum())
-    bounds = budget.channel_bounds(planner, BudgetSettings(), total)
+    return planner, total, budget.channel_bounds(planner, BudgetSettings(), total)
+
+
+def test_a_start_from_the_nearest_total_never_ends_below_the_current_mix(fitted, default_result, monkeypatch):
+    """An answer found from the nearest total's answer is kept only when it is worth at least the current mix (a
+    non-concave response may hold it in a worse local optimum); otherwise the total is solved from the mix."""
+    planner, total, bounds = _at_current_total(fitted)
     worse = budget.project(planner.current * np.linspace(0.5, 1.5, len(planner.current)), *bounds, total)
     solved = []
     real = budget._solve_from
@@ -218,10 +223,7 @@ def test_a_start_from_the_nearest_total_gets_the_first_attempt_for_a_few_iterati
         fitted, default_result, monkeypatch):
     """A start that stalls (SLSQP once took 173 iterations from a channel on its bound) is given up after
     WARM_MAXITER iterations of the first attempt only; the total is then solved from the mix as usual."""
-    features, _, mmm = fitted
-    planner = budget.Planner.build(mmm, features, BudgetSettings())
-    total = float(planner.current.sum())
-    bounds = budget.channel_bounds(planner, BudgetSettings(), total)
+    planner, total, bounds = _at_current_total(fitted)
     far = budget.project(planner.current * np.linspace(1.6, 0.4, len(planner.current)), *bounds, total)
     calls = []
     real = budget._solve_from
