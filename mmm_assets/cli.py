@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,7 +335,7 @@ class _Queue:
 
 
 def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0,
-               first: list[str] = ()) -> dict[str, tuple[int, str]]:
+               first: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
     """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
     (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
     worker whose stdin closes exits. The ``first`` jobs all end before any of ``jobs`` starts (by the same workers).

@@ -314,9 +314,9 @@ def _allocate(
 
     The optimiser starts from the nearest solved total's answer when there is one, with the first attempt only, for
     WARM_MAXITER iterations; that answer is kept when it converged and is worth at least the current mix; else the
-    total is solved from the current mix, with every attempt. The response need not be concave (an
-    S-shaped saturation has more than one local optimum), and a start elsewhere may end in one below today's mix,
-    which a start from the mix never does."""
+    total is solved from the current mix, with every attempt. The response need not be concave (an S-shaped
+    saturation has more than one local optimum), and a start elsewhere may end in one below today's mix, which a
+    start from the mix never does."""
     lower, upper = bounds
     spent = planner.current.sum()
     share = planner.current / spent if spent > 0 else np.full(len(lower), 1 / len(lower))
