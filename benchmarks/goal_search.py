@@ -23,16 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from kept import abba, forget_answers, markets  # noqa: E402 - benchmarks/ is on the path when run as a script
 
 
 def _refreshed(folder: Path, markets: int) -> Path:
     """The scenario file of ``markets`` pooled markets, refreshed into ``folder``."""
-    sys.path.insert(0, str(HERE))
     from markets_parallel import _scenario
 
     home = folder / "dagster_home"
@@ -53,39 +53,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=6)
     args = parser.parse_args()
-    from mmm_assets.core.config import load_config
     from mmm_assets.core.decisions import budget, goals
-    from mmm_assets.core.modelling.persistence import load_model
 
     folder = Path(tempfile.mkdtemp(prefix="goal-search-"))
-    cfg = load_config(_refreshed(folder, args.markets))
+    _refreshed(folder, args.markets)
     nearest = budget._nearest_answer
     times: dict[str, list[float]] = {"nearest": [], "current": []}
     rows = []
-    with duckdb.connect(str(cfg.paths.duckdb), read_only=True) as con:
-        for i, path in enumerate(sorted(cfg.paths.models_dir.glob("mmm_*.nc"))):
-            market = path.name.split("_")[2]
-            narrowed = cfg.for_market(market)
-            features = con.execute("SELECT * EXCLUDE (scenario, market) FROM mmm_features WHERE market = ? "
-                                   "ORDER BY date", [market]).df()
-            mmm = load_model(path)
-            found: dict[str, list] = {}
-            order = ("current", "nearest", "nearest", "current") if i % 2 == 0 else ("nearest", "current", "current",
-                                                                                      "nearest")
-            for way in order:
-                budget._nearest_answer = nearest if way == "nearest" else (lambda planner, total: None)
-                for kept in budget._OPTIMIZERS.values():
-                    kept[2].clear()
-                started = time.monotonic()
-                plans = goals.plan_goals(mmm, features, narrowed.decisions.budget, narrowed.decisions.planner,
-                                         narrowed.kpi, narrowed.owned_channels)
-                times[way].append(time.monotonic() - started)
-                found.setdefault(way, [(p.result.allocation["optimized_spend"].to_numpy(),
-                                        p.result.optimized_response.mean) for p in plans])
-            spend = max(float(np.abs(a - b).max() / a.sum()) for (a, _), (b, _) in zip(found["nearest"],
-                                                                                        found["current"]))
-            response = max(abs(a / b - 1) for (_, a), (_, b) in zip(found["nearest"], found["current"]))
-            rows.append(f"| {market} | {spend:.1e} | {response:.1e} |")
+    for i, market, narrowed, features, mmm in markets(folder):
+        found: dict[str, list] = {}
+        for way in abba(i, "current", "nearest"):
+            budget._nearest_answer = nearest if way == "nearest" else (lambda planner, total: None)
+            forget_answers()
+            started = time.monotonic()
+            plans = goals.plan_goals(mmm, features, narrowed.decisions.budget, narrowed.decisions.planner,
+                                     narrowed.kpi, narrowed.owned_channels)
+            times[way].append(time.monotonic() - started)
+            found.setdefault(way, [(p.result.allocation["optimized_spend"].to_numpy(),
+                                    p.result.optimized_response.mean) for p in plans])
+        spend = max(float(np.abs(a - b).max() / a.sum()) for (a, _), (b, _) in zip(found["nearest"],
+                                                                                    found["current"]))
+        response = max(abs(a / b - 1) for (_, a), (_, b) in zip(found["nearest"], found["current"]))
+        rows.append(f"| {market} | {spend:.1e} | {response:.1e} |")
     budget._nearest_answer = nearest
     shutil.rmtree(folder, ignore_errors=True)
     ratio = sum(times["nearest"]) / sum(times["current"])

@@ -20,19 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from kept import abba, forget_answers, markets  # noqa: E402 - benchmarks/ is on the path when run as a script
 
 
 def main() -> None:
-    from mmm_assets.core.config import load_config
     from mmm_assets.core.decisions import budget, goals
-    from mmm_assets.core.modelling.persistence import load_model
 
     folder = Path(sys.argv[1])
-    cfg = load_config(folder / "scenario.yaml")
     caps = {"uncapped": 1000, "capped": budget.WARM_MAXITER}
     seconds, slowest, fallbacks = dict.fromkeys(caps, 0.0), dict.fromkeys(caps, 0.0), dict.fromkeys(caps, 0)
     allocate, way = budget._allocate, ["uncapped"]
@@ -45,38 +41,30 @@ def main() -> None:
         return found
 
     budget._allocate = timed
-    apart = 0.0
-    with duckdb.connect(str(cfg.paths.duckdb), read_only=True) as con:
-        for i, market in enumerate(cfg.market_names):
-            narrowed = cfg.for_market(market)
-            features = con.execute("SELECT * EXCLUDE (scenario, market) FROM mmm_features WHERE market = ? "
-                                   "ORDER BY date", [market]).df()
-            mmm = load_model(sorted(cfg.paths.models_dir.glob(f"mmm_*_{market}_*.nc"))[-1])
-            order = ("uncapped", "capped", "capped", "uncapped") if i % 2 == 0 else ("capped", "uncapped",
-                                                                                       "uncapped", "capped")
-            plans: dict[str, list[float]] = {}
-            for n, name in enumerate(order):
-                budget.WARM_MAXITER, way[0] = caps[name], name
-                for kept in budget._OPTIMIZERS.values():
-                    kept[2].clear()
-                started = time.monotonic()
-                budget.budget_scenarios(mmm, features, narrowed.decisions.budget, narrowed.owned_channels)
-                found = goals.plan_goals(mmm, features, narrowed.decisions.budget, narrowed.decisions.planner,
-                                         narrowed.kpi, narrowed.owned_channels)
-                if n:
-                    seconds[name] += time.monotonic() - started
-                plans.setdefault(name, [p.result.optimized_response.mean for p in found])
-            apart = max(apart, *(abs(a / b - 1) for a, b in zip(plans["uncapped"], plans["capped"])))
-            print(market, {k: round(v, 1) for k, v in seconds.items()}, flush=True)
+    apart, count = 0.0, 0
+    for i, market, narrowed, features, mmm in markets(folder):
+        plans: dict[str, list[float]] = {}
+        for n, name in enumerate(abba(i, "uncapped", "capped")):
+            budget.WARM_MAXITER, way[0] = caps[name], name
+            forget_answers()
+            started = time.monotonic()
+            budget.budget_scenarios(mmm, features, narrowed.decisions.budget, narrowed.owned_channels)
+            found = goals.plan_goals(mmm, features, narrowed.decisions.budget, narrowed.decisions.planner,
+                                     narrowed.kpi, narrowed.owned_channels)
+            if n:
+                seconds[name] += time.monotonic() - started
+            plans.setdefault(name, [p.result.optimized_response.mean for p in found])
+        apart, count = max(apart, *(abs(a / b - 1) for a, b in zip(plans["uncapped"], plans["capped"]))), count + 1
+        print(market, {k: round(v, 1) for k, v in seconds.items()}, flush=True)
     budget.WARM_MAXITER = caps["capped"]
-    summary = (f"capped {seconds['capped']:.1f} s, uncapped {seconds['uncapped']:.1f} s over {len(cfg.market_names)} "
+    summary = (f"capped {seconds['capped']:.1f} s, uncapped {seconds['uncapped']:.1f} s over {count} "
                f"markets: ratio {seconds['capped'] / seconds['uncapped']:.3f}; slowest total {slowest['capped']:.2f} "
                f"s capped, {slowest['uncapped']:.2f} s uncapped; totals not solved by SLSQP: {fallbacks['capped']} "
                f"capped, {fallbacks['uncapped']} uncapped; plans' expected responses at most {apart:.1e} apart")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = ROOT / "benchmarks" / "results" / f"warm-cap-{stamp}.md"
     out.write_text(f"# The nearest total's start, capped at WARM_MAXITER {caps['capped']} ({stamp})\n\n"
-                   f"`python benchmarks/warm_cap.py <folder of markets_parallel.py --markets {len(cfg.market_names)} "
+                   f"`python benchmarks/warm_cap.py <folder of markets_parallel.py --markets {count} "
                    f"--limits auto --weeks 156 --full --pooling pooled --own-truths --keep>`\n\n{summary}\n")
     print(out.read_text())
 
