@@ -27,9 +27,8 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +44,8 @@ from pymc_marketing.mmm.utility import (
 )
 
 from mmm_assets.core.config import DATE_COLUMN, BudgetSettings
+from mmm_assets.core.decisions.attempts import DEFAULT_ATTEMPTS as DEFAULT_ATTEMPTS  # re-exported with Attempt
+from mmm_assets.core.decisions.attempts import Attempt
 from mmm_assets.core.decisions.feasible import BOUND_SLACK as BOUND_SLACK  # re-exported: the budget's slack
 from mmm_assets.core.decisions.feasible import project, violation
 from mmm_assets.core.inference.compiling import RUN_MODE, quick_compile
@@ -55,17 +56,6 @@ CHANNEL_DIM = "channel"
 WEEK = pd.Timedelta(days=7)
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One call of the library's optimiser: a label and the ``minimize_kwargs`` it passes to scipy."""
-
-    name: str
-    minimize_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-#: The library's default (SLSQP on a rescaled objective), then a derivative-free solver that copes with the
-#: response's scale on its own.
-DEFAULT_ATTEMPTS: tuple[Attempt, ...] = (Attempt("SLSQP"), Attempt("COBYQA", {"method": "COBYQA"}))
 #: How an answer the optimiser converged to is named (its method, followed by the attempt's name).
 OPTIMIZED = "pymc-marketing BudgetOptimizer with scipy"
 #: Iterations a start from the nearest total's answer gets (the first attempt only) before the total is solved from
@@ -348,6 +338,7 @@ def _solve_from(
 ) -> tuple[np.ndarray, str, list[str]]:
     """:func:`_allocate` from ``start`` (named ``start_name`` when it is what gets projected)."""
     (lower, upper), spend, source, reasons = bounds, start, start_name, []
+    size = abs(_worth(planner, start))
     weekly_bounds = {c: (lo / planner.weeks, hi / planner.weeks) for c, lo, hi in zip(planner.channels, lower, upper)}
     for attempt in attempts:
         try:
@@ -357,7 +348,7 @@ def _solve_from(
                     total / planner.weeks,
                     budget_bounds=weekly_bounds,
                     x0=planner.weekly(start),
-                    minimize_kwargs=dict(attempt.minimize_kwargs),
+                    minimize_kwargs=attempt.kwargs(size),
                     return_if_fail=True,
                 )
         except Exception as err:  # scipy and the library raise many types; any of them means "try the next one"
