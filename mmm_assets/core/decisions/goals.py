@@ -6,8 +6,9 @@ incremental response draws; ``R(T)`` is their mean. With saturating media ``R`` 
 - ``target_roas``: the plan's return ``R(T) / T`` falls as ``T`` grows: the largest ``T`` whose return is at or above
   the target (Meridian's ``target_roi``, Robyn's "target efficiency");
 - ``target_mroas``: the marginal return of the last unit, ``R'(T)`` (a central difference over
-  ``marginal_step * T``), falls too: the ``T`` where it reaches the target (Meridian's ``target_mroi``); its default
-  target is the KPI's breakeven, i.e. "spend while the next unit still pays for itself";
+  ``marginal_step * T``, see ``_Curve.mroas``), falls too: the ``T`` where it reaches the target (Meridian's
+  ``target_mroi``); its default target is the KPI's breakeven, i.e. "spend while the next unit still pays for
+  itself";
 - ``target_kpi``: the least ``T`` whose expected response reaches the value, with the share of posterior draws that
   reach it (the probability of meeting the goal);
 - ``same_response_least_spend``: ``target_kpi`` at the expected response of today's plan (the last horizon's spend).
@@ -32,11 +33,13 @@ from scipy.optimize import brentq
 
 from mmm_assets.core.config import RETURN_GOALS, BudgetSettings, Goal, KpiConfig, PlannerSettings
 from mmm_assets.core.decisions.budget import (
+    BOUND_SLACK,
     DEFAULT_ATTEMPTS,
     BudgetResult,
     Interval,
     Planner,
     base_budget,
+    channel_bounds,
     solve_total,
 )
 from mmm_assets.core.decisions.kpi import KpiTerms
@@ -92,6 +95,38 @@ class _Curve:
         return self.response(total) / total
 
     def mroas(self, total: float) -> float:
+        """``R'(T)``: what the next unit returns when the plan at ``total`` is optimised again.
+
+        Under the mean utility the plan maximises the expected response at its total, so (the envelope theorem)
+        ``R'(T)`` is the derivative of the response along any path of feasible plans through it that keeps the
+        same channels on their bounds: those stay on their bounds at ``(1 +- step) x total`` (relative bounds move
+        with the total, held channels do not), the free ones share the rest in their proportions. A central
+        difference of two responses along that path, not of two more optimised plans (each an optimisation). Under
+        a risk utility, or with no free channel, the plan is optimised again at ``(1 +- step) x total``."""
+        if self.settings.utility == "mean":
+            plan = self.plan(total).allocation
+            spend = plan["optimized_spend"].to_numpy()
+            slack = BOUND_SLACK * total
+            at_low = spend <= plan["lower_bound"].to_numpy() + slack
+            at_high = spend >= plan["upper_bound"].to_numpy() - slack
+            free = ~(at_low | at_high)
+            if spend[free].sum() > 0:
+                high, low = total * (1 + self.step), total * (1 - self.step)
+                along = [self._along(spend, at_low, at_high, t) for t in (high, low)]
+                responses = [self.planner.response(x).mean() for x in along]
+                return float((responses[0] - responses[1]) / (high - low))
+        return self.reoptimised_mroas(total)
+
+    def _along(self, spend: np.ndarray, at_low: np.ndarray, at_high: np.ndarray, total: float) -> np.ndarray:
+        """The plan ``spend`` moved to ``total``: its bound channels on their bounds there, the others scaled."""
+        lower, upper = channel_bounds(self.planner, self.settings, total)
+        moved = np.where(at_low, lower, np.where(at_high, upper, spend))
+        free = ~(at_low | at_high)
+        moved[free] *= (total - moved[~free].sum()) / spend[free].sum()
+        return moved
+
+    def reoptimised_mroas(self, total: float) -> float:
+        """``R'(T)`` as a central difference of two optimised plans, at ``(1 +- step) x total``."""
         high, low = total * (1 + self.step), total * (1 - self.step)
         return (self.response(high) - self.response(low)) / (high - low)
 

@@ -5,8 +5,8 @@ import yaml
 
 from mmm_assets.core.config import BudgetSettings, ConfigError, Goal, KpiConfig, PlannerSettings, parse_config
 from mmm_assets.core.config.paths import DEFAULT_CONFIG
-from mmm_assets.core.decisions.budget import BOUND_SLACK, true_incremental_response
-from mmm_assets.core.decisions.goals import GOAL_COLUMNS, goal_summary, goal_table, plan_goals
+from mmm_assets.core.decisions.budget import BOUND_SLACK, Planner, true_incremental_response
+from mmm_assets.core.decisions.goals import GOAL_COLUMNS, _Curve, goal_summary, goal_table, plan_goals
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +113,17 @@ def test_goal_settings_are_validated_with_clear_messages():
         assert message in str(err.value)
     relative = parse_config({**base, "decisions": {"planner": {"plans_dir": "plans"}}}, root=DEFAULT_CONFIG.parent)
     assert relative.decisions.planner.plans_dir == DEFAULT_CONFIG.parent.resolve() / "plans"
+
+
+def test_the_marginal_return_along_the_plan_is_the_reoptimised_one_without_optimising(small_fit):
+    settings = BudgetSettings()
+    planner = Planner.build(small_fit.mmm, small_fit.features, settings)
+    curve = _Curve(planner, settings, PlannerSettings().marginal_step)
+    for multiple in (0.5, 1.0, 2.0):
+        total = multiple * planner.current.sum()
+        curve.plan(total)
+        solved = len(planner.allocations)
+        envelope = curve.mroas(total)
+        assert len(planner.allocations) == solved  # two responses along the plan, no optimisation
+        assert envelope == pytest.approx(curve.reoptimised_mroas(total), rel=0.005), multiple
+        assert len(planner.allocations) == solved + 2
