@@ -35,6 +35,7 @@ from mmm_assets.defs.decisions import (
     optimized_budget,
     refresh_stability,
     response_curves,
+    window_contributions,
 )
 from mmm_assets.defs.features import mmm_features, mmm_features_adequacy, mmm_features_quality
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
@@ -63,6 +64,7 @@ ASSETS = [
     mmm_champion,
     mmm_cross_validation,
     channel_contributions,
+    window_contributions,
     channel_roas,
     response_curves,
     optimized_budget,

@@ -72,28 +72,43 @@ def scenario_champions(cfg, champions: dict[str, Champion], log) -> dict[str, Ch
     return {market: champions[market] for market in names if market in champions}
 
 
-@asset(group_name=DECISIONS_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, ins=ALL_CHAMPIONS)
+@asset(group_name=DECISIONS_GROUP, kinds={"pymc", "duckdb"}, owners=OWNERS, ins={
+    **ALL_CHAMPIONS,
+    # markets of other scenarios on the instance may have none (they are left out anyway)
+    "window_contributions": AssetIn(partition_mapping=AllPartitionMapping(),
+                                    metadata={"allow_missing_partitions": True}),
+})
 def markets_rollup(
-    context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: dict[str, Champion]
+    context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: dict[str, Champion],
+    window_contributions: dict,
 ) -> pd.DataFrame:
     """Every market's channels and their sum over the markets (rows `all markets`), each with a row over all
     channels: spend, incremental contribution and return (CPA for conversions) with 94 % HDIs, summed draw by draw
-    (core/decisions/rollup.py), and each channel's share of the media's contribution. DuckDB `markets_rollup` under
-    market `*` (each row's market in `market_name`).
+    from every market's `window_contributions` (core/decisions/rollup.py), and each channel's share of the media's
+    contribution. DuckDB `markets_rollup` under market `*` (each row's market in `market_name`).
     """
+    from dagster import Failure
+
     from mmm_assets.core.decisions.kpi import KpiTerms
-    from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW, MarketWindow, roll_up
+    from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW, roll_up
     from mmm_assets.core.formatting import number
-    from mmm_assets.core.modelling.persistence import load_model
-    from mmm_assets.core.modelling.posterior import fitted_features
     from mmm_assets.core.presentation.plots import rollup_plot
 
     cfg = scenario.load_scenario()
-    windows = {}
+    windows, stale = {}, {}
     for market, champion in sorted(scenario_champions(cfg, mmm_champion, context.log).items()):
-        mmm = load_model(champion.path)
-        windows[market] = MarketWindow(mmm, fitted_features(mmm))
-        context.log.info(f"market {market}: {champion.model_name} v{champion.version}")
+        name = f"{champion.model_name} v{champion.version}"
+        draws = window_contributions.get(market)
+        if draws is None or draws.champion != name:
+            stale[market] = f"{'none' if draws is None else draws.champion}, the champion is {name}"
+            continue
+        windows[market] = draws
+        context.log.info(f"market {market}: {name}")
+    if stale:
+        raise Failure(description=(
+            f"scenario {cfg.scenario}: the window_contributions of market(s) {', '.join(stale)} are not their "
+            f"champion's ({'; '.join(f'{m}: {w}' for m, w in stale.items())}); refresh those markets (or "
+            "materialise window_contributions for them), then run plan_all_markets again"), allow_retries=False)
     table = roll_up(windows, cfg.kpi)
     overall = table[(table["market_name"] == ALL_MARKETS_ROW) & (table["channel"] == ALL_CHANNELS_ROW)].iloc[0]
     context.log.info(f"{len(windows)} markets together: {number(overall['contribution_mean'])} incremental KPI from "

@@ -96,16 +96,35 @@ def channel_contributions(
     return long
 
 
+@asset(group_name=GROUP, partitions_def=MARKETS, kinds={"pymc"}, owners=OWNERS)
+def window_contributions(context: AssetExecutionContext, mmm_champion: Champion):
+    """Each channel's incremental contribution over the fitted window, per posterior draw (PyMC-Marketing's
+    counterfactual incrementality: the prediction with the actual spend minus that with none of the channel's), with
+    the window's spend and weeks: what `channel_roas` summarises and `markets_rollup` adds up over the markets, so
+    neither computes the counterfactual again (the roll-up then loads no model). Kept by the IO manager, not in
+    DuckDB: it is draws, not a table to read."""
+    from mmm_assets.core.decisions.rollup import MarketDraws
+
+    mmm, features, version = champion_model(context, mmm_champion)
+    draws = MarketDraws.of(mmm, features, f"{mmm_champion.model_name} v{version}")
+    context.add_output_metadata({"draws": int(draws.contribution.sizes["chain"] * draws.contribution.sizes["draw"]),
+                                 "weeks": len(draws.dates), "channels": len(draws.spend)})
+    return draws
+
+
 @asset(group_name=GROUP, partitions_def=MARKETS, kinds=KINDS, owners=OWNERS)
-def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion) -> pd.DataFrame:
+def channel_roas(
+    context: AssetExecutionContext, scenario: ScenarioResource, mmm_champion: Champion, window_contributions
+) -> pd.DataFrame:
     """Per channel over the fitted window: spend, incremental contribution, ROAS and marginal ROAS (mean, 94 % HDI),
     the average weekly spend at which marginal ROAS falls to breakeven and the headroom to it. For a conversions KPI
     (`kpi.type`) also the cost per acquisition and marginal CPA, breakeven being the value of a conversion. What each
     ROAS rests on (`roas_basis`: measured by the data, or still at its prior; core.evaluation.measurement), so the
     advice can say when it restates the priors.
 
-    Totals come from PyMC-Marketing's counterfactual incrementality. DuckDB table `channel_roas`; every refresh's
-    rows are also kept in `channel_roas_history` (with the model version), for the stability check.
+    Totals come from PyMC-Marketing's counterfactual incrementality (`window_contributions`). DuckDB table
+    `channel_roas`; every refresh's rows are also kept in `channel_roas_history` (with the model version), for the
+    stability check.
     """
     from mmm_assets.core.decisions.roas import channel_roas as compute
     from mmm_assets.core.evaluation.measurement import with_basis
@@ -113,7 +132,7 @@ def channel_roas(context: AssetExecutionContext, scenario: ScenarioResource, mmm
 
     cfg = scenario.load()
     mmm, features, version = champion_model(context, mmm_champion)
-    table = with_basis(compute(mmm, features, cfg.kpi), mmm_champion.measurement)
+    table = with_basis(compute(mmm, features, cfg.kpi, window_contributions.contribution), mmm_champion.measurement)
     scenario.append(ROAS_HISTORY, _stamped(table, context.run_id, model_version=version))
     costs = ["cpa_mean", "cpa_hdi_low", "cpa_hdi_high", "mcpa_mean"] if kpi_terms(cfg).conversions else []
     shown = table[["channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean", *costs,

@@ -20,6 +20,7 @@ from mmm_assets.core.records import Champion
 from mmm_assets.core.stores.tracking import model_name
 from mmm_assets.defs.constants import ALL_MARKETS, JOB
 from mmm_assets.defs.cross_market import all_markets_budget, all_markets_sensor, markets_rollup, plan_all_markets
+from mmm_assets.defs.decisions import window_contributions
 from mmm_assets.defs.partitions import MARKETS, register_markets
 from mmm_assets.defs.resources import ScenarioResource
 from mmm_assets_tests.defs.conftest import evaluate_sensor
@@ -27,21 +28,24 @@ from mmm_assets_tests.defs.conftest import evaluate_sensor
 pytestmark = pytest.mark.slow
 
 
-def _definitions(fits, folder, config_path=None, foreign=()) -> Definitions:
+def _definitions(fits, folder, config_path=None, foreign=(), version="1") -> Definitions:
     """A weekly_refresh stand-in whose champion is each market's small fit, saved as a model file, registered under
-    the scenario's model name; a market in ``foreign`` (or not the scenario's) gets another scenario's champion."""
+    the scenario's model name (as ``version``), with its window_contributions; a market in ``foreign`` (or not the
+    scenario's) gets another scenario's champion. Job "champion_only" promotes without the draws."""
     paths = {m: save_model(model, folder / f"{m}.nc") for m, model in fits.models.items()}
 
     @asset(name="mmm_champion", partitions_def=MARKETS)
     def champion(context) -> Champion:
         market = context.partition_key
         if market in paths and market not in foreign:
-            return Champion(str(paths[market]), model_name(fits.cfg.for_market(market)), "1", "data", "run", "source")
+            name = model_name(fits.cfg.for_market(market))
+            return Champion(str(paths[market]), name, version, "data", "run", "source")
         return Champion(str(paths["north"]), f"mmm_assets.another_scenario.{market}", "1", "data", "run", "source")
 
     return Definitions(
-        assets=[champion, markets_rollup, all_markets_budget],
-        jobs=[define_asset_job(JOB, selection=[champion]), plan_all_markets],
+        assets=[champion, window_contributions, markets_rollup, all_markets_budget],
+        jobs=[define_asset_job(JOB, selection=[champion, window_contributions]),
+              define_asset_job("champion_only", selection=[champion]), plan_all_markets],
         resources={"scenario": ScenarioResource(config_path=str(config_path or fits.path)),
                    "io_manager": FilesystemIOManager()},
     )
@@ -129,3 +133,26 @@ def test_a_market_whose_champion_is_another_scenarios_model_fails_the_plan_by_na
     message = failure.step_failure_data.error.message
     assert "market(s) west is another scenario's model (west: mmm_assets.another_scenario.west instead of " in message
     assert "refresh those markets under this scenario" in message
+
+
+def test_a_market_whose_draws_are_not_its_champions_fails_the_roll_up_by_name(three_market_fits, tmp_path):
+    """A champion promoted without its window_contributions (e.g. materialised alone in the UI): the roll-up would
+    sum another model's draws, so it fails and says which market to refresh."""
+    fits = three_market_fits
+    instance = DagsterInstance.get()
+    register_markets(instance, fits.cfg.market_names)
+    run_config = {"resources": {"scenario": {"config": {"config_path": str(fits.path)}}}}
+    refresh = _definitions(fits, tmp_path / "v1").resolve_job_def(JOB)
+    for market in fits.cfg.market_names:
+        refresh.execute_in_process(run_config=run_config, instance=instance, partition_key=market)
+    newer = _definitions(fits, tmp_path / "v2", version="2")
+    newer.resolve_job_def("champion_only").execute_in_process(run_config=run_config, instance=instance,
+                                                               partition_key="west")
+    planned = newer.resolve_job_def("plan_all_markets").execute_in_process(run_config=run_config, instance=instance,
+                                                                           raise_on_error=False)
+    assert not planned.success
+    failure = next(e for e in planned.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.error.message
+    west = model_name(fits.cfg.for_market("west"))
+    assert f"market(s) west are not their champion's (west: {west} v1, the champion is {west} v2)" in message
+    assert "refresh those markets" in message

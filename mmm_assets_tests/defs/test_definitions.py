@@ -16,7 +16,7 @@ from mmm_assets.defs.partitions import MARKETS
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
     "model_comparison": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
-    "channel_contributions": "decisions",
+    "channel_contributions": "decisions", "window_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "goal_plans": "decisions",
     "plan_evaluations": "decisions", "mmm_report": "decisions",
@@ -60,8 +60,8 @@ def test_every_decision_sits_downstream_of_the_champion_behind_the_gated_validat
     for name, group in EXPECTED_GROUPS.items():
         if group == "decisions":
             assert {validation, champion} <= graph.get_ancestor_asset_keys(AssetKey(name)), name
-    for name in ("channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
-                 "goal_plans", "plan_evaluations"):
+    for name in ("channel_contributions", "window_contributions", "channel_roas", "response_curves", "optimized_budget",
+                 "budget_scenarios", "goal_plans", "plan_evaluations"):
         parents = graph.get(AssetKey(name)).parent_keys
         assert champion in parents and AssetKey("mmm_posterior") not in parents, name
 

@@ -52,8 +52,9 @@ WITH_CV = merge(SMALL, {
     "decisions": {"planner": {"goals": yaml.safe_load(DEFAULT_CONFIG.read_text())["decisions"]["planner"]["goals"]}},
 })
 #: What a failed gate keeps from being materialised: the champion and every decision behind it.
-DECISIONS = ["mmm_champion", "channel_contributions", "channel_roas", "response_curves", "optimized_budget", "budget_scenarios",
-             "budget_recommendations", "goal_plans", "plan_evaluations", "mmm_report"]
+DECISIONS = ["mmm_champion", "channel_contributions", "window_contributions", "channel_roas", "response_curves",
+             "optimized_budget", "budget_scenarios", "budget_recommendations", "goal_plans", "plan_evaluations",
+             "mmm_report"]
 
 
 def _tables(path) -> dict[str, pd.DataFrame]:

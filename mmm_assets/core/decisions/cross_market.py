@@ -34,7 +34,7 @@ from mmm_assets.core.decisions.budget import (
     channel_bounds,
     solve_total,
 )
-from mmm_assets.core.decisions.rollup import draw_pairing
+from mmm_assets.core.decisions.rollup import draw_pairing, view_source
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def allocate_across_markets(
     if len(outside):
         raise RuntimeError(f"the joint plan breaks the bounds of {outside[['market', 'channel']].values.tolist()}")
     # the same pairing for both plans, so the uplift compares each market's plans on the same draws
-    pairing = draw_pairing([m.planner.mmm for m in markets], [len(d) for d in separate_draws])
+    pairing = draw_pairing([view_source(m.planner.mmm) for m in markets], [len(d) for d in separate_draws])
     separate, together = _summed(separate_draws, pairing), _summed(joint_draws, pairing)
     return CrossMarketResult(
         start_date=markets[0].planner.start,

@@ -80,11 +80,14 @@ def _breakeven_multiple(window: WindowResponse, spend: float, breakeven: float =
     return brentq(excess, low, high, rtol=1e-8)
 
 
-def channel_roas(mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None) -> pd.DataFrame:
+def channel_roas(
+    mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None, contribution: xr.DataArray | None = None
+) -> pd.DataFrame:
     """Average and marginal ROAS of every channel over the fitted window, with the break-even weekly spend.
 
     ``features`` is the canonical frame the model was fitted on (``date``, ``y``, channel columns...); ``kpi``
-    the config's ``kpi`` section (revenue when None). "Breakeven" below is a marginal ROAS of 1 for revenue and
+    the config's ``kpi`` section (revenue when None); ``contribution`` the model's ``incremental_contribution``
+    when already computed. "Breakeven" below is a marginal ROAS of 1 for revenue and
     of 1 / ``value_per_unit`` for conversions (a marginal CPA equal to the value of a conversion); for
     conversions of unknown value there is none and the break-even columns are NaN. One row per channel:
 
@@ -110,7 +113,7 @@ def channel_roas(mmm: MMM, features: pd.DataFrame, kpi: KpiConfig | None = None)
     channels = mmm.channel_columns
     terms = KpiTerms.of(kpi)
     breakeven = terms.breakeven_return
-    contribution = incremental_contribution(mmm)
+    contribution = incremental_contribution(mmm) if contribution is None else contribution.sel(channel=channels)
     with quick_compile():
         mroas = mmm.incrementality.marginal_contribution_over_spend(
             frequency="all_time", spend_increase_pct=MARGINAL_STEP

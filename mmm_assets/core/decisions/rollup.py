@@ -48,33 +48,50 @@ COLUMNS = ["market_name", "channel", "weeks", "first_week", "last_week", "spend"
 
 
 @dataclass(frozen=True)
-class MarketWindow:
-    """One market's fitted model and the features it was fitted on."""
+class MarketDraws:
+    """One market's window contributions per posterior draw (chain, draw, channel; KPI units, as
+    ``roas.incremental_contribution`` gives them), its spend per channel over the window, the window's weeks, the
+    pooled model it is a view of (None for a market's own fit) and the champion it comes from
+    (``"<model> v<version>"``). The market's ``channel_roas`` summarises the same draws; the roll-up sums them over
+    markets, without loading any model."""
 
-    mmm: MMM
-    features: pd.DataFrame
+    contribution: xr.DataArray
+    spend: pd.Series
+    dates: pd.DatetimeIndex
+    source: str | None
+    champion: str
+
+    @classmethod
+    def of(cls, mmm: MMM, features: pd.DataFrame, champion: str) -> MarketDraws:
+        """The draws of ``mmm`` over ``features``, the frame it was fitted on."""
+        return cls(incremental_contribution(mmm), checked_spend(mmm, features).sum().astype(float),
+                   pd.DatetimeIndex(features[DATE_COLUMN]), view_source(mmm), champion)
 
 
-def _draws(window: MarketWindow, channels: list[str]) -> tuple[xr.DataArray, pd.Series]:
+def view_source(mmm: MMM) -> str | None:
+    """The pooled model ``mmm`` is a market's view of, or None for a market's own fit."""
+    return mmm.idata.attrs.get(VIEW_SOURCE_ATTR) if mmm.idata is not None else None
+
+
+def _draws(market: MarketDraws, channels: list[str]) -> tuple[xr.DataArray, pd.Series]:
     """The market's window contribution per (sample, channel), zero for a channel it does not have, and its spend."""
-    mmm = window.mmm
-    contribution = incremental_contribution(mmm).stack({SAMPLE: ("chain", "draw")}).transpose(SAMPLE, "channel")
+    own = [str(c) for c in market.contribution.coords["channel"].values]
+    contribution = market.contribution.stack({SAMPLE: ("chain", "draw")}).transpose(SAMPLE, "channel")
     contribution = contribution.drop_vars([SAMPLE, "chain", "draw"], errors="ignore")
-    spend = checked_spend(mmm, window.features).sum()
     full = xr.DataArray(np.zeros((contribution.sizes[SAMPLE], len(channels))), dims=[SAMPLE, "channel"],
                         coords={"channel": channels})
-    full.loc[{"channel": list(mmm.channel_columns)}] = contribution.sel(channel=list(mmm.channel_columns)).to_numpy()
-    return full, spend.reindex(channels, fill_value=0.0).astype(float)
+    full.loc[{"channel": own}] = contribution.sel(channel=own).to_numpy()
+    return full, market.spend.reindex(channels, fill_value=0.0).astype(float)
 
 
-def draw_pairing(models: Sequence[MMM], counts: Sequence[int]) -> list[np.ndarray]:
+def draw_pairing(sources: Sequence[str | None], counts: Sequence[int]) -> list[np.ndarray]:
     """Per market, which of its ``counts[i]`` posterior samples (flattened over chain and draw) to add position by
     position to the other markets': all markets get the smallest count, evenly spaced over a fixed shuffle of their
-    samples, or over the samples in their order when every market is a view of the same pooled model (one joint
-    posterior, whose positions already pair). See the module's docstring for why separate fits are shuffled."""
+    samples, or over the samples in their order when every market is a view of the same pooled model (``sources``,
+    one joint posterior, whose positions already pair). See the module's docstring for why separate fits are
+    shuffled."""
     size = min(counts)
-    sources = {(m.idata.attrs.get(VIEW_SOURCE_ATTR) if m.idata is not None else None) for m in models}
-    rng = None if len(sources) == 1 and None not in sources else np.random.default_rng(PAIRING_SEED)
+    rng = None if len(set(sources)) == 1 and None not in sources else np.random.default_rng(PAIRING_SEED)
     pairing = []
     for count in counts:
         order = np.arange(count) if rng is None else rng.permutation(count)
@@ -99,7 +116,7 @@ def _rows(market: str, draws: xr.DataArray, spend: pd.Series, dates: pd.Datetime
     return frame
 
 
-def roll_up(markets: Mapping[str, MarketWindow], kpi: KpiConfig | None = None) -> pd.DataFrame:
+def roll_up(markets: Mapping[str, MarketDraws], kpi: KpiConfig | None = None) -> pd.DataFrame:
     """Every market's channels and their sum over the markets (``market_name`` ``"all markets"``), each with a row
     over all channels: window spend, incremental contribution and return (contribution / spend) with 94 % HDIs, and
     the channel's mean share of the media's contribution. Columns: ``COLUMNS`` (+ CPA columns for conversions).
@@ -108,12 +125,12 @@ def roll_up(markets: Mapping[str, MarketWindow], kpi: KpiConfig | None = None) -
     """
     if len(markets) < 2:
         raise ValueError(f"a roll-up needs at least two markets, got {sorted(markets)}")
-    channels = list(dict.fromkeys(c for window in markets.values() for c in window.mmm.channel_columns))
-    per_market = {name: _draws(window, channels) for name, window in markets.items()}
-    pairing = draw_pairing([w.mmm for w in markets.values()], [d.sizes[SAMPLE] for d, _ in per_market.values()])
+    channels = list(dict.fromkeys(str(c) for m in markets.values() for c in m.contribution.coords["channel"].values))
+    per_market = {name: _draws(market, channels) for name, market in markets.items()}
+    pairing = draw_pairing([m.source for m in markets.values()], [d.sizes[SAMPLE] for d, _ in per_market.values()])
     frames, total, total_spend, all_dates = [], None, None, []
     for (name, (draws, spend)), chosen in zip(per_market.items(), pairing, strict=True):
-        dates = pd.DatetimeIndex(markets[name].features[DATE_COLUMN])
+        dates = markets[name].dates
         frames.append(_rows(name, draws, spend, dates, len(dates)))
         paired = draws.isel({SAMPLE: chosen})
         total = paired if total is None else total + paired

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mmm_assets.core.decisions.roas import channel_roas
-from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW, MarketWindow, roll_up
+from mmm_assets.core.decisions.rollup import ALL_CHANNELS_ROW, ALL_MARKETS_ROW, MarketDraws, roll_up
 
 pytestmark = pytest.mark.slow
 
@@ -15,9 +15,9 @@ TOLERANCE = 0.10
 
 
 @pytest.fixture(scope="module")
-def windows(three_market_fits) -> dict[str, MarketWindow]:
+def windows(three_market_fits) -> dict[str, MarketDraws]:
     fits = three_market_fits
-    return {m: MarketWindow(fits.models[m], fits.features[m]) for m in fits.cfg.market_names}
+    return {m: MarketDraws.of(fits.models[m], fits.features[m], f"{m} v1") for m in fits.cfg.market_names}
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,12 @@ def table(windows) -> pd.DataFrame:
     return roll_up(windows).set_index(["market_name", "channel"])
 
 
-def test_each_market_is_its_own_roas_table(windows, table):
-    """A market's channel rows are exactly what channel_roas says for that market alone."""
-    for market, window in windows.items():
-        own = channel_roas(window.mmm, window.features).set_index("channel")
+def test_each_market_is_its_own_roas_table(three_market_fits, windows, table):
+    """A market's channel rows are exactly what channel_roas says for that market alone (computing the draws
+    itself, not taking the market's)."""
+    fits = three_market_fits
+    for market in windows:
+        own = channel_roas(fits.models[market], fits.features[market]).set_index("channel")
         rows = table.loc[market].drop(index=ALL_CHANNELS_ROW)
         for column in ("spend", "contribution_mean", "contribution_hdi_low", "roas_mean", "roas_hdi_high"):
             assert np.allclose(rows[column], own.loc[rows.index, column], rtol=1e-9), (market, column)
@@ -53,8 +55,8 @@ def test_all_markets_add_up_draw_by_draw(windows, table):
     summed = table.loc[ALL_MARKETS_ROW].drop(index=ALL_CHANNELS_ROW)
     assert summed["spend"].sum() == pytest.approx(table.loc[(ALL_MARKETS_ROW, ALL_CHANNELS_ROW), "spend"])
     first, last = (table.loc[(ALL_MARKETS_ROW, ALL_CHANNELS_ROW), c] for c in ("first_week", "last_week"))
-    assert first == min(w.features["date"].min() for w in windows.values())
-    assert last == max(w.features["date"].max() for w in windows.values())
+    assert first == min(w.dates.min() for w in windows.values())
+    assert last == max(w.dates.max() for w in windows.values())
 
 
 def test_all_markets_contribution_covers_the_truth(three_market_fits, table):
