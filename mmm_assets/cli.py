@@ -11,14 +11,10 @@ runs whose process died (kill -9, out of memory, reboot) are marked failed and t
 
 import argparse
 import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +23,8 @@ from mmm_assets.core.config import ConfigError, MMMConfig, load_config
 from mmm_assets.core.errors import InputError
 from mmm_assets.core.records import ValidationReport
 from mmm_assets.core.stores.duckdb_store import exclusive
+from mmm_assets.work_queue import DONE_MARK, START_MARK, run_queued
+from mmm_assets.work_queue import say as _say
 
 
 def _summary(result, verdict, cfg, config_path: Path, seconds: float) -> str:
@@ -145,10 +143,6 @@ def _plan_all_markets(config_path: Path, cfg: MMMConfig) -> int:
     return verdict.code
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 #: What a pooled model needs of every market before any market's fit starts.
 INPUT_ASSETS = ("marketing_spend", "ground_truth", "mmm_features")
 #: The suffix of a worker's job that materialises a market's INPUT_ASSETS only (``"<market> inputs"``).
@@ -210,11 +204,6 @@ def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str,
 #: 1,493-1,525 MiB over ten markets of 156 weeks each, one market run's 1,373-1,514 MiB (benchmarks/markets_parallel.py),
 #: rounded up. The default number of workers keeps them within the memory available when `make run` starts.
 RUN_PEAK_MIB = 1600
-#: Seconds a market run gets to stop after SIGTERM (its Dagster run marked failed, its pool slot released) before
-#: it is killed: a child can ignore SIGTERM when it inherits that from the launcher's own process (seen once in the
-#: test suite, where a stopped child then ran its full 30 s).
-STOP_GRACE_S = 10.0
-
 
 def _available_mib() -> float | None:
     """Memory available to new processes (Linux's MemAvailable), in MiB; None where /proc/meminfo is missing."""
@@ -239,140 +228,6 @@ def parallel_runs(configured: int | None) -> tuple[int, str]:
     return max(1, min(cores, int(available // RUN_PEAK_MIB))), (
         f"{cores} cores, {available / 1024:.1f} GiB available at {RUN_PEAK_MIB} MiB a run"
     )
-
-
-#: The line a market worker writes after each market's summary on stdout: the mark, the market and its exit status.
-DONE_MARK = "@@mmm_assets market done"
-#: The line a market worker writes on stderr before each market's log lines: the mark and the market.
-START_MARK = "@@mmm_assets market start"
-
-
-@dataclass
-class _Worker:
-    """A worker process, the job it is on (None between jobs) and that job's stdout so far."""
-
-    process: subprocess.Popen
-    job: str | None = None
-    out: list[str] = field(default_factory=list)
-
-
-class _Queue:
-    """The state of :func:`run_queued`: the jobs waiting (those of the stage under way, and the later stages'), the
-    workers alive, the results, and the workers' events (a job done, a worker's stdout closed) from their reader
-    threads."""
-
-    def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int) -> None:
-        stages = [list(jobs) for jobs in stages if jobs]
-        self.waiting, self.later = (stages[0], stages[1:]) if stages else ([], [])
-        self.command, self.limit, self.prefix_width = command, limit, prefix_width
-        self.workers: list[_Worker] = []
-        self.log_copiers: list[threading.Thread] = []
-        self.results: dict[str, tuple[int, str]] = {}
-        self.events: queue.Queue = queue.Queue()
-
-    def read_out(self, worker: _Worker) -> None:
-        for line in worker.process.stdout:
-            if line.startswith(DONE_MARK):
-                name, code = line[len(DONE_MARK):].rsplit(maxsplit=1)
-                name = name.strip()
-                self.events.put(("done", worker, name, int(code)))
-            else:
-                worker.out.append(line)
-        self.events.put(("exit", worker, None, None))
-
-    def read_err(self, worker: _Worker) -> None:
-        """The worker's stderr, each line prefixed with the job named by the last ``START_MARK`` before it (the
-        job handed out can already be the next one when this thread reads a line late)."""
-        job = ""
-        for line in worker.process.stderr:
-            if line.startswith(START_MARK):
-                job = line[len(START_MARK):].strip()
-                continue
-            sys.stderr.write(f"[{job:<{self.prefix_width}}] {line}")
-            sys.stderr.flush()
-
-    def hand_out(self, worker: _Worker) -> None:
-        """The next job to ``worker``; when the stage under way has none left to hand out, ``worker`` waits (its stdin
-        open) until the stage's last job ends and the next stage starts; its stdin is closed when no job is left."""
-        if not self.waiting and self.later and not any(w.job for w in self.workers if w is not worker):
-            self.waiting = self.later.pop(0)
-            for idle in [w for w in self.workers if w is not worker and w.job is None and not w.process.stdin.closed]:
-                self.hand_out(idle)
-        worker.job, worker.out = (self.waiting.pop(0), []) if self.waiting else (None, [])
-        try:
-            if worker.job is None:
-                if not self.later:
-                    worker.process.stdin.close()
-                return
-            worker.process.stdin.write(worker.job + "\n")
-            worker.process.stdin.flush()
-        except BrokenPipeError:  # it has died: its exit event records the job with its exit status
-            return
-        busy = sum(w.job is not None for w in self.workers)
-        _say(f"started {worker.job} ({busy} running, {len(self.waiting)} waiting, at most {self.limit} at once)")
-
-    def start(self) -> None:
-        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, bufsize=1)
-        worker = _Worker(process)
-        self.workers.append(worker)
-        threading.Thread(target=self.read_out, args=(worker,), daemon=True).start()
-        self.log_copiers.append(threading.Thread(target=self.read_err, args=(worker,), daemon=True))
-        self.log_copiers[-1].start()
-        self.hand_out(worker)
-
-    def handle(self, kind: str, worker: _Worker, name: str | None, code: int | None) -> None:
-        if kind == "done":
-            self.results[name] = (code, "".join(worker.out))
-            self.hand_out(worker)
-            return
-        worker.process.wait()
-        self.workers.remove(worker)
-        if worker.job is not None:  # it died during a job
-            self.results[worker.job] = (worker.process.returncode, "".join(worker.out))
-            if self.waiting or self.later:
-                self.start()
-
-
-def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0,
-               first: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
-    """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
-    (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
-    worker whose stdin closes exits. The ``first`` jobs all end before any of ``jobs`` starts (by the same workers).
-    The workers' stderr lines are copied to ours prefixed with their job (a worker starts each job's stderr with
-    ``START_MARK <job>``).
-    Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
-    worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``_stop``) and no job is
-    handed out again."""
-    state = _Queue(command, [list(first), jobs], limit, prefix_width)
-    try:
-        for _ in range(min(limit, max(len(first), len(jobs)))):
-            state.start()
-        while state.workers:
-            try:
-                state.handle(*state.events.get(timeout=0.1))
-            except queue.Empty:
-                continue
-    except KeyboardInterrupt:
-        _stop([w.process for w in state.workers])
-        raise
-    for copier in state.log_copiers:  # every worker's last log lines copied before the summary follows
-        copier.join()
-    return {name: state.results[name] for name in [*first, *jobs]}
-
-
-def _stop(children: list[subprocess.Popen]) -> None:
-    """SIGTERM to every child, then SIGKILL to those still running ``STOP_GRACE_S`` later."""
-    for child in children:
-        child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for child in children:
-        try:
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _say(f"pid {child.pid} still running {STOP_GRACE_S:.0f} s after SIGTERM: killed")
-            child.kill()
-            child.wait()
 
 
 def _peak_child_mib() -> float:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mmm_assets import cli
+from mmm_assets import cli, work_queue
 
 
 def test_the_number_of_runs_at_once_follows_the_setting_or_the_machine(monkeypatch):
@@ -29,8 +29,8 @@ def _worker(body: str) -> list[str]:
     ``os`` and ``sys`` at hand) after its start mark on stderr, then its done mark with ``status`` on stdout."""
     lines = "\n".join(f"    {line}" for line in body.strip().splitlines())
     code = (f"import os, sys, time\nwhile line := sys.stdin.readline():\n    job = line.strip(); status = 0\n"
-            f"    print({cli.START_MARK!r}, job, file=sys.stderr, flush=True)\n{lines}\n"
-            f"    print({cli.DONE_MARK!r}, job, status, flush=True)\n")
+            f"    print({work_queue.START_MARK!r}, job, file=sys.stderr, flush=True)\n{lines}\n"
+            f"    print({work_queue.DONE_MARK!r}, job, status, flush=True)\n")
     return [sys.executable, "-c", code]
 
 
@@ -45,7 +45,7 @@ print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(
 """)
     jobs = [f"m{i}" for i in range(6)]
     started = time.monotonic()
-    results = cli.run_queued(command, jobs, limit=2, prefix_width=2)
+    results = work_queue.run_queued(command, jobs, limit=2, prefix_width=2)
     assert time.monotonic() - started >= 3 * 0.4  # six of 0.4 s, two at a time
     assert {name: code for name, (code, _) in results.items()} == {f"m{i}": i % 2 for i in range(6)}
     assert all(out.strip() == f"out {name}" for name, (_, out) in results.items())
@@ -56,7 +56,7 @@ print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(
     err = capsys.readouterr().err
     # every job's line under its own name (stderr and stdout are two pipes: the name comes from the stderr mark)
     assert all(f"[{job}] err {job}" in err for job in jobs) and "at most 2 at once" in err
-    assert cli.START_MARK not in err
+    assert work_queue.START_MARK not in err
 
 
 def test_the_first_jobs_all_end_before_any_other_starts_on_the_same_workers(tmp_path):
@@ -69,7 +69,7 @@ open({str(log)!r}, 'a').write(f'{{job.replace(" ", "_")}} {{start}} {{time.monot
 status = 2 if job == 'm2 inputs' else 0
 """)
     first = ["m0 inputs", "m1 inputs", "m2 inputs"]
-    results = cli.run_queued(command, ["m0", "m1", "m2", "m3"], limit=2, first=first)
+    results = work_queue.run_queued(command, ["m0", "m1", "m2", "m3"], limit=2, first=first)
     assert list(results) == [*first, "m0", "m1", "m2", "m3"]
     assert {name: code for name, (code, _) in results.items()} == {**dict.fromkeys(results, 0), "m2 inputs": 2}
     lines = (line.split() for line in log.read_text().splitlines())
@@ -87,7 +87,7 @@ def test_a_worker_that_dies_during_a_job_fails_only_that_job(tmp_path):
 open({str(log)!r}, 'a').write(f'{{job}} {{os.getpid()}}\\n'); print('working on', job, flush=True)
 if job == 'm1': os._exit(3)
 """)
-    results = cli.run_queued(command, ["m0", "m1", "m2", "m3"], limit=1)
+    results = work_queue.run_queued(command, ["m0", "m1", "m2", "m3"], limit=1)
     assert {name: code for name, (code, _) in results.items()} == {"m0": 0, "m1": 3, "m2": 0, "m3": 0}
     assert results["m1"][1].strip() == "working on m1"
     pids = dict(line.split() for line in log.read_text().splitlines())
@@ -107,22 +107,22 @@ def test_an_interrupt_stops_the_workers_and_hands_out_no_other_job(tmp_path, mon
             return super().get(block, timeout)
 
     # the launcher's own view of the queue module only
-    monkeypatch.setattr(cli, "queue", SimpleNamespace(Queue=Events, Empty=queue.Empty))
+    monkeypatch.setattr(work_queue, "queue", SimpleNamespace(Queue=Events, Empty=queue.Empty))
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        cli.run_queued(command, ["m0", "m1", "m2"], limit=2)
+        work_queue.run_queued(command, ["m0", "m1", "m2"], limit=2)
     assert time.monotonic() - started < 20  # the running ones were stopped, not waited for
     assert not (tmp_path / "startedm2").exists()
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(monkeypatch):
     """A market run that does not stop on SIGTERM (it inherited SIGTERM ignored) is killed STOP_GRACE_S later."""
-    monkeypatch.setattr(cli, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(work_queue, "STOP_GRACE_S", 0.5)
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     started = time.monotonic()
-    cli._stop([child])
+    work_queue.stop([child])
     assert time.monotonic() - started < 5 and child.returncode == -signal.SIGKILL
 
 
