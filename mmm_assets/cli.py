@@ -147,6 +147,8 @@ def _plan_all_markets(config_path: Path, cfg: MMMConfig) -> int:
 INPUT_ASSETS = ("marketing_spend", "ground_truth", "mmm_features")
 #: The suffix of a worker's job that materialises a market's INPUT_ASSETS only (``"<market> inputs"``).
 INPUTS_JOB = " inputs"
+#: The ``launched_by`` tag of those runs.
+INPUTS_LAUNCHED_BY = "make run (pooled model: every market's inputs first)"
 
 
 def _inputs(config_path: Path, cfg: MMMConfig) -> int:
@@ -158,9 +160,8 @@ def _inputs(config_path: Path, cfg: MMMConfig) -> int:
     from mmm_assets.defs.constants import JOB
     from mmm_assets.defs.outcome import Exit
 
-    result = _execute(config_path, cfg, JOB, "make run (pooled model: every market's inputs first)",
-                      partition_key=cfg.market, asset_selection=[AssetKey(name) for name in INPUT_ASSETS],
-                      log_level="WARNING")
+    result = _execute(config_path, cfg, JOB, INPUTS_LAUNCHED_BY, partition_key=cfg.market, log_level="WARNING",
+                      asset_selection=[AssetKey(name) for name in INPUT_ASSETS])
     print(f"inputs of market {cfg.market}: {'ready' if result.success else 'FAILED'} (run {result.run_id})",
           file=sys.stderr, flush=True)
     return Exit.SUCCESS if result.success else Exit.INPUT_REJECTED
@@ -175,10 +176,35 @@ def _run_market(config_path: Path, cfg: MMMConfig) -> int:
     pool_wait.configure(cfg.operations.pool_wait_timeout_s, _say)
     with refresh_lock(Path(os.environ["DAGSTER_HOME"]) / lock_file(cfg.market)):
         started = time.monotonic()
-        result = _execute(config_path, cfg, JOB, "make run", partition_key=cfg.market)
+        selection = _after_inputs(config_path, cfg)
+        result = _execute(config_path, cfg, JOB, "make run", partition_key=cfg.market, **selection)
     verdict = outcome(result)
     print(_summary(result, verdict, cfg, config_path, time.monotonic() - started))
     return verdict.code
+
+
+def _after_inputs(config_path: Path, cfg: MMMConfig) -> dict:
+    """The ``asset_selection`` of a pooled market's refresh without INPUT_ASSETS when the market's latest run is a
+    successful `_inputs` run (its checks passed, moments before, in this `make run`'s first stage): materialised
+    again they would read the same files and run the same checks, or, had the files changed since, no longer be what
+    the pooled model is fitted on. Otherwise (a market's own model, or another run since) no selection: the whole
+    job."""
+    from dagster import AssetSelection, DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from mmm_assets.defs.constants import JOB
+
+    if not cfg.pooled:
+        return {}
+    latest = DagsterInstance.get().get_runs(RunsFilter(job_name=JOB, tags={"dagster/partition": cfg.market}), limit=1)
+    if not latest or latest[0].status != DagsterRunStatus.SUCCESS:
+        return {}
+    if latest[0].tags.get("launched_by") != INPUTS_LAUNCHED_BY:
+        return {}
+    defs = load_definitions(config_path)
+    from mmm_assets.definitions import weekly_refresh
+
+    rest = weekly_refresh.selection - AssetSelection.assets(*INPUT_ASSETS)
+    return {"asset_selection": sorted(rest.resolve(defs.resolve_asset_graph()))}
 
 
 def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str, log_level: str = "INFO", **kwargs):

@@ -158,6 +158,9 @@ def two_markets(tmp_path_factory):
     assert {r.dagster_run.tags["dagster/partition"] for r in inputs_first} == {"north", "south"}
     assert all(r.dagster_run.is_success for r in inputs_first)  # every market's features, before any fit
     assert max(r.end_time for r in inputs_first) <= min(r.start_time for r in runs.values())  # by the workers
+    # the market runs took those inputs, not materialising (and checking) them again
+    assert not [key for _, key, _ in steps if key in cli.INPUT_ASSETS]
+    assert ("north", "mmm_posterior", DagsterEventType.STEP_START) in steps
     return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, records
 
 
