@@ -38,6 +38,7 @@ from mmm_assets.defs.decisions import (
     window_contributions,
 )
 from mmm_assets.defs.features import mmm_features, mmm_features_adequacy, mmm_features_quality
+from mmm_assets.defs.holdout import pooled_holdout
 from mmm_assets.defs.ingest import ground_truth, marketing_spend
 from mmm_assets.defs.model import (
     mmm_posterior,
@@ -59,6 +60,7 @@ ASSETS = [
     ground_truth,
     mmm_features,
     model_comparison,
+    pooled_holdout,
     mmm_posterior,
     mmm_validation,
     mmm_champion,

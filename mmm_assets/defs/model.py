@@ -75,10 +75,14 @@ def _market_frames(scenario: ScenarioResource, cfg) -> dict[str, pd.DataFrame]:
             for m in markets}
 
 
-def _build_once(path: Path, report, build) -> None:
+def _build_once(path: Path, report, build, wait: bool = True) -> None:
     """``build(path)`` unless another market's run on the same data already did: the pooled model (and its holdout
-    forecasts) are computed once for all markets."""
-    with exclusive(path.with_name(path.name + ".lock"), lambda pid: report(f"waiting for pid {pid} building {path}")):
+    forecasts) are computed once for all markets. Without ``wait``, a build under way in another run is left to it."""
+    waiting = "waiting for" if wait else "leaving it to"
+    with exclusive(path.with_name(path.name + ".lock"), lambda pid: report(f"{waiting} pid {pid} building {path}"),
+                   wait) as held:
+        if not held:
+            return
         if path.exists():
             report(f"reusing {path}, computed by another market's run on the same data")
         else:
@@ -114,6 +118,14 @@ def _pooled_view(scenario: ScenarioResource, cfg, report):
 
 def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.DataFrame:
     """The market's holdout forecast from one pooled refit without every market's last ``weeks`` weeks."""
+    stored = pd.read_parquet(pooled_holdout_file(scenario, cfg, weeks, report))
+    return stored[stored[MARKET_COLUMN] == cfg.market].drop(columns=MARKET_COLUMN).reset_index(drop=True)
+
+
+def pooled_holdout_file(scenario: ScenarioResource, cfg, weeks: int, report, wait: bool = True) -> Path:
+    """Every market's holdout forecasts (a parquet file) from one pooled refit without their last ``weeks`` weeks,
+    built once per version of the data and settings; without ``wait`` a build under way in another run is left to
+    it (the file may not exist yet)."""
     from mmm_assets.core.modelling.pooling import holdout_forecast_pooled, pooled_version
 
     frames = _market_frames(scenario, cfg)
@@ -126,9 +138,8 @@ def _pooled_holdout(scenario: ScenarioResource, cfg, weeks: int, report) -> pd.D
         os.replace(staged, target)
 
     path = cfg.paths.models_dir / "pooled" / name
-    _build_once(path, report, build)
-    stored = pd.read_parquet(path)
-    return stored[stored[MARKET_COLUMN] == cfg.market].drop(columns=MARKET_COLUMN).reset_index(drop=True)
+    _build_once(path, report, build, wait)
+    return path
 
 
 def _champion_posterior(cfg, client, report):
@@ -356,7 +367,7 @@ def _history_rows(run_id: str, scenario: str, report: ValidationReport, threshol
 
 
 @asset(
-    group_name=MODEL_GROUP, kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features],
+    group_name=MODEL_GROUP, kinds={"pymc", "duckdb", "mlflow"}, owners=OWNERS, deps=[mmm_features, "pooled_holdout"],
     partitions_def=MARKETS, pool=FIT_POOL,
 )
 def mmm_validation(

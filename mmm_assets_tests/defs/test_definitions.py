@@ -15,7 +15,7 @@ from mmm_assets.defs.partitions import MARKETS
 
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
-    "model_comparison": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
+    "model_comparison": "model", "pooled_holdout": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
     "channel_contributions": "decisions", "window_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "goal_plans": "decisions",
@@ -138,7 +138,8 @@ def test_posterior_and_budget_go_stale_after_a_missed_weekly_refresh():
 
 
 def test_every_asset_and_check_is_partitioned_by_market_and_the_samplers_share_a_pool():
-    """All but the roll-up and the budget across markets, which take every market's champion."""
+    """All but the roll-up and the budget across markets, which take every market's champion. The pooled holdout
+    refit is outside the fit pool: one per version of the data, it runs beside the pooled fit."""
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         expected = None if key in (AssetKey("markets_rollup"), AssetKey("all_markets_budget")) else MARKETS

@@ -161,6 +161,14 @@ def two_markets(tmp_path_factory):
     # the market runs took those inputs, not materialising (and checking) them again
     assert not [key for _, key, _ in steps if key in cli.INPUT_ASSETS]
     assert ("north", "mmm_posterior", DagsterEventType.STEP_START) in steps
+    # one market's run refitted the holdout while the other's fitted the pooled model (both outside each other's way)
+    span = {(m, key): (steps[(m, key, DagsterEventType.STEP_START)], steps[(m, key, DagsterEventType.STEP_SUCCESS)])
+            for m in runs for key in ("pooled_holdout", "mmm_posterior")}
+    refitter, fitter = (max(runs, key=lambda m, k=key: span[(m, k)][1] - span[(m, k)][0])
+                        for key in ("pooled_holdout", "mmm_posterior"))
+    assert refitter != fitter
+    assert span[(fitter, "mmm_posterior")][0] < span[(refitter, "pooled_holdout")][1]
+    assert span[(refitter, "pooled_holdout")][0] < span[(fitter, "mmm_posterior")][1]
     return load_config(path), exit_code, printed.getvalue(), runs, steps, partitions, records
 
 

@@ -80,10 +80,10 @@ def connect(path: Path, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (our pid written in it) for the block; while another process holds it,
-    call ``on_wait`` with the holder's pid once and wait. The lock goes with its process: a killed holder never
-    blocks the next one."""
+def exclusive(path: Path, on_wait: Callable[[str], None], wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (our pid written in it) for the block, which gets True; while another
+    process holds it, call ``on_wait`` with the holder's pid once and wait (or, without ``wait``, run the block at
+    once with False, not holding it). The lock goes with its process: a killed holder never blocks the next one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -91,11 +91,14 @@ def exclusive(path: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             on_wait(os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown")
+            if not wait:
+                yield False
+                return
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
-            yield
+            yield True
         finally:
             os.ftruncate(fd, 0)  # no stale pid for the next one to report
     finally:
