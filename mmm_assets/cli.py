@@ -226,6 +226,16 @@ def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str,
     )
 
 
+#: The BLAS libraries' thread counts, set to one in `make run`'s workers unless set already: several processes share
+#: the cores, and a BLAS pool's threads spin between calls. With the holdout refit beside the pooled fit, the mode
+#: search's small BLAS calls took 24-30 s in each process instead of 4-5 s; with one thread each, 3.9-4.9 s
+#: (docs/performance.md, "A whole refresh of many pooled markets"). One fit at a time never showed it.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+def worker_env() -> dict[str, str]:
+    """Our environment for a market worker, with BLAS_THREADS at one where not set."""
+    return {**os.environ, **{name: "1" for name in BLAS_THREADS if name not in os.environ}}
+
+
 #: The most one market worker holds in memory at once, in MiB: the largest worker's peak resident memory was
 #: 1,493-1,525 MiB over ten markets of 156 weeks each, one market run's 1,373-1,514 MiB (benchmarks/markets_parallel.py),
 #: rounded up. The default number of workers keeps them within the memory available when `make run` starts.
@@ -278,7 +288,7 @@ def _run_markets(config_path: Path, markets: list[str], limit: int, why: str, in
     _say(f"{len(markets)} market runs, at most {limit} at once ({why}): {', '.join(markets)}")
     command = [sys.executable, "-m", "mmm_assets", "run", "--config", str(config_path), "--worker"]
     first = [market + INPUTS_JOB for market in markets] if inputs_first else []
-    results = run_queued(command, markets, limit, max(map(len, [*markets, *first])), first)
+    results = run_queued(command, markets, limit, max(map(len, [*markets, *first])), first, worker_env())
     codes = {market: from_returncode(results[market][0]) for market in markets}
     for market in markets:
         print(f"===== market {market} =====\n{results[market][1].rstrip()}")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -47,10 +47,11 @@ class _Queue:
     workers alive, the results, and the workers' events (a job done, a worker's stdout closed) from their reader
     threads."""
 
-    def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int) -> None:
+    def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int,
+                 env: Mapping[str, str] | None = None) -> None:
         stages = [list(jobs) for jobs in stages if jobs]
         self.waiting, self.later = (stages[0], stages[1:]) if stages else ([], [])
-        self.command, self.limit, self.prefix_width = command, limit, prefix_width
+        self.command, self.limit, self.prefix_width, self.env = command, limit, prefix_width, env
         self.workers: list[_Worker] = []
         self.log_copiers: list[threading.Thread] = []
         self.results: dict[str, tuple[int, str]] = {}
@@ -98,7 +99,7 @@ class _Queue:
         say(f"started {worker.job} ({busy} running, {len(self.waiting)} waiting, at most {self.limit} at once)")
 
     def start(self) -> None:
-        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, bufsize=1)
         worker = _Worker(process)
         self.workers.append(worker)
@@ -121,16 +122,16 @@ class _Queue:
 
 
 def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: int = 0,
-               first: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
+               first: Sequence[str] = (), env: Mapping[str, str] | None = None) -> dict[str, tuple[int, str]]:
     """Every job done by at most ``limit`` worker processes running ``command``, each worker handed one job at a time
     (its name, a line on the worker's stdin) and the next when it writes ``DONE_MARK <job> <status>`` on stdout; a
     worker whose stdin closes exits. The ``first`` jobs all end before any of ``jobs`` starts (by the same workers).
     The workers' stderr lines are copied to ours prefixed with their job (a worker starts each job's stderr with
-    ``START_MARK <job>``).
+    ``START_MARK <job>``). The workers get ``env`` (ours when None).
     Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
     worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``stop``) and no job is
     handed out again."""
-    state = _Queue(command, [list(first), jobs], limit, prefix_width)
+    state = _Queue(command, [list(first), jobs], limit, prefix_width, env)
     try:
         for _ in range(min(limit, max(len(first), len(jobs)))):
             state.start()

@@ -59,6 +59,17 @@ print('out', job); print('err', job, file=sys.stderr, flush=True); status = int(
     assert work_queue.START_MARK not in err
 
 
+def test_workers_get_one_blas_thread_unless_told_otherwise(monkeypatch):
+    """Several workers share the cores: BLAS pools spinning in each slowed a mode search 6x (cli.BLAS_THREADS)."""
+    for name in cli.BLAS_THREADS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # the user's own setting stays
+    command = _worker("print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'], "
+                      "os.environ['MKL_NUM_THREADS'], os.environ['HOME'] != '')")
+    results = work_queue.run_queued(command, ["m0"], limit=1, env=cli.worker_env())
+    assert results["m0"] == (0, "1 1 4 True\n")
+
+
 def test_the_first_jobs_all_end_before_any_other_starts_on_the_same_workers(tmp_path):
     """A pooled refresh's inputs (`first`, one slow) before any market's refresh: a worker that runs out of first
     jobs waits for the slow one instead of starting a market, then both workers share the markets."""
