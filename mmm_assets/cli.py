@@ -227,10 +227,12 @@ def _execute(config_path: Path, cfg: MMMConfig, job_name: str, launched_by: str,
 
 
 #: The BLAS libraries' thread counts, set to one in `make run`'s workers unless set already: several processes share
-#: the cores, and a BLAS pool's threads spin between calls. With the holdout refit beside the pooled fit, the mode
-#: search's small BLAS calls took 24-30 s in each process instead of 4-5 s; with one thread each, 3.9-4.9 s
+#: the cores, and a BLAS pool's threads can spin between calls. With the holdout refit beside the pooled fit, each
+#: spreads' mode search took 24-30 s instead of 4-5 s; with one BLAS thread per process, 3.9-4.9 s
 #: (docs/performance.md, "A whole refresh of many pooled markets"). One fit at a time never showed it.
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def worker_env() -> dict[str, str]:
     """Our environment for a market worker, with BLAS_THREADS at one where not set."""
     return {**os.environ, **{name: "1" for name in BLAS_THREADS if name not in os.environ}}
