@@ -47,10 +47,10 @@ lint: install
 
 # Runs launched from the UI share the cores (a pooled model's holdout refit beside its fit): one BLAS thread each unless
 # set, as `make run`'s workers (mmm_assets/cli.py, BLAS_THREADS).
+ONE_BLAS_THREAD = OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+	MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1}
 dev: install home
-	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
-	MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} MMM_CONFIG=$(abspath $(CONFIG)) \
-	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(ONE_BLAS_THREAD) MMM_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 # The baseline fit (cold and warm compile cache) and our whole refresh (cold caches, warm, warm with one more week of
 # data), side by side, each in its own caches under benchmarks/.work (see benchmarks/run.py); about 4-5 min per repeat.
