@@ -3,9 +3,10 @@
 with the markets' own plans at the same total.
 
 `markets_rollup` and `all_markets_budget` are the assets not partitioned by market: they take every market's
-`mmm_champion` (the roll-up also every market's `window_contributions`, the draws it adds up). Their job `plan_all_markets` runs after `make run` has refreshed every market of a multi-market
-scenario, and `all_markets_sensor` starts it in the UI / daemon once the last market's refresh of a round has
-succeeded. The budget is planned only under scope all_markets; otherwise the job rolls up and skips it.
+`mmm_champion` (the roll-up also every market's `window_contributions`, the draws it adds up). Their job
+`plan_all_markets` runs after `make run` has refreshed every market of a multi-market scenario, and
+`all_markets_sensor` starts it in the UI / daemon once the last market's refresh of a round has succeeded. The budget
+is planned only under scope all_markets; otherwise the job rolls up and skips it.
 """
 
 import hashlib

@@ -15,7 +15,8 @@ from mmm_assets.defs.partitions import MARKETS
 
 EXPECTED_GROUPS = {
     "marketing_spend": "ingest", "ground_truth": "ingest", "mmm_features": "features",
-    "model_comparison": "model", "pooled_holdout": "model", "mmm_posterior": "model", "mmm_validation": "model", "mmm_champion": "model", "mmm_cross_validation": "model",
+    "model_comparison": "model", "pooled_holdout": "model", "mmm_posterior": "model", "mmm_validation": "model",
+    "mmm_champion": "model", "mmm_cross_validation": "model",
     "channel_contributions": "decisions", "window_contributions": "decisions",
     "channel_roas": "decisions", "response_curves": "decisions", "optimized_budget": "decisions",
     "budget_scenarios": "decisions", "budget_recommendations": "decisions", "goal_plans": "decisions",

@@ -61,6 +61,11 @@ class MarketDraws:
     source: str | None
     champion: str
 
+    @property
+    def channels(self) -> list[str]:
+        """The market's channels, in its model's order."""
+        return [str(c) for c in self.contribution.coords["channel"].values]
+
     @classmethod
     def of(cls, mmm: MMM, features: pd.DataFrame, champion: str) -> MarketDraws:
         """The draws of ``mmm`` over ``features``, the frame it was fitted on."""
@@ -75,7 +80,7 @@ def view_source(mmm: MMM) -> str | None:
 
 def _draws(market: MarketDraws, channels: list[str]) -> tuple[xr.DataArray, pd.Series]:
     """The market's window contribution per (sample, channel), zero for a channel it does not have, and its spend."""
-    own = [str(c) for c in market.contribution.coords["channel"].values]
+    own = market.channels
     contribution = market.contribution.stack({SAMPLE: ("chain", "draw")}).transpose(SAMPLE, "channel")
     contribution = contribution.drop_vars([SAMPLE, "chain", "draw"], errors="ignore")
     full = xr.DataArray(np.zeros((contribution.sizes[SAMPLE], len(channels))), dims=[SAMPLE, "channel"],
@@ -125,7 +130,7 @@ def roll_up(markets: Mapping[str, MarketDraws], kpi: KpiConfig | None = None) ->
     """
     if len(markets) < 2:
         raise ValueError(f"a roll-up needs at least two markets, got {sorted(markets)}")
-    channels = list(dict.fromkeys(str(c) for m in markets.values() for c in m.contribution.coords["channel"].values))
+    channels = list(dict.fromkeys(c for market in markets.values() for c in market.channels))
     per_market = {name: _draws(market, channels) for name, market in markets.items()}
     pairing = draw_pairing([m.source for m in markets.values()], [d.sizes[SAMPLE] for d, _ in per_market.values()])
     frames, total, total_spend, all_dates = [], None, None, []
