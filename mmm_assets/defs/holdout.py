@@ -12,8 +12,8 @@ from dagster import AssetExecutionContext, asset
 
 from mmm_assets.defs.constants import MODEL_GROUP, OWNERS
 from mmm_assets.defs.features import mmm_features
-from mmm_assets.defs.model import pooled_holdout_file
 from mmm_assets.defs.partitions import MARKETS
+from mmm_assets.defs.pooled import pooled_holdout_file
 from mmm_assets.defs.resources import ScenarioResource
 
 
