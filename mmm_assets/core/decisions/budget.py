@@ -210,6 +210,11 @@ class Planner:
         """Incremental response of a plan per posterior draw: its media contribution minus that of no spend."""
         return self._media_response(totals) - self._no_spend_response
 
+    @cached_property
+    def current_response(self) -> np.ndarray:
+        """:meth:`response` of the current spend, which every solved total is compared with."""
+        return self.response(self.current)
+
 
 def true_incremental_response(
     truth: GroundTruth, features: pd.DataFrame, totals: Mapping[str, float], weeks: int
@@ -383,7 +388,7 @@ def solve_total(
     if key not in planner.allocations:
         planner.allocations[key] = _allocate(planner, settings, total, (lower, upper), attempts)
     spend, method, reasons = planner.allocations[key]
-    optimized, current = planner.response(spend), planner.response(planner.current)
+    optimized, current = planner.response(spend), planner.current_response
     uplift = optimized - current
     true_responses = {}
     if truth is not None:

@@ -158,7 +158,7 @@ def _resolve_target(goal: Goal, curve: _Curve, terms: KpiTerms) -> float:
                 "without kpi.value_per_unit): give the target return as value"
             )
         return terms.breakeven_return
-    return float(curve.planner.response(curve.planner.current).mean())
+    return float(curve.planner.current_response.mean())
 
 
 def _seek(goal: Goal, target: float, curve: _Curve, low: float, high: float, base: float) -> tuple[float, bool, str]:
