@@ -4,14 +4,13 @@ market's features. `mmm_posterior` takes its market's view of the model, `pooled
 holdout forecasts.
 """
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from mmm_assets.core.config import DATE_COLUMN, MARKET_COLUMN, TARGET_COLUMN
 from mmm_assets.core.errors import InputError
-from mmm_assets.core.stores.duckdb_store import exclusive
+from mmm_assets.core.stores.duckdb_store import MODELS_ROLE, exclusive, no_room_is_disk_space_error
 from mmm_assets.defs.features import TABLE as FEATURES_TABLE
 from mmm_assets.defs.resources import ScenarioResource
 
@@ -83,6 +82,7 @@ def pooled_holdout_file(scenario: ScenarioResource, cfg, weeks: int, report, wai
     """Every market's holdout forecasts (a parquet file) from one pooled refit without their last ``weeks`` weeks,
     built once per version of the data and settings; without ``wait`` a build under way in another run is left to
     it (the file may not exist yet)."""
+    from mmm_assets.core.modelling.persistence import write_atomically
     from mmm_assets.core.modelling.pooling import holdout_forecast_pooled, pooled_version
 
     frames = _market_frames(scenario, cfg)
@@ -90,9 +90,10 @@ def pooled_holdout_file(scenario: ScenarioResource, cfg, weeks: int, report, wai
 
     def build(target: Path) -> None:
         forecasts, _ = holdout_forecast_pooled(cfg, frames, weeks, report)
-        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        pd.concat(forecasts, names=[MARKET_COLUMN]).reset_index(level=0).to_parquet(staged, index=False)
-        os.replace(staged, target)
+        table = pd.concat(forecasts, names=[MARKET_COLUMN]).reset_index(level=0)
+        # whole or not at all, as the model files: a full disk leaves no partial file, and says which disk
+        with no_room_is_disk_space_error(MODELS_ROLE, target.parent, cfg.operations.min_free_disk_mb):
+            write_atomically(target, table.to_parquet(index=False))
 
     path = cfg.paths.models_dir / "pooled" / name
     _build_once(path, report, build, wait)

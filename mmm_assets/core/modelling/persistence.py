@@ -28,7 +28,7 @@ def save_model(mmm: MMM, path: Path, min_free_mb: float = 0.0) -> Path:
     a segmentation fault: on a 15 MB tmpfs, and in the pipeline on the step's automatic retry (h5py issue #914).
     Knowing the exact size also lets the free space be checked before anything is written: the disk must hold the
     file and still keep ``min_free_mb`` (`operations.min_free_disk_mb`). The bytes are then written with plain file
-    I/O (:func:`_write_atomically`); a disk that fills up meanwhile gives a ``DiskSpaceError`` naming the folder.
+    I/O (:func:`write_atomically`); a disk that fills up meanwhile gives a ``DiskSpaceError`` naming the folder.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -36,7 +36,7 @@ def save_model(mmm: MMM, path: Path, min_free_mb: float = 0.0) -> Path:
     data = netcdf_bytes(mmm)
     ensure_free_space({MODELS_ROLE: path.parent}, min_free_mb, new_file_bytes=len(data))
     with no_room_is_disk_space_error(MODELS_ROLE, path.parent, min_free_mb):
-        _write_atomically(path, data)
+        write_atomically(path, data)
     return path
 
 def netcdf_bytes(mmm: MMM) -> bytes:
@@ -71,7 +71,7 @@ def _prepare_for_save(mmm: MMM) -> None:
     ]
     mmm.idata.attrs["original_scale_vars"] = json.dumps(original_scale)
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all or nothing: a hidden temporary in the same folder, fsynced, renamed to
     ``path``, then the folder fsynced so the rename survives a power cut too. Any failure (or a kill) before the
     rename leaves no file under ``path``; a failure removes the temporary."""
