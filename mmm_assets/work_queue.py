@@ -1,5 +1,6 @@
 """`make run`'s queue of jobs: worker processes, each handed one job at a time on its stdin, stages of jobs that end
-before the next stage starts, a dead worker's job failed and its place taken by a new worker, and stopping them all.
+before the next stage starts, a dead worker's job failed (a first stage's handed out once more) and its place taken
+by a new worker, and stopping them all.
 
 The jobs are `python -m mmm_assets run --worker` lines (cli.serve_markets): a market's refresh or its inputs. The
 queue knows only job names and exit statuses; what a job does is the worker's.
@@ -49,6 +50,9 @@ class _Queue:
 
     def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int,
                  env: Mapping[str, str] | None = None) -> None:
+        #: The jobs of a first stage with more stages after it: the later jobs need every one of them.
+        self.needed = set(stages[0]) if len(stages) > 1 and stages[1] else set()
+        self.retried: set[str] = set()
         stages = [list(jobs) for jobs in stages if jobs]
         self.waiting, self.later = (stages[0], stages[1:]) if stages else ([], [])
         self.command, self.limit, self.prefix_width, self.env = command, limit, prefix_width, env
@@ -117,6 +121,11 @@ class _Queue:
         self.workers.remove(worker)
         if worker.job is not None:  # it died during a job
             self.results[worker.job] = (worker.process.returncode, "".join(worker.out))
+            if worker.job in self.needed and worker.job not in self.retried:
+                # every later job needs it (a pooled model is fitted on every market's inputs): once more
+                say(f"{worker.job}: its worker died (exit {worker.process.returncode}); handed out once more")
+                self.retried.add(worker.job)
+                self.waiting.insert(0, worker.job)
             if self.waiting or self.later:
                 self.start()
 
@@ -129,7 +138,8 @@ def run_queued(command: list[str], jobs: list[str], limit: int, prefix_width: in
     The workers' stderr lines are copied to ours prefixed with their job (a worker starts each job's stderr with
     ``START_MARK <job>``). The workers get ``env`` (ours when None).
     Returns each job's status and stdout; a worker that dies during a job leaves that job its exit status, and a new
-    worker takes the jobs still waiting. On Ctrl-C / SIGTERM the workers are stopped (``stop``) and no job is
+    worker takes the jobs still waiting; a ``first`` job it died on is handed out once more first, since every one
+    of ``jobs`` needs them all. On Ctrl-C / SIGTERM the workers are stopped (``stop``) and no job is
     handed out again."""
     state = _Queue(command, [list(first), jobs], limit, prefix_width, env)
     try:

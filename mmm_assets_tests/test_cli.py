@@ -105,6 +105,22 @@ if job == 'm1': os._exit(3)
     assert pids["m0"] == pids["m1"] != pids["m2"] == pids["m3"]
 
 
+def test_a_first_stage_job_whose_worker_died_is_handed_out_once_more(tmp_path):
+    """A pooled model is fitted on every market's inputs: a worker that dies during one market's inputs (here b's,
+    killed on its first try) must not fail every market. The job goes to a new worker once more, before the markets;
+    a job whose worker dies twice (c's) keeps its exit status, and the markets run all the same."""
+    log = tmp_path / "jobs.txt"
+    command = _worker(f"""
+open({str(log)!r}, 'a').write(f'{{job}}\\n')
+tries = open({str(log)!r}).read().split().count(job)
+if job == 'b' and tries == 1 or job == 'c': os.kill(os.getpid(), 9)
+""")
+    results = work_queue.run_queued(command, ["m0", "m1"], limit=2, first=["a", "b", "c"])
+    assert {name: code for name, (code, _) in results.items()} == {"a": 0, "b": 0, "c": -9, "m0": 0, "m1": 0}
+    ran = log.read_text().split()
+    assert sorted(ran[:5]) == ["a", "b", "b", "c", "c"] and sorted(ran[5:]) == ["m0", "m1"]
+
+
 def test_an_interrupt_stops_the_workers_and_hands_out_no_other_job(tmp_path, monkeypatch):
     marker = tmp_path / "started"
     command = _worker(f"open({str(marker)!r} + job, 'w'); time.sleep(30)")
