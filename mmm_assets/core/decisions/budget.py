@@ -58,11 +58,13 @@ WEEK = pd.Timedelta(days=7)
 
 #: How an answer the optimiser converged to is named (its method, followed by the attempt's name).
 OPTIMIZED = "pymc-marketing BudgetOptimizer with scipy"
-#: Iterations a start from the nearest total's answer gets (the first attempt only) before the total is solved from
-#: the current mix instead, with every attempt. From the mix SLSQP took 20-30 on the 20-market refresh of
-#: docs/performance.md, from the nearest answer mostly fewer, but once 173 (11 s) from a channel on its upper bound,
-#: where the mix took 26 (0.2 s) to the same split. The library's own cap is 1,000.
-WARM_MAXITER = 30
+#: Iterations per channel a start from the nearest total's answer gets (the first attempt only) before the total is
+#: solved from the current mix instead, with every attempt. At 3 channels (30 iterations) SLSQP took 20-30 from the
+#: mix on the 20-market refresh of docs/performance.md, from the nearest answer mostly fewer, but once 173 (11 s) from
+#: a channel on its upper bound, where the mix took 26 (0.2 s) to the same split; at 10 channels it took 80-95 from
+#: the mix, and a flat 30 gave up 8 of one market's 25 starts, each then solved again from the mix.
+#: The library's own cap is 1,000.
+WARM_ITERATIONS_PER_CHANNEL = 10
 
 
 @dataclass(frozen=True)
@@ -308,10 +310,10 @@ def _allocate(
     """Horizon totals from the first usable attempt (else the last answer projected), the method, and what failed.
 
     The optimiser starts from the nearest solved total's answer when there is one, with the first attempt only, for
-    WARM_MAXITER iterations; that answer is kept when it converged and is worth at least the current mix; else the
-    total is solved from the current mix, with every attempt. The response need not be concave (an S-shaped
-    saturation has more than one local optimum), and a start elsewhere may end in one below today's mix, which a
-    start from the mix never does."""
+    WARM_ITERATIONS_PER_CHANNEL iterations per channel; that answer is kept when it converged and is worth at least
+    the current mix; else the total is solved from the current mix, with every attempt. The response need not be
+    concave (an S-shaped saturation has more than one local optimum), and a start elsewhere may end in one below
+    today's mix, which a start from the mix never does."""
     lower, upper = bounds
     spent = planner.current.sum()
     share = planner.current / spent if spent > 0 else np.full(len(lower), 1 / len(lower))
@@ -319,7 +321,8 @@ def _allocate(
     nearest = _nearest_answer(planner, total)
     if nearest is not None:
         first = attempts[0].minimize_kwargs
-        capped = Attempt(attempts[0].name, {**first, "options": {**first.get("options", {}), "maxiter": WARM_MAXITER}})
+        cap = WARM_ITERATIONS_PER_CHANNEL * len(lower)
+        capped = Attempt(attempts[0].name, {**first, "options": {**first.get("options", {}), "maxiter": cap}})
         found = _solve_from(planner, settings, total, bounds, [capped], project(nearest, lower, upper, total),
                             "the nearest total's answer")
         if found[1].startswith(OPTIMIZED) and _worth(planner, found[0]) >= _worth(planner, mix):

@@ -222,7 +222,8 @@ def test_a_start_from_the_nearest_total_never_ends_below_the_current_mix(fitted,
 def test_a_start_from_the_nearest_total_gets_the_first_attempt_for_a_few_iterations_then_the_mix_every_attempt(
         fitted, default_result, monkeypatch):
     """A start that stalls (SLSQP once took 173 iterations from a channel on its bound) is given up after
-    WARM_MAXITER iterations of the first attempt only; the total is then solved from the mix as usual."""
+    WARM_ITERATIONS_PER_CHANNEL iterations per channel of the first attempt only; the total is then solved from the
+    mix as usual."""
     planner, total, bounds = _at_current_total(fitted)
     far = budget.project(planner.current * np.linspace(1.6, 0.4, len(planner.current)), *bounds, total)
     calls = []
@@ -232,11 +233,12 @@ def test_a_start_from_the_nearest_total_gets_the_first_attempt_for_a_few_iterati
         calls.append((start_name, [(a.name, dict(a.minimize_kwargs)) for a in attempts]))
         return real(planner, settings, total, bounds, attempts, start, start_name)
 
-    monkeypatch.setattr(budget, "WARM_MAXITER", 1)  # too few for any start but the answer itself
+    monkeypatch.setattr(budget, "WARM_ITERATIONS_PER_CHANNEL", 1)  # too few for any start but the answer itself
     monkeypatch.setattr(budget, "_nearest_answer", lambda planner, total: far)
     monkeypatch.setattr(budget, "_solve_from", solve_from)
     spend, method, reasons = budget._allocate(planner, BudgetSettings(), total, bounds, DEFAULT_ATTEMPTS)
-    assert calls == [("the nearest total's answer", [("SLSQP", {"options": {"maxiter": 1}})]),
+    cap = len(planner.channels)
+    assert calls == [("the nearest total's answer", [("SLSQP", {"options": {"maxiter": cap}})]),
                      ("the current mix", [(a.name, dict(a.minimize_kwargs)) for a in DEFAULT_ATTEMPTS])]
     assert method == "pymc-marketing BudgetOptimizer with scipy SLSQP" and reasons == []
     np.testing.assert_allclose(spend, default_result.allocation["optimized_spend"].to_numpy(), rtol=1e-4)
