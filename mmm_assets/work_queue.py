@@ -50,9 +50,9 @@ class _Queue:
 
     def __init__(self, command: list[str], stages: list[list[str]], limit: int, prefix_width: int,
                  env: Mapping[str, str] | None = None) -> None:
-        #: The jobs of a first stage with more stages after it: the later jobs need every one of them.
-        self.needed = set(stages[0]) if len(stages) > 1 and stages[1] else set()
-        self.retried: set[str] = set()
+        #: The jobs of a first stage with more stages after it (the later jobs need every one of them) whose worker
+        #: has not died on them yet: one that does is handed out once more.
+        self.retry_once = set(stages[0]) if len(stages) > 1 and stages[1] else set()
         stages = [list(jobs) for jobs in stages if jobs]
         self.waiting, self.later = (stages[0], stages[1:]) if stages else ([], [])
         self.command, self.limit, self.prefix_width, self.env = command, limit, prefix_width, env
@@ -121,10 +121,9 @@ class _Queue:
         self.workers.remove(worker)
         if worker.job is not None:  # it died during a job
             self.results[worker.job] = (worker.process.returncode, "".join(worker.out))
-            if worker.job in self.needed and worker.job not in self.retried:
-                # every later job needs it (a pooled model is fitted on every market's inputs): once more
+            if worker.job in self.retry_once:  # a pooled model is fitted on every market's inputs
                 say(f"{worker.job}: its worker died (exit {worker.process.returncode}); handed out once more")
-                self.retried.add(worker.job)
+                self.retry_once.remove(worker.job)
                 self.waiting.insert(0, worker.job)
             if self.waiting or self.later:
                 self.start()
